@@ -1,0 +1,80 @@
+/**
+ * From what the remote side said about one recipient to what the queue records: delivered,
+ * deferred until a time the retry schedule (or a greylist window) names, or bounced.
+ */
+import { classifyConnectionError, classifyReply, parseReply } from "../core/policy/classify.ts";
+import type { Classification } from "../core/policy/classify.ts";
+import { nextAttempt } from "../core/policy/retry_schedule.ts";
+import type { RecipientRow } from "../core/model.ts";
+import type { RecipientResult } from "../core/store/deliveries.ts";
+import type { RecipientOutcome } from "../delivery/outbound_session.ts";
+
+export interface RetryPolicy {
+  schedule: readonly number[];
+  maxAgeMs: number;
+}
+
+export function classifyOutcome(outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">) {
+  if (outcome.code !== undefined) {
+    try {
+      return classifyReply(parseReply(outcome.reply));
+    } catch {
+      // fall through: not an SMTP reply after all
+    }
+  }
+  const c: Classification = classifyConnectionError({ message: outcome.reply });
+  // A failure we described ourselves keeps the kind we decided (e.g. transient connect errors).
+  return { ...c, kind: outcome.kind === "permanent" ? "permanent" : c.kind } as Classification;
+}
+
+export function decide(
+  row: RecipientRow,
+  outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">,
+  policy: RetryPolicy,
+  now: number,
+): RecipientResult {
+  const base = { row, reply: outcome.reply, countsAsAttempt: true };
+  if (outcome.kind === "success") {
+    return {
+      ...base,
+      status: "delivered",
+      event: "delivered",
+      category: null,
+      nextAttemptAt: null,
+    };
+  }
+  const c = classifyOutcome(outcome);
+  if (outcome.kind === "permanent" || c.kind === "permanent") {
+    return {
+      ...base,
+      status: "bounced",
+      event: "bounced",
+      category: c.category ?? "other",
+      nextAttemptAt: null,
+    };
+  }
+  const next = nextAttempt({
+    schedule: policy.schedule,
+    failures: row.attempts + 1,
+    queuedAt: row.queuedAt,
+    now,
+    maxAgeMs: policy.maxAgeMs,
+    ...(c.retryAfterMs !== undefined ? { notBefore: now + c.retryAfterMs + 10_000 } : {}),
+  });
+  if (next.kind === "expire") {
+    return {
+      ...base,
+      status: "bounced",
+      event: "expired",
+      category: "expired",
+      nextAttemptAt: null,
+    };
+  }
+  return {
+    ...base,
+    status: "deferred",
+    event: "deferred",
+    category: c.category ?? "other",
+    nextAttemptAt: next.at,
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * Static routes: `example.com=127.0.0.1:2526|127.0.0.1:2527,*=smtp.upstream:587`.
+ * A route's hosts form a smarthost pool tried in order; `*` catches every other domain.
+ */
+
+export interface RouteHost {
+  host: string;
+  port: number;
+}
+
+export type Routes = Record<string, RouteHost[]>;
+
+export function parseRouteHost(text: string, defaultPort: number): RouteHost {
+  const trimmed = text.trim();
+  // [v6]:port, host:port, or a bare host
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(trimmed);
+  if (v6) return { host: v6[1]!, port: v6[2] ? Number(v6[2]) : defaultPort };
+  const parts = trimmed.split(":");
+  if (parts.length > 2) {
+    throw new Error(`Cannot parse route host "${text}": write IPv6 addresses as [addr]:port`);
+  }
+  const host = parts[0]!;
+  const port = parts[1] === undefined ? defaultPort : Number(parts[1]);
+  if (!host || !/^[A-Za-z0-9.\-_]+$/.test(host)) {
+    throw new Error(`Cannot parse route host "${text}": expected host[:port]`);
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`Cannot parse route host "${text}": port must be 1-65535`);
+  }
+  return { host, port };
+}
+
+export function parseRoutes(text: string, defaultPort = 25): Routes {
+  const routes: Routes = {};
+  for (const item of text.split(",")) {
+    if (!item.trim()) continue;
+    const eq = item.indexOf("=");
+    if (eq < 1) {
+      throw new Error(`Cannot parse route "${item}": expected domain=host[:port][|host[:port]]`);
+    }
+    const domain = item.slice(0, eq).trim().toLowerCase();
+    const hosts = item.slice(eq + 1).split("|").map((h) => parseRouteHost(h, defaultPort));
+    if (hosts.length === 0) throw new Error(`Cannot parse route "${item}": no hosts`);
+    routes[domain] = hosts;
+  }
+  return routes;
+}
+
+/** The route for a domain: an exact match, then a parent-domain match, then `*`. */
+export function routeFor(routes: Routes, domain: string): RouteHost[] | undefined {
+  const d = domain.toLowerCase();
+  if (routes[d]) return routes[d];
+  const labels = d.split(".");
+  for (let i = 1; i < labels.length - 1; i++) {
+    const parent = "." + labels.slice(i).join(".");
+    if (routes[parent]) return routes[parent];
+  }
+  return routes["*"];
+}

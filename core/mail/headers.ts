@@ -1,0 +1,105 @@
+/**
+ * Header completion at intake (RFC 5322 §3.6, RFC 5321 §4.4): a Received trace header on top,
+ * Message-ID and Date when the client left them out. Headers are handled as binary strings
+ * (one char per byte) so 8-bit and UTF-8 header bytes pass through untouched.
+ */
+
+export interface TraceInfo {
+  heloName: string;
+  clientAddress: string;
+  hostname: string;
+  /** RFC 3848 protocol: ESMTP, ESMTPS, ESMTPA, ESMTPSA, or HTTP. */
+  protocol: string;
+  queueId: string;
+  /** Only stated when the message has exactly one recipient (privacy of Bcc). */
+  singleRecipient?: string;
+  now: Date;
+}
+
+export interface CompletedHeaders {
+  block: Uint8Array;
+  messageId: string;
+  subject: string;
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** RFC 5322 date-time in UTC with a numeric zone (GMT is obsolete syntax). */
+export function rfc5322Date(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${
+    MONTHS[d.getUTCMonth()]
+  } ${d.getUTCFullYear()} ` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+export function bytesToBinary(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return s;
+}
+
+export function binaryToBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
+  return out;
+}
+
+/** Header fields of a header block (CRLF line endings), unfolded, name lower-cased. */
+export function parseHeaderFields(block: string): { name: string; value: string }[] {
+  const fields: { name: string; value: string }[] = [];
+  for (const line of block.split("\r\n")) {
+    if (line === "") continue;
+    if ((line[0] === " " || line[0] === "\t") && fields.length > 0) {
+      fields[fields.length - 1]!.value += " " + line.trim();
+      continue;
+    }
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    fields.push({
+      name: line.slice(0, colon).trim().toLowerCase(),
+      value: line.slice(colon + 1).trim(),
+    });
+  }
+  return fields;
+}
+
+function sanitizeToken(s: string): string {
+  return s.replace(/[^\x21-\x7e]/g, "").slice(0, 255) || "unknown";
+}
+
+/**
+ * `headerBlock` is the message's header section without the blank line that ends it (it may be
+ * empty when a client sent a body with no headers).
+ */
+export function completeHeaders(headerBlock: Uint8Array, trace: TraceInfo): CompletedHeaders {
+  const original = bytesToBinary(headerBlock);
+  const fields = parseHeaderFields(original);
+  const has = (name: string) => fields.some((f) => f.name === name);
+  const date = rfc5322Date(trace.now);
+  const forClause = trace.singleRecipient
+    ? `\r\n\tfor <${sanitizeToken(trace.singleRecipient)}>`
+    : "";
+  const received = `Received: from ${sanitizeToken(trace.heloName)} ([${
+    sanitizeToken(trace.clientAddress)
+  }])\r\n\tby ${trace.hostname} (Postern) with ${trace.protocol} id ${trace.queueId}${forClause};\r\n\t${date}\r\n`;
+
+  let messageId = fields.find((f) => f.name === "message-id")?.value ?? "";
+  let added = "";
+  if (!messageId) {
+    messageId = `<${trace.queueId.toLowerCase()}@${trace.hostname}>`;
+    added += `Message-ID: ${messageId}\r\n`;
+  }
+  if (!has("date")) added += `Date: ${date}\r\n`;
+  const subject = fields.find((f) => f.name === "subject")?.value ?? "";
+  let body = original;
+  if (body !== "" && !body.endsWith("\r\n")) body += "\r\n";
+  return {
+    block: binaryToBytes(received + body + added),
+    messageId,
+    subject: subject.slice(0, 998),
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Streaming CRLF normalisation. A bare CR or bare LF never leaves Postern (RFC 5321 §2.3.8):
+ * each becomes CRLF, so the next hop cannot read a line break we did not mean (SMTP smuggling).
+ */
+const CR = 13, LF = 10;
+
+export type Normalizer = (chunk: Uint8Array, final?: boolean) => Uint8Array;
+
+export function crlfNormalizer(): Normalizer {
+  let pendingCR = false;
+  return function normalize(chunk: Uint8Array, final = false): Uint8Array {
+    // Worst case every byte is a bare LF and doubles, plus a pending CR from the last chunk.
+    const out = new Uint8Array(chunk.length * 2 + 2);
+    let o = 0;
+    let i = 0;
+    if (pendingCR && chunk.length > 0) {
+      out[o++] = CR;
+      out[o++] = LF;
+      if (chunk[0] === LF) i = 1;
+      pendingCR = false;
+    }
+    while (i < chunk.length) {
+      // Copy the run up to the next CR or LF in one go; most mail is already CRLF-clean.
+      let j = i;
+      while (j < chunk.length && chunk[j] !== CR && chunk[j] !== LF) j++;
+      if (j > i) {
+        out.set(chunk.subarray(i, j), o);
+        o += j - i;
+      }
+      if (j >= chunk.length) break;
+      if (chunk[j] === CR) {
+        if (j + 1 >= chunk.length) {
+          pendingCR = true; // decide when the next chunk shows whether LF follows
+          i = j + 1;
+          break;
+        }
+        out[o++] = CR;
+        out[o++] = LF;
+        i = chunk[j + 1] === LF ? j + 2 : j + 1;
+      } else {
+        out[o++] = CR;
+        out[o++] = LF;
+        i = j + 1;
+      }
+    }
+    if (final && pendingCR) {
+      out[o++] = CR;
+      out[o++] = LF;
+      pendingCR = false;
+    }
+    return out.subarray(0, o);
+  };
+}

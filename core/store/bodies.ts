@@ -1,0 +1,50 @@
+/**
+ * Message bodies as chunks below KV's 64 KiB value limit. Reading streams chunk batches so a
+ * 50 MB body never sits whole in memory.
+ */
+import { keys } from "./keys.ts";
+
+export const CHUNK_SIZE = 63_000;
+/** Chunks read per KV round trip while streaming a body out. */
+const READ_BATCH = 8;
+
+export async function* readBody(
+  kv: Deno.Kv,
+  id: string,
+  chunks: number,
+): AsyncGenerator<Uint8Array> {
+  for (let n = 0; n < chunks; n += READ_BATCH) {
+    const batch = [];
+    for (let i = n; i < Math.min(chunks, n + READ_BATCH); i++) batch.push(keys.body(id, i));
+    const entries = await kv.getMany<Uint8Array[]>(batch);
+    for (const entry of entries) {
+      if (!entry.value) {
+        throw new Error(
+          `Cannot read body of message ${id}: chunk ${String(entry.key[2])} is missing`,
+        );
+      }
+      yield entry.value;
+    }
+  }
+}
+
+/** Deletes a body's chunks in commits of at most `perCommit` deletes. */
+export async function deleteBody(kv: Deno.Kv, id: string, chunks: number, perCommit = 500) {
+  for (let n = 0; n < chunks; n += perCommit) {
+    const op = kv.atomic();
+    for (let i = n; i < Math.min(chunks, n + perCommit); i++) op.delete(keys.body(id, i));
+    await op.commit();
+  }
+}
+
+export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const total = chunks.reduce((s, c) => s + c.length, 0);
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}

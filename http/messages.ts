@@ -1,0 +1,54 @@
+/** /v1/messages/:id: each recipient's status and the message's timeline of events. */
+import { Hono } from "hono";
+import { keys } from "../core/store/keys.ts";
+import { listRows, loadMessage } from "../core/store/queue.ts";
+import type { MessageEvent } from "../core/model.ts";
+import type { AppEnv } from "./auth.ts";
+import { errors } from "./errors.ts";
+
+export function messagesApi(kv: Deno.Kv) {
+  const app = new Hono<AppEnv>();
+
+  app.get("/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!/^[0-9A-Z]{26}$/.test(id)) throw errors.notFound("message");
+    const msg = await loadMessage(kv, id);
+    if (!msg || msg.account !== c.get("principal").account) throw errors.notFound("message");
+    const rows = await listRows(kv, id);
+    const events: MessageEvent[] = [];
+    for await (const e of kv.list<MessageEvent>({ prefix: keys.eventPrefix(id) })) {
+      events.push(e.value);
+    }
+    return c.json({
+      id: msg.id,
+      from: msg.mailFrom,
+      size: msg.size,
+      subject: msg.subject,
+      message_id: msg.messageId,
+      created_at: new Date(msg.createdAt).toISOString(),
+      via: msg.via,
+      recipients: rows.map((r) => ({
+        address: r.rcpt,
+        status: r.status,
+        attempts: r.attempts,
+        next_attempt_at: r.nextAttemptAt && r.status === "deferred"
+          ? new Date(r.nextAttemptAt).toISOString()
+          : null,
+        last_reply: r.lastReply ?? null,
+        category: r.lastCategory ?? null,
+      })),
+      events: events.map((e) => ({
+        type: e.type,
+        at: new Date(e.at).toISOString(),
+        recipient: e.rcpt ?? null,
+        reply: e.reply ?? null,
+        category: e.category ?? null,
+        remote_host: e.remoteHost ?? null,
+        tls: e.tls ?? null,
+        ...(e.nextAttemptAt ? { next_attempt_at: new Date(e.nextAttemptAt).toISOString() } : {}),
+      })),
+    });
+  });
+
+  return app;
+}
