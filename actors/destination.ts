@@ -49,7 +49,7 @@ export interface DestinationDeps {
   now(): number;
 }
 
-interface Job {
+export interface Job {
   due: DueEntry;
   msg: MessageRecord;
   rows: RecipientRow[];
@@ -57,6 +57,7 @@ interface Job {
 
 const LEASE_TTL_MS = 30_000;
 const LIST_BATCH = 500;
+const MAX_READY = 5_000;
 
 export class DestinationActor {
   readonly domain: string;
@@ -68,6 +69,10 @@ export class DestinationActor {
   #wakeUp: (() => void) | null = null;
   #done: Promise<void>;
   #leaseRenewedAt = 0;
+  /** When to re-read the due index; 0 = now. */
+  #scanAt = 0;
+  /** The last scan filled a whole batch: more may be due. */
+  #moreInKv = false;
   #resolved: { value: Destination; until: number } | null = null;
   /** Set when every host failed to connect: the rest of this round is deferred without trying. */
   #downUntil = 0;
@@ -122,6 +127,22 @@ export class DestinationActor {
     return ok;
   }
 
+  /**
+   * Fresh mail handed over in memory by intake: no KV reads on the hot path. Past the cap the
+   * offer is dropped; the due entry is in KV and the next scan finds it.
+   */
+  offer(job: Job) {
+    const id = keyId(job.due.key);
+    if (this.#stopping || this.#inflight.has(id)) return;
+    if (this.#ready.length >= MAX_READY) {
+      this.#moreInKv = true;
+      return;
+    }
+    this.#inflight.add(id);
+    this.#ready.push(job);
+    this.wake();
+  }
+
   async #run() {
     const { kv, now } = this.#deps;
     while (!this.#stopping) {
@@ -129,11 +150,15 @@ export class DestinationActor {
         await this.#sleep(LEASE_TTL_MS / 3);
         continue;
       }
-      const added = await this.#fill();
+      const lowOnWork = this.#ready.length < this.#deps.connectionLimit;
+      if (this.#scanAt <= now() || (this.#moreInKv && lowOnWork)) {
+        this.#scanAt = now() + this.#deps.pollIntervalMs;
+        await this.#fill();
+      }
       if (this.#ready.length > 0) this.#spawnWorkers();
-      if (added > 0 || this.#workers > 0) {
-        // Wait for a worker to free a slot, new work, or the next poll.
-        await this.#sleep(this.#workers > 0 ? this.#deps.pollIntervalMs : 0);
+      if (this.#workers > 0 || this.#ready.length > 0) {
+        // Woken by an offer, a worker running low or leaving, or the next poll.
+        await this.#sleep(this.#deps.pollIntervalMs);
         continue;
       }
       const next = await nextDueAt(kv, this.domain);
@@ -142,7 +167,8 @@ export class DestinationActor {
         continue;
       }
       const wait = next === null ? this.#deps.pollIntervalMs : next - now();
-      await this.#sleep(Math.min(Math.max(wait, 5), this.#deps.pollIntervalMs));
+      if (wait > 0) await this.#sleep(Math.min(wait, this.#deps.pollIntervalMs));
+      this.#scanAt = 0;
     }
     while (this.#workers > 0) await sleep(20);
   }
@@ -150,8 +176,8 @@ export class DestinationActor {
   /** Moves due entries not already in flight into the ready list; returns how many. */
   async #fill(): Promise<number> {
     const { kv, now } = this.#deps;
-    if (this.#ready.length >= this.#deps.connectionLimit * 4) return 0;
     const entries = await listDue(kv, this.domain, now(), LIST_BATCH);
+    this.#moreInKv = entries.length === LIST_BATCH;
     let added = 0;
     for (const due of entries) {
       const id = keyId(due.key);

@@ -6,6 +6,8 @@
 import { DestinationActor, type DestinationDeps } from "./destination.ts";
 import type { QueueSignal } from "../core/queue_signal.ts";
 import { listQueuedDestinations } from "../core/store/queue.ts";
+import { keys } from "../core/store/keys.ts";
+import type { RecipientRow } from "../core/model.ts";
 
 export interface Worker {
   stop(graceMs: number): Promise<void>;
@@ -28,9 +30,31 @@ export function startWorker(deps: DestinationDeps & { signal: QueueSignal }): Wo
     return actor;
   }
 
-  const unsubscribe = deps.signal.subscribe(({ rows }) => {
-    const domains = new Set(rows.map((r) => r.domain));
-    for (const d of domains) ensure(d)?.wake();
+  const unsubscribe = deps.signal.subscribe(({ msg, rows, versionstamp, staged }) => {
+    const byDomain = new Map<string, RecipientRow[]>();
+    for (const row of rows) byDomain.set(row.domain, [...(byDomain.get(row.domain) ?? []), row]);
+    for (const [domain, domainRows] of byDomain) {
+      const actor = ensure(domain);
+      if (!actor) continue;
+      // Staged due entries carry an earlier versionstamp: let the actor find them in KV.
+      if (staged) {
+        actor.wake();
+        continue;
+      }
+      const idxs = domainRows.map((r) => r.idx);
+      actor.offer({
+        due: {
+          key: keys.due(domain, msg.createdAt, msg.id, 0),
+          versionstamp,
+          domain,
+          dueAt: msg.createdAt,
+          msgId: msg.id,
+          rcpts: idxs,
+        },
+        msg,
+        rows: domainRows,
+      });
+    }
   });
 
   async function scan() {

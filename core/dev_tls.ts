@@ -24,6 +24,8 @@ export async function loadOrCreateDevCertificate(
     {
       days: 825,
       keySize: 2048,
+      // selfsigned defaults to SHA-1, which rustls and OpenSSL 3 clients refuse outright.
+      algorithm: "sha256",
       extensions: [{
         name: "subjectAltName",
         altNames: [{ type: 2, value: hostname }, { type: 2, value: "localhost" }, {

@@ -239,7 +239,7 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
 
   const inlineChunks = writer.chunks;
   const baseChunk = writer.written;
-  const ok = await commitMessage(deps, {
+  const stamp = await commitMessage(deps, {
     msg,
     rows,
     byDomain,
@@ -248,16 +248,16 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
     baseChunk,
     staged: writer.staged,
   }).catch((err: Error) => err);
-  if (ok !== true) {
+  if (typeof stamp !== "string") {
     await discardStaged(deps.kv, id, totalChunks);
     return {
       ok: false,
       reason: "store_failed",
-      error: ok instanceof Error ? ok.message : "commit failed",
+      error: stamp instanceof Error ? stamp.message : "commit failed",
     };
   }
   if (totalChunks > 0 && !writer.staged) deps.bodyCache.put(id, concatChunks(inlineChunks));
-  deps.signal.notify({ msg, rows });
+  deps.signal.notify({ msg, rows, versionstamp: stamp, staged: writer.staged });
   return { ok: true, id, size: writer.size };
 }
 
@@ -276,7 +276,7 @@ interface MessageCommit {
  * that they overflow one commit writes them ahead under the staged marker; they stay inert
  * until the message record appears.
  */
-async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<boolean> {
+async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string | null> {
   const { committer } = deps;
   const { msg } = m;
   type Piece = [Deno.KvKey, unknown, number];
@@ -306,7 +306,7 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<boolea
         bytes: 100,
         mutations: 1,
       });
-      if (!ok) return false;
+      if (!ok) return null;
       staged = true;
     }
     const batch: Piece[] = [];
@@ -322,7 +322,7 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<boolea
       bytes: batchBytes,
       mutations: batch.length,
     });
-    if (!ok) return false;
+    if (!ok) return null;
   }
   return committer.commit({
     apply(op) {

@@ -8,6 +8,10 @@ import type { MessageRecord, RecipientRow } from "./model.ts";
 export interface QueuedMessage {
   msg: MessageRecord;
   rows: RecipientRow[];
+  /** Versionstamp of the message commit: every due entry it wrote carries it. */
+  versionstamp: string;
+  /** Rows and due entries were written ahead of the commit (a huge recipient list). */
+  staged: boolean;
 }
 
 export type QueueListener = (queued: QueuedMessage) => void;

@@ -22,7 +22,7 @@ export interface Change {
 
 interface Pending {
   change: Change;
-  resolve(ok: boolean): void;
+  resolve(versionstamp: string | null): void;
   reject(err: unknown): void;
 }
 
@@ -47,8 +47,11 @@ export class Committer {
     this.#kv = kv;
   }
 
-  /** Resolves true once committed, false if one of the change's checks failed. */
-  commit(change: Change): Promise<boolean> {
+  /**
+   * Resolves with the commit's versionstamp once committed (every key the change set carries it),
+   * or null if one of the change's checks failed.
+   */
+  commit(change: Change): Promise<string | null> {
     if (change.bytes > MAX_BYTES || change.mutations > MAX_MUTATIONS) {
       return Promise.reject(
         new CommitFailedError(
@@ -96,9 +99,9 @@ export class Committer {
 
   async #commitBatch(batch: Pending[]) {
     try {
-      const ok = await this.#commitOnce(batch.map((p) => p.change));
-      if (ok || batch.length === 1) {
-        for (const p of batch) p.resolve(ok);
+      const stamp = await this.#commitOnce(batch.map((p) => p.change));
+      if (stamp !== null || batch.length === 1) {
+        for (const p of batch) p.resolve(stamp);
         return;
       }
     } catch (err) {
@@ -117,14 +120,14 @@ export class Committer {
     }
   }
 
-  async #commitOnce(changes: Change[]): Promise<boolean> {
+  async #commitOnce(changes: Change[]): Promise<string | null> {
     for (let attempt = 0;; attempt++) {
       const op = this.#kv.atomic();
       for (const c of changes) c.apply(op);
       try {
         const res = await op.commit();
         this.commits++;
-        return res.ok;
+        return res.ok ? res.versionstamp : null;
       } catch (err) {
         // Two processes on one SQLite file meet "database is locked"; that passes.
         if (attempt < LOCKED_RETRIES && /locked|busy/i.test(String(err))) {
