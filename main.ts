@@ -12,13 +12,24 @@ import { ensureAdminToken } from "./core/store/admin_token.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
 import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
 import { denoResolver } from "./core/mail/mx.ts";
-import { shortId } from "./core/ids.ts";
+import { claimNodeId } from "./core/node_id.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { createApp } from "./http/app.ts";
 import { startWorker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
-
-const DEFAULT_ACCOUNT = "default";
+import { SiteDirectory } from "./actors/site_directory.ts";
+import { CredentialSettingsCache } from "./actors/credential_settings.ts";
+import { createQueueControl } from "./actors/queue_control.ts";
+import { resolveShaping } from "./core/config/shaping.ts";
+import { SuppressionCache } from "./core/store/suppressions.ts";
+import type { QueueControl } from "./core/queue_control.ts";
+import { DEFAULT_ACCOUNT, ensureDefaultAccount, getAccount } from "./core/store/accounts.ts";
+import { signingKeysFor } from "./core/store/domains.ts";
+import { SendLimits } from "./core/send_limits.ts";
+import { denoTxtLookup } from "./core/mail/txt.ts";
+import { networkMatcher } from "./core/net/cidr.ts";
+import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.ts";
+import { startWebhooks } from "./actors/webhook.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -59,24 +70,69 @@ async function main() {
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
   const admin = await ensureAdminToken(kv, config.adminToken);
-  const nodeId = shortId("node_", 10);
+  await ensureDefaultAccount(kv);
+  if (!(await getAccount(kv, config.trustedAccount))) {
+    fatal(
+      `POSTERN_TRUSTED_ACCOUNT: no account "${config.trustedAccount}"; create it with ` +
+        "POST /v1/accounts and set its id",
+    );
+  }
+  const node = await claimNodeId(config.dataDir, Deno.hostname());
+  const nodeId = node.id;
   sweepStaged(kv).catch((err) => log.warn("sweeper.failed", { err }));
 
+  // Every node keeps all suppression lists in memory: intake checks recipients without a read.
+  const suppressions = new SuppressionCache(kv);
+  await suppressions.refresh();
+  const stopSuppressionRefresh = suppressions.start(
+    config.pollInterval,
+    (err) => log.warn("suppressions.refresh_failed", { err }),
+  );
+  // The queue API reads live actor state; the worker starts after the listeners.
+  let queueControl: QueueControl | null = null;
+
   const intake = {
+    suppressions,
     kv,
     committer,
     hostname,
     maxMessageSize: config.maxMessageSize,
+    maxHeaderSize: config.maxHeaderSize,
     bodyCache,
     signal,
     log,
+    dkimKeyFor: (account: string, fromDomain: string) => signingKeysFor(kv, account, fromDomain),
   };
 
+  // One limiter for both doors: a credential's rate holds across SMTP and the send API.
+  const limits = new SendLimits(kv);
   let smtp;
   let http: Deno.HttpServer;
   try {
-    smtp = await startSmtp({ config, hostname, intake, tls, log, trustedAccount: DEFAULT_ACCOUNT });
-    const app = createApp({ kv, adminTokenHash: admin.hash, defaultAccount: DEFAULT_ACCOUNT });
+    smtp = await startSmtp({
+      config,
+      hostname,
+      intake,
+      tls,
+      log,
+      trustedAccount: config.trustedAccount,
+      limits,
+    });
+    const app = createApp({
+      kv,
+      adminTokenHash: admin.hash,
+      defaultAccount: DEFAULT_ACCOUNT,
+      spfInclude: config.spfInclude ?? hostname,
+      txtLookup: denoTxtLookup(config.dns),
+      queue: () => queueControl,
+      suppressions,
+      intake,
+      limits,
+      resolver: denoResolver(config.dns),
+      webhookAllowed: networkMatcher(config.webhookAllow),
+      trusted: networkMatcher(config.trustedNetworks),
+      eventSettleMs: config.eventSettle,
+    });
     try {
       http = Deno.serve({
         hostname: config.listen,
@@ -96,6 +152,18 @@ async function main() {
   }
 
   const resolver = denoResolver(config.dns);
+  const shaping = resolveShaping(config.shaping, {
+    connectionLimit: config.connectionLimit,
+    maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
+    connectTimeout: config.connectTimeout,
+  });
+  const directory = new SiteDirectory({
+    resolve: (domain) =>
+      resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+    shaping,
+    now: Date.now,
+  });
+  const credentials = new CredentialSettingsCache(kv, Date.now);
   const worker = startWorker({
     kv,
     committer,
@@ -105,15 +173,60 @@ async function main() {
     nodeId,
     hostname,
     retry: { schedule: config.retrySchedule, maxAgeMs: config.maxAge },
-    connectionLimit: config.connectionLimit,
-    maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
-    connectTimeoutMs: config.connectTimeout,
     commandTimeoutMs: config.commandTimeout,
     pollIntervalMs: config.pollInterval,
-    resolveDestination: (domain) =>
-      resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+    directory,
+    pools: config.pools,
+    credentials,
+    bounces: {
+      kv,
+      intake,
+      bodyCache,
+      hostname,
+      suppressAfterExpiries: config.suppressAfterExpiries,
+      suppressions,
+      credentials,
+      log,
+      now: Date.now,
+    },
     now: Date.now,
   });
+  queueControl = createQueueControl(worker, { kv, now: Date.now });
+  const webhooks = startWebhooks({
+    kv,
+    committer,
+    log,
+    nodeId,
+    schedule: config.webhookRetrySchedule,
+    timeoutMs: config.webhookTimeout,
+    settleMs: config.eventSettle,
+    pollIntervalMs: Math.min(config.pollInterval, 1_000),
+    retentionMs: config.retention,
+    resolver,
+    allowed: networkMatcher(config.webhookAllow),
+    now: Date.now,
+  });
+  // Retention: at start and hourly, in batches until the expired messages are gone.
+  const sweepRetention = async () => {
+    try {
+      let after: string | undefined;
+      for (;;) {
+        const r = await sweepExpiredMessages(kv, {
+          retentionMs: config.retention,
+          now: Date.now(),
+          ...(after ? { after } : {}),
+        });
+        if (r.deleted > 0) log.info("retention.swept", { deleted: r.deleted, kept: r.kept });
+        if (r.last === null || stopping) break;
+        after = r.last;
+      }
+      await sweepExpiredStats(kv, { retentionMs: config.retention, now: Date.now() });
+    } catch (err) {
+      log.warn("retention.failed", { err });
+    }
+  };
+  sweepRetention();
+  const retentionTimer = setInterval(sweepRetention, 3_600_000);
 
   log.info("ready", {
     hostname,
@@ -152,11 +265,15 @@ async function main() {
     const deadline = Date.now() + config.shutdownGrace;
     await smtp!.drain(config.shutdownGrace);
     await worker.stop(Math.max(0, deadline - Date.now()));
+    clearInterval(retentionTimer);
+    await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
+    stopSuppressionRefresh();
     await Promise.race([
       Promise.all([smtp!.close(), http!.shutdown()]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     kv.close();
+    node.file?.close(); // releases the id for the next start
     log.info("shutdown.done", {});
     Deno.exit(0);
   }

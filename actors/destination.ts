@@ -1,9 +1,15 @@
 /**
- * One actor per destination, alive while that destination has queued work. It holds the
- * destination's lease, takes due entries from KV, runs up to `connectionLimit` connections that
- * each carry up to `maxDeliveriesPerConnection` transactions, and records every attempt in one
- * commit. A due entry is in flight at most once: the in-process set guards this node, the lease
- * guards other nodes, and the versionstamp check in the outcome commit makes replays no-ops.
+ * One actor per destination *site* (the MX host set, or a route), alive while it has work. Every
+ * recipient domain the site receives for (all Google-hosted domains, say) is worked by this one
+ * actor, so the site's limits hold across them. It owns the site's shaping state, applying
+ * policy from core/policy: the concurrency window (grows on success, halves on throttling), the
+ * message rate (GCRA), hosts skipped after failing, the source address per connection
+ * (pools, warm-up, deprioritised sources) and an operator's suspension.
+ *
+ * It holds the site's lease, takes due entries from KV (filed per domain), runs connections that
+ * each carry up to `max_deliveries_per_connection` transactions, and records every attempt in one
+ * commit. A due entry is in flight at most once: the worker's shared set guards this node, the
+ * lease guards other nodes, and the versionstamp check in the outcome commit makes replays no-ops.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Committer } from "../core/store/committer.ts";
@@ -14,25 +20,45 @@ import {
   listRows,
   loadMessage,
   loadRows,
+  nextDueAfter,
   nextDueAt,
 } from "../core/store/queue.ts";
 import { attemptChange, type RecipientResult } from "../core/store/deliveries.ts";
 import { acquireLease, releaseLease } from "../core/store/leases.ts";
-import { deleteBody, readBody } from "../core/store/bodies.ts";
+import { deleteBody, readBody, withPrefix } from "../core/store/bodies.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
 import { keys } from "../core/store/keys.ts";
+import { countWarmupOp, dueStats, getSiteControl } from "../core/store/sites.ts";
 import { FINAL_STATUSES, type MessageRecord, type RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
-import type { Destination, Target } from "./routing.ts";
+import { metrics } from "../core/metrics.ts";
+import { formatRate, profileView, type SiteProfile } from "../core/config/shaping.ts";
+import type { Pools } from "../core/config/pools.ts";
+import {
+  initialWindow,
+  onSuccess,
+  onThrottle,
+  release,
+  tryAcquire,
+  type Window,
+} from "../core/policy/concurrency_window.ts";
+import { type GcraState, gcraTake } from "../core/policy/gcra.ts";
+import type { Rate } from "../core/policy/duration.ts";
+import { utcDay } from "../core/policy/source_pick.ts";
+import type { SiteView } from "../core/queue_control.ts";
+import type { Target } from "./routing.ts";
+import type { SiteDirectory } from "./site_directory.ts";
 import {
   ConnectFailure,
   OutboundSession,
   type RecipientOutcome,
-  type SessionOptions,
 } from "../delivery/outbound_session.ts";
 import { decide, type RetryPolicy } from "./outcome.ts";
+import { type BounceDeps, bounceEffects } from "./bounces.ts";
+import type { CredentialSettingsCache } from "./credential_settings.ts";
+import { type Source, SourceChooser } from "./source_chooser.ts";
 
-export interface DestinationDeps {
+export interface SiteActorDeps {
   kv: Deno.Kv;
   committer: Committer;
   bodyCache: BodyCache;
@@ -40,13 +66,16 @@ export interface DestinationDeps {
   nodeId: string;
   hostname: string;
   retry: RetryPolicy;
-  connectionLimit: number;
-  maxDeliveriesPerConnection: number;
-  connectTimeoutMs: number;
   commandTimeoutMs: number;
   pollIntervalMs: number;
-  resolveDestination(domain: string): Promise<Destination>;
+  directory: SiteDirectory;
+  pools: Pools;
+  credentials: CredentialSettingsCache;
+  bounces: BounceDeps;
+  /** Due entries in flight on this node, across all actors (a domain may change sites). */
+  inflight: Set<string>;
   now(): number;
+  random?: () => number;
 }
 
 export interface Job {
@@ -55,35 +84,71 @@ export interface Job {
   rows: RecipientRow[];
 }
 
+/** One recipient domain's due queue, as this actor knows it. */
+interface DomainQueue {
+  /** The earliest due time known to be in KV; null: unknown, read it. */
+  nextDueAt: number | null;
+  /** The last read filled a whole batch: more may be due. */
+  more: boolean;
+  /** The worker saw intake touch this domain's queue marker at this time. */
+  touchedAt: number;
+}
+
 const LEASE_TTL_MS = 30_000;
 const LIST_BATCH = 500;
 const MAX_READY = 5_000;
+const STATS_LIMIT = 10_000;
 
-export class DestinationActor {
-  readonly domain: string;
-  #deps: DestinationDeps;
+export class SiteActor {
+  readonly site: string;
+  #deps: SiteActorDeps;
+  #profile: SiteProfile;
+  #domains = new Map<string, DomainQueue>();
   #ready: Job[] = [];
-  #inflight = new Set<string>();
-  #workers = 0;
+  /** Due entries this actor holds (ready or being delivered). */
+  #mine = new Set<string>();
+  #window: Window;
+  #rate: GcraState | undefined;
+  /** A backoff began and has not yet been reported as over. */
+  #throttled = false;
+  #suspended = false;
+  /** Retry now: read due entries regardless of their due time until the queue is drained. */
+  #retryAll = false;
+  #purging = false;
+  #idle = 0;
+  #jobWaiters = new Set<() => void>();
+  #hostsDown = new Map<string, { until: number; reason: string }>();
+  #sources: SourceChooser;
   #stopping = false;
   #wakeUp: (() => void) | null = null;
   #done: Promise<void>;
   #leaseRenewedAt = 0;
-  /** When to re-read the due index; 0 = now. */
+  #leased = false;
   #scanAt = 0;
-  /** The last scan filled a whole batch: more may be due. */
-  #moreInKv = false;
-  #resolved: { value: Destination; until: number } | null = null;
-  /** Set when every host failed to connect: the rest of this round is deferred without trying. */
-  #downUntil = 0;
-  #downReason = "";
 
-  constructor(domain: string, deps: DestinationDeps, onExit: () => void) {
-    this.domain = domain;
+  constructor(
+    site: string,
+    profile: SiteProfile,
+    deps: SiteActorDeps,
+    onExit: (actor: SiteActor) => void,
+  ) {
+    this.site = site;
     this.#deps = deps;
+    this.#profile = profile;
+    this.#window = initialWindow(profile.connectionLimit);
+    this.#sources = new SourceChooser(site, deps);
     this.#done = this.#run().catch((err) => {
-      deps.log.error("actor.crashed", { domain, err });
-    }).finally(onExit);
+      deps.log.error("actor.crashed", { site, err });
+    }).finally(() => {
+      // Whatever this actor held is free for the next one (the worker starts it on its next scan).
+      for (const id of this.#mine) deps.inflight.delete(id);
+      this.#mine.clear();
+      onExit(this);
+    });
+  }
+
+  get domains(): string[] {
+    return [...this.#domains.keys()];
   }
 
   wake() {
@@ -92,12 +157,92 @@ export class DestinationActor {
     w?.();
   }
 
+  /** Starts working a domain's due queue (the worker found the domain belongs to this site). */
+  adopt(domain: string) {
+    if (this.#domains.has(domain)) return;
+    this.#domains.set(domain, { nextDueAt: null, more: false, touchedAt: 0 });
+    this.#scanAt = 0;
+    this.wake();
+  }
+
+  /** Stops working a domain that now belongs to another site; what is in flight finishes. */
+  release(domain: string) {
+    this.#domains.delete(domain);
+    this.#ready = this.#ready.filter((job) => {
+      if (job.due.domain !== domain) return true;
+      this.#finish(job);
+      return false;
+    });
+  }
+
+  /** Intake (on any node) touched the domain's queue marker: read its due entries again. */
+  touch(domain: string, touchedAt: number) {
+    const q = this.#domains.get(domain);
+    if (!q) return this.adopt(domain);
+    if (q.touchedAt === touchedAt) return;
+    q.touchedAt = touchedAt;
+    q.nextDueAt = null;
+    this.#scanAt = 0;
+    this.wake();
+  }
+
   /** Stops taking work; in-flight transactions finish (bounded by the caller's grace). */
   stop(): Promise<void> {
     this.#stopping = true;
-    this.#ready = [];
+    for (const job of this.#ready.splice(0)) this.#finish(job);
+    this.#notifyJobs();
     this.wake();
     return this.#done;
+  }
+
+  /**
+   * Fresh mail handed over in memory by intake: no KV reads on the hot path. Past the cap the
+   * offer is dropped; the due entry is in KV and the next scan finds it.
+   */
+  offer(job: Job) {
+    this.adopt(job.due.domain);
+    const id = keyId(job.due.key);
+    if (this.#stopping || this.#deps.inflight.has(id)) return;
+    if (this.#ready.length >= MAX_READY) {
+      this.#domains.get(job.due.domain)!.more = true;
+      return;
+    }
+    this.#hold(id);
+    this.#ready.push(job);
+    this.#notifyJobs();
+    this.wake();
+  }
+
+  retryNow() {
+    this.#retryAll = true;
+    this.#hostsDown.clear();
+    for (const q of this.#domains.values()) q.nextDueAt = null;
+    this.#scanAt = 0;
+    this.wake();
+  }
+
+  setSuspended(suspended: boolean) {
+    this.#suspended = suspended;
+    this.#scanAt = 0;
+    this.#notifyJobs();
+    this.wake();
+  }
+
+  #hold(id: string) {
+    this.#deps.inflight.add(id);
+    this.#mine.add(id);
+  }
+
+  #finish(job: Job) {
+    const id = keyId(job.due.key);
+    this.#deps.inflight.delete(id);
+    this.#mine.delete(id);
+  }
+
+  #notifyJobs() {
+    const waiters = [...this.#jobWaiters];
+    this.#jobWaiters.clear();
+    for (const w of waiters) w();
   }
 
   #sleep(ms: number): Promise<void> {
@@ -113,82 +258,120 @@ export class DestinationActor {
     });
   }
 
+  /** Waits until a job is offered (true) or `ms` pass (false). */
+  #waitForJob(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (got: boolean) => {
+        clearTimeout(timer);
+        this.#jobWaiters.delete(notify);
+        resolve(got);
+      };
+      const notify = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      this.#jobWaiters.add(notify);
+    });
+  }
+
   async #holdLease(): Promise<boolean> {
     const { kv, nodeId, now } = this.#deps;
     if (now() - this.#leaseRenewedAt < LEASE_TTL_MS / 3) return true;
-    const ok = await acquireLease(
-      kv,
-      keys.destinationLease(this.domain),
-      nodeId,
-      LEASE_TTL_MS,
-      now(),
-    );
-    if (ok) this.#leaseRenewedAt = now();
-    return ok;
-  }
-
-  /**
-   * Fresh mail handed over in memory by intake: no KV reads on the hot path. Past the cap the
-   * offer is dropped; the due entry is in KV and the next scan finds it.
-   */
-  offer(job: Job) {
-    const id = keyId(job.due.key);
-    if (this.#stopping || this.#inflight.has(id)) return;
-    if (this.#ready.length >= MAX_READY) {
-      this.#moreInKv = true;
-      return;
-    }
-    this.#inflight.add(id);
-    this.#ready.push(job);
-    this.wake();
+    this.#leased = await acquireLease(kv, keys.siteLease(this.site), nodeId, LEASE_TTL_MS, now());
+    if (this.#leased) this.#leaseRenewedAt = now();
+    return this.#leased;
   }
 
   async #run() {
-    const { kv, now } = this.#deps;
+    const { kv, pollIntervalMs } = this.#deps;
     while (!this.#stopping) {
-      if (!(await this.#holdLease())) {
-        await this.#sleep(LEASE_TTL_MS / 3);
-        continue;
+      try {
+        if (await this.#step()) return;
+      } catch (err) {
+        // A store hiccup (a remote KV timing out, say) must not end the site: log, pause, go on.
+        this.#deps.log.error("actor.step_failed", { site: this.site, err });
+        await this.#sleep(pollIntervalMs);
       }
-      const lowOnWork = this.#ready.length < this.#deps.connectionLimit;
-      if (this.#scanAt <= now() || (this.#moreInKv && lowOnWork)) {
-        this.#scanAt = now() + this.#deps.pollIntervalMs;
-        await this.#fill();
-      }
-      if (this.#ready.length > 0) this.#spawnWorkers();
-      if (this.#workers > 0 || this.#ready.length > 0) {
-        // Woken by an offer, a worker running low or leaving, or the next poll.
-        await this.#sleep(this.#deps.pollIntervalMs);
-        continue;
-      }
-      const next = await nextDueAt(kv, this.domain);
-      if (next === null && this.#inflight.size === 0) {
-        if (await this.#retire()) return;
-        continue;
-      }
-      const wait = next === null ? this.#deps.pollIntervalMs : next - now();
-      if (wait > 0) await this.#sleep(Math.min(wait, this.#deps.pollIntervalMs));
-      this.#scanAt = 0;
     }
-    while (this.#workers > 0) await sleep(20);
+    while (this.#window.current > 0) await sleep(20);
+    // Instead of leaving the lease to run out, hand the site over now: a restarted or
+    // surviving node takes it at once.
+    await releaseLease(kv, keys.siteLease(this.site), this.#deps.nodeId).catch(() => {});
   }
 
-  /** Moves due entries not already in flight into the ready list; returns how many. */
-  async #fill(): Promise<number> {
-    const { kv, now } = this.#deps;
-    const entries = await listDue(kv, this.domain, now(), LIST_BATCH);
-    this.#moreInKv = entries.length === LIST_BATCH;
-    let added = 0;
-    for (const due of entries) {
-      const id = keyId(due.key);
-      if (this.#inflight.has(id)) continue;
-      const job = await this.#loadJob(due);
-      if (!job) continue;
-      this.#inflight.add(id);
-      this.#ready.push(job);
-      added++;
+  /** One turn of the actor's loop; true once the site has no work left and retired. */
+  async #step(): Promise<boolean> {
+    const { kv, now, pollIntervalMs } = this.#deps;
+    if (!(await this.#holdLease())) {
+      await this.#sleep(LEASE_TTL_MS / 3);
+      return false;
     }
-    return added;
+    const lowOnWork = this.#ready.length < this.#window.limit;
+    const more = [...this.#domains.values()].some((q) => q.more);
+    if (this.#scanAt <= now() || (more && lowOnWork)) {
+      this.#scanAt = now() + pollIntervalMs;
+      this.#suspended = (await getSiteControl(kv, this.site))?.suspended ?? false;
+      if (!this.#suspended && !this.#purging) await this.#fill();
+    }
+    this.#noteRecovery();
+    if (this.#suspended || this.#purging) {
+      await this.#sleep(pollIntervalMs);
+      return false;
+    }
+    if (this.#ready.length > 0) this.#spawnWorkers();
+    if (this.#window.current > this.#idle || this.#ready.length > 0) {
+      // Woken by an offer, a connection running low, idling or leaving, or the next poll.
+      await this.#sleep(pollIntervalMs);
+      return false;
+    }
+    // Nothing in flight (connections may idle, waiting for work): sleep until the next due entry.
+    const next = await this.#nextDueAt();
+    if (next === null && this.#mine.size === 0 && this.#window.current === 0) {
+      if (await this.#retire()) return true;
+      return false;
+    }
+    const wait = next === null ? pollIntervalMs : next - now();
+    // At least a moment: an entry due now but held elsewhere (a domain that moved) must not spin.
+    await this.#sleep(Math.min(Math.max(wait, 10), pollIntervalMs));
+    this.#scanAt = 0;
+    return false;
+  }
+
+  /** The earliest due time over this site's domains, from memory where known. */
+  async #nextDueAt(): Promise<number | null> {
+    let min: number | null = null;
+    for (const [domain, q] of this.#domains) {
+      if (q.nextDueAt === null) q.nextDueAt = await nextDueAt(this.#deps.kv, domain);
+      if (q.nextDueAt !== null && (min === null || q.nextDueAt < min)) min = q.nextDueAt;
+    }
+    return min;
+  }
+
+  /**
+   * Moves due entries not already in flight into the ready list. Instead of listing every
+   * domain on every poll, a domain is read only when something may be due there: its known next
+   * due time has come, it had more than one batch, or intake touched its marker.
+   */
+  async #fill() {
+    const { kv, now, inflight } = this.#deps;
+    const until = this.#retryAll ? Number.MAX_SAFE_INTEGER : now();
+    let anyMore = false;
+    for (const [domain, q] of this.#domains) {
+      if (!this.#retryAll && !q.more && q.nextDueAt !== null && q.nextDueAt > until) continue;
+      const entries = await listDue(kv, domain, until, LIST_BATCH);
+      q.more = entries.length === LIST_BATCH;
+      anyMore ||= q.more;
+      q.nextDueAt = q.more ? until : await nextDueAfter(kv, domain, until);
+      for (const due of entries) {
+        if (this.#ready.length >= MAX_READY) break;
+        const id = keyId(due.key);
+        if (inflight.has(id)) continue;
+        const job = await this.#loadJob(due);
+        if (!job) continue;
+        this.#hold(id);
+        this.#ready.push(job);
+      }
+    }
+    if (!anyMore) this.#retryAll = false;
+    if (this.#ready.length > 0) this.#notifyJobs();
   }
 
   async #loadJob(due: DueEntry): Promise<Job | null> {
@@ -214,37 +397,52 @@ export class DestinationActor {
   }
 
   #spawnWorkers() {
-    while (this.#workers < this.#deps.connectionLimit && this.#workers < this.#ready.length) {
-      this.#workers++;
+    while (this.#ready.length > this.#idle) {
+      const taken = tryAcquire(this.#window);
+      if (!taken) break;
+      this.#window = taken;
       this.#connectionWorker().catch((err) => {
-        this.#deps.log.error("actor.worker_failed", { domain: this.domain, err });
+        this.#deps.log.error("actor.worker_failed", { site: this.site, err });
       }).finally(() => {
-        this.#workers--;
+        this.#window = release(this.#window);
         this.wake();
       });
     }
   }
 
-  async #destination(): Promise<Destination> {
-    const now = this.#deps.now();
-    if (this.#resolved && this.#resolved.until > now) return this.#resolved.value;
-    const value = await this.#deps.resolveDestination(this.domain);
-    this.#resolved = { value, until: now + (value.ok ? 60_000 : 10_000) };
-    return value;
-  }
-
-  /** One connection's life: open, carry transactions while there is work, close. */
+  /** One connection's life: open, carry transactions while there is work, idle, close. */
   async #connectionWorker() {
     let session: OutboundSession | null = null;
+    let source: Source | null = null;
     try {
-      while (!this.#stopping) {
+      while (!this.#stopping && !this.#suspended && !this.#purging) {
+        // The window shrank under a backoff: this connection is one too many.
+        if (this.#window.current > this.#window.limit) break;
         const job = this.#ready.shift();
-        if (!job) break;
-        if (this.#ready.length < this.#deps.connectionLimit) this.wake(); // refill early
+        if (!job) {
+          if (!session) break;
+          this.#idle++;
+          this.wake(); // the loop now sleeps until the next due entry, not a whole poll
+          const got = await this.#waitForJob(this.#profile.idleTimeoutMs);
+          this.#idle--;
+          if (!got) break;
+          continue;
+        }
+        if (this.#ready.length < this.#window.limit) this.wake(); // refill early
         try {
+          await this.#pace();
+          // A connection that will carry this job keeps its source; a new one picks afresh.
+          const reusable = session !== null && session.usable &&
+            session.deliveries < this.#profile.maxDeliveriesPerConnection;
+          const want = await this.#sources.choose(job.msg, job.rows, reusable ? source : null);
+          if (want === null) {
+            await this.#warmupExhausted(job);
+            continue;
+          }
           if (
             session &&
-            (!session.usable || session.deliveries >= this.#deps.maxDeliveriesPerConnection)
+            (!session.usable || session.deliveries >= this.#profile.maxDeliveriesPerConnection ||
+              source?.address !== want.address)
           ) {
             session.close();
             session = null;
@@ -253,11 +451,17 @@ export class DestinationActor {
             session.close();
             session = null;
           }
-          if (!session) session = await this.#open(job);
-          if (!session) continue; // #open recorded the outcome
-          await this.#deliver(session, job);
+          if (!session) {
+            session = await this.#open(job, want);
+            source = want;
+          }
+          if (!session) {
+            this.#sources.release(want);
+            continue; // #open recorded the outcome
+          }
+          await this.#deliver(session, job, want);
         } finally {
-          this.#inflight.delete(keyId(job.due.key));
+          this.#finish(job);
         }
       }
     } finally {
@@ -265,121 +469,272 @@ export class DestinationActor {
     }
   }
 
-  async #open(job: Job): Promise<OutboundSession | null> {
+  /** The message rate in force: the profile's, or the backoff rate while cooling down. */
+  #rateInForce(): Rate | null {
+    const base = this.#profile.maxMessageRate;
+    if (this.#deps.now() >= this.#window.cooldownUntil) return base;
+    return base ? { count: base.count, perMs: base.perMs * 2 } : this.#profile.backoffMessageRate;
+  }
+
+  /** Waits until the site's rate lets one more message go. */
+  async #pace() {
+    for (;;) {
+      const rate = this.#rateInForce();
+      if (!rate || this.#stopping) return;
+      const r = gcraTake(this.#rate, rate, this.#deps.now());
+      this.#rate = r.state;
+      if (r.allowed) return;
+      await sleep(Math.min(r.retryAfterMs, 1_000));
+    }
+  }
+
+  /** A throttling reply: halve the window (once per cooldown), slow the rate, note the source. */
+  #noteThrottle(address: string | undefined) {
+    const now = this.#deps.now();
+    const before = this.#window;
+    this.#window = onThrottle(before, now, this.#profile.backoffCooldownMs);
+    if (address) this.#sources.deprioritise(address, now + this.#profile.backoffCooldownMs);
+    if (now >= before.cooldownUntil) {
+      this.#throttled = true;
+      this.#deps.log.warn("site.throttled", {
+        site: this.site,
+        connection_limit: this.#window.limit,
+        rate: formatRate(this.#rateInForce()),
+        until: new Date(this.#window.cooldownUntil).toISOString(),
+        source: address ?? null,
+      });
+    }
+  }
+
+  #noteRecovery() {
+    if (this.#throttled && this.#deps.now() >= this.#window.cooldownUntil) {
+      this.#throttled = false;
+      this.#deps.log.info("site.recovered", {
+        site: this.site,
+        connection_limit: this.#window.limit,
+        rate: formatRate(this.#rateInForce()),
+      });
+    }
+  }
+
+  /** Every source is at its warm-up cap here today: try again when the UTC day turns. */
+  #warmupExhausted(job: Job) {
+    const nextDay = (utcDay(this.#deps.now()) + 1) * 86_400_000;
+    return this.#recordAll(
+      job,
+      () => ({
+        kind: "transient",
+        reply:
+          "451 4.4.5 Every source address of the pool is at its warm-up limit for this site today",
+        code: 451,
+      }),
+      {},
+      { notBefore: nextDay },
+    );
+  }
+
+  async #open(job: Job, source: Source): Promise<OutboundSession | null> {
     const { now, log } = this.#deps;
-    const destination = await this.#destination();
+    const info = await this.#deps.directory.lookup(job.due.domain);
+    this.#setProfile(info.profile);
+    const destination = info.destination;
     if (!destination.ok) {
-      await this.#record(job, {
+      await this.#recordUnsent(job, {
         kind: destination.permanent ? "permanent" : "transient",
         reply: destination.reason,
       });
       return null;
     }
-    if (this.#downUntil > now()) {
-      await this.#record(job, { kind: "transient", reply: this.#downReason });
+    const up = destination.targets.filter((t) =>
+      (this.#hostsDown.get(hostKey(t))?.until ?? 0) <= now()
+    );
+    if (up.length === 0) {
+      // Every host failed a moment ago: defer this round without hammering them again.
+      const down = this.#hostsDown.get(hostKey(destination.targets[0]!));
+      await this.#recordUnsent(job, { kind: "transient", reply: down?.reason ?? "no hosts" });
       return null;
     }
-    let lastError = "no hosts";
-    for (const target of destination.targets) {
+    const failures: { text: string; reply: string; code?: number; tls: boolean }[] = [];
+    for (const target of up) {
       try {
-        const session = await OutboundSession.open(
-          target,
-          this.#sessionOptions(destination.requireTls),
-        );
+        const session = await OutboundSession.open(target, {
+          heloName: source.ehlo,
+          ...(source.address ? { localAddress: source.address } : {}),
+          connectTimeoutMs: this.#profile.connectTimeoutMs,
+          commandTimeoutMs: this.#deps.commandTimeoutMs,
+          requireTls: info.requireTls,
+          ...(destination.auth ? { auth: destination.auth } : {}),
+        });
         log.debug("delivery.connected", {
-          domain: this.domain,
+          site: this.site,
           host: target.host,
           port: target.port,
+          source: source.address ?? null,
         });
         return session;
       } catch (err) {
-        lastError = describe(target, err);
-        log.info("delivery.connect_failed", { domain: this.domain, error: lastError });
+        const e = err as ConnectFailure;
+        const text = describe(target, err);
+        log.info("delivery.connect_failed", {
+          site: this.site,
+          domain: job.due.domain,
+          host: `${target.host}:${target.port}`,
+          source: source.address ?? null,
+          error: text,
+        });
+        // Instead of trying a dead host once per queued message, skip it for a while.
+        this.#hostsDown.set(hostKey(target), {
+          until: now() + this.#profile.failedHostCooldownMs,
+          reason: text,
+        });
+        const code = e.responseCode;
+        if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
+          this.#noteThrottle(source.address);
+        }
+        // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
+        const tls = e.tlsFailure === true;
+        failures.push({
+          text,
+          reply: tls ? `ETLS: ${e.message}` : code ? e.message : text,
+          ...(code && !tls ? { code } : {}),
+          tls,
+        });
       }
     }
-    // Every host failed: defer this round without hammering them once per queued message.
-    this.#downUntil = now() + 5_000;
-    this.#downReason = lastError;
-    await this.#record(job, { kind: "transient", reply: lastError });
+    // Report the most telling failure: a TLS refusal, then a server's reply, then the last one.
+    const worst = failures.find((f) => f.tls) ?? failures.find((f) => f.code) ?? failures.at(-1)!;
+    await this.#recordUnsent(job, {
+      kind: "transient",
+      reply: worst.reply,
+      ...(worst.code ? { code: worst.code } : {}),
+    }, { neverBounce: true });
     return null;
   }
 
-  #sessionOptions(requireTls: boolean): SessionOptions {
-    return {
-      heloName: this.#deps.hostname,
-      connectTimeoutMs: this.#deps.connectTimeoutMs,
-      commandTimeoutMs: this.#deps.commandTimeoutMs,
-      requireTls,
-    };
+  /** An attempt that ended before any transaction (no route, hosts down): logged like the rest. */
+  #recordUnsent(
+    job: Job,
+    outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">,
+    options: { neverBounce?: boolean } = {},
+  ) {
+    this.#deps.log.info("delivery.attempt", {
+      msg: job.msg.id,
+      rcpts: job.rows.length,
+      site: this.site,
+      result: outcome.kind,
+      reply: outcome.reply.slice(0, 300),
+    });
+    return this.#recordAll(job, () => outcome, {}, options);
   }
 
-  async #deliver(session: OutboundSession, job: Job) {
+  #setProfile(profile: SiteProfile) {
+    if (profile === this.#profile) return;
+    this.#profile = profile;
+    if (this.#window.limit > profile.connectionLimit) {
+      this.#window = { ...this.#window, limit: profile.connectionLimit };
+    }
+  }
+
+  async #deliver(session: OutboundSession, job: Job, source: Source) {
     const { kv, bodyCache, log } = this.#deps;
     const cached = bodyCache.get(job.msg.id);
-    const body = cached ?? readBody(kv, job.msg.id, job.msg.chunks);
+    const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg.id, job.msg.chunks));
     const started = performance.now();
     const outcomes = await session.send(
       job.msg.mailFrom,
       job.rows.map((r) => r.rcpt),
       body,
-      job.msg.size,
+      job.msg.size + (job.msg.prefix?.length ?? 0),
     );
+    metrics.attemptSeconds.observe((performance.now() - started) / 1000);
     const byRcpt = new Map(outcomes.map((o) => [o.rcpt, o]));
     for (const row of job.rows) {
       const o = byRcpt.get(row.rcpt)!;
       log.info("delivery.attempt", {
         msg: job.msg.id,
         rcpt: row.rcpt,
+        site: this.site,
         result: o.kind,
         reply: o.reply.slice(0, 300),
         host: session.info.remoteHost,
+        source: session.info.localAddress ?? null,
         tls: session.info.tls ?? null,
         ms: Math.round(performance.now() - started),
       });
     }
-    await this.#recordAll(job, (row) => byRcpt.get(row.rcpt)!, session.info);
-  }
-
-  #record(job: Job, outcome: Pick<RecipientOutcome, "kind" | "reply">) {
-    this.#deps.log.info("delivery.attempt", {
-      msg: job.msg.id,
-      rcpts: job.rows.length,
-      result: outcome.kind,
-      reply: outcome.reply.slice(0, 300),
+    await this.#recordAll(job, (row) => byRcpt.get(row.rcpt)!, session.info, {
+      ...(source.warming ? { warmupSource: source.address! } : {}),
+      feedback: source.address ?? "",
     });
-    return this.#recordAll(job, () => outcome, {});
   }
 
   async #recordAll(
     job: Job,
     outcomeOf: (row: RecipientRow) => Pick<RecipientOutcome, "kind" | "reply" | "code">,
-    ctx: { remoteHost?: string; localAddress?: string; tls?: string },
-  ) {
+    ctx: { remoteHost?: string; remoteName?: string; localAddress?: string; tls?: string },
+    options: {
+      notBefore?: number;
+      /** The failure came before any transaction: defer, never bounce. */
+      neverBounce?: boolean;
+      /** The attempt went out from this source (""=any): shaping learns from its replies. */
+      feedback?: string;
+      warmupSource?: string;
+      dsn?: boolean;
+    } = {},
+  ): Promise<RecipientResult[]> {
     const { committer, kv, bodyCache, now, retry } = this.#deps;
     const at = now();
     const results: RecipientResult[] = job.rows.map((row) =>
-      decide(row, outcomeOf(row), retry, at)
+      decide(row, outcomeOf(row), retry, at, {
+        notBefore: options.notBefore,
+        neverBounce: options.neverBounce,
+      })
     );
+    if (options.feedback !== undefined) this.#learn(results, options.feedback || undefined);
+    const effects = await bounceEffects(this.#deps.bounces, job.msg, results, {
+      remoteMta: ctx.remoteName,
+      ...(options.dsn === false ? { dsn: false } : {}),
+    });
     const allFinalHere = results.every((r) => FINAL_STATUSES.has(r.status));
     // A message whose every recipient is now final no longer needs its body.
     const dropBodyNow = allFinalHere && job.rows.length === job.msg.recipients &&
       job.msg.chunks <= 40;
-    const ok = await committer.commit(
+    const day = utcDay(at);
+    const stamp = await committer.commit(
       attemptChange(
         job.due,
         results,
-        ctx,
+        {
+          message: job.msg,
+          ...(ctx.remoteHost ? { remoteHost: ctx.remoteHost } : {}),
+          ...(ctx.localAddress ? { localAddress: ctx.localAddress } : {}),
+          ...(ctx.tls ? { tls: ctx.tls } : {}),
+        },
         at,
-        dropBodyNow
-          ? (op) => {
+        (op) => {
+          if (dropBodyNow) {
             for (let i = 0; i < job.msg.chunks; i++) op.delete(keys.body(job.msg.id, i));
           }
-          : undefined,
+          if (options.warmupSource) countWarmupOp(op, options.warmupSource, this.site, day);
+          effects.apply(op);
+        },
+        {
+          bytes: effects.bytes + 200,
+          mutations: effects.mutations + (dropBodyNow ? job.msg.chunks : 0) + 1,
+        },
       ),
     );
-    if (!ok) {
-      this.#deps.log.warn("delivery.record_conflict", { msg: job.msg.id, domain: this.domain });
-      return;
+    if (!stamp) {
+      this.#deps.log.warn("delivery.record_conflict", { msg: job.msg.id, site: this.site });
+      return results;
+    }
+    for (const r of results) metrics.deliveries.inc({ outcome: r.event });
+    effects.after(stamp);
+    const q = this.#domains.get(job.due.domain);
+    for (const r of results) {
+      if (q && r.nextAttemptAt !== null && q.nextDueAt !== null && r.nextAttemptAt < q.nextDueAt) {
+        q.nextDueAt = r.nextAttemptAt;
+      }
     }
     if (dropBodyNow) {
       bodyCache.delete(job.msg.id);
@@ -390,22 +745,143 @@ export class DestinationActor {
         await deleteBody(kv, job.msg.id, job.msg.chunks);
       }
     }
+    return results;
+  }
+
+  /** Shaping learns from replies: success grows the window, push-back shrinks it. */
+  #learn(results: readonly RecipientResult[], source: string | undefined) {
+    const now = this.#deps.now();
+    if (results.some((r) => r.category === "throttled")) {
+      this.#noteThrottle(source);
+    } else if (results.some((r) => r.status === "delivered")) {
+      this.#window = onSuccess(this.#window, this.#profile.connectionLimit, now);
+    }
+    // A source the site blocks is tried last at this site (and only here) for a while.
+    if (source && results.some((r) => r.category === "policy_block")) {
+      this.#sources.deprioritise(source, now + this.#profile.backoffCooldownMs);
+      this.#deps.log.info("site.source_deprioritised", { site: this.site, source });
+    }
+  }
+
+  /**
+   * Removes every queued recipient: each is recorded bounced (with a DSN unless `dsn` is false).
+   * Entries in flight finish their attempt instead.
+   */
+  async purge(options: { dsn: boolean }): Promise<number> {
+    const { kv, inflight } = this.#deps;
+    this.#purging = true;
+    let removed = 0;
+    try {
+      for (const job of this.#ready.splice(0)) this.#finish(job);
+      for (const domain of [...this.#domains.keys()]) {
+        for (;;) {
+          const entries = await listDue(kv, domain, Number.MAX_SAFE_INTEGER, 200);
+          let progressed = false;
+          for (const due of entries) {
+            const id = keyId(due.key);
+            if (inflight.has(id)) continue;
+            this.#hold(id);
+            try {
+              const job = await this.#loadJob(due);
+              if (!job) continue;
+              await this.#recordAll(
+                job,
+                () => ({
+                  kind: "permanent",
+                  reply: "550 5.0.0 Removed from the queue by an operator",
+                  code: 550,
+                }),
+                {},
+                { dsn: options.dsn },
+              );
+              removed += job.rows.length;
+              progressed = true;
+            } finally {
+              this.#deps.inflight.delete(id);
+              this.#mine.delete(id);
+            }
+          }
+          if (entries.length < 200 || !progressed) break;
+        }
+        const q = this.#domains.get(domain);
+        if (q) q.nextDueAt = null;
+      }
+    } finally {
+      this.#purging = false;
+      this.wake();
+    }
+    this.#deps.log.info("site.purged", { site: this.site, recipients: removed, dsn: options.dsn });
+    return removed;
+  }
+
+  /** The site as the queue API shows it. */
+  async view(): Promise<SiteView> {
+    const { kv, now } = this.#deps;
+    let depth = 0;
+    let truncated = false;
+    let oldest: string | null = null;
+    let next: number | null = null;
+    for (const domain of this.#domains.keys()) {
+      const s = await dueStats(kv, domain, STATS_LIMIT);
+      depth += s.recipients;
+      truncated ||= s.truncated;
+      if (s.oldestMsgId && (oldest === null || s.oldestMsgId < oldest)) oldest = s.oldestMsgId;
+      if (s.nextDueAt !== null && (next === null || s.nextDueAt < next)) next = s.nextDueAt;
+    }
+    const t = now();
+    const cooling = t < this.#window.cooldownUntil;
+    const rate = this.#rateInForce();
+    return {
+      site: this.site,
+      domains: this.domains.sort(),
+      depth,
+      depth_truncated: truncated,
+      oldest_age_s: oldest ? Math.max(0, Math.round((t - idTime(oldest)) / 1000)) : null,
+      next_attempt_at: next === null ? null : new Date(next).toISOString(),
+      state: this.#suspended ? "suspended" : cooling ? "throttled" : "active",
+      limits: profileView(this.#profile),
+      in_force: { connection_limit: this.#window.limit, max_message_rate: formatRate(rate) },
+      throttled_until: cooling ? new Date(this.#window.cooldownUntil).toISOString() : null,
+      connections: this.#window.current,
+      hosts_down: [...this.#hostsDown].filter(([, d]) => d.until > t).map(([host, d]) => ({
+        host,
+        until: new Date(d.until).toISOString(),
+      })),
+      leased_here: this.#leased,
+    };
   }
 
   async #retire(): Promise<boolean> {
     const { kv, nodeId } = this.#deps;
-    const marker = await kv.get(keys.queue(this.domain));
-    if ((await nextDueAt(kv, this.domain)) !== null) return false;
-    // Intake re-sets the marker when it queues new work, so this check makes the race safe.
-    const res = await kv.atomic().check(marker).delete(keys.queue(this.domain)).commit();
-    if (!res.ok) return false;
-    await releaseLease(kv, keys.destinationLease(this.domain), nodeId);
+    for (const domain of [...this.#domains.keys()]) {
+      const marker = await kv.get(keys.queue(domain));
+      if ((await nextDueAt(kv, domain)) !== null) continue;
+      // Intake re-sets the marker when it queues new work, so this check makes the race safe.
+      const res = await kv.atomic().check(marker).delete(keys.queue(domain)).commit();
+      if (res.ok) this.#domains.delete(domain);
+    }
+    if (this.#domains.size > 0 || this.#mine.size > 0) return false;
+    await releaseLease(kv, keys.siteLease(this.site), nodeId);
     return true;
   }
 }
 
+const THROTTLING = /too many|rate|throttl|slow down|busy|try again later/i;
+
 function keyId(key: Deno.KvKey): string {
   return JSON.stringify(key);
+}
+
+function hostKey(t: Target | { host: string; port: number }): string {
+  return `${t.host}:${t.port}`;
+}
+
+/** The creation time encoded in a time-ordered id (core/ids.ts). */
+function idTime(id: string): number {
+  const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  let t = 0;
+  for (const ch of id.slice(0, 10)) t = t * 32 + ALPHABET.indexOf(ch);
+  return t;
 }
 
 function describe(target: Target, err: unknown): string {

@@ -9,6 +9,12 @@ import type { RecipientRow } from "../core/model.ts";
 import type { RecipientResult } from "../core/store/deliveries.ts";
 import type { RecipientOutcome } from "../delivery/outbound_session.ts";
 
+/**
+ * A greylisting server is retried this long after the window it names, not at the window's
+ * edge: its clock and ours differ, and a retry a second early restarts some greylisters' timers.
+ */
+export const GREYLIST_MARGIN_MS = 10_000;
+
 export interface RetryPolicy {
   schedule: readonly number[];
   maxAgeMs: number;
@@ -32,7 +38,17 @@ export function decide(
   outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">,
   policy: RetryPolicy,
   now: number,
+  options: {
+    /** No retry before this (a warm-up plan with no room left until tomorrow). */
+    notBefore?: number | undefined;
+    /**
+     * The failure came before any transaction (greeting, STARTTLS, AUTH): never a bounce, since
+     * the recipient was not judged; a 5yz there defers with the category its text gives.
+     */
+    neverBounce?: boolean | undefined;
+  } = {},
 ): RecipientResult {
+  const { notBefore } = options;
   const base = { row, reply: outcome.reply, countsAsAttempt: true };
   if (outcome.kind === "success") {
     return {
@@ -44,7 +60,7 @@ export function decide(
     };
   }
   const c = classifyOutcome(outcome);
-  if (outcome.kind === "permanent" || c.kind === "permanent") {
+  if (!options.neverBounce && (outcome.kind === "permanent" || c.kind === "permanent")) {
     return {
       ...base,
       status: "bounced",
@@ -59,7 +75,10 @@ export function decide(
     queuedAt: row.queuedAt,
     now,
     maxAgeMs: policy.maxAgeMs,
-    ...(c.retryAfterMs !== undefined ? { notBefore: now + c.retryAfterMs + 10_000 } : {}),
+    notBefore: Math.max(
+      notBefore ?? 0,
+      c.retryAfterMs !== undefined ? now + c.retryAfterMs + GREYLIST_MARGIN_MS : 0,
+    ),
   });
   if (next.kind === "expire") {
     return {

@@ -1,9 +1,10 @@
 /**
- * Where a destination's mail goes: a static route (smarthost pool, tried in order) or the
- * domain's MX hosts by preference, each on the configured MX port.
+ * Where a domain's mail goes: a static route (smarthost pool, tried in order) or the domain's
+ * MX hosts by preference, each on the configured MX port; and the *site* those servers form.
  */
-import { routeFor, type Routes } from "../core/config/routes.ts";
+import { type RouteAuth, routeFor, type Routes } from "../core/config/routes.ts";
 import { NoRecordsError, resolveMx, type Resolver } from "../core/mail/mx.ts";
+import { mxSiteKey, routeSiteKey } from "../core/policy/site.ts";
 
 export interface Target {
   /** The name we looked up (MX or route host), for logs and events. */
@@ -13,8 +14,18 @@ export interface Target {
 }
 
 export type Destination =
-  | { ok: true; targets: Target[]; requireTls: boolean }
-  | { ok: false; permanent: boolean; reason: string };
+  | {
+    ok: true;
+    /** The site key: sorted MX names, or "route:<hosts>". */
+    site: string;
+    /** MX or route host names, which shaping profiles match by suffix. */
+    hostNames: string[];
+    targets: Target[];
+    /** The route demands TLS (it logs in); shaping may demand it too. */
+    requireTls: boolean;
+    auth?: RouteAuth;
+  }
+  | { ok: false; site: string; permanent: boolean; reason: string };
 
 const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]+)$/i;
 
@@ -24,8 +35,9 @@ export async function resolveDestination(
 ): Promise<Destination> {
   const route = routeFor(options.routes, domain);
   if (route) {
+    const site = routeSiteKey(route.hosts);
     const targets: Target[] = [];
-    for (const hop of route) {
+    for (const hop of route.hosts) {
       if (IP.test(hop.host)) {
         targets.push({ name: hop.host, host: hop.host, port: hop.port });
         continue;
@@ -41,14 +53,31 @@ export async function resolveDestination(
       }
     }
     if (targets.length === 0) {
-      return { ok: false, permanent: false, reason: `route hosts for ${domain} did not resolve` };
+      return {
+        ok: false,
+        site,
+        permanent: false,
+        reason: `route hosts for ${domain} did not resolve`,
+      };
     }
-    return { ok: true, targets, requireTls: false };
+    return {
+      ok: true,
+      site,
+      hostNames: route.hosts.map((h) => h.host),
+      targets,
+      // Credentials never travel in clear: a route that logs in requires STARTTLS.
+      requireTls: route.auth !== undefined,
+      ...(route.auth ? { auth: route.auth } : {}),
+    };
   }
   const mx = await resolveMx(options.resolver, domain);
-  if (!mx.ok) return mx;
+  // A domain that does not resolve is its own site until it does.
+  if (!mx.ok) return { ...mx, site: domain };
+  const hostNames = [...new Set(mx.hosts.map((h) => h.name))];
   return {
     ok: true,
+    site: mxSiteKey(hostNames),
+    hostNames,
     requireTls: false,
     targets: mx.hosts.map((h) => ({ name: h.name, host: h.address, port: options.mxPort })),
   };

@@ -1,67 +1,115 @@
 /**
- * The worker role: starts a destination actor for every destination with queued work and lets
- * idle ones go. It hears about new mail from intake in-process (QueueSignal) and, for work queued
- * by other nodes, retries that came due and recovery after a restart, re-reads the queue keys.
+ * The worker role: one site actor for every destination site with queued work, idle ones let
+ * go. It hears about new mail from intake in-process (QueueSignal) and hands it to the site's
+ * actor in memory: the domain → site lookup is a cached map (actors/site_directory.ts), so the
+ * hot path reads neither DNS nor KV. For work queued by other nodes, retries that came due and
+ * recovery after a restart, it re-reads the queue markers. It also sends DSNs a crash left owed.
  */
-import { DestinationActor, type DestinationDeps } from "./destination.ts";
+import { SiteActor, type SiteActorDeps } from "./destination.ts";
+import { SiteDirectory, type SiteInfo } from "./site_directory.ts";
 import type { QueueSignal } from "../core/queue_signal.ts";
 import { listQueuedDestinations } from "../core/store/queue.ts";
 import { keys } from "../core/store/keys.ts";
+import { dueGroups } from "../core/store/due_groups.ts";
 import type { RecipientRow } from "../core/model.ts";
+import { sweepPendingDsns } from "./bounces.ts";
 
 export interface Worker {
   stop(graceMs: number): Promise<void>;
-  readonly actors: ReadonlyMap<string, DestinationActor>;
+  /** Live actors by site key. */
+  readonly actors: ReadonlyMap<string, SiteActor>;
+  readonly directory: SiteDirectory;
+  /** The actor working a site, creating it (and adopting `domain`) if needed. */
+  actorFor(info: SiteInfo): SiteActor | undefined;
 }
 
-export function startWorker(deps: DestinationDeps & { signal: QueueSignal }): Worker {
-  const actors = new Map<string, DestinationActor>();
+export type WorkerDeps = Omit<SiteActorDeps, "inflight"> & { signal: QueueSignal };
+
+/** How many polls pass between sweeps for DSNs a crash left owed. */
+const DSN_SWEEP_EVERY = 12;
+
+export function startWorker(deps: WorkerDeps): Worker {
+  const { directory } = deps;
+  const actors = new Map<string, SiteActor>();
+  /** Which actor works each domain's due queue now. */
+  const owners = new Map<string, SiteActor>();
+  const inflight = new Set<string>();
   let stopped = false;
 
-  function ensure(domain: string): DestinationActor | undefined {
+  function actorFor(info: SiteInfo): SiteActor | undefined {
     if (stopped) return undefined;
-    let actor = actors.get(domain);
+    let actor = actors.get(info.site);
     if (!actor) {
-      actor = new DestinationActor(domain, deps, () => {
-        if (actors.get(domain) === actor) actors.delete(domain);
+      actor = new SiteActor(info.site, info.profile, { ...deps, inflight }, (gone) => {
+        if (actors.get(gone.site) === gone) actors.delete(gone.site);
+        for (const [domain, owner] of owners) if (owner === gone) owners.delete(domain);
       });
-      actors.set(domain, actor);
+      actors.set(info.site, actor);
     }
     return actor;
+  }
+
+  /** The actor for a domain, moving the domain when its site changed since the last lookup. */
+  function route(domain: string, info: SiteInfo): SiteActor | undefined {
+    const owner = owners.get(domain);
+    if (owner && owner.site === info.site) return owner;
+    const actor = actorFor(info);
+    if (!actor) return undefined;
+    owner?.release(domain);
+    actor.adopt(domain);
+    owners.set(domain, actor);
+    return actor;
+  }
+
+  /** Runs `fn` with the domain's actor: at once when the site is cached, else after a lookup. */
+  function withActor(domain: string, fn: (actor: SiteActor) => void) {
+    const fresh = directory.cached(domain);
+    if (fresh) {
+      const actor = route(domain, fresh);
+      if (actor) fn(actor);
+      return;
+    }
+    directory.lookup(domain).then((info) => {
+      const actor = route(domain, info);
+      if (actor) fn(actor);
+    }, (err) => deps.log.error("worker.lookup_failed", { domain, err }));
   }
 
   const unsubscribe = deps.signal.subscribe(({ msg, rows, versionstamp, staged }) => {
     const byDomain = new Map<string, RecipientRow[]>();
     for (const row of rows) byDomain.set(row.domain, [...(byDomain.get(row.domain) ?? []), row]);
     for (const [domain, domainRows] of byDomain) {
-      const actor = ensure(domain);
-      if (!actor) continue;
-      // Staged due entries carry an earlier versionstamp: let the actor find them in KV.
-      if (staged) {
-        actor.wake();
-        continue;
-      }
-      const idxs = domainRows.map((r) => r.idx);
-      actor.offer({
-        due: {
-          key: keys.due(domain, msg.createdAt, msg.id, 0),
-          versionstamp,
-          domain,
-          dueAt: msg.createdAt,
-          msgId: msg.id,
-          rcpts: idxs,
-        },
-        msg,
-        rows: domainRows,
+      withActor(domain, (actor) => {
+        // Staged due entries carry an earlier versionstamp: let the actor find them in KV.
+        if (staged) return actor.touch(domain, msg.createdAt);
+        // Split as intake split the due entries, so each offer names its entry's key.
+        for (const group of dueGroups(domainRows)) {
+          actor.offer({
+            due: {
+              key: keys.due(domain, msg.createdAt, msg.id, group[0]!.idx),
+              versionstamp,
+              domain,
+              dueAt: msg.createdAt,
+              msgId: msg.id,
+              rcpts: group.map((r) => r.idx),
+            },
+            msg,
+            rows: group,
+          });
+        }
       });
     }
   });
 
+  let polls = 0;
   async function scan() {
     try {
       for (const entry of await listQueuedDestinations(deps.kv)) {
-        ensure(entry.key[1] as string);
+        const domain = entry.key[1] as string;
+        const touchedAt = (entry.value as { touchedAt?: number } | null)?.touchedAt ?? 0;
+        withActor(domain, (actor) => actor.touch(domain, touchedAt));
       }
+      if (polls++ % DSN_SWEEP_EVERY === 0) await sweepPendingDsns(deps.bounces);
     } catch (err) {
       deps.log.error("worker.scan_failed", { err });
     }
@@ -72,6 +120,8 @@ export function startWorker(deps: DestinationDeps & { signal: QueueSignal }): Wo
 
   return {
     actors,
+    directory,
+    actorFor,
     async stop(graceMs: number) {
       stopped = true;
       clearInterval(timer);

@@ -29,3 +29,39 @@ export function newId(now = Date.now()): string {
 export function shortId(prefix: string, length = 16): string {
   return prefix + randomChars(length).toLowerCase();
 }
+
+let lastTime = -1;
+let lastRandom: number[] = [];
+
+/**
+ * Like newId, but strictly increasing within this process even when the clock stands still or
+ * steps back (the ULID monotonic rule: same millisecond → random part + 1). Event ids use it so
+ * one process's events sort in the order they were committed.
+ */
+export function monotonicId(now = Date.now()): string {
+  if (now > lastTime) {
+    lastTime = now;
+    lastRandom = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b & 31);
+    // Headroom so increments within one millisecond never carry out of the random part.
+    lastRandom[0] = lastRandom[0]! & 15;
+  } else {
+    for (let i = lastRandom.length - 1; i >= 0; i--) {
+      lastRandom[i] = (lastRandom[i]! + 1) & 31;
+      if (lastRandom[i] !== 0) break;
+    }
+  }
+  return encodeTime(lastTime) + lastRandom.map((d) => ALPHABET[d]).join("");
+}
+
+/** The 10-character time prefix of ids made at `ms`: every id made at or after sorts above it. */
+export function idTimePrefix(ms: number): string {
+  return encodeTime(Math.max(0, Math.floor(ms)));
+}
+
+/** The creation time encoded in an id's first 10 characters, or null when it is not an id. */
+export function idTime(id: string): number | null {
+  if (!/^[0-9A-HJKMNP-TV-Z]{10}/.test(id)) return null;
+  let t = 0;
+  for (const ch of id.slice(0, 10)) t = t * 32 + ALPHABET.indexOf(ch);
+  return t;
+}

@@ -9,10 +9,30 @@ import type { Committer } from "./store/committer.ts";
 import { keys } from "./store/keys.ts";
 import { CHUNK_SIZE, concatChunks, deleteBody } from "./store/bodies.ts";
 import type { BodyCache } from "./store/body_cache.ts";
-import { crlfNormalizer } from "./mail/line_endings.ts";
+import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
 import { domainOf } from "./mail/address.ts";
-import { newId } from "./ids.ts";
+import { DkimSigner, type DkimSigningKey } from "./mail/dkim.ts";
+import { alignsWith, fromHeaderDomains } from "./mail/sender_domains.ts";
+import { countAccepted } from "./store/send_counts.ts";
+import { monotonicId, newId } from "./ids.ts";
+import { EVENT_MUTATIONS, putEvent } from "./store/events.ts";
+import { StatTally } from "./store/stats.ts";
+import {
+  messageIndexMutations,
+  putMessageIndex,
+  recipientIndexEntries,
+} from "./store/message_index.ts";
+import {
+  claimIdempotency,
+  holdIdempotencyKey,
+  type IdempotencyLookup,
+  type IdempotencyRecord,
+  lookupIdempotency,
+} from "./store/idempotency.ts";
+import { MAX_TAGS, takePosternHeaders } from "./mail/postern_headers.ts";
+import { dueGroups } from "./store/due_groups.ts";
+import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
@@ -26,13 +46,45 @@ export interface Submission {
   heloName: string;
   /** RFC 3848 protocol name for the Received header. */
   protocol: string;
-  via: "smtp" | "http";
+  via: MessageRecord["via"];
   body: AsyncIterable<Uint8Array>;
+  /** Checks and mutations that must commit with the message (a DSN claims its request). */
+  alsoCommit?: (op: Deno.AtomicOperation) => void;
+  /** Domains every From: mailbox must align with (exactly or as a subdomain); absent/[] = any. */
+  allowedFromDomains?: readonly string[];
+  /** Labels for search, stats and webhooks; X-Postern-Tags in the message adds to them. */
+  tags?: readonly string[];
+  /** The caller's own strings, echoed in events and webhooks. */
+  metadata?: Readonly<Record<string, string>>;
+  /**
+   * A repeat within 24 h returns the first message's id and queues nothing. Over SMTP the
+   * X-Postern-Idempotency-Key header sets it (and is removed from the message).
+   */
+  idempotencyKey?: string;
+  /** A digest of the request, kept with the key so a repeat can be told from a conflict. */
+  idempotencyFingerprint?: string;
+  /**
+   * What a bare CR or LF (or a NUL) in the body does. "normalize" (the default, for HTTP raw
+   * uploads) turns each into CRLF; "reject" refuses the message, as Postfix's
+   * smtpd_forbid_bare_newline = reject does (SMTP submission sets it: SMTP smuggling).
+   */
+  lineEndings?: "normalize" | "reject";
 }
 
 export type IntakeResult =
-  | { ok: true; id: string; size: number }
+  | {
+    ok: true;
+    id: string;
+    size: number;
+    /** A repeat of an idempotency key: `id` is the first message's, nothing new was queued. */
+    duplicate?: boolean;
+    /** For a repeat: the first request's fingerprint, so the caller can tell a conflict. */
+    firstFingerprint?: string;
+  }
   | { ok: false; reason: "too_large"; limit: number }
+  | { ok: false; reason: "sender_not_allowed"; domain: string }
+  | { ok: false; reason: "bare_line_ending"; found: BareLineEnding }
+  | { ok: false; reason: "header_too_large"; limit: number }
   | { ok: false; reason: "store_failed"; error: string };
 
 export interface IntakeDeps {
@@ -44,12 +96,40 @@ export interface IntakeDeps {
   signal: QueueSignal;
   log: Logger;
   now?: () => number;
+  /** The account's suppression list: a listed recipient is recorded `suppressed`, not queued. */
+  suppressions?: { reasonFor(account: string, address: string): string | null };
+  /** The DKIM keys of `account` for mail whose From: domain is `fromDomain` ([] = do not sign). */
+  dkimKeyFor?: (account: string, fromDomain: string) => Promise<DkimSigningKey[]>;
+  /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
+  maxHeaderSize?: number;
 }
+
+export const DEFAULT_MAX_HEADER_SIZE = 102_400;
 
 /** Bodies up to this size ride in the final commit; larger ones are written ahead, staged. */
 const INLINE_BODY_LIMIT = 6 * CHUNK_SIZE;
 /** Chunks per staged commit (≤ 800 KB a commit). */
 const STAGE_BATCH = 11;
+
+/** The last `n` bytes held in `parts`, however they are spread over them. */
+function lastBytes(parts: readonly Uint8Array[], n: number): Uint8Array {
+  const out: number[] = [];
+  for (let p = parts.length - 1; p >= 0 && out.length < n; p--) {
+    const part = parts[p]!;
+    for (let i = part.length - 1; i >= 0 && out.length < n; i--) out.unshift(part[i]!);
+  }
+  return Uint8Array.from(out);
+}
+
+function concatParts(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
 
 function findHeaderEnd(buf: Uint8Array, from: number): number {
   for (let i = Math.max(0, from); i + 3 < buf.length; i++) {
@@ -123,14 +203,51 @@ class ChunkWriter {
 }
 
 export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeResult> {
+  const held: (() => void)[] = [];
+  try {
+    return await acceptHolding(deps, sub, held);
+  } finally {
+    for (const release of held) release();
+  }
+}
+
+/** accept() proper; idempotency keys it holds go into `held` (released when it returns). */
+async function acceptHolding(
+  deps: IntakeDeps,
+  sub: Submission,
+  held: (() => void)[],
+): Promise<IntakeResult> {
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
   const normalize = crlfNormalizer();
   const writer = new ChunkWriter(deps, id);
   let rawBytes = 0;
   let tooLarge = false;
-  let head: Uint8Array | null = new Uint8Array(0) as Uint8Array;
+  // The header section is held until its blank line, as parts: instead of copying the whole
+  // head again for each chunk (quadratic when a client trickles bytes), only the newest bytes
+  // and the three before them are scanned, and the head is joined once.
+  let headParts: Uint8Array[] | null = [];
+  let headLength = 0;
+  const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
+  let headerTooLarge = false;
+  const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
+  let bare = null as BareLineEnding | null;
   let headers = { messageId: "", subject: "" };
+  let pool: string | undefined;
+  /** The From: domain the credential may not use, once the header section showed one. */
+  let refused = null as string | null;
+  // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
+  let signer = null as DkimSigner | null;
+  let signedHead: Uint8Array = new Uint8Array(0);
+  // Idempotency is checked before anything is queued; the claim rides in the message commit.
+  const lookup = async (key: string) => {
+    held.push(await holdIdempotencyKey(sub.account, key));
+    return lookupIdempotency(deps.kv, sub.account, key, now);
+  };
+  let idem = (sub.idempotencyKey ? await lookup(sub.idempotencyKey) : null) as
+    | IdempotencyLookup
+    | null;
+  const tags = [...(sub.tags ?? [])];
 
   const trace = {
     heloName: sub.heloName,
@@ -143,9 +260,38 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
   };
 
   async function emitHead(headerBlock: Uint8Array, rest: Uint8Array) {
-    const done = completeHeaders(headerBlock, trace);
+    const instructions = takePosternHeaders(headerBlock);
+    for (const t of instructions.tags) {
+      if (!tags.includes(t) && tags.length < MAX_TAGS) tags.push(t);
+    }
+    if (!idem && instructions.idempotencyKey) {
+      idem = await lookup(instructions.idempotencyKey);
+    }
+    if (idem?.existing) return; // a repeat: the rest is drained, nothing is queued
+    const done = completeHeaders(instructions.block, trace);
     headers = done;
+    pool = done.pool;
+    const fromDomains = fromHeaderDomains(done.from);
+    const allowed = sub.allowedFromDomains ?? [];
+    if (allowed.length > 0) {
+      refused = fromDomains.length === 0
+        ? "(no From: address)"
+        : fromDomains.find((d) => !alignsWith(d, allowed)) ?? null;
+      if (refused !== null) return;
+    }
+    const dkimKeys = fromDomains[0] && deps.dkimKeyFor
+      ? await deps.dkimKeyFor(sub.account, fromDomains[0])
+      : [];
+    if (dkimKeys.length > 0) {
+      try {
+        signer = new DkimSigner(dkimKeys);
+        signedHead = done.block;
+      } catch (err) {
+        deps.log.warn("dkim.key_unusable", { domain: dkimKeys[0]!.domain, err });
+      }
+    }
     await writer.write(done.block);
+    signer?.update(rest.subarray(2)); // the body starts after the blank line
     await writer.write(rest);
   }
 
@@ -156,38 +302,52 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
         tooLarge = true;
         continue; // keep draining so the client reaches the end of DATA and hears 552
       }
+      if (refused !== null) continue; // likewise, to hear 550 5.7.1
+      if (idem?.existing) continue;
+      if (bare !== null || headerTooLarge) continue; // drained, to hear 550 5.5.2 / 552 5.3.4
+      if (findBare !== null && (bare = findBare(raw)) !== null) continue;
       const norm = normalize(raw);
-      if (head === null) {
+      if (headParts === null) {
+        signer?.update(norm);
         await writer.write(norm);
         continue;
       }
-      const scanFrom = head.length - 3;
-      const joined: Uint8Array = new Uint8Array(head.length + norm.length);
-      joined.set(head);
-      joined.set(norm, head.length);
-      if (joined.length >= 2 && joined[0] === 13 && joined[1] === 10) {
+      if (norm.length === 0) continue;
+      if (headLength === 0 && norm.length >= 2 && norm[0] === 13 && norm[1] === 10) {
         // No header section at all: the body starts at once.
-        await emitHead(new Uint8Array(0), joined);
-        head = null;
+        await emitHead(new Uint8Array(0), norm);
+        headParts = null;
         continue;
       }
-      const end = findHeaderEnd(joined, scanFrom);
+      const before = lastBytes(headParts, 3);
+      const end = findHeaderEnd(concatParts([before, norm]), 0);
+      headParts.push(norm);
       if (end >= 0) {
-        await emitHead(joined.subarray(0, end + 2), joined.subarray(end + 2));
-        head = null;
-      } else {
-        head = joined;
+        const cut = headLength - before.length + end + 2;
+        if (cut > maxHeaderSize) {
+          headerTooLarge = true;
+        } else {
+          const joined = concatParts(headParts);
+          await emitHead(joined.subarray(0, cut), joined.subarray(cut));
+        }
+        headParts = null;
+        continue;
+      }
+      headLength += norm.length;
+      if (headLength > maxHeaderSize) {
+        headerTooLarge = true;
+        headParts = null;
       }
     }
-    if (!tooLarge) {
+    if (findBare !== null && bare === null && !tooLarge) bare = findBare(new Uint8Array(0), true);
+    if (!tooLarge && refused === null && bare === null && !headerTooLarge) {
       const tail = normalize(new Uint8Array(0), true);
-      if (head !== null) {
-        const all = new Uint8Array(head.length + tail.length);
-        all.set(head);
-        all.set(tail, head.length);
+      if (headParts !== null) {
+        if (headLength + tail.length > maxHeaderSize) headerTooLarge = true;
         // A message with no blank line is all header (RFC 5322 §3.5: the body is optional).
-        await emitHead(all, new Uint8Array([13, 10]));
+        else await emitHead(concatParts([...headParts, tail]), new Uint8Array([13, 10]));
       } else if (tail.length) {
+        signer?.update(tail);
         await writer.write(tail);
       }
       writer.finish();
@@ -202,6 +362,23 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
     await discardStaged(deps.kv, id, writer.written);
     return { ok: false, reason: "too_large", limit: deps.maxMessageSize };
   }
+  if (refused !== null) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "sender_not_allowed", domain: refused };
+  }
+  if (bare !== null) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "bare_line_ending", found: bare };
+  }
+  if (headerTooLarge) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "header_too_large", limit: maxHeaderSize };
+  }
+  if (idem?.existing) {
+    await discardStaged(deps.kv, id, writer.written);
+    return repeatResult(idem.existing);
+  }
+  const prefix = signer?.sign(signedHead, new Date(now)) ?? "";
 
   const totalChunks = writer.written + writer.chunks.length;
   const msg: MessageRecord = {
@@ -217,20 +394,44 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
     via: sub.via,
     messageId: headers.messageId,
     subject: headers.subject,
+    ...(prefix ? { prefix } : {}),
+    ...(pool ? { pool } : {}),
+    ...(tags.length ? { tags } : {}),
+    ...(sub.metadata && Object.keys(sub.metadata).length ? { metadata: { ...sub.metadata } } : {}),
   };
-  const rows: RecipientRow[] = sub.recipients.map((rcpt, idx) => ({
+  const rows: RecipientRow[] = sub.recipients.map((rcpt, idx) => {
+    const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ?? null;
+    return {
+      msgId: id,
+      idx,
+      rcpt,
+      domain: domainOf(rcpt),
+      status: suppressed === null ? "queued" : "suppressed",
+      attempts: 0,
+      queuedAt: now,
+      nextAttemptAt: suppressed === null ? now : null,
+      ...(suppressed === null ? {} : {
+        lastReply: `Not attempted: the address is on the suppression list (${suppressed})`,
+        lastCategory: suppressed,
+      }),
+      updatedAt: now,
+    };
+  });
+  // Suppressed recipients get no due entry, only their event.
+  const suppressedEvents: MessageEvent[] = rows.filter((r) => r.status === "suppressed").map((
+    r,
+  ) => ({
+    id: newId(now),
     msgId: id,
-    idx,
-    rcpt,
-    domain: domainOf(rcpt),
-    status: "queued",
-    attempts: 0,
-    queuedAt: now,
-    nextAttemptAt: now,
-    updatedAt: now,
+    type: "suppressed",
+    at: now,
+    rcpt: r.rcpt,
+    reply: r.lastReply!,
+    category: r.lastCategory!,
   }));
   const byDomain = new Map<string, number[]>();
   for (const row of rows) {
+    if (row.status !== "queued") continue;
     const list = byDomain.get(row.domain) ?? [];
     list.push(row.idx);
     byDomain.set(row.domain, list);
@@ -247,9 +448,26 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
     inlineChunks,
     baseChunk,
     staged: writer.staged,
+    suppressedEvents,
+    ...(sub.alsoCommit ? { alsoCommit: sub.alsoCommit } : {}),
+    idempotency: idem
+      ? {
+        lookup: idem,
+        record: {
+          id,
+          at: now,
+          ...(sub.idempotencyFingerprint ? { fingerprint: sub.idempotencyFingerprint } : {}),
+        },
+      }
+      : null,
   }).catch((err: Error) => err);
   if (typeof stamp !== "string") {
     await discardStaged(deps.kv, id, totalChunks);
+    if (stamp === null && idem) {
+      // Our claim lost to a concurrent repeat: answer with the message that won.
+      const winner = await lookupIdempotency(deps.kv, sub.account, idem.key[2] as string, now);
+      if (winner.existing) return repeatResult(winner.existing);
+    }
     return {
       ok: false,
       reason: "store_failed",
@@ -257,8 +475,22 @@ export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeR
     };
   }
   if (totalChunks > 0 && !writer.staged) deps.bodyCache.put(id, concatChunks(inlineChunks));
-  deps.signal.notify({ msg, rows, versionstamp: stamp, staged: writer.staged });
+  const queued = rows.filter((r) => r.status === "queued");
+  if (queued.length > 0) {
+    deps.signal.notify({ msg, rows: queued, versionstamp: stamp, staged: writer.staged });
+  }
+  metrics.messagesAccepted.inc({ via: sub.via });
   return { ok: true, id, size: writer.size };
+}
+
+function repeatResult(first: IdempotencyRecord): IntakeResult {
+  return {
+    ok: true,
+    id: first.id,
+    size: 0,
+    duplicate: true,
+    ...(first.fingerprint ? { firstFingerprint: first.fingerprint } : {}),
+  };
 }
 
 interface MessageCommit {
@@ -269,6 +501,9 @@ interface MessageCommit {
   inlineChunks: Uint8Array[];
   baseChunk: number;
   staged: boolean;
+  suppressedEvents: MessageEvent[];
+  alsoCommit?: (op: Deno.AtomicOperation) => void;
+  idempotency: { lookup: IdempotencyLookup; record: IdempotencyRecord } | null;
 }
 
 /**
@@ -287,19 +522,38 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
   for (const row of m.rows) {
     pieces.push([keys.recipient(msg.id, row.idx), row, 200 + row.rcpt.length]);
   }
-  for (const [domain, idxs] of m.byDomain) {
-    pieces.push([
-      keys.due(domain, msg.createdAt, msg.id, 0),
-      { rcpts: idxs },
-      100 + idxs.length * 4,
-    ]);
+  for (const [domain, domainIdxs] of m.byDomain) {
+    for (const idxs of dueGroups(domainIdxs)) {
+      pieces.push([
+        keys.due(domain, msg.createdAt, msg.id, idxs[0]!),
+        { rcpts: idxs },
+        100 + idxs.length * 4,
+      ]);
+    }
     pieces.push([keys.queue(domain), { touchedAt: msg.createdAt }, 64 + domain.length]);
   }
-  const headBytes = 600 + msg.mailFrom.length + msg.subject.length + msg.messageId.length;
+  // Last, so they are the pieces most likely to stay in the message commit itself.
+  pieces.push(...recipientIndexEntries(msg, m.rows));
+  // Events, counters and the other index entries must land with the message, never ahead of it.
+  const tally = new StatTally();
+  tally.add(msg.account, "accepted", msg.createdAt, {
+    count: m.rows.length,
+    ...(msg.tags ? { tags: msg.tags } : {}),
+  });
+  for (const ev of m.suppressedEvents) {
+    tally.add(msg.account, "suppressed", ev.at, {
+      domain: domainOf(ev.rcpt ?? ""),
+      ...(msg.tags ? { tags: msg.tags } : {}),
+    });
+  }
+  const fixed = 4 + (m.alsoCommit ? 2 : 0) + EVENT_MUTATIONS * (1 + m.suppressedEvents.length) +
+    tally.size + messageIndexMutations(msg) + (m.idempotency ? 1 : 0);
+  const headBytes = 600 + msg.mailFrom.length + msg.subject.length + msg.messageId.length +
+    m.suppressedEvents.length * 600 + tally.size * 120 + JSON.stringify(msg.metadata ?? {}).length;
   let bytes = headBytes + pieces.reduce((s, p) => s + p[2], 0);
   let staged = m.staged;
   // Write ahead what does not fit one commit (limits from ARCHITECTURE.md, with headroom).
-  while (pieces.length + 3 > 900 || bytes > 700_000) {
+  while (pieces.length + fixed > 900 || bytes > 700_000) {
     if (!staged) {
       const ok = await committer.commit({
         apply: (op) => op.set(keys.staged(msg.id), { createdAt: msg.createdAt }),
@@ -327,12 +581,20 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
   return committer.commit({
     apply(op) {
       op.set(keys.message(msg.id), msg);
-      op.set(keys.event(msg.id, m.event.id), m.event);
+      // Event ids are taken now, as the commit is built (core/store/events.ts says why).
+      putEvent(op, msg.account, { ...m.event, id: monotonicId() });
+      for (const ev of m.suppressedEvents) putEvent(op, msg.account, { ...ev, id: monotonicId() });
+      tally.apply(op);
+      putMessageIndex(op, msg);
+      if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
       for (const [k, v] of pieces) op.set(k, v);
       if (staged) op.delete(keys.staged(msg.id));
+      if (msg.credentialId) countAccepted(op, msg.credentialId, msg.createdAt);
+      m.alsoCommit?.(op);
     },
     bytes,
-    mutations: pieces.length + 3,
+    mutations: pieces.length + fixed,
+    checks: (m.alsoCommit ? 1 : 0) + (m.idempotency ? 1 : 0),
   });
 }
 

@@ -19,10 +19,22 @@ export interface MessageRecord {
   createdAt: number;
   credentialId: string | null;
   clientAddress: string;
-  via: "smtp" | "http";
+  /** "dsn": a delivery status notification Postern wrote itself (sent from <>). */
+  via: "smtp" | "http" | "dsn";
   /** The Message-ID header (as added or found). */
   messageId: string;
   subject: string;
+  /**
+   * Header fields sent in front of the stored body: the DKIM-Signature fields added at intake,
+   * each ending in CRLF. Not counted in `size` or stored in the body chunks.
+   */
+  prefix?: string;
+  /** Labels given at submission (HTTP `tags`, SMTP `X-Postern-Tags`): search, stats, webhooks. */
+  tags?: string[];
+  /** Caller's own key/value strings (HTTP `metadata`), echoed in events and webhooks. */
+  metadata?: Record<string, string>;
+  /** The IP pool named by the `X-Postern-Pool` header (removed from the message at intake). */
+  pool?: string;
 }
 
 export interface RecipientRow {
@@ -38,6 +50,8 @@ export interface RecipientRow {
   nextAttemptAt: number | null;
   lastReply?: string;
   lastCategory?: string;
+  /** The source address of the last attempt: a greylisted retry goes out from it again. */
+  lastSource?: string;
   updatedAt: number;
 }
 
@@ -47,6 +61,7 @@ export type EventType =
   | "deferred"
   | "bounced"
   | "suppressed"
+  | "complained"
   | "expired"
   | "failed";
 

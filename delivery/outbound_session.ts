@@ -9,6 +9,8 @@ import { Readable } from "node:stream";
 export interface Target {
   host: string;
   port: number;
+  /** The MX or smarthost name the address belongs to (Remote-MTA in DSNs). */
+  name?: string;
 }
 
 export interface SessionOptions {
@@ -18,6 +20,8 @@ export interface SessionOptions {
   commandTimeoutMs: number;
   /** Never send in clear: defer when STARTTLS is missing or fails. */
   requireTls: boolean;
+  /** SMTP AUTH (RFC 4954) at a smarthost, after STARTTLS. */
+  auth?: { user: string; pass: string };
 }
 
 export type OutcomeKind = "success" | "transient" | "permanent";
@@ -32,6 +36,8 @@ export interface RecipientOutcome {
 
 export interface SessionInfo {
   remoteHost: string;
+  /** The MX or smarthost name. */
+  remoteName?: string;
   localAddress?: string;
   tls?: string;
 }
@@ -102,7 +108,7 @@ export class OutboundSession {
         reject(new ConnectFailure(err.message, err.code, err.responseCode, tls));
       };
       conn.once("error", fail);
-      conn.connect(() => {
+      const ready = () => {
         if (settled) return;
         settled = true;
         conn.removeListener("error", fail);
@@ -112,10 +118,19 @@ export class OutboundSession {
         resolve(
           new OutboundSession(conn, {
             remoteHost: `${target.host}:${target.port}`,
+            ...(target.name ? { remoteName: target.name } : {}),
             ...(socket?.localAddress ? { localAddress: String(socket.localAddress) } : {}),
             ...(tls ? { tls } : {}),
           }),
         );
+      };
+      conn.connect(() => {
+        if (settled) return;
+        if (!options.auth) return ready();
+        conn.login(options.auth, (err) => {
+          if (err) fail(err as NodemailerError);
+          else ready();
+        });
       });
     });
   }

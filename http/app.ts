@@ -4,12 +4,49 @@ import { bodyLimit } from "hono/body-limit";
 import { type AppEnv, bearerAuth } from "./auth.ts";
 import { credentialsApi } from "./credentials.ts";
 import { messagesApi } from "./messages.ts";
+import { accountsApi } from "./accounts.ts";
+import { domainsApi } from "./domains.ts";
+import type { TxtLookup } from "../core/mail/dns_records.ts";
 import { errors, renderError } from "./errors.ts";
+import { sendApi } from "./send.ts";
+import { searchApi } from "./search.ts";
+import { eventsApi } from "./events.ts";
+import { webhooksApi } from "./webhooks.ts";
+import { statsApi } from "./stats.ts";
+import { metricsApi } from "./metrics.ts";
+import { docsApi } from "./openapi.ts";
+import type { IntakeDeps } from "../core/intake.ts";
+import type { SendLimits } from "../core/send_limits.ts";
+import type { Resolver } from "../core/mail/mx.ts";
+import { queueApi } from "./queue.ts";
+import { suppressionsApi } from "./suppressions.ts";
+import type { QueueControl } from "../core/queue_control.ts";
+import type { SuppressionCache } from "../core/store/suppressions.ts";
 
 export interface HttpDeps {
   kv: Deno.Kv;
   adminTokenHash: string;
   defaultAccount: string;
+  /** The name sending domains' SPF records include. */
+  spfInclude: string;
+  /** TXT lookups for domain verification (through POSTERN_DNS). */
+  txtLookup: TxtLookup;
+  /** Live queue state from the worker; null on a node without one (the API answers 503). */
+  queue?: () => QueueControl | null;
+  /** This node's in-memory suppression lists, updated at once by the suppressions API. */
+  suppressions?: SuppressionCache;
+  /** The one door into the queue, for the send API (the same as SMTP's). */
+  intake: IntakeDeps;
+  /** Credentials' rate_limit and daily_quota, shared with the SMTP side. */
+  limits: SendLimits;
+  /** Resolves webhook hosts (through POSTERN_DNS). */
+  resolver: Resolver;
+  /** Networks webhooks may reach although not public (POSTERN_WEBHOOK_ALLOW). */
+  webhookAllowed: (address: string) => boolean;
+  /** Clients that may scrape /metrics without a token (POSTERN_TRUSTED_NETWORKS). */
+  trusted: (address: string) => boolean;
+  /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
+  eventSettleMs: number;
 }
 
 const MAX_JSON_BODY = 1024 * 1024;
@@ -21,20 +58,39 @@ export function createApp(deps: HttpDeps) {
     throw errors.notFound("route");
   });
   app.get("/healthz", (c) => c.json({ ok: true }));
+  app.route("/metrics", metricsApi(deps));
+  app.route("/", docsApi());
 
   const v1 = new Hono<AppEnv>();
-  v1.use(
-    "*",
+  const limitTo = (maxSize: number) =>
     bodyLimit({
-      maxSize: MAX_JSON_BODY,
+      maxSize,
       onError: () => {
-        throw errors.tooLarge(MAX_JSON_BODY);
+        throw errors.tooLarge(maxSize);
       },
-    }),
-  );
+    });
+  const jsonLimit = limitTo(MAX_JSON_BODY);
+  // Sends carry attachments as base64 (4/3 of the bytes) up to the message size limit.
+  const sendLimit = limitTo(Math.ceil(deps.intake.maxMessageSize * 4 / 3) + MAX_JSON_BODY);
+  v1.use("*", (c, next) => {
+    const isSend = c.req.method === "POST" && /^\/v1\/messages(\/batch)?\/?$/.test(c.req.path);
+    return isSend ? sendLimit(c, next) : jsonLimit(c, next);
+  });
   v1.use("*", bearerAuth(deps));
+  v1.route("/accounts", accountsApi(deps.kv));
   v1.route("/credentials", credentialsApi(deps.kv));
+  v1.route("/domains", domainsApi(deps));
+  v1.route("/messages", sendApi(deps));
+  v1.route("/messages", searchApi(deps.kv));
   v1.route("/messages", messagesApi(deps.kv));
+  v1.route("/events", eventsApi({ kv: deps.kv, settleMs: deps.eventSettleMs }));
+  v1.route(
+    "/webhooks",
+    webhooksApi({ kv: deps.kv, resolver: deps.resolver, allowed: deps.webhookAllowed }),
+  );
+  v1.route("/stats", statsApi({ kv: deps.kv }));
+  v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
+  v1.route("/queue", queueApi(deps.queue ?? (() => null)));
   app.route("/v1", v1);
   return app;
 }

@@ -1,11 +1,16 @@
 /**
  * Bearer authentication: the admin token (compared in constant time) or a credential's API key.
  * Resolves the principal once per request and leaves it on the context.
+ *
+ * Tenancy: a credential key acts on its own account only. The admin token acts on the default
+ * account, or on the one named by `X-Postern-Account: <id>` (404 when there is no such account).
  */
 import type { MiddlewareHandler } from "hono";
 import { safeEqual, sha256 } from "../core/auth/secrets.ts";
-import { verifyApiKey } from "../core/store/credentials.ts";
+import { touchCredential, verifyApiKey } from "../core/store/credentials.ts";
+import { getAccount } from "../core/store/accounts.ts";
 import { errors } from "./errors.ts";
+import { metrics } from "../core/metrics.ts";
 
 export interface Principal {
   kind: "admin" | "credential";
@@ -15,6 +20,8 @@ export interface Principal {
 
 export type AppEnv = { Variables: { principal: Principal } };
 
+export const ACCOUNT_HEADER = "x-postern-account";
+
 export function bearerAuth(
   options: { kv: Deno.Kv; adminTokenHash: string; defaultAccount: string },
 ): MiddlewareHandler<AppEnv> {
@@ -23,12 +30,27 @@ export function bearerAuth(
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (!m) throw errors.unauthorized();
     const token = m[1]!;
+    const named = c.req.header(ACCOUNT_HEADER)?.trim();
     if (safeEqual(sha256(token), options.adminTokenHash)) {
-      c.set("principal", { kind: "admin", account: options.defaultAccount, credentialId: null });
+      let account = options.defaultAccount;
+      if (named !== undefined && named !== "") {
+        if (named.length > 64 || !(await getAccount(options.kv, named))) {
+          throw errors.notFound("account");
+        }
+        account = named;
+      }
+      c.set("principal", { kind: "admin", account, credentialId: null });
       return next();
     }
     const credential = token.startsWith("pst_") ? await verifyApiKey(options.kv, token) : null;
-    if (!credential) throw errors.unauthorized();
+    if (!credential) {
+      metrics.authFailures.inc({ protocol: "http" });
+      throw errors.unauthorized();
+    }
+    if (named !== undefined && named !== "" && named !== credential.account) {
+      throw errors.forbidden("a credential key acts on its own account only");
+    }
+    touchCredential(options.kv, credential).catch(() => {});
     c.set("principal", {
       kind: "credential",
       account: credential.account,

@@ -27,7 +27,36 @@ export const errors = {
   tooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Request body exceeds ${limit} bytes`),
   unavailable: (message: string) => new ApiError(503, "unavailable", message),
+  /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
+  rateLimited: (message: string, retryAfterMs: number) =>
+    new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
+  /** A message whose header section is over POSTERN_MAX_HEADER_SIZE. */
+  headerTooLarge: (limit: number) =>
+    new ApiError(413, "payload_too_large", `Message header exceeds ${limit} bytes`),
+  /** A JSON body nested deeper than POSTERN_HTTP_MAX_JSON_DEPTH. */
+  tooDeep: (limit: number) =>
+    new ApiError(400, "invalid_json", `Request body nests deeper than ${limit} levels`),
+  /** An API key (or a client without one) over POSTERN_HTTP_RATE_LIMIT. */
+  tooManyRequests: (retryAfterMs: number) =>
+    new ApiError(429, "rate_limited", "Too many requests for this key, slow down", {
+      retry_after_s: Math.ceil(retryAfterMs / 1000),
+    }),
+  /** A message with a bare CR, bare LF or NUL where the caller asked for them to be refused. */
+  bareLineEnding: (found: string) =>
+    new ApiError(400, "invalid_request", `Message contains a bare ${found}`),
 };
+
+/** One failed item of a batch: its status and the usual error body. */
+export function errorItem(err: ApiError) {
+  return {
+    status: err.status,
+    error: {
+      code: err.code,
+      message: err.message,
+      ...(err.details !== undefined ? { details: err.details } : {}),
+    },
+  };
+}
 
 export function renderError(err: unknown, c: Context) {
   if (err instanceof ApiError) {

@@ -27,6 +27,8 @@ export function messagesApi(kv: Deno.Kv) {
       message_id: msg.messageId,
       created_at: new Date(msg.createdAt).toISOString(),
       via: msg.via,
+      tags: msg.tags ?? [],
+      metadata: msg.metadata ?? {},
       recipients: rows.map((r) => ({
         address: r.rcpt,
         status: r.status,
@@ -36,14 +38,25 @@ export function messagesApi(kv: Deno.Kv) {
           : null,
         last_reply: r.lastReply ?? null,
         category: r.lastCategory ?? null,
+        source_address: r.lastSource ?? null,
+        // Why a deferred recipient waits, in one sentence, for people reading the API.
+        ...(r.status === "deferred" && r.nextAttemptAt
+          ? {
+            waiting: `${r.lastCategory ?? "other"}: ${
+              (r.lastReply ?? "").slice(0, 200)
+            }; next attempt ${new Date(r.nextAttemptAt).toISOString()}`,
+          }
+          : {}),
       })),
       events: events.map((e) => ({
+        id: e.id,
         type: e.type,
         at: new Date(e.at).toISOString(),
         recipient: e.rcpt ?? null,
         reply: e.reply ?? null,
         category: e.category ?? null,
         remote_host: e.remoteHost ?? null,
+        local_address: e.localAddress ?? null,
         tls: e.tls ?? null,
         ...(e.nextAttemptAt ? { next_attempt_at: new Date(e.nextAttemptAt).toISOString() } : {}),
       })),

@@ -19,3 +19,15 @@ export async function parseJson<T extends z.ZodType>(c: Context, schema: T): Pro
   }
   return parsed.data;
 }
+
+/** Query parameters validated by zod (each parameter given once); failures become 400s. */
+export function parseQuery<T extends z.ZodType>(c: Context, schema: T): z.output<T> {
+  const parsed = schema.safeParse(c.req.query());
+  if (!parsed.success) {
+    throw errors.invalid(
+      "Query parameters are invalid",
+      parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+    );
+  }
+  return parsed.data;
+}

@@ -26,7 +26,48 @@ export const replies = {
   tooLarge: (limit: number) =>
     reply(552, "5.3.4", `Message exceeds the size limit of ${limit} bytes`),
   storeFailed: () => reply(451, "4.3.0", "Queue temporarily unavailable, try again later"),
+  addressNotAllowed: () => reply(535, "5.7.8", "Credential not valid from this address"),
+  senderNotAllowed: (domain: string) =>
+    reply(550, "5.7.1", `Sender domain ${printable(domain)} not allowed for this credential`),
+  rateLimited: () => reply(451, "4.7.0", "Sending rate limit exceeded, try again later"),
+  quotaExceeded: () => reply(451, "4.7.0", "Daily sending quota exceeded, try again tomorrow"),
+
+  // Abuse limits (core/config/limits.ts). Postfix's wording where Postfix has the limit.
+  /** smtpd_forbid_bare_newline = reject: a bare CR or LF (or a NUL) in DATA. */
+  bareLineEnding: (found: "CR" | "LF" | "NUL") =>
+    reply(
+      550,
+      "5.5.2",
+      found === "NUL" ? "Error: NUL byte received" : `Error: bare <${found}> received`,
+    ),
+  headerTooLarge: (limit: number) =>
+    reply(552, "5.3.4", `Message header exceeds the size limit of ${limit} bytes`),
+  tooManyRecipients: () => reply(452, "4.5.3", "Error: too many recipients"),
+  serverBusy: (host: string) =>
+    reply(421, "4.3.2", `${host} Error: too many connections, try again in a moment`),
+  tooManyConnectionsFromClient: (host: string) =>
+    reply(421, "4.7.0", `${host} Error: too many connections from your address`),
+  connectionRateExceeded: (host: string) =>
+    reply(421, "4.7.0", `${host} Error: too many connections from your address, slow down`),
+  tooManyErrors: (host: string) => reply(421, "4.7.0", `${host} Error: too many errors`),
+  sessionTimeout: (host: string) =>
+    reply(421, "4.4.2", `${host} Error: session time limit exceeded`),
+  dataTooSlow: (host: string) =>
+    reply(421, "4.4.2", `${host} Error: message data arrived below the minimum rate`),
+  lineTooLong: (host: string) => reply(421, "4.7.0", `${host} Error: line too long`),
+  protocolError: (host: string) => reply(421, "4.3.0", `${host} Error: cannot read the session`),
+  /** A username with too many recent failures; other usernames may still try. */
+  authUserLocked: () =>
+    reply(454, "4.7.0", "Too many failed authentication attempts, try again later"),
+  /** A client address with too many recent failures: the session is closed. */
+  authClientLocked: (host: string) =>
+    reply(421, "4.7.0", `${host} Error: too many failed authentication attempts`),
 };
+
+/** Client-supplied text echoed in a reply: one line of printable ASCII, bounded. */
+function printable(text: string): string {
+  return text.replace(/[^\x21-\x7e]/g, "?").slice(0, 100);
+}
 
 /** Enhanced codes for replies smtp-server writes itself (RFC 3463, RFC 4954 §6 for 538). */
 export const ENHANCED_OVERRIDES: Record<number, string> = {

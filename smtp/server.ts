@@ -5,9 +5,11 @@
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import type { Config } from "../core/config/schema.ts";
 import { accept, type IntakeDeps } from "../core/intake.ts";
-import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
+import { checkRelayAddress, checkSenderAddress, domainOf } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
 import {
+  allowsAddress,
+  allowsSenderDomain,
   type Credential,
   getCredential,
   touchCredential,
@@ -15,8 +17,12 @@ import {
   verifyLogin,
 } from "../core/store/credentials.ts";
 import type { Logger } from "../core/log.ts";
+import { metrics } from "../core/metrics.ts";
+import type { SendLimits } from "../core/send_limits.ts";
 import { replies, type Reply } from "./replies.ts";
-import { applySmtpServerPatches } from "./smtp_server_patches.ts";
+import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
+import { ClientConnections } from "../core/policy/client_limits.ts";
+import { AuthFailures } from "../core/policy/auth_failures.ts";
 
 export interface SmtpDeps {
   config: Config;
@@ -26,12 +32,16 @@ export interface SmtpDeps {
   log: Logger;
   /** The account trusted-network relaying is charged to. */
   trustedAccount: string;
+  /** Credentials' rate_limit and daily_quota, asked at each MAIL FROM. */
+  limits: SendLimits;
 }
 
 interface SessionUser {
   credentialId: string;
   account: string;
   username: string;
+  /** The credential's sender domains as of this transaction's MAIL FROM ([] = any). */
+  domains: readonly string[];
 }
 
 function smtpError(r: Reply): Error {
@@ -49,6 +59,8 @@ export interface SmtpListeners {
   /** Stop accepting: new sessions get 421 4.3.2; resolves when open transactions finished. */
   drain(graceMs: number): Promise<void>;
   close(): Promise<void>;
+  /** The ports the listeners are bound to (useful when the config asked for port 0). */
+  ports(): { submission: number; smtps: number };
 }
 
 export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
@@ -59,14 +71,66 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   let draining = false;
   let openTransactions = 0;
   let transactionsDone: (() => void) | null = null;
+  // Abuse limits (core/config/limits.ts), per node like the credential rate limits.
+  const clients = new ClientConnections({
+    perClient: config.smtpClientConnectionLimit,
+    total: config.smtpMaxConnections,
+    rate: config.smtpClientConnectionRate ?? null,
+    now: Date.now,
+  });
+  /** Sessions counted by `clients`, by session id, so each is released exactly once. */
+  const counted = new Map<string, string>();
+  const authFailures = new AuthFailures({
+    limit: config.authFailureLimit,
+    coolDownMs: config.authLockout,
+    delayMs: config.authFailureDelay,
+    now: Date.now,
+  });
 
   async function checkCredential(user: SessionUser): Promise<Credential | null> {
     const c = await getCredential(kv, user.credentialId);
     return c && c.revokedAt === null ? c : null;
   }
 
-  const base: SMTPServerOptions & { postern: unknown } = {
-    postern: { earlyTalkerPause: false, authOnlyOverTls: true },
+  /**
+   * A credential's scopes at MAIL FROM, re-read every transaction so revocation and PATCHed
+   * scopes reach open sessions: source address, sender domain, then rate and daily quota.
+   */
+  async function refuseTransaction(
+    user: SessionUser,
+    mailFrom: string,
+    remoteAddress: string,
+  ): Promise<Reply | null> {
+    const c = await checkCredential(user);
+    if (!c) return replies.credentialRevoked();
+    if (!allowsAddress(c, remoteAddress)) return replies.addressNotAllowed();
+    // The null sender <> names no domain; the From: header is still checked after DATA.
+    if (mailFrom !== "" && !allowsSenderDomain(c, domainOf(mailFrom))) {
+      return replies.senderNotAllowed(domainOf(mailFrom));
+    }
+    user.domains = c.domains;
+    const allowance = await deps.limits.take(c);
+    if (allowance.ok) return null;
+    return allowance.reason === "rate" ? replies.rateLimited() : replies.quotaExceeded();
+  }
+
+  const postern: PosternServerOptions = {
+    earlyTalkerPause: false,
+    authOnlyOverTls: true,
+    refuseSourceRoutes: true,
+    limits: {
+      sessionTimeoutMs: config.smtpSessionTimeout,
+      idleTimeoutMs: config.smtpIdleTimeout,
+      minDataRate: config.smtpMinDataRate,
+      tlsHandshakeTimeoutMs: config.smtpTlsHandshakeTimeout,
+      softErrorLimit: config.smtpSoftErrorLimit,
+      hardErrorLimit: config.smtpHardErrorLimit,
+      errorSleepMs: config.smtpErrorSleep,
+      recipientOvershoot: config.maxRecipients,
+    },
+  };
+  const base: SMTPServerOptions & { postern: PosternServerOptions } = {
+    postern,
     name: deps.hostname,
     banner: "Postern ESMTP ready",
     size: config.maxMessageSize,
@@ -74,41 +138,97 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     authOptional: true, // enforced in onMailFrom so trusted networks may relay without AUTH
     allowInsecureAuth: false,
     disableReverseLookup: true,
+    // smtp-server hides ENHANCEDSTATUSCODES by default; our replies carry RFC 3463 codes.
+    hideENHANCEDSTATUSCODES: false,
     hideDSN: true,
     hideREQUIRETLS: true,
     key: deps.tls.key,
     cert: deps.tls.cert,
     minVersion: "TLSv1.2",
     logger: false,
-    socketTimeout: 5 * 60_000,
+    socketTimeout: config.smtpIdleTimeout,
+    maxCommandLength: config.smtpMaxLineLength,
+    // Per listener; also bounds implicit-TLS handshakes in progress. The total over both
+    // listeners is counted in onConnect.
+    ...(config.smtpMaxConnections > 0 ? { maxClients: config.smtpMaxConnections } : {}),
     closeTimeout: 1000,
 
-    onConnect(_session, callback) {
+    onConnect(session, callback) {
+      metrics.smtpSessions.inc();
       if (draining) return callback(smtpError(replies.shuttingDown(deps.hostname)));
+      const verdict = clients.open(session.remoteAddress);
+      if (!verdict.ok) {
+        metrics.limitRefusals.inc({ limit: verdict.reason });
+        log.warn("smtp.refused", { client: session.remoteAddress, reason: verdict.reason });
+        return callback(smtpError(
+          verdict.reason === "total"
+            ? replies.serverBusy(deps.hostname)
+            : verdict.reason === "client_rate"
+            ? replies.connectionRateExceeded(deps.hostname)
+            : replies.tooManyConnectionsFromClient(deps.hostname),
+        ));
+      }
+      counted.set(session.id, session.remoteAddress);
       callback();
     },
 
+    onClose(session) {
+      const address = counted.get(session.id);
+      if (address === undefined) return;
+      counted.delete(session.id);
+      clients.close(address);
+    },
+
     onAuth(auth, session, callback) {
+      const started = performance.now();
       const isOauth = auth.method === "XOAUTH2";
       const username = auth.username ?? "";
+      const client = session.remoteAddress;
+      // A locked client or username is refused unheard: no secret is checked, so a guess made
+      // during the lock tells nothing, and nothing is counted.
+      const lock = authFailures.locked(client, username);
+      if (lock !== null) {
+        metrics.limitRefusals.inc({ limit: `auth_${lock}` });
+        log.warn("smtp.auth_locked", { client, lock, username: username.slice(0, 64) });
+        return callback(smtpError(
+          lock === "client" ? replies.authClientLocked(deps.hostname) : replies.authUserLocked(),
+        ));
+      }
+      // Every failure is answered after the same delay, counted from the start of the attempt,
+      // so neither the reply nor its timing tells an unknown user from a wrong password.
+      const refuse = (r: Reply) => {
+        const wait = authFailures.fail(client, username) - (performance.now() - started);
+        setTimeout(() => callback(smtpError(r)), Math.max(0, wait));
+      };
       const secret = (isOauth ? auth.accessToken : auth.password) ?? "";
       const check = isOauth && !username.startsWith("cr_")
         ? verifyApiKey(kv, secret)
         : verifyLogin(kv, username, secret);
       check.then((credential) => {
         if (!credential) {
+          metrics.authFailures.inc({ protocol: "smtp" });
           log.warn("smtp.auth_failed", {
             client: session.remoteAddress,
             method: auth.method,
             username: username.slice(0, 64),
           });
-          return callback(smtpError(replies.authFailed()));
+          return refuse(replies.authFailed());
         }
+        if (!allowsAddress(credential, session.remoteAddress)) {
+          log.warn("smtp.auth_refused", {
+            client: session.remoteAddress,
+            credential: credential.id,
+            reason: "allowed_ips",
+          });
+          return refuse(replies.addressNotAllowed());
+        }
+        authFailures.succeed(username);
         touchCredential(kv, credential).catch(() => {});
         const user: SessionUser = {
           credentialId: credential.id,
           account: credential.account,
           username: credential.username,
+          domains: credential.domains,
         };
         callback(null, { user: user as unknown as string });
       }, (err) => {
@@ -125,14 +245,32 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const problem = checkSenderAddress(address.address);
       if (problem) return callback(smtpError(replies.badSender(problem)));
       if (!user) return callback();
-      // Revocation reaches open sessions at their next transaction.
-      checkCredential(user).then(
-        (c) => callback(c ? undefined : smtpError(replies.credentialRevoked())),
+      refuseTransaction(user, address.address, session.remoteAddress).then(
+        (refusal) => {
+          if (refusal) {
+            log.info("smtp.rejected", {
+              client: session.remoteAddress,
+              credential: user.credentialId,
+              from: address.address,
+              reply: `${refusal.responseCode} ${refusal.message}`,
+            });
+          }
+          callback(refusal ? smtpError(refusal) : undefined);
+        },
         () => callback(smtpError(replies.authTemporary())),
       );
     },
 
-    onRcptTo(address, _session, callback) {
+    onRcptTo(address, session, callback) {
+      // RFC 5321 §4.5.3.1.8: past the limit, 452 and the client sends the rest in another
+      // transaction. A repeated recipient replaces its entry, so it never counts twice.
+      const rcpts = session.envelope.rcptTo;
+      if (rcpts.length >= config.maxRecipients) {
+        const lower = address.address.toLowerCase();
+        if (!rcpts.some((r) => r.address.toLowerCase() === lower)) {
+          return callback(smtpError(replies.tooManyRecipients()));
+        }
+      }
       const problem = checkRelayAddress(address.address);
       if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
       if (problem) return callback(smtpError(replies.badRecipient(problem)));
@@ -156,6 +294,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         protocol: protocolOf(session),
         via: "smtp",
         body: stream as AsyncIterable<Uint8Array>,
+        allowedFromDomains: user?.domains ?? [],
+        // SMTP smuggling: a bare CR or LF (or a NUL) refuses the message, trusted client or not.
+        lineEndings: "reject",
       }).then((result) => {
         const fields = {
           client: session.remoteAddress,
@@ -170,6 +311,24 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         } else if (result.reason === "too_large") {
           log.info("smtp.rejected", { reason: "too_large", ...fields });
           callback(smtpError(replies.tooLarge(result.limit)));
+        } else if (result.reason === "sender_not_allowed") {
+          log.info("smtp.rejected", {
+            reason: "from_not_allowed",
+            domain: result.domain,
+            ...fields,
+          });
+          callback(smtpError(replies.senderNotAllowed(result.domain)));
+        } else if (result.reason === "bare_line_ending") {
+          metrics.limitRefusals.inc({ limit: "bare_line_ending" });
+          log.warn("smtp.rejected", { reason: "bare_line_ending", found: result.found, ...fields });
+          callback(smtpError(replies.bareLineEnding(result.found)));
+        } else if (result.reason === "header_too_large") {
+          log.info("smtp.rejected", { reason: "header_too_large", ...fields });
+          callback(smtpError(replies.headerTooLarge(result.limit)));
+        } else if (stream.destroyed) {
+          // The client left (or was cut off by a deadline) before the end of DATA.
+          log.info("smtp.aborted", { error: result.error, ...fields });
+          callback(smtpError(replies.storeFailed()));
         } else {
           log.error("smtp.store_failed", { error: result.error, ...fields });
           callback(smtpError(replies.storeFailed()));
@@ -206,6 +365,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         [submission, smtps].map((s) => new Promise<void>((r) => s.close(() => r()))),
       );
     },
+    ports: () => ({ submission: listeningPort(submission), smtps: listeningPort(smtps) }),
   };
 }
 

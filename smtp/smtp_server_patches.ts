@@ -10,22 +10,65 @@
  * 2. AUTH is advertised in EHLO only once TLS is up (RFC 4954 §4: no plaintext passwords).
  * 3. Replies that already carry an RFC 3463 enhanced code (ours, from replies.ts) are sent as-is;
  *    smtp-server would otherwise prefix a generic code chosen from the numeric code alone.
+ * 4. Source routes (`<@relay:user@example.org>`) are handed to our address checks as written.
+ *    smtp-server strips them (RFC 5321 §4.1.2 allows that); instead of relaying to whatever is
+ *    left, we refuse the address, as a relay that never routes on client instructions should.
+ * 5. Session limits Postfix has and smtp-server lacks (core/config/limits.ts): errors per session
+ *    (a wait per command past the soft limit, 421 at the hard limit, a delivered message resets
+ *    the count), a whole-session deadline, a DATA deadline that grows with the bytes received
+ *    (a minimum data rate), and a hard TLS handshake deadline for STARTTLS and implicit TLS.
+ *    smtp-server's own timeouts only count idle time, which a client trickling one byte at a
+ *    time resets forever (slowloris).
+ * 6. A command line over the limit, and the connection-count refusal, answer with our replies.
  */
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import { ENHANCED_OVERRIDES } from "./replies.ts";
+import { SMTPServer } from "smtp-server";
+import { ENHANCED_OVERRIDES, replies } from "./replies.ts";
+
+/** Session limits, from core/config/limits.ts; times in ms, rates in bytes per second. */
+export interface SessionLimits {
+  sessionTimeoutMs: number;
+  idleTimeoutMs: number;
+  /** 0 = no DATA deadline beyond the idle timeout. */
+  minDataRate: number;
+  tlsHandshakeTimeoutMs: number;
+  softErrorLimit: number;
+  hardErrorLimit: number;
+  errorSleepMs: number;
+  /** 452 "too many recipients" replies that do not count as errors (Postfix: 1000). */
+  recipientOvershoot: number;
+}
 
 export interface PosternServerOptions {
   earlyTalkerPause: boolean;
   authOnlyOverTls: boolean;
+  /** Refuse source routes instead of stripping them (4 above). */
+  refuseSourceRoutes?: boolean;
+  limits?: SessionLimits;
 }
 
 // deno-lint-ignore no-explicit-any
 type Conn = any;
 const proto = SMTPConnection.prototype as Conn;
+const serverProto = SMTPServer.prototype as Conn;
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 
 function options(conn: Conn): PosternServerOptions | undefined {
   return conn._server?.options?.postern;
+}
+
+function limitsOf(conn: Conn): SessionLimits | undefined {
+  return options(conn)?.limits;
+}
+
+/** Sends one of our replies (its text already carries the enhanced code). */
+function sendReply(conn: Conn, r: { responseCode: number; message: string }) {
+  conn.send(r.responseCode, r.message);
+}
+
+/** Whether the client waits for our answer (a handler or the message decision is pending). */
+function awaitingUs(conn: Conn): boolean {
+  return !!(conn._handlerPending || (conn._dataStream && conn._parser && !conn._parser._dataMode));
 }
 
 let applied = false;
@@ -37,14 +80,24 @@ export function applySmtpServerPatches() {
   const init = proto.init;
   proto.init = function (this: Conn) {
     const o = options(this);
-    if (!o || o.earlyTalkerPause) return init.call(this);
+    if (!o) return init.call(this);
+    armSessionDeadline(this);
+    if (o.earlyTalkerPause) return init.call(this);
     this._setListeners(() => {
       const max = this._server.options.maxClients;
       if (max && this._server.connections.size > max) {
-        return this.send(421, this.name + " Too many connected clients, try again in a moment");
+        return sendReply(this, replies.serverBusy(this.name));
       }
       this.connectionReady();
     });
+  };
+
+  const onClose = proto._onClose;
+  proto._onClose = function (this: Conn) {
+    clearTimeout(this._posternSessionTimer);
+    clearTimeout(this._posternDataTimer);
+    clearTimeout(this._posternTlsTimer);
+    return onClose.call(this);
   };
 
   const isSupported = proto._isSupported;
@@ -68,13 +121,169 @@ export function applySmtpServerPatches() {
   const send = proto.send;
   proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
     if (!options(this)) return send.call(this, code, data, context);
+    countError(this, code, context);
     if (typeof data === "string" && ENHANCED_PREFIX.test(data)) {
-      return send.call(this, code, data, false);
+      send.call(this, code, data, false);
+    } else {
+      const override = ENHANCED_OVERRIDES[code];
+      if (override && typeof data === "string") {
+        send.call(this, code, `${override} ${data}`, false);
+      } else {
+        send.call(this, code, data, context);
+      }
     }
-    const override = ENHANCED_OVERRIDES[code];
-    if (override && typeof data === "string") {
-      return send.call(this, code, `${override} ${data}`, false);
+    const limits = limitsOf(this);
+    if (limits && code !== 421 && !this._closing && this._posternErrors >= limits.hardErrorLimit) {
+      sendReply(this, replies.tooManyErrors(this.name));
     }
-    return send.call(this, code, data, context);
   };
+
+  // Past the soft error limit, the next command is read only after a pause (a tarpit).
+  const onCommand = proto._onCommand;
+  proto._onCommand = function (this: Conn, command: unknown, callback?: () => void) {
+    const limits = limitsOf(this);
+    if (!limits || typeof callback !== "function") return onCommand.call(this, command, callback);
+    return onCommand.call(this, command, () => {
+      if ((this._posternErrors ?? 0) > limits.softErrorLimit && limits.errorSleepMs > 0) {
+        setTimeout(callback, limits.errorSleepMs);
+      } else {
+        callback();
+      }
+    });
+  };
+
+  const parseAddress = proto._parseAddressCommand;
+  proto._parseAddressCommand = function (this: Conn, name: unknown, command: unknown) {
+    const parsed = parseAddress.call(this, name, command);
+    if (!parsed || !options(this)?.refuseSourceRoutes) return parsed;
+    const text = String(command ?? "");
+    const path = text.slice(text.indexOf(":") + 1).trim().split(/\s+/)[0] ?? "";
+    const route = /^<(@[^<>]*)>$/.exec(path);
+    return route ? { ...parsed, address: route[1] } : parsed;
+  };
+
+  const dataHandler = proto.handler_DATA;
+  proto.handler_DATA = function (this: Conn, command: unknown, callback: () => void) {
+    const result = dataHandler.call(this, command, callback);
+    const limits = limitsOf(this);
+    if (limits && limits.minDataRate > 0 && this._dataStream && this._parser?._dataMode) {
+      armDataDeadline(this, limits);
+    }
+    return result;
+  };
+
+  const createParser = proto._createParser;
+  proto._createParser = function (this: Conn) {
+    const parser = createParser.call(this);
+    if (options(this)) {
+      parser.removeAllListeners("error");
+      parser.on("error", (err: Error) => {
+        const tooLong = /too long/i.test(err?.message ?? "");
+        sendReply(
+          this,
+          tooLong ? replies.lineTooLong(this.name) : replies.protocolError(this.name),
+        );
+      });
+    }
+    return parser;
+  };
+
+  // STARTTLS: smtp-server times the handshake with the idle timeout, which every byte resets.
+  const upgrade = proto.upgrade;
+  proto.upgrade = function (this: Conn, ...args: unknown[]) {
+    const result = upgrade.apply(this, args);
+    const limits = limitsOf(this);
+    if (limits && limits.tlsHandshakeTimeoutMs > 0 && this._upgrading) {
+      const raw = this._socket;
+      this._posternTlsTimer = setTimeout(() => {
+        if (this._upgrading && !raw.destroyed) raw.destroy();
+      }, limits.tlsHandshakeTimeoutMs);
+      this._posternTlsTimer.unref?.();
+    }
+    return result;
+  };
+
+  // Implicit TLS (465): the handshake happens before there is a connection object.
+  const upgradeSocket = serverProto._upgrade;
+  serverProto._upgrade = function (
+    this: Conn,
+    socket: Conn,
+    callback: (err: unknown, tls?: unknown) => void,
+  ) {
+    const limits: SessionLimits | undefined = this.options?.postern?.limits;
+    if (!limits || !(limits.tlsHandshakeTimeoutMs > 0)) {
+      return upgradeSocket.call(this, socket, callback);
+    }
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (!settled && !socket.destroyed) socket.destroy();
+    }, limits.tlsHandshakeTimeoutMs);
+    timer.unref?.();
+    return upgradeSocket.call(this, socket, (err: unknown, tls?: unknown) => {
+      settled = true;
+      clearTimeout(timer);
+      callback(err, tls);
+    });
+  };
+}
+
+/**
+ * Postfix counts the errors a client makes "without delivering mail": every 4yz/5yz reply but
+ * the closing 421, and 452 "too many recipients" only past an overshoot allowance (a client that
+ * splits a big list on our 452s is not misbehaving). A delivered message starts the count again.
+ */
+function countError(conn: Conn, code: number, context: unknown) {
+  const limits = limitsOf(conn);
+  if (!limits) return;
+  if (context === "DATA_OK") {
+    conn._posternErrors = 0;
+    return;
+  }
+  if (code < 400 || code === 421) return;
+  if (code === 452) {
+    conn._posternOvershoot = (conn._posternOvershoot ?? 0) + 1;
+    if (conn._posternOvershoot <= limits.recipientOvershoot) return;
+  }
+  conn._posternErrors = (conn._posternErrors ?? 0) + 1;
+}
+
+function armSessionDeadline(conn: Conn) {
+  const limits = limitsOf(conn);
+  if (!limits || !(limits.sessionTimeoutMs > 0)) return;
+  const expire = () => {
+    if (conn._closing || conn._closed) return;
+    if (awaitingUs(conn)) {
+      // A decision of ours is pending (AUTH, the commit of a message): answer it first.
+      conn._posternSessionTimer = setTimeout(expire, 1000);
+      conn._posternSessionTimer.unref?.();
+      return;
+    }
+    sendReply(conn, replies.sessionTimeout(conn.name));
+  };
+  conn._posternSessionTimer = setTimeout(expire, limits.sessionTimeoutMs);
+  conn._posternSessionTimer.unref?.();
+}
+
+/**
+ * DATA may take the idle timeout plus one second per `minDataRate` bytes received (Postfix's
+ * smtpd_min_data_rate under smtpd_per_request_deadline): a client sending at the minimum rate
+ * or faster never meets it, one trickling below it always does, however it spaces its bytes.
+ */
+function armDataDeadline(conn: Conn, limits: SessionLimits) {
+  const parser = conn._parser;
+  const started = performance.now();
+  const check = () => {
+    if (conn._closing || conn._closed || conn._parser !== parser || !parser._dataMode) return;
+    const allowed = limits.idleTimeoutMs + (parser.dataBytes / limits.minDataRate) * 1000;
+    const elapsed = performance.now() - started;
+    if (elapsed >= allowed) {
+      sendReply(conn, replies.dataTooSlow(conn.name));
+      return;
+    }
+    conn._posternDataTimer = setTimeout(check, Math.min(1000, allowed - elapsed) + 1);
+    conn._posternDataTimer.unref?.();
+  };
+  clearTimeout(conn._posternDataTimer);
+  conn._posternDataTimer = setTimeout(check, Math.min(1000, limits.idleTimeoutMs) + 1);
+  conn._posternDataTimer.unref?.();
 }

@@ -4,6 +4,7 @@
  */
 import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { createHash } from "node:crypto";
+import { metrics } from "../metrics.ts";
 
 /** scrypt cost (RFC 7914): N=2^15, r=8, p=1 is the OWASP minimum for interactive logins. */
 const SCRYPT = { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
@@ -23,6 +24,7 @@ export function randomToken(bytes = 24): string {
 }
 
 function derive(secret: string, salt: Buffer, params: { N: number; r: number; p: number }) {
+  metrics.secretDerivations.inc();
   return new Promise<Buffer>((resolve, reject) =>
     scrypt(
       secret,

@@ -3,6 +3,7 @@
  * POSTERN_CONFIG; the merged input is validated once by the zod schema.
  */
 import { type Config, ConfigSchema } from "./schema.ts";
+import { LIMIT_ENV_NAMES } from "./limits.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
@@ -20,6 +21,8 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_MX_PORT: "mxPort",
   POSTERN_ROUTES: "routes",
   POSTERN_TRUSTED_NETWORKS: "trustedNetworks",
+  POSTERN_TRUSTED_ACCOUNT: "trustedAccount",
+  POSTERN_SPF_INCLUDE: "spfInclude",
   POSTERN_RETRY_SCHEDULE: "retrySchedule",
   POSTERN_MAX_AGE: "maxAge",
   POSTERN_MAX_MESSAGE_SIZE: "maxMessageSize",
@@ -29,7 +32,14 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_CONNECTION_LIMIT: "connectionLimit",
   POSTERN_MAX_DELIVERIES_PER_CONNECTION: "maxDeliveriesPerConnection",
   POSTERN_POLL_INTERVAL: "pollInterval",
+  POSTERN_SUPPRESS_AFTER_EXPIRIES: "suppressAfterExpiries",
   POSTERN_LOG_LEVEL: "logLevel",
+  POSTERN_WEBHOOK_ALLOW: "webhookAllow",
+  POSTERN_WEBHOOK_RETRY_SCHEDULE: "webhookRetrySchedule",
+  POSTERN_WEBHOOK_TIMEOUT: "webhookTimeout",
+  POSTERN_EVENT_SETTLE: "eventSettle",
+  POSTERN_RETENTION: "retention",
+  ...LIMIT_ENV_NAMES,
 };
 
 /** A setting that stops start-up; its message is one line naming the setting and the reason. */
@@ -59,8 +69,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = String(issue.path[0] ?? "");
+    const path = issue.path.map(String).join(".");
     const setting = fromEnv.get(field) ??
-      (field ? `${field} in ${file ?? "config"}` : (file ?? "config"));
+      (field ? `${path} in ${file ?? "config"}` : (file ?? "config"));
     throw new ConfigError(`${setting}: ${issue.message}`);
   }
   return parsed.data;

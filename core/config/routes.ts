@@ -1,6 +1,7 @@
 /**
  * Static routes: `example.com=127.0.0.1:2526|127.0.0.1:2527,*=smtp.upstream:587`.
- * A route's hosts form a smarthost pool tried in order; `*` catches every other domain.
+ * A route's hosts form a smarthost pool tried in order; `*` catches every other domain. In the
+ * config file a route may also carry SMTP AUTH credentials for the upstream smarthost.
  */
 
 export interface RouteHost {
@@ -8,7 +9,18 @@ export interface RouteHost {
   port: number;
 }
 
-export type Routes = Record<string, RouteHost[]>;
+/** Credentials for SMTP AUTH (RFC 4954) at an upstream smarthost. */
+export interface RouteAuth {
+  user: string;
+  pass: string;
+}
+
+export interface Route {
+  hosts: RouteHost[];
+  auth?: RouteAuth;
+}
+
+export type Routes = Record<string, Route>;
 
 export function parseRouteHost(text: string, defaultPort: number): RouteHost {
   const trimmed = text.trim();
@@ -41,13 +53,13 @@ export function parseRoutes(text: string, defaultPort = 25): Routes {
     const domain = item.slice(0, eq).trim().toLowerCase();
     const hosts = item.slice(eq + 1).split("|").map((h) => parseRouteHost(h, defaultPort));
     if (hosts.length === 0) throw new Error(`Cannot parse route "${item}": no hosts`);
-    routes[domain] = hosts;
+    routes[domain] = { hosts };
   }
   return routes;
 }
 
 /** The route for a domain: an exact match, then a parent-domain match, then `*`. */
-export function routeFor(routes: Routes, domain: string): RouteHost[] | undefined {
+export function routeFor(routes: Routes, domain: string): Route | undefined {
   const d = domain.toLowerCase();
   if (routes[d]) return routes[d];
   const labels = d.split(".");

@@ -5,27 +5,40 @@
 import { z } from "zod";
 import { parseDuration } from "../policy/duration.ts";
 import { DEFAULT_RETRY_SCHEDULE, parseRetrySchedule } from "../policy/retry_schedule.ts";
-import { parseRoutes, type Routes } from "./routes.ts";
+import {
+  DEFAULT_WEBHOOK_RETRY_SCHEDULE,
+  parseWebhookRetrySchedule,
+} from "../policy/webhook_retry.ts";
+import { parseRouteHost, parseRoutes, type Route, type Routes } from "./routes.ts";
 import { parseCidr } from "../net/cidr.ts";
+import { duration } from "./fields.ts";
+import { ShapingSchema } from "./shaping.ts";
+import { PoolsSchema } from "./pools.ts";
+import { LIMIT_FIELDS } from "./limits.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return typeof v === "number" ? v : parseDuration(v);
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+/** A route in the config file: its hosts, or `{hosts, auth: {user, pass}}` for a smarthost. */
+const routeEntry = z.union([
+  z.array(z.string()).min(1),
+  z.object({
+    hosts: z.array(z.string()).min(1),
+    auth: z.object({ user: z.string().min(1), pass: z.string().min(1) }).strict().optional(),
+  }).strict(),
+]);
 
-const routes = z.union([z.string(), z.record(z.string(), z.array(z.string()))]).transform(
+const routes = z.union([z.string(), z.record(z.string(), routeEntry)]).transform(
   (v, ctx): Routes => {
     try {
-      const text = typeof v === "string"
-        ? v
-        : Object.entries(v).map(([d, hosts]) => `${d}=${hosts.join("|")}`).join(",");
-      return parseRoutes(text);
+      if (typeof v === "string") return parseRoutes(v);
+      const out: Routes = {};
+      for (const [domain, entry] of Object.entries(v)) {
+        const hosts = Array.isArray(entry) ? entry : entry.hosts;
+        const route: Route = { hosts: hosts.map((h) => parseRouteHost(h, 25)) };
+        if (!Array.isArray(entry) && entry.auth) route.auth = entry.auth;
+        out[domain.trim().toLowerCase()] = route;
+      }
+      return out;
     } catch (e) {
       ctx.addIssue({ code: "custom", message: (e as Error).message });
       return z.NEVER;
@@ -49,6 +62,15 @@ const cidrList = z.union([z.string(), z.array(z.string())]).transform((v, ctx) =
 const schedule = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
   try {
     return parseRetrySchedule(typeof v === "string" ? v : v.join(","));
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const webhookSchedule = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  try {
+    return parseWebhookRetrySchedule(typeof v === "string" ? v : v.join(","));
   } catch (e) {
     ctx.addIssue({ code: "custom", message: (e as Error).message });
     return z.NEVER;
@@ -81,21 +103,55 @@ export const ConfigSchema = z.object({
   mxPort: port.default(25),
   routes: routes.default({}),
   trustedNetworks: cidrList.default([]),
+  /** The account that mail relayed from trusted networks (without AUTH) belongs to. */
+  trustedAccount: z.string().trim().min(1).max(64).default("default"),
+  /** The name sending domains' SPF records include (`include:<name>`); default the hostname. */
+  spfInclude: z.string().trim().min(1).max(253).regex(
+    /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$/,
+    "expected a domain name",
+  ).optional(),
   retrySchedule: schedule.default(parseRetrySchedule(DEFAULT_RETRY_SCHEDULE)),
   maxAge: duration.default(parseDuration("5d")),
   /** Largest message accepted, in bytes (RFC 1870 SIZE). */
   maxMessageSize: z.coerce.number().int().positive().default(50 * 1024 * 1024),
   /** How long SIGTERM waits for open transactions and deliveries. */
   shutdownGrace: duration.default(parseDuration("20s")),
-  /** Outbound: connection and command timeouts. */
-  connectTimeout: duration.default(parseDuration("5s")),
+  /**
+   * Outbound connect timeout (default 5s, from the shaping default profile) and command timeout.
+   * connectTimeout, connectionLimit and maxDeliveriesPerConnection feed the `default` shaping
+   * profile when set; unset, the profile's own values apply (core/config/shaping.ts).
+   */
+  connectTimeout: duration.optional(),
   commandTimeout: duration.default(parseDuration("60s")),
-  /** Per destination: parallel connections and messages sent over one connection. */
-  connectionLimit: z.coerce.number().int().positive().default(10),
-  maxDeliveriesPerConnection: z.coerce.number().int().positive().default(100),
+  /** Per site: parallel connections and messages sent over one connection (default 10 / 100). */
+  connectionLimit: z.coerce.number().int().positive().optional(),
+  maxDeliveriesPerConnection: z.coerce.number().int().positive().optional(),
+  /** Per-site limits: a default profile and per-provider overrides matched by MX suffix. */
+  shaping: ShapingSchema.default({ default: {}, provider: {} }),
+  /** Named pools of source addresses; a pool named "default" serves mail that names none. */
+  pools: PoolsSchema.default({}),
+  /** An address that expires this many times in a row is suppressed. */
+  suppressAfterExpiries: z.coerce.number().int().positive().default(3),
   /** How often a node re-reads the queue for work other nodes queued or retries came due. */
   pollInterval: duration.default(parseDuration("5s")),
+  /** Networks webhooks may reach although private or loopback (e.g. 127.0.0.0/8 in tests). */
+  webhookAllow: cidrList.default([]),
+  /** Delay before each attempt of a webhook event; its sum is how long an event is tried. */
+  webhookRetrySchedule: webhookSchedule.default(
+    parseWebhookRetrySchedule(DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+  ),
+  /** A webhook POST that has not answered by then counts as failed. */
+  webhookTimeout: duration.default(parseDuration("5s")),
+  /**
+   * Readers of the event log stop this far short of now, so a commit that lands after its event
+   * ids were made is never skipped by a cursor (core/store/events.ts).
+   */
+  eventSettle: duration.default(parseDuration("5s")),
+  /** Messages, their events and index entries are deleted after this (bodies go first). */
+  retention: duration.default(parseDuration("30d")),
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  /** Abuse limits: connections, lines, headers, recipients, errors, timeouts, AUTH, HTTP. */
+  ...LIMIT_FIELDS,
 }).strict();
 
 export type Config = z.output<typeof ConfigSchema>;

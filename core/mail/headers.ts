@@ -20,6 +20,39 @@ export interface CompletedHeaders {
   block: Uint8Array;
   messageId: string;
   subject: string;
+  /** The From field's value, unfolded ("" when there is none). */
+  from: string;
+  /** The `X-Postern-Pool` field's value; the field itself is removed from the block. */
+  pool?: string;
+}
+
+/** Fields that steer Postern and never leave it. */
+const CONTROL_FIELDS: ReadonlySet<string> = new Set(["x-postern-pool"]);
+
+/**
+ * Removes the named fields (lower-case names), with their folded continuation lines, from a
+ * header block (CRLF lines); returns the rest and the removed fields, unfolded.
+ */
+export function removeFields(
+  block: string,
+  names: ReadonlySet<string>,
+): { block: string; removed: { name: string; value: string }[] } {
+  const kept: string[] = [];
+  const removed: { name: string; value: string }[] = [];
+  let dropping = false;
+  for (const line of block.split("\r\n")) {
+    if ((line[0] === " " || line[0] === "\t") && line !== "") {
+      if (dropping) removed[removed.length - 1]!.value += " " + line.trim();
+      else kept.push(line);
+      continue;
+    }
+    const colon = line.indexOf(":");
+    const name = colon > 0 ? line.slice(0, colon).trim().toLowerCase() : "";
+    dropping = names.has(name);
+    if (dropping) removed.push({ name, value: line.slice(colon + 1).trim() });
+    else kept.push(line);
+  }
+  return { block: kept.join("\r\n"), removed };
 }
 
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -95,11 +128,15 @@ export function completeHeaders(headerBlock: Uint8Array, trace: TraceInfo): Comp
   }
   if (!has("date")) added += `Date: ${date}\r\n`;
   const subject = fields.find((f) => f.name === "subject")?.value ?? "";
-  let body = original;
+  const control = removeFields(original, CONTROL_FIELDS);
+  const pool = control.removed.find((f) => f.name === "x-postern-pool")?.value;
+  let body = control.block;
   if (body !== "" && !body.endsWith("\r\n")) body += "\r\n";
   return {
     block: binaryToBytes(received + body + added),
     messageId,
     subject: subject.slice(0, 998),
+    from: fields.find((f) => f.name === "from")?.value ?? "",
+    ...(pool ? { pool } : {}),
   };
 }

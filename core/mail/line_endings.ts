@@ -51,3 +51,34 @@ export function crlfNormalizer(): Normalizer {
     return out.subarray(0, o);
   };
 }
+
+/** What smtpd_forbid_bare_newline = reject refuses: a CR or LF not in a CRLF pair, or a NUL. */
+export type BareLineEnding = "CR" | "LF" | "NUL";
+
+export type BareLineEndingFinder = (chunk: Uint8Array, final?: boolean) => BareLineEnding | null;
+
+/**
+ * Streaming check for the bytes that make SMTP smuggling possible (RFC 5321 §2.3.8: CR and LF
+ * only ever appear together as CRLF). Instead of repairing them, as the normalizer does for HTTP
+ * uploads, SMTP submission refuses the message: a client that sends `\n.\n` is either broken or
+ * probing, and a repaired message would be one its author did not write. Chunks may split a
+ * CRLF anywhere; the verdict is the same however the bytes were cut.
+ */
+export function bareLineEndingFinder(): BareLineEndingFinder {
+  let pendingCR = false;
+  return function find(chunk: Uint8Array, final = false): BareLineEnding | null {
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!;
+      if (pendingCR) {
+        pendingCR = false;
+        if (byte === LF) continue;
+        return "CR";
+      }
+      if (byte === CR) pendingCR = true;
+      else if (byte === LF) return "LF";
+      else if (byte === 0) return "NUL";
+    }
+    if (final && pendingCR) return "CR";
+    return null;
+  };
+}

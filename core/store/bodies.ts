@@ -48,3 +48,20 @@ export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * The message as it is sent: the record's `prefix` (the DKIM-Signature fields added at intake)
+ * in front of the stored body, which is left as it is.
+ */
+export function withPrefix(
+  prefix: string | undefined,
+  body: Uint8Array | AsyncIterable<Uint8Array>,
+): Uint8Array | AsyncIterable<Uint8Array> {
+  if (!prefix) return body;
+  const head = new TextEncoder().encode(prefix);
+  if (body instanceof Uint8Array) return concatChunks([head, body]);
+  return (async function* () {
+    yield head;
+    yield* body;
+  })();
+}

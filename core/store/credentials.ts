@@ -1,12 +1,18 @@
 /**
- * SMTP/API credentials. The secret is shown once at creation; the store keeps an scrypt hash.
+ * SMTP/API credentials. A secret is shown once, when it is issued; the store keeps an scrypt hash.
  * A successful verification is remembered briefly (keyed by a digest of the secret) so apps that
  * open a connection per message do not pay scrypt each time; the record itself is re-read on
- * every login, so revocation takes effect at once.
+ * every login and every SMTP transaction, so revocation (of a secret or the whole credential)
+ * and scope changes take effect at once, on every node.
+ *
+ * Rotation: a credential holds up to two secrets at once. `addSecret` issues the new one while
+ * the old stays valid until `removeSecret` revokes it, so an app can be re-keyed without a gap.
  */
 import { keys } from "./keys.ts";
 import { hashSecret, randomToken, type SecretHash, sha256, verifySecret } from "../auth/secrets.ts";
 import { shortId } from "../ids.ts";
+import { networkMatcher } from "../net/cidr.ts";
+import { alignsWith } from "../mail/sender_domains.ts";
 
 export interface CredentialSecret {
   id: string;
@@ -14,7 +20,32 @@ export interface CredentialSecret {
   createdAt: number;
 }
 
-export interface Credential {
+/** What a credential may do; every field is optional input with the default shown. */
+export interface CredentialScopes {
+  /** Sender domains (MAIL FROM and From: align with one, exactly or as a subdomain); [] = any. */
+  domains: string[];
+  /** CIDRs AUTH may come from; [] = anywhere. */
+  allowedIps: string[];
+  /** e.g. "100/min" (core/policy/duration.ts parseRate); null = unlimited. */
+  rateLimit: string | null;
+  /** Messages per UTC day; null = unlimited. */
+  dailyQuota: number | null;
+  /** The source-IP pool the delivery side sends this credential's mail from; null = default. */
+  pool: string | null;
+  /** Whether bounces send a DSN to the sender. */
+  dsn: boolean;
+}
+
+export const DEFAULT_SCOPES: Readonly<CredentialScopes> = {
+  domains: [],
+  allowedIps: [],
+  rateLimit: null,
+  dailyQuota: null,
+  pool: null,
+  dsn: true,
+};
+
+export interface Credential extends CredentialScopes {
   id: string;
   account: string;
   name: string;
@@ -29,26 +60,49 @@ export type PublicCredential = Omit<Credential, "secrets"> & {
   secrets: { id: string; createdAt: number }[];
 };
 
+/** A credential holds at most this many live secrets: the current one and its successor. */
+export const MAX_SECRETS = 2;
+
 export const KEY_PREFIX = "pst_";
 
 export function publicView(c: Credential): PublicCredential {
   return { ...c, secrets: c.secrets.map(({ id, createdAt }) => ({ id, createdAt })) };
 }
 
+/**
+ * A new secret for credential `id`: 192 random bits behind `pst_<credential>_`. The key names its
+ * credential, so it also works alone as an HTTP bearer key or XOAUTH2 token.
+ */
+async function newSecret(id: string, now: number) {
+  const password = `${KEY_PREFIX}${id.slice(3)}_${randomToken(24)}`;
+  const secret: CredentialSecret = {
+    id: shortId("sk_", 8),
+    hash: await hashSecret(password),
+    createdAt: now,
+  };
+  return { password, secret };
+}
+
+/** Records written before scopes existed read as the defaults. */
+function withDefaults(c: Credential): Credential {
+  return { ...DEFAULT_SCOPES, ...c };
+}
+
 export async function createCredential(
   kv: Deno.Kv,
-  input: { account: string; name: string; now?: number },
+  input: { account: string; name: string; scopes?: Partial<CredentialScopes>; now?: number },
 ): Promise<{ credential: Credential; password: string }> {
   const now = input.now ?? Date.now();
   const id = shortId("cr_", 16);
-  // The key names its credential, so it also works alone as an HTTP bearer key.
-  const password = `${KEY_PREFIX}${id.slice(3)}_${randomToken(24)}`;
+  const { password, secret } = await newSecret(id, now);
   const credential: Credential = {
+    ...DEFAULT_SCOPES,
+    ...input.scopes,
     id,
     account: input.account,
     name: input.name,
     username: id,
-    secrets: [{ id: shortId("sk_", 8), hash: await hashSecret(password), createdAt: now }],
+    secrets: [secret],
     createdAt: now,
     revokedAt: null,
     lastUsedAt: null,
@@ -65,13 +119,86 @@ export async function createCredential(
 export async function listCredentials(kv: Deno.Kv, account: string): Promise<Credential[]> {
   const out: Credential[] = [];
   for await (const e of kv.list<Credential>({ prefix: keys.credentialPrefix() })) {
-    if (e.value.account === account) out.push(e.value);
+    if (e.value.account === account) out.push(withDefaults(e.value));
   }
   return out;
 }
 
 export async function getCredential(kv: Deno.Kv, id: string): Promise<Credential | null> {
-  return (await kv.get<Credential>(keys.credential(id))).value;
+  const value = (await kv.get<Credential>(keys.credential(id))).value;
+  return value ? withDefaults(value) : null;
+}
+
+/**
+ * Applies `change` to the stored record with a compare-and-set, retrying on a concurrent write.
+ * `change` returns the new record, or a string that is handed back unchanged (a refusal).
+ */
+async function mutate<R extends string>(
+  kv: Deno.Kv,
+  id: string,
+  change: (c: Credential) => Credential | R | Promise<Credential | R>,
+): Promise<Credential | R | null> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const entry = await kv.get<Credential>(keys.credential(id));
+    if (!entry.value) return null;
+    const next = await change(withDefaults(entry.value));
+    if (typeof next === "string") return next;
+    const res = await kv.atomic().check(entry).set(keys.credential(id), next).commit();
+    if (res.ok) return next;
+  }
+  throw new Error(`Cannot update credential ${id}: it kept changing under concurrent writes`);
+}
+
+/** Changes name and scopes; a revoked credential stays as it was ("revoked"). */
+export function updateCredential(
+  kv: Deno.Kv,
+  id: string,
+  patch: Partial<CredentialScopes> & { name?: string },
+): Promise<Credential | "revoked" | null> {
+  return mutate(kv, id, (c) => c.revokedAt !== null ? "revoked" as const : { ...c, ...patch });
+}
+
+/** Rotation, step one: issues a second secret (returned once); the first stays valid. */
+export async function addSecret(
+  kv: Deno.Kv,
+  id: string,
+  now = Date.now(),
+): Promise<
+  { credential: Credential; secretId: string; password: string } | "revoked" | "full" | null
+> {
+  const issued = await newSecret(id, now);
+  const result = await mutate(kv, id, (c) => {
+    if (c.revokedAt !== null) return "revoked" as const;
+    if (c.secrets.length >= MAX_SECRETS) return "full" as const;
+    return { ...c, secrets: [...c.secrets, issued.secret] };
+  });
+  if (result === null || typeof result === "string") return result;
+  return { credential: result, secretId: issued.secret.id, password: issued.password };
+}
+
+/** Rotation, step two: revokes one secret. The last one cannot go ("last"): revoke the credential. */
+export async function removeSecret(
+  kv: Deno.Kv,
+  id: string,
+  secretId: string,
+): Promise<Credential | "unknown_secret" | "last" | null> {
+  const result = await mutate(kv, id, (c) => {
+    if (!c.secrets.some((s) => s.id === secretId)) return "unknown_secret" as const;
+    if (c.secrets.length === 1) return "last" as const;
+    return { ...c, secrets: c.secrets.filter((s) => s.id !== secretId) };
+  });
+  forgetVerified(id);
+  return result;
+}
+
+/** Whether AUTH from `address` is allowed. */
+export function allowsAddress(c: Credential, address: string): boolean {
+  return c.allowedIps.length === 0 || networkMatcher(c.allowedIps)(address);
+}
+
+/** Whether the credential may send as `domain` (MAIL FROM or From: domain). */
+export function allowsSenderDomain(c: Credential, domain: string): boolean {
+  return c.domains.length === 0 || alignsWith(domain, c.domains);
 }
 
 export async function revokeCredential(
@@ -79,10 +206,7 @@ export async function revokeCredential(
   id: string,
   now = Date.now(),
 ): Promise<Credential | null> {
-  const entry = await kv.get<Credential>(keys.credential(id));
-  if (!entry.value) return null;
-  const revoked = { ...entry.value, revokedAt: entry.value.revokedAt ?? now };
-  await kv.set(keys.credential(id), revoked);
+  const revoked = await mutate<never>(kv, id, (c) => ({ ...c, revokedAt: c.revokedAt ?? now }));
   forgetVerified(id);
   return revoked;
 }
@@ -95,8 +219,10 @@ function forgetVerified(credentialId: string) {
 }
 
 /**
- * Checks username + secret. Unknown users still pay one scrypt so replies and timing do not tell
- * an unknown user from a wrong password.
+ * Checks username + secret. Every failure pays exactly MAX_SECRETS scrypt derivations, whether
+ * the user is unknown or has one or two secrets: instead of failing after as many hashes as the
+ * credential happens to hold, which would time a wrong password apart from an unknown user, the
+ * difference is made up with hashes of a dummy secret.
  */
 export async function verifyLogin(
   kv: Deno.Kv,
@@ -106,8 +232,8 @@ export async function verifyLogin(
 ): Promise<Credential | null> {
   const id = (await kv.get<string>(keys.credentialByUser(username))).value;
   const credential = id ? await getCredential(kv, id) : null;
-  if (!credential || credential.revokedAt !== null) {
-    await verifySecret(secret, await dummy());
+  if (!credential || credential.revokedAt !== null || credential.secrets.length === 0) {
+    for (let i = 0; i < MAX_SECRETS; i++) await verifySecret(secret, await dummy());
     return null;
   }
   const cacheKey = sha256(`${credential.id}\0${secret}`);
@@ -117,7 +243,9 @@ export async function verifyLogin(
   ) {
     return credential;
   }
+  let hashed = 0;
   for (const s of credential.secrets) {
+    hashed++;
     if (await verifySecret(secret, s.hash)) {
       verified.set(cacheKey, {
         credentialId: credential.id,
@@ -128,6 +256,7 @@ export async function verifyLogin(
       return credential;
     }
   }
+  for (; hashed < MAX_SECRETS; hashed++) await verifySecret(secret, await dummy());
   return null;
 }
 

@@ -1,14 +1,23 @@
 /**
  * Recording a delivery attempt: one commit per transaction that removes the due entry, moves
  * each recipient row to its new state, files the next due entry for the deferred ones and writes
- * one event per recipient. A check on the due entry's versionstamp makes a replayed attempt (a
+ * one event per recipient (in the message timeline, the account's event log and the stats
+ * counters). A check on the due entry's versionstamp makes a replayed attempt (a
  * second node, a restart) a no-op rather than a second state change.
  */
 import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
 import type { DueEntry } from "./queue.ts";
-import { newId } from "../ids.ts";
-import type { EventType, MessageEvent, RecipientRow, RecipientStatus } from "../model.ts";
+import { monotonicId } from "../ids.ts";
+import type {
+  EventType,
+  MessageEvent,
+  MessageRecord,
+  RecipientRow,
+  RecipientStatus,
+} from "../model.ts";
+import { EVENT_MUTATIONS, putEvent } from "./events.ts";
+import { StatTally } from "./stats.ts";
 
 export interface RecipientResult {
   row: RecipientRow;
@@ -22,6 +31,8 @@ export interface RecipientResult {
 }
 
 export interface AttemptContext {
+  /** The message attempted: its events go to its account's log and counters, under its tags. */
+  message: Pick<MessageRecord, "account" | "tags">;
   remoteHost?: string;
   localAddress?: string;
   tls?: string;
@@ -33,12 +44,16 @@ export function attemptChange(
   ctx: AttemptContext,
   now: number,
   extra?: (op: Deno.AtomicOperation) => void,
+  /** Bytes and mutations `extra` adds (suppressions, DSN requests, counters). */
+  extraSize: { bytes: number; mutations: number } = { bytes: 0, mutations: 0 },
 ): Change {
   const nextDue = new Map<number, number[]>();
   let bytes = 200;
   let mutations = 1;
   const rows: RecipientRow[] = [];
-  const events: MessageEvent[] = [];
+  const events: Omit<MessageEvent, "id">[] = [];
+  const tally = new StatTally();
+  const account = ctx.message.account;
   for (const r of results) {
     const row: RecipientRow = {
       ...r.row,
@@ -47,11 +62,11 @@ export function attemptChange(
       nextAttemptAt: r.nextAttemptAt,
       lastReply: r.reply.slice(0, 1000),
       ...(r.category ? { lastCategory: r.category } : {}),
+      ...(ctx.localAddress ? { lastSource: ctx.localAddress } : {}),
       updatedAt: now,
     };
     rows.push(row);
-    const event: MessageEvent = {
-      id: newId(now),
+    const event: Omit<MessageEvent, "id"> = {
       msgId: row.msgId,
       type: r.event,
       at: now,
@@ -64,28 +79,35 @@ export function attemptChange(
       ...(r.nextAttemptAt ? { nextAttemptAt: r.nextAttemptAt } : {}),
     };
     events.push(event);
+    tally.add(account, r.event, now, {
+      domain: row.domain,
+      ...(ctx.message.tags ? { tags: ctx.message.tags } : {}),
+    });
     if (r.nextAttemptAt !== null) {
       const list = nextDue.get(r.nextAttemptAt) ?? [];
       list.push(row.idx);
       nextDue.set(r.nextAttemptAt, list);
     }
-    bytes += 2 * (400 + row.rcpt.length + row.lastReply!.length);
-    mutations += 2;
+    bytes += 3 * (400 + row.rcpt.length + row.lastReply!.length);
+    mutations += 1 + EVENT_MUTATIONS;
   }
-  mutations += nextDue.size;
+  mutations += nextDue.size + tally.size;
+  bytes += tally.size * 120;
   return {
     apply(op) {
       op.check({ key: due.key, versionstamp: due.versionstamp });
       op.delete(due.key);
       for (const row of rows) op.set(keys.recipient(row.msgId, row.idx), row);
-      for (const ev of events) op.set(keys.event(ev.msgId, ev.id), ev);
+      // Event ids are taken now, as the commit is built (core/store/events.ts says why).
+      for (const ev of events) putEvent(op, account, { ...ev, id: monotonicId() } as MessageEvent);
+      tally.apply(op);
       for (const [at, idxs] of nextDue) {
         op.set(keys.due(due.domain, at, due.msgId, Math.min(...idxs)), { rcpts: idxs });
       }
       extra?.(op);
     },
-    bytes,
-    mutations: mutations + 60,
+    bytes: bytes + extraSize.bytes,
+    mutations: mutations + 60 + extraSize.mutations,
     checks: 1,
   };
 }

@@ -7,19 +7,45 @@
  * | ["body", id, n]                       | Uint8Array ≤63000| intake (chunk n of body)   |
  * | ["staged", id]                        | {createdAt}      | intake, before a large body's chunks; removed by its commit |
  * | ["rcpt", id, idx]                     | RecipientRow     | intake, destination actor  |
- * | ["due", domain, dueAt, id, idx]       | true             | intake, destination actor  |
+ * | ["due", domain, dueAt, id, idx]       | {rcpts}          | intake, site actor (filed per recipient domain; a site actor works all its domains) |
  * | ["queue", domain]                     | {touchedAt}      | intake (destination has work) |
  * | ["ev", msgId, eventId]                | MessageEvent     | same commit as the change  |
  * | ["cred", id]                          | Credential       | credentials                |
  * | ["cred_user", username]               | id               | credentials                |
- * | ["lease", "dest", domain]             | Lease            | destination actor          |
+ * | ["cred_day", credId, "YYYY-MM-DD"]    | Deno.KvU64       | intake, in the message commit: messages accepted that UTC day (daily_quota) |
+ * | ["account", id]                       | Account          | accounts; "default" at start-up |
+ * | ["account_name", lower(name)]         | id               | accounts (names are unique) |
+ * | ["domain", id]                        | SendingDomain    | domains (holds DKIM private keys: a secret) |
+ * | ["domain_name", name]                 | id               | domains (one account owns a domain name) |
+ * | ["lease", "dest", domain]             | Lease            | (before sites; no longer written) |
+ * | ["lease", "site", site]               | Lease            | site actor (one node shapes a site) |
+ * | ["site_ctl", site]                    | SiteControl      | queue API: an operator's suspension of a site |
+ * | ["supp", account, address]            | Suppression      | suppressions API; attempt commit (hard bounce, expiry streak) |
+ * | ["supp_streak", account, address]     | {count, lastAt}  | attempt commit: expiries in a row; deleted on delivery |
+ * | ["meta", "supp_gen"]                  | Deno.KvU64       | summed with every suppression change: nodes reload their cache |
+ * | ["dsn", msgId, dsnId]                 | DsnRequest       | attempt commit (a permanent failure); deleted by the DSN's own message commit |
+ * | ["warmup", source, site, utcDay]      | Deno.KvU64       | attempt commit: sends from a warming source to a site that day |
  * | ["meta", "admin_token"]               | {hash}           | start-up                   |
+ * | ["evlog", account, eventId]           | MessageEvent     | same commit as ["ev", …]: the account's event log, read by cursor |
+ * | ["idem", account, key]                | {id, at, fingerprint?} | message commit (expires after 24 h) |
+ * | ["idx_time", account, msgId]          | true             | message commit: search by time |
+ * | ["idx_from", account, from, msgId]    | true             | message commit: search by sender (lower-cased) |
+ * | ["idx_rcpt", account, rcpt, msgId]    | true             | message commit: search by recipient (lower-cased) |
+ * | ["idx_tag", account, tag, msgId]      | true             | message commit: search by tag |
+ * | ["stat", account, hourMs, dim, value, type] | Deno.KvU64 | sum in the event's commit; dim "all" (value ""), "domain", "tag" |
+ * | ["webhook", id]                       | WebhookEndpoint  | webhooks API (holds the signing secrets) |
+ * | ["webhook_state", id]                 | WebhookState     | webhook actor (cursor, retries); replay API |
+ * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
+ * | ["lease", "webhook", id]              | Lease            | webhook actor               |
+ *
+ * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
 
 export type Key = Deno.KvKey;
 
 export const keys = {
   message: (id: string): Key => ["msg", id],
+  messagePrefix: (): Key => ["msg"],
   body: (id: string, n: number): Key => ["body", id, n],
   bodyPrefix: (id: string): Key => ["body", id],
   staged: (id: string): Key => ["staged", id],
@@ -34,6 +60,7 @@ export const keys = {
     idx,
   ],
   duePrefix: (domain: string): Key => ["due", domain],
+  dueAllPrefix: (): Key => ["due"],
   queue: (domain: string): Key => ["queue", domain],
   queuePrefix: (): Key => ["queue"],
   event: (msgId: string, eventId: string): Key => ["ev", msgId, eventId],
@@ -41,6 +68,55 @@ export const keys = {
   credential: (id: string): Key => ["cred", id],
   credentialPrefix: (): Key => ["cred"],
   credentialByUser: (username: string): Key => ["cred_user", username],
+  credentialDay: (credentialId: string, day: string): Key => ["cred_day", credentialId, day],
+  account: (id: string): Key => ["account", id],
+  accountPrefix: (): Key => ["account"],
+  accountByName: (name: string): Key => ["account_name", name.toLowerCase()],
+  domain: (id: string): Key => ["domain", id],
+  domainPrefix: (): Key => ["domain"],
+  domainByName: (name: string): Key => ["domain_name", name],
   destinationLease: (domain: string): Key => ["lease", "dest", domain],
+  siteLease: (site: string): Key => ["lease", "site", site],
+  siteControl: (site: string): Key => ["site_ctl", site],
+  suppression: (account: string, address: string): Key => ["supp", account, address],
+  suppressionPrefix: (account?: string): Key =>
+    account === undefined ? ["supp"] : ["supp", account],
+  suppressionStreak: (account: string, address: string): Key => ["supp_streak", account, address],
+  suppressionGeneration: (): Key => ["meta", "supp_gen"],
+  dsnRequest: (msgId: string, dsnId: string): Key => ["dsn", msgId, dsnId],
+  dsnRequestPrefix: (): Key => ["dsn"],
+  warmupCount: (source: string, site: string, day: number): Key => ["warmup", source, site, day],
   adminToken: (): Key => ["meta", "admin_token"],
+  accountEvent: (account: string, eventId: string): Key => ["evlog", account, eventId],
+  accountEventPrefix: (account: string): Key => ["evlog", account],
+  idempotency: (account: string, key: string): Key => ["idem", account, key],
+  indexTime: (account: string, msgId: string): Key => ["idx_time", account, msgId],
+  indexFrom: (account: string, from: string, msgId: string): Key => [
+    "idx_from",
+    account,
+    from,
+    msgId,
+  ],
+  indexRecipient: (account: string, rcpt: string, msgId: string): Key => [
+    "idx_rcpt",
+    account,
+    rcpt,
+    msgId,
+  ],
+  indexTag: (account: string, tag: string, msgId: string): Key => ["idx_tag", account, tag, msgId],
+  stat: (account: string, hourMs: number, dim: string, value: string, type: string): Key => [
+    "stat",
+    account,
+    hourMs,
+    dim,
+    value,
+    type,
+  ],
+  statPrefix: (account: string): Key => ["stat", account],
+  webhook: (id: string): Key => ["webhook", id],
+  webhookPrefix: (): Key => ["webhook"],
+  webhookState: (id: string): Key => ["webhook_state", id],
+  webhookFailure: (id: string, eventId: string): Key => ["webhook_failed", id, eventId],
+  webhookFailurePrefix: (id: string): Key => ["webhook_failed", id],
+  webhookLease: (id: string): Key => ["lease", "webhook", id],
 };

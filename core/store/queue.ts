@@ -43,6 +43,20 @@ export async function nextDueAt(kv: Deno.Kv, domain: string): Promise<number | n
   return null;
 }
 
+/** The earliest due time after `after`, or null when nothing later is queued. */
+export async function nextDueAfter(
+  kv: Deno.Kv,
+  domain: string,
+  after: number,
+): Promise<number | null> {
+  const iter = kv.list({
+    prefix: keys.duePrefix(domain),
+    start: [...keys.duePrefix(domain), after + 1],
+  }, { limit: 1 });
+  for await (const e of iter) return e.key[2] as number;
+  return null;
+}
+
 export async function listQueuedDestinations(kv: Deno.Kv): Promise<Deno.KvEntry<unknown>[]> {
   const out: Deno.KvEntry<unknown>[] = [];
   for await (const e of kv.list({ prefix: keys.queuePrefix() })) out.push(e);

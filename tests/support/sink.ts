@@ -54,6 +54,8 @@ export interface ReceivedMessage {
   secure: boolean;
   /** The name the client gave in EHLO/HELO. */
   heloName: string;
+  /** The user the client logged in as with AUTH, if it did. */
+  user?: string;
   /** `Date.now()` when the data ended. */
   at: number;
 }
@@ -71,6 +73,13 @@ export interface SinkOptions {
   defaultBehavior?: SinkBehavior;
   /** Replaces the 220 greeting; a code of 400 or above refuses every session (e.g. 421). */
   greeting?: SinkReply;
+  /**
+   * Behaviour by the client's (source) address, ahead of the per-recipient one: a site that
+   * rate-limits or blocks one of the relay's source addresses.
+   */
+  sourceBehaviors?: Record<string, SinkBehavior>;
+  /** Advertise AUTH PLAIN/LOGIN and accept only this user and password (a smarthost). */
+  auth?: { user: string; pass: string };
   /** The name in the greeting and EHLO reply. @default "sink.test" */
   name?: string;
 }
@@ -84,6 +93,11 @@ export interface Sink {
   attempts: Map<string, number>;
   /** TCP sessions accepted, so tests can assert connection reuse. */
   connections: number;
+  /** TCP sessions open now, and the most that were ever open at once. */
+  openConnections: number;
+  maxOpenConnections: number;
+  /** Every RCPT, in order, with the client's source address and EHLO name. */
+  rcpts: { rcpt: string; remoteAddress: string; heloName: string; at: number; code: number }[];
   /** Replaces a recipient's behaviour; a new `sequence` starts again from its first entry. */
   setBehavior(rcpt: string, behavior: SinkBehavior): void;
   /** Resolves once `messages.length >= count`. @default timeoutMs 20000 */
@@ -119,6 +133,9 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     messages: [],
     attempts: new Map(),
     connections: 0,
+    openConnections: 0,
+    maxOpenConnections: 0,
+    rcpts: [],
     setBehavior(rcpt, behavior) {
       behaviors.set(rcpt.toLowerCase(), check_behavior(behavior));
       sequencePositions.delete(rcpt.toLowerCase());
@@ -137,7 +154,20 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     size: SIZE_LIMIT_BYTES,
     authOptional: true,
     // No AUTH advertised: the relay must not try to log in to an MX.
-    disabledCommands: useTls ? ["AUTH"] : ["AUTH", "STARTTLS"],
+    disabledCommands: [
+      ...(options.auth ? [] : ["AUTH"]),
+      ...(useTls ? [] : ["STARTTLS"]),
+    ],
+    authMethods: ["PLAIN", "LOGIN"],
+    onAuth(auth, _session, callback) {
+      const want = options.auth;
+      if (want && auth.username === want.user && auth.password === want.pass) {
+        return callback(null, { user: auth.username });
+      }
+      const error: SMTPServerError = new Error("Authentication credentials invalid");
+      error.responseCode = 535;
+      callback(error);
+    },
     // The relay reuses sessions for many transactions; the default limit of 10 would cut them.
     maxAllowedUnauthenticatedCommands: false,
     disableReverseLookup: true,
@@ -158,7 +188,20 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       sink.attempts.set(rcpt, (sink.attempts.get(rcpt) ?? 0) + 1);
       const position = (sequencePositions.get(rcpt) ?? 0) + 1;
       sequencePositions.set(rcpt, position);
-      const behavior = resolve_sequence(behaviors.get(rcpt) ?? defaultBehavior, position);
+      const bySource = options.sourceBehaviors?.[session.remoteAddress];
+      const behavior = resolve_sequence(
+        bySource ?? behaviors.get(rcpt) ?? defaultBehavior,
+        position,
+      );
+      sink.rcpts.push({
+        rcpt,
+        remoteAddress: session.remoteAddress,
+        heloName: session.hostNameAppearsAs,
+        at: Date.now(),
+        code: behavior === "accept" || behavior === "hang" || "atData" in behavior
+          ? 250
+          : behavior.code,
+      });
       if (behavior === "hang") return; // The callback is never called, so RCPT gets no reply.
       if (behavior === "accept") return callback();
       if ("atData" in behavior) {
@@ -192,6 +235,9 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
   server.on("error", () => {});
   server.server.on("connection", (socket: net.Socket) => {
     sink.connections++;
+    sink.openConnections++;
+    sink.maxOpenConnections = Math.max(sink.maxOpenConnections, sink.openConnections);
+    socket.once("close", () => sink.openConnections--);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
@@ -264,6 +310,7 @@ function received_message(raw: Uint8Array, session: SMTPServerSession): Received
     localPort: session.localPort,
     secure: session.secure,
     heloName: session.hostNameAppearsAs,
+    ...(session.user ? { user: String(session.user) } : {}),
     at: Date.now(),
   };
 }

@@ -33,7 +33,7 @@ interface SendError extends Error {
 function is_send_error(code: number): (error: unknown) => boolean {
   return (error) => {
     assert.ok(error instanceof Error);
-    assert.equal((error as SendError).responseCode, code, (error as SendError).response);
+    assert.equal((error as SendError).responseCode, code, (error as SendError).response ?? "");
     return true;
   };
 }

@@ -1,0 +1,26 @@
+/**
+ * Zod field types shared by the config schemas: durations ("30s") and rates ("100/min") written
+ * as operators write them, parsed once at load time into numbers.
+ */
+import { z } from "zod";
+import { parseDuration, parseRate, type Rate } from "../policy/duration.ts";
+
+/** A duration as text ("5m") or as milliseconds. */
+export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return typeof v === "number" ? v : parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** A rate as text: "100/min", "10/s", "3/5m". */
+export const rate = z.string().transform((v, ctx): Rate => {
+  try {
+    return parseRate(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});

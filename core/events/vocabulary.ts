@@ -1,0 +1,70 @@
+/**
+ * The one event vocabulary shared by the event log (`GET /v1/events`), webhooks and stats, in the
+ * manner of KumoMTA's log records: a message is `accepted` once; each recipient then collects
+ * `deferred` (a transient failure, retried), and ends `delivered`, `bounced` (a permanent
+ * failure), `expired` (out of retries), `suppressed` (never tried: on the suppression list) or
+ * `failed` (we could not try: no route, a local error). `complained` arrives later, from a
+ * feedback report.
+ */
+import { z } from "zod";
+import type { EventType, MessageEvent, MessageRecord } from "../model.ts";
+
+export const EVENT_TYPES = [
+  "accepted",
+  "delivered",
+  "deferred",
+  "bounced",
+  "suppressed",
+  "complained",
+  "expired",
+  "failed",
+] as const satisfies readonly EventType[];
+
+// Fails to compile when model.ts gains an event type this list lacks.
+type _Missing = Exclude<EventType, (typeof EVENT_TYPES)[number]>;
+const _allListed: [_Missing] extends [never] ? true : never = true;
+void _allListed;
+
+export const EventTypeSchema = z.enum(EVENT_TYPES).describe(
+  "accepted · delivered · deferred · bounced · suppressed · complained · expired · failed",
+);
+
+/** An event as the API and webhooks show it: snake_case, ISO times, nulls for absent fields. */
+export interface EventView {
+  id: string;
+  type: EventType;
+  at: string;
+  recipient: string | null;
+  reply: string | null;
+  category: string | null;
+  remote_host: string | null;
+  tls: string | null;
+  next_attempt_at: string | null;
+  message: {
+    id: string;
+    tags: string[];
+    metadata: Record<string, string>;
+  };
+}
+
+export function eventView(
+  event: MessageEvent,
+  message?: Pick<MessageRecord, "tags" | "metadata"> | null,
+): EventView {
+  return {
+    id: event.id,
+    type: event.type,
+    at: new Date(event.at).toISOString(),
+    recipient: event.rcpt ?? null,
+    reply: event.reply ?? null,
+    category: event.category ?? null,
+    remote_host: event.remoteHost ?? null,
+    tls: event.tls ?? null,
+    next_attempt_at: event.nextAttemptAt ? new Date(event.nextAttemptAt).toISOString() : null,
+    message: {
+      id: event.msgId,
+      tags: message?.tags ?? [],
+      metadata: message?.metadata ?? {},
+    },
+  };
+}

@@ -1,0 +1,152 @@
+/**
+ * A small in-process metrics registry rendered as Prometheus text (exposition format 0.0.4).
+ * smtp/, actors/ and http/ bump counters here; `GET /metrics` renders them. Labels carry only
+ * bounded vocabularies (an outcome, a protocol): never an address, a secret or an account name.
+ */
+
+type Labels = Record<string, string>;
+
+function labelText(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) =>
+    `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
+  );
+  return parts.length ? `{${parts.join(",")}}` : "";
+}
+
+interface Metric {
+  name: string;
+  help: string;
+  render(): string[];
+}
+
+export class Counter implements Metric {
+  #values = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+
+  inc(labels: Labels = {}, n = 1) {
+    const id = labelText(labels);
+    const cur = this.#values.get(id);
+    if (cur) cur.value += n;
+    else this.#values.set(id, { labels, value: n });
+  }
+
+  value(labels: Labels = {}): number {
+    return this.#values.get(labelText(labels))?.value ?? 0;
+  }
+
+  render(): string[] {
+    return [
+      `# HELP ${this.name} ${this.help}`,
+      `# TYPE ${this.name} counter`,
+      ...[...this.#values.values()].map((v) => `${this.name}${labelText(v.labels)} ${v.value}`),
+    ];
+  }
+}
+
+export class Gauge implements Metric {
+  #values = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+
+  set(value: number, labels: Labels = {}) {
+    this.#values.set(labelText(labels), { labels, value });
+  }
+
+  add(n: number, labels: Labels = {}) {
+    const id = labelText(labels);
+    const cur = this.#values.get(id);
+    if (cur) cur.value += n;
+    else this.#values.set(id, { labels, value: n });
+  }
+
+  value(labels: Labels = {}): number {
+    return this.#values.get(labelText(labels))?.value ?? 0;
+  }
+
+  render(): string[] {
+    return [
+      `# HELP ${this.name} ${this.help}`,
+      `# TYPE ${this.name} gauge`,
+      ...[...this.#values.values()].map((v) => `${this.name}${labelText(v.labels)} ${v.value}`),
+    ];
+  }
+}
+
+export class Histogram implements Metric {
+  #counts: number[];
+  #sum = 0;
+  #count = 0;
+  constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {
+    this.#counts = buckets.map(() => 0);
+  }
+
+  observe(value: number) {
+    this.#sum += value;
+    this.#count++;
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) this.#counts[i]!++;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  render(): string[] {
+    return [
+      `# HELP ${this.name} ${this.help}`,
+      `# TYPE ${this.name} histogram`,
+      ...this.buckets.map((b, i) => `${this.name}_bucket{le="${b}"} ${this.#counts[i]}`),
+      `${this.name}_bucket{le="+Inf"} ${this.#count}`,
+      `${this.name}_sum ${this.#sum}`,
+      `${this.name}_count ${this.#count}`,
+    ];
+  }
+}
+
+/** The process's metrics. Names follow Prometheus conventions (base units, `_total`). */
+export const metrics = {
+  smtpSessions: new Counter("postern_smtp_sessions_total", "SMTP sessions opened"),
+  authFailures: new Counter(
+    "postern_auth_failures_total",
+    "Failed authentications by protocol (smtp, http)",
+  ),
+  secretDerivations: new Counter(
+    "postern_secret_derivations_total",
+    "scrypt derivations (secret hashing and verification; each costs tens of ms and 32 MiB)",
+  ),
+  limitRefusals: new Counter(
+    "postern_limit_refusals_total",
+    "Sessions, commands and messages refused by an abuse limit, by limit",
+  ),
+  messagesAccepted: new Counter(
+    "postern_messages_accepted_total",
+    "Messages committed to the queue, by submission path (smtp, http)",
+  ),
+  deliveries: new Counter(
+    "postern_deliveries_total",
+    "Recipient delivery outcomes by event type (delivered, deferred, bounced, expired, ...)",
+  ),
+  attemptSeconds: new Histogram(
+    "postern_delivery_attempt_seconds",
+    "Duration of one outbound SMTP transaction",
+    [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  ),
+  queueDepth: new Gauge(
+    "postern_queue_depth",
+    "Due entries in the queue (one per message and destination), counted at scrape",
+  ),
+  webhookDeliveries: new Counter(
+    "postern_webhook_deliveries_total",
+    "Webhook POST attempts by result (success, failure, given_up)",
+  ),
+  webhookBacklog: new Gauge(
+    "postern_webhook_backlog_events",
+    "Events read from the log but not yet delivered, over all endpoints this node serves",
+  ),
+  webhookLag: new Gauge(
+    "postern_webhook_lag_seconds",
+    "Age of the oldest undelivered event over all endpoints this node serves",
+  ),
+};
+
+export function renderMetrics(): string {
+  return Object.values(metrics).flatMap((m: Metric) => m.render()).join("\n") + "\n";
+}

@@ -1,0 +1,56 @@
+/**
+ * Accounts (tenants). Credentials, domains and messages belong to one; an API key never sees
+ * another account's records. The account "default" always exists: the admin token acts on it
+ * unless it names another, and trusted-network relaying is charged to it unless configured.
+ *
+ * @module
+ */
+import { keys } from "./keys.ts";
+import { shortId } from "../ids.ts";
+
+export const DEFAULT_ACCOUNT = "default";
+
+export interface Account {
+  id: string;
+  name: string;
+  createdAt: number;
+}
+
+/** Creates the default account on first start; harmless on every later one. */
+export async function ensureDefaultAccount(kv: Deno.Kv, now = Date.now()): Promise<void> {
+  const account: Account = { id: DEFAULT_ACCOUNT, name: DEFAULT_ACCOUNT, createdAt: now };
+  await kv.atomic()
+    .check({ key: keys.account(DEFAULT_ACCOUNT), versionstamp: null })
+    .check({ key: keys.accountByName(DEFAULT_ACCOUNT), versionstamp: null })
+    .set(keys.account(DEFAULT_ACCOUNT), account)
+    .set(keys.accountByName(DEFAULT_ACCOUNT), DEFAULT_ACCOUNT)
+    .commit();
+}
+
+/** A new account, or null when the name is taken (names are unique, ignoring case). */
+export async function createAccount(
+  kv: Deno.Kv,
+  input: { name: string; now?: number },
+): Promise<Account | null> {
+  const account: Account = {
+    id: shortId("acc_", 16),
+    name: input.name,
+    createdAt: input.now ?? Date.now(),
+  };
+  const res = await kv.atomic()
+    .check({ key: keys.accountByName(account.name), versionstamp: null })
+    .set(keys.account(account.id), account)
+    .set(keys.accountByName(account.name), account.id)
+    .commit();
+  return res.ok ? account : null;
+}
+
+export async function getAccount(kv: Deno.Kv, id: string): Promise<Account | null> {
+  return (await kv.get<Account>(keys.account(id))).value;
+}
+
+export async function listAccounts(kv: Deno.Kv): Promise<Account[]> {
+  const out: Account[] = [];
+  for await (const e of kv.list<Account>({ prefix: keys.accountPrefix() })) out.push(e.value);
+  return out.sort((a, b) => a.createdAt - b.createdAt);
+}

@@ -1,0 +1,161 @@
+/**
+ * Log search without scans of the whole store. The message commit writes one index key per
+ * searchable fact — time, sender, each recipient, each tag — each ending in the message id, so
+ * a search walks one index's range for its most selective term, newest first, and only checks
+ * the other terms on the messages that range yields. Cost follows the matches, not the number of
+ * stored messages. A search that has to skip many candidates (a rare status, say) stops after
+ * `maxScan` and hands back a cursor to go on from.
+ */
+import { keys } from "./keys.ts";
+import { idTimePrefix } from "../ids.ts";
+import type { MessageRecord, RecipientRow, RecipientStatus } from "../model.ts";
+import { listRows } from "./queue.ts";
+
+/** Recipient index entries: they may be written ahead with the rows of a huge recipient list. */
+export function recipientIndexEntries(
+  msg: MessageRecord,
+  rows: readonly RecipientRow[],
+): [Deno.KvKey, true, number][] {
+  const seen = new Set<string>();
+  const out: [Deno.KvKey, true, number][] = [];
+  for (const row of rows) {
+    const rcpt = row.rcpt.toLowerCase();
+    if (seen.has(rcpt)) continue;
+    seen.add(rcpt);
+    out.push([keys.indexRecipient(msg.account, rcpt, msg.id), true, 80 + rcpt.length]);
+  }
+  return out;
+}
+
+/** Mutations putMessageIndex() adds to the message commit. */
+export function messageIndexMutations(msg: MessageRecord): number {
+  return 2 + (msg.tags?.length ?? 0);
+}
+
+/** Time, sender and tag index entries; they ride in the message commit itself. */
+export function putMessageIndex(op: Deno.AtomicOperation, msg: MessageRecord) {
+  op.set(keys.indexTime(msg.account, msg.id), true);
+  op.set(keys.indexFrom(msg.account, msg.mailFrom.toLowerCase(), msg.id), true);
+  for (const tag of msg.tags ?? []) op.set(keys.indexTag(msg.account, tag, msg.id), true);
+}
+
+/** Every index key of a message, for the retention sweeper. */
+export function messageIndexKeys(msg: MessageRecord, rows: readonly RecipientRow[]): Deno.KvKey[] {
+  return [
+    keys.indexTime(msg.account, msg.id),
+    keys.indexFrom(msg.account, msg.mailFrom.toLowerCase(), msg.id),
+    ...(msg.tags ?? []).map((tag) => keys.indexTag(msg.account, tag, msg.id)),
+    ...recipientIndexEntries(msg, rows).map(([key]) => key),
+  ];
+}
+
+export interface SearchQuery {
+  account: string;
+  recipient?: string;
+  from?: string;
+  tag?: string;
+  /** A recipient of the message has this status. */
+  status?: RecipientStatus;
+  /** Inclusive, ms. */
+  since?: number;
+  /** Exclusive, ms. */
+  until?: number;
+  /** The last message id of the previous page: the search goes on below it. */
+  cursor?: string;
+  limit: number;
+  /** Index entries to look at before handing back a cursor. @default 5000 */
+  maxScan?: number;
+}
+
+export interface SearchHit {
+  msg: MessageRecord;
+  rows: RecipientRow[];
+}
+
+export interface SearchResult {
+  hits: SearchHit[];
+  /** Where the next page starts; null when the range is exhausted. */
+  nextCursor: string | null;
+  /** Index entries read: what the search cost. */
+  scanned: number;
+}
+
+function driver(q: SearchQuery): Deno.KvKey {
+  if (q.recipient) return ["idx_rcpt", q.account, q.recipient.toLowerCase()];
+  if (q.from) return ["idx_from", q.account, q.from.toLowerCase()];
+  if (q.tag) return ["idx_tag", q.account, q.tag];
+  return ["idx_time", q.account];
+}
+
+function selector(prefix: Deno.KvKey, q: SearchQuery): Deno.KvListSelector {
+  const lower = q.since !== undefined ? idTimePrefix(q.since) : undefined;
+  let upper = q.until !== undefined ? idTimePrefix(q.until) : undefined;
+  if (q.cursor && (upper === undefined || q.cursor < upper)) upper = q.cursor;
+  if (lower !== undefined && upper !== undefined) {
+    return { start: [...prefix, lower], end: [...prefix, upper] };
+  }
+  if (lower !== undefined) return { prefix, start: [...prefix, lower] };
+  if (upper !== undefined) return { prefix, end: [...prefix, upper] };
+  return { prefix };
+}
+
+const CANDIDATE_BATCH = 50;
+
+export async function searchMessages(kv: Deno.Kv, q: SearchQuery): Promise<SearchResult> {
+  const prefix = driver(q);
+  const maxScan = q.maxScan ?? 5000;
+  const hits: SearchHit[] = [];
+  let scanned = 0;
+  let lastScanned: string | null = null;
+  let batch: string[] = [];
+
+  const flush = async (): Promise<boolean> => {
+    for (const msgId of batch) {
+      const msg = await matchMessage(kv, q, msgId);
+      if (msg) {
+        const rows = await listRows(kv, msgId);
+        if (!q.status || rows.some((r) => r.status === q.status)) hits.push({ msg, rows });
+      }
+      if (hits.length >= q.limit) {
+        lastScanned = msgId;
+        return true;
+      }
+    }
+    batch = [];
+    return false;
+  };
+
+  const iter = kv.list<true>(selector(prefix, q), { reverse: true, batchSize: CANDIDATE_BATCH });
+  for await (const entry of iter) {
+    const msgId = entry.key[entry.key.length - 1] as string;
+    scanned++;
+    lastScanned = msgId;
+    batch.push(msgId);
+    if (batch.length >= CANDIDATE_BATCH && await flush()) {
+      return { hits, nextCursor: lastScanned, scanned };
+    }
+    if (scanned >= maxScan) {
+      await flush();
+      return { hits, nextCursor: lastScanned, scanned };
+    }
+  }
+  if (await flush()) return { hits, nextCursor: lastScanned, scanned };
+  return { hits, nextCursor: null, scanned };
+}
+
+/** The message when it exists and matches the terms the driving index did not. */
+async function matchMessage(
+  kv: Deno.Kv,
+  q: SearchQuery,
+  msgId: string,
+): Promise<MessageRecord | null> {
+  const msg = (await kv.get<MessageRecord>(keys.message(msgId))).value;
+  if (!msg || msg.account !== q.account) return null; // an entry written ahead of a lost commit
+  if (q.from && msg.mailFrom.toLowerCase() !== q.from.toLowerCase()) return null;
+  if (q.tag && !(msg.tags ?? []).includes(q.tag)) return null;
+  if (q.recipient) {
+    const hit = await kv.get(keys.indexRecipient(q.account, q.recipient.toLowerCase(), msgId));
+    if (hit.value === null) return null;
+  }
+  return msg;
+}

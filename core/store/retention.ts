@@ -1,0 +1,82 @@
+/**
+ * Retention: messages older than the configured period leave the store, bodies first (the bulk
+ * of the bytes), then recipient rows, events, index entries and last the message record itself,
+ * so a sweep cut short by a crash is picked up again by the next one from the record. Messages
+ * that still have queued or deferred recipients are left alone: retention never drops mail.
+ * Stats counters older than the period go too; idempotency keys and given-up webhook events
+ * carry their own expiry.
+ */
+import { keys } from "./keys.ts";
+import { deleteBody } from "./bodies.ts";
+import { idTimePrefix } from "../ids.ts";
+import { FINAL_STATUSES, type MessageEvent, type MessageRecord } from "../model.ts";
+import { listRows } from "./queue.ts";
+import { messageIndexKeys } from "./message_index.ts";
+import { listAccounts } from "./accounts.ts";
+
+const DELETES_PER_COMMIT = 500;
+
+export interface RetentionResult {
+  deleted: number;
+  /** Older than the period but still in the queue. */
+  kept: number;
+  /** The last message id looked at: pass it as `after` to go on; null when none was left. */
+  last: string | null;
+}
+
+export async function sweepExpiredMessages(
+  kv: Deno.Kv,
+  options: { retentionMs: number; now: number; limit?: number; after?: string },
+): Promise<RetentionResult> {
+  const end = keys.message(idTimePrefix(options.now - options.retentionMs));
+  const result: RetentionResult = { deleted: 0, kept: 0, last: null };
+  // A message id followed by NUL sorts right after that id: the sweep goes on past it.
+  const selector = options.after
+    ? { start: keys.message(options.after + "\0"), end }
+    : { prefix: keys.messagePrefix(), end };
+  const iter = kv.list<MessageRecord>(selector, { limit: options.limit ?? 1000 });
+  for await (const entry of iter) {
+    const msg = entry.value;
+    result.last = msg.id;
+    const rows = await listRows(kv, msg.id);
+    if (rows.some((r) => !FINAL_STATUSES.has(r.status))) {
+      result.kept++;
+      continue;
+    }
+    await deleteBody(kv, msg.id, msg.chunks);
+    const doomed: Deno.KvKey[] = rows.map((r) => keys.recipient(msg.id, r.idx));
+    for await (const ev of kv.list<MessageEvent>({ prefix: keys.eventPrefix(msg.id) })) {
+      doomed.push(keys.accountEvent(msg.account, ev.value.id), ev.key);
+    }
+    doomed.push(...messageIndexKeys(msg, rows));
+    for (let i = 0; i < doomed.length; i += DELETES_PER_COMMIT) {
+      const op = kv.atomic();
+      for (const key of doomed.slice(i, i + DELETES_PER_COMMIT)) op.delete(key);
+      await op.commit();
+    }
+    await kv.atomic().check(entry).delete(entry.key).commit();
+    result.deleted++;
+  }
+  return result;
+}
+
+/** Deletes every account's stats counters for hours before the retention period. */
+export async function sweepExpiredStats(
+  kv: Deno.Kv,
+  options: { retentionMs: number; now: number },
+): Promise<number> {
+  let deleted = 0;
+  for (const account of await listAccounts(kv)) {
+    const prefix = keys.statPrefix(account.id);
+    const doomed: Deno.KvKey[] = [];
+    const iter = kv.list({ start: prefix, end: [...prefix, options.now - options.retentionMs] });
+    for await (const e of iter) doomed.push(e.key);
+    for (let i = 0; i < doomed.length; i += DELETES_PER_COMMIT) {
+      const op = kv.atomic();
+      for (const key of doomed.slice(i, i + DELETES_PER_COMMIT)) op.delete(key);
+      await op.commit();
+    }
+    deleted += doomed.length;
+  }
+  return deleted;
+}

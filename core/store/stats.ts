@@ -1,0 +1,106 @@
+/**
+ * Event counters for `GET /v1/stats`: KV sums written in the same commit as the events they count,
+ * one counter per (account, hour, dimension, value, event type). Sums to one key within a commit
+ * add up, so a tally folds a whole commit's events into one mutation per distinct counter.
+ * Counts are per recipient: a message to three recipients is `accepted` three times.
+ */
+import { keys } from "./keys.ts";
+import type { EventType } from "../model.ts";
+
+const HOUR_MS = 3_600_000;
+/** Above this many counters a commit's tally folds the per-domain ones away (KV mutation cap). */
+const MAX_COUNTERS = 300;
+
+export type StatDimension = "all" | "domain" | "tag";
+
+export function hourOf(ms: number): number {
+  return Math.floor(ms / HOUR_MS) * HOUR_MS;
+}
+
+/** Counts gathered for one commit. */
+export class StatTally {
+  #counts = new Map<string, { key: Deno.KvKey; n: bigint }>();
+
+  /**
+   * Counts `count` events of `type` at `at`: under "all", under the recipient domain (delivery
+   * outcomes only; `accepted` is a message-level fact), and under each tag.
+   */
+  add(
+    account: string,
+    type: EventType,
+    at: number,
+    options: { domain?: string; tags?: readonly string[]; count?: number } = {},
+  ) {
+    const hour = hourOf(at);
+    const n = BigInt(options.count ?? 1);
+    this.#bump(keys.stat(account, hour, "all", "", type), n);
+    if (options.domain && type !== "accepted") {
+      this.#bump(keys.stat(account, hour, "domain", options.domain, type), n);
+    }
+    for (const tag of options.tags ?? []) this.#bump(keys.stat(account, hour, "tag", tag, type), n);
+  }
+
+  #bump(key: Deno.KvKey, n: bigint) {
+    const id = JSON.stringify(key);
+    const cur = this.#counts.get(id);
+    if (cur) cur.n += n;
+    else if (this.#counts.size < MAX_COUNTERS) this.#counts.set(id, { key, n });
+  }
+
+  get size(): number {
+    return this.#counts.size;
+  }
+
+  apply(op: Deno.AtomicOperation) {
+    for (const { key, n } of this.#counts.values()) op.sum(key, n);
+  }
+}
+
+export interface StatRow {
+  /** The hour (ISO), domain or tag the row is about. */
+  key: string;
+  counts: Partial<Record<EventType, number>>;
+}
+
+/** Sums the counters of `account` over `[since, until)` grouped by hour, domain or tag. */
+export async function readStats(
+  kv: Deno.Kv,
+  account: string,
+  by: "hour" | "domain" | "tag",
+  since: number,
+  until: number,
+): Promise<StatRow[]> {
+  const prefix = keys.statPrefix(account);
+  const rows = new Map<string, Partial<Record<EventType, number>>>();
+  const dim: StatDimension = by === "hour" ? "all" : by;
+  const iter = kv.list<Deno.KvU64>({
+    start: [...prefix, hourOf(since)],
+    end: [...prefix, until],
+  });
+  for await (const e of iter) {
+    const [, , hour, d, value, type] = e.key as [string, string, number, string, string, EventType];
+    if (d !== dim) continue;
+    const rowKey = by === "hour" ? new Date(hour).toISOString() : value;
+    const counts = rows.get(rowKey) ?? {};
+    counts[type] = (counts[type] ?? 0) + Number(e.value.value);
+    rows.set(rowKey, counts);
+  }
+  return [...rows.entries()].map(([key, counts]) => ({ key, counts }))
+    .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
+let depthCache: { at: number; value: number } | null = null;
+
+/**
+ * Due entries in the whole queue (one per message and destination), counted up to `cap` and
+ * cached for a few seconds: a metrics scrape must stay cheap when the queue is deep.
+ */
+export async function queueDepth(kv: Deno.Kv, now: number, cap = 100_000): Promise<number> {
+  if (depthCache && now - depthCache.at < 10_000) return depthCache.value;
+  let n = 0;
+  for await (const _ of kv.list({ prefix: keys.dueAllPrefix() }, { limit: cap, batchSize: 1000 })) {
+    n++;
+  }
+  depthCache = { at: now, value: n };
+  return n;
+}

@@ -1,0 +1,448 @@
+/**
+ * GET /openapi.json and GET /docs. The document is generated from the same zod schemas that
+ * validate the requests (zod's toJSONSchema, input side), so it cannot drift from what the
+ * server accepts; /docs renders it as one readable page with no scripts or outside assets.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { SendBatchSchema, SendMessageSchema } from "./send.ts";
+import { EventsQuery } from "./events.ts";
+import { CreateWebhook, ReplayQuery, UpdateWebhook } from "./webhooks.ts";
+import { SearchQuery } from "./search.ts";
+import { StatsQuery } from "./stats.ts";
+import { EVENT_TYPES } from "../core/events/vocabulary.ts";
+import { CreateAccount } from "./accounts.ts";
+import { CreateCredential, UpdateCredential } from "./credentials.ts";
+import { CreateDomain } from "./domains.ts";
+import { AddSuppression } from "./suppressions.ts";
+
+interface Operation {
+  method: "get" | "post" | "patch" | "delete";
+  path: string;
+  summary: string;
+  description?: string;
+  body?: z.ZodType;
+  bodyType?: string;
+  query?: z.ZodObject;
+  responses: Record<string, string>;
+  /** Who may call it. */
+  auth: "admin" | "any key" | "admin or trusted network";
+}
+
+const ID = "{id}";
+
+const OPERATIONS: Operation[] = [
+  {
+    method: "post",
+    path: "/v1/messages",
+    summary: "Send a message",
+    description:
+      "JSON built into MIME, or a whole message with Content-Type: message/rfc822 (envelope from " +
+      "?from= and ?to=, else its From/To/Cc headers; ?tag= adds tags). Same queue, scopes and " +
+      "events as SMTP. An Idempotency-Key header makes a repeat within 24 h return the first id " +
+      "and queue nothing (409 when the repeat differs).",
+    body: SendMessageSchema,
+    responses: {
+      "202": "{id}: committed to the queue",
+      "400": "invalid field (header injection is refused, never rewritten)",
+      "403": "outside the credential's scopes",
+      "409": "Idempotency-Key reused for a different request",
+      "413": "larger than the size limit",
+      "429": "rate_limit or daily_quota reached",
+    },
+    auth: "any key",
+  },
+  {
+    method: "post",
+    path: "/v1/messages/batch",
+    summary: "Send up to 500 messages",
+    description:
+      "A JSON array of messages; answers an array with one {index, status, id | error} " +
+      "per message. With Idempotency-Key, message n uses the key `<key>:<n>`.",
+    body: SendBatchSchema,
+    responses: { "200": "one result per message" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: "/v1/messages",
+    summary: "Search the delivery log",
+    description: "Newest first. Follow next_cursor until it is null.",
+    query: SearchQuery,
+    responses: { "200": "{data, next_cursor}" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: `/v1/messages/${ID}`,
+    summary: "A message: each recipient's status and the events so far",
+    responses: { "200": "the message", "404": "no such message in this account" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: "/v1/events",
+    summary: "The account's event log, oldest first",
+    description: `Event types: ${EVENT_TYPES.join(", ")}. Keep next_cursor and ask again to ` +
+      "catch up after an outage with no gaps; the log is served up to a few seconds before now.",
+    query: EventsQuery,
+    responses: { "200": "{data, next_cursor, has_more}" },
+    auth: "any key",
+  },
+  {
+    method: "post",
+    path: "/v1/webhooks",
+    summary: "Register a webhook endpoint",
+    description: "Answers the signing secret (whsec_…) once. The URL must reach a public address.",
+    body: CreateWebhook,
+    responses: { "201": "the endpoint with its secret", "400": "invalid or private URL" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/v1/webhooks",
+    summary: "List webhook endpoints (no secrets)",
+    responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: `/v1/webhooks/${ID}`,
+    summary: "A webhook endpoint and where its delivery stands",
+    responses: { "200": "the endpoint" },
+    auth: "admin",
+  },
+  {
+    method: "patch",
+    path: `/v1/webhooks/${ID}`,
+    summary: "Change an endpoint's URL, events or description",
+    body: UpdateWebhook,
+    responses: { "200": "the endpoint" },
+    auth: "admin",
+  },
+  {
+    method: "delete",
+    path: `/v1/webhooks/${ID}`,
+    summary: "Remove an endpoint",
+    responses: { "200": "{id, deleted}" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: `/v1/webhooks/${ID}/rotate`,
+    summary: "Issue a new signing secret",
+    description: "The old secret keeps signing for 24 h; both signatures are sent meanwhile.",
+    responses: { "200": "the endpoint with its new secret" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: `/v1/webhooks/${ID}/replay`,
+    summary: "Send events again from a time or event id on",
+    query: ReplayQuery,
+    responses: { "200": "the endpoint with its moved cursor" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: `/v1/webhooks/${ID}/failures`,
+    summary: "Events given up after their retries",
+    responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/v1/stats",
+    summary: "Event counts per recipient by hour, domain or tag",
+    query: StatsQuery,
+    responses: { "200": "{by, since, until, data}" },
+    auth: "any key",
+  },
+  {
+    method: "post",
+    path: "/v1/accounts",
+    summary: "Create an account (a tenant)",
+    body: CreateAccount,
+    responses: { "201": "the account" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/v1/accounts",
+    summary: "List accounts",
+    responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: "/v1/credentials",
+    summary: "Create a credential: SMTP login and API key (shown once)",
+    body: CreateCredential,
+    responses: { "201": "the credential with its password" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/v1/credentials",
+    summary: "List the account's credentials (no secrets)",
+    responses: { "200": "{data}" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: `/v1/credentials/${ID}`,
+    summary: "A credential (no secrets)",
+    responses: { "200": "the credential" },
+    auth: "any key",
+  },
+  {
+    method: "patch",
+    path: `/v1/credentials/${ID}`,
+    summary: "Change a credential's name or scopes",
+    body: UpdateCredential,
+    responses: { "200": "the credential" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: `/v1/credentials/${ID}/rotate`,
+    summary: "Issue a second secret (shown once); the first keeps working",
+    responses: { "201": "the credential with the new password" },
+    auth: "admin",
+  },
+  {
+    method: "delete",
+    path: `/v1/credentials/${ID}/secrets/{secretId}`,
+    summary: "Revoke one secret of a credential",
+    responses: { "200": "the credential" },
+    auth: "admin",
+  },
+  {
+    method: "delete",
+    path: `/v1/credentials/${ID}`,
+    summary: "Revoke a credential",
+    responses: { "200": "the credential" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: "/v1/domains",
+    summary: "Add a sending domain with DKIM keys; answers the DNS records to publish",
+    body: CreateDomain,
+    responses: { "201": "the domain" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/v1/domains",
+    summary: "List sending domains",
+    responses: { "200": "{data}" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: `/v1/domains/${ID}`,
+    summary: "A sending domain and its records",
+    responses: { "200": "the domain" },
+    auth: "any key",
+  },
+  {
+    method: "post",
+    path: `/v1/domains/${ID}/verify`,
+    summary: "Check the domain's DNS records",
+    responses: { "200": "the domain with each record's state" },
+    auth: "any key",
+  },
+  {
+    method: "post",
+    path: `/v1/domains/${ID}/rotate-dkim`,
+    summary: "Add DKIM keys under a new selector",
+    responses: { "200": "the domain" },
+    auth: "admin",
+  },
+  {
+    method: "delete",
+    path: `/v1/domains/${ID}`,
+    summary: "Remove a sending domain",
+    responses: { "200": "the domain" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/v1/suppressions",
+    summary: "The account's suppression list",
+    responses: { "200": "{data}" },
+    auth: "any key",
+  },
+  {
+    method: "post",
+    path: "/v1/suppressions",
+    summary: "Suppress an address",
+    body: AddSuppression,
+    responses: { "201": "the suppression" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: "/v1/suppressions/{address}",
+    summary: "Whether an address is suppressed, and why",
+    responses: { "200": "the suppression", "404": "not suppressed" },
+    auth: "any key",
+  },
+  {
+    method: "delete",
+    path: "/v1/suppressions/{address}",
+    summary: "Lift a suppression",
+    responses: { "200": "the removed suppression" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: "/v1/queue",
+    summary: "Queued work per destination site and its shaping state",
+    responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  ...(["retry", "suspend", "resume"] as const).map((action): Operation => ({
+    method: "post",
+    path: `/v1/queue/{site}/${action}`,
+    summary: `${action[0]!.toUpperCase()}${action.slice(1)} a site's queue`,
+    responses: { "200": "the site" },
+    auth: "admin",
+  })),
+  {
+    method: "delete",
+    path: "/v1/queue/{site}",
+    summary: "Drop a site's queued mail",
+    responses: { "200": "what was dropped" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics",
+    responses: { "200": "text/plain exposition format" },
+    auth: "admin or trusted network",
+  },
+];
+
+function schemaOf(schema: z.ZodType): Record<string, unknown> {
+  const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<
+    string,
+    unknown
+  >;
+  delete json.$schema;
+  return json;
+}
+
+export function openApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of OPERATIONS) {
+    const parameters: unknown[] = [];
+    for (const [, name] of op.path.matchAll(/\{(\w+)\}/g)) {
+      parameters.push({ name, in: "path", required: true, schema: { type: "string" } });
+    }
+    if (op.query) {
+      const json = schemaOf(op.query) as {
+        properties?: Record<string, Record<string, unknown>>;
+        required?: string[];
+      };
+      for (const [name, schema] of Object.entries(json.properties ?? {})) {
+        parameters.push({
+          name,
+          in: "query",
+          required: json.required?.includes(name) ?? false,
+          ...(schema.description ? { description: schema.description } : {}),
+          schema,
+        });
+      }
+    }
+    (paths[op.path] ??= {})[op.method] = {
+      summary: op.summary,
+      ...(op.description ? { description: op.description } : {}),
+      ...(parameters.length ? { parameters } : {}),
+      ...(op.body
+        ? {
+          requestBody: {
+            required: true,
+            content: { [op.bodyType ?? "application/json"]: { schema: schemaOf(op.body) } },
+          },
+        }
+        : {}),
+      responses: Object.fromEntries(
+        Object.entries(op.responses).map(([code, description]) => [code, { description }]),
+      ),
+      ...(op.path === "/metrics" ? {} : { security: [{ bearer: [] }] }),
+      "x-postern-auth": op.auth,
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Postern HTTP API",
+      version: "1",
+      description: "Errors are {error: {code, message, details?}}. Authenticate with " +
+        "`Authorization: Bearer <admin token or credential key>`.",
+    },
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    paths,
+  };
+}
+
+function escape(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
+    /"/g,
+    "&quot;",
+  );
+}
+
+export function docsPage(): string {
+  const sections = OPERATIONS.map((op) => {
+    const query = op.query
+      ? Object.entries(
+        (schemaOf(op.query) as { properties?: Record<string, { description?: string }> })
+          .properties ?? {},
+      ).map(([name, s]) =>
+        `<tr><td><code>${escape(name)}</code></td><td>${escape(s.description ?? "")}</td></tr>`
+      ).join("")
+      : "";
+    return `<section>
+<h2><span class="m">${op.method.toUpperCase()}</span> <code>${escape(op.path)}</code></h2>
+<p><b>${escape(op.summary)}</b> — ${escape(op.auth)}</p>
+${op.description ? `<p>${escape(op.description)}</p>` : ""}
+${query ? `<table><tr><th>query</th><th></th></tr>${query}</table>` : ""}
+${
+      op.body
+        ? `<details><summary>request body schema</summary><pre>${
+          escape(JSON.stringify(schemaOf(op.body), null, 2))
+        }</pre></details>`
+        : ""
+    }
+<ul>${
+      Object.entries(op.responses).map(([code, d]) => `<li><code>${code}</code> ${escape(d)}</li>`)
+        .join("")
+    }</ul>
+</section>`;
+  }).join("\n");
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Postern HTTP API</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}
+h2{font-size:1.05rem;margin-top:2rem}.m{color:#06c}pre{background:#f6f6f6;padding:.5rem;overflow:auto}
+table{border-collapse:collapse}td,th{padding:.2rem .6rem;text-align:left;vertical-align:top}</style>
+</head><body>
+<h1>Postern HTTP API</h1>
+<p>Authenticate with <code>Authorization: Bearer &lt;admin token or credential key&gt;</code>.
+Errors are <code>{"error": {"code", "message", "details"}}</code>. The machine-readable form is
+<a href="/openapi.json">/openapi.json</a>.</p>
+${sections}
+</body></html>`;
+}
+
+export function docsApi() {
+  const app = new Hono();
+  const doc = openApiDocument();
+  const page = docsPage();
+  app.get("/openapi.json", (c) => c.json(doc));
+  app.get("/docs", (c) => c.html(page));
+  return app;
+}

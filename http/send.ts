@@ -1,0 +1,379 @@
+/**
+ * The send API: `POST /v1/messages` (JSON, or a whole MIME message as `message/rfc822`) and
+ * `POST /v1/messages/batch`. A JSON message is built into MIME by MailComposer and then takes the
+ * same path as SMTP mail: core/intake.accept, one commit, `202 {id}` only after it. A credential
+ * key sends under the same scopes as over SMTP (source address, sender domains, rate, quota); the
+ * admin token sends for the account it acts on, unscoped.
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { z } from "zod";
+import { accept, type IntakeDeps, type Submission } from "../core/intake.ts";
+import {
+  addressProblem,
+  type Attachment,
+  composeMessage,
+  displayNameProblem,
+  headerNameProblem,
+  headerValueProblem,
+  type Mailbox,
+  mailboxAddress,
+  parseAddressList,
+} from "../core/mail/compose.ts";
+import { bytesToBinary, parseHeaderFields } from "../core/mail/headers.ts";
+import { domainOf } from "../core/mail/address.ts";
+import { IDEMPOTENCY_KEY_PATTERN, MAX_TAGS, TAG_PATTERN } from "../core/mail/postern_headers.ts";
+import { sha256 } from "../core/auth/secrets.ts";
+import { allowsAddress, allowsSenderDomain, getCredential } from "../core/store/credentials.ts";
+import type { SendLimits } from "../core/send_limits.ts";
+import type { AppEnv, Principal } from "./auth.ts";
+import { ApiError, errorItem, errors } from "./errors.ts";
+
+export interface SendDeps {
+  intake: IntakeDeps;
+  limits: SendLimits;
+}
+
+const MAX_RECIPIENTS = 1000;
+const MAX_BATCH = 500;
+
+function refineWith(check: (v: string) => string | null, what: string) {
+  return (v: string, ctx: z.RefinementCtx) => {
+    const problem = check(v);
+    if (problem) ctx.addIssue({ code: "custom", message: `${what} ${problem}` });
+  };
+}
+
+const MailboxSchema = z.union([
+  z.string().max(320),
+  z.object({ name: z.string().max(200), address: z.string().max(320) }).strict(),
+]).superRefine((m, ctx) => {
+  const problem = addressProblem(mailboxAddress(m));
+  if (problem) ctx.addIssue({ code: "custom", message: `address ${problem}` });
+  if (typeof m !== "string") {
+    const nameProblem = displayNameProblem(m.name);
+    if (nameProblem) ctx.addIssue({ code: "custom", message: `name ${nameProblem}` });
+  }
+}).describe('"user@example.com" or {"name": "User", "address": "user@example.com"}');
+
+const MailboxList = z.union([MailboxSchema, z.array(MailboxSchema).max(MAX_RECIPIENTS)]);
+
+const AttachmentSchema = z.object({
+  filename: z.string().min(1).max(255).regex(
+    /^[^\x00-\x1f\x7f\/\\]+$/,
+    "a file name without control characters or slashes",
+  ),
+  content: z.string().transform((s) => s.replace(/\s+/g, "")).refine(
+    (s) => s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s),
+    "base64 of the file's bytes",
+  ),
+  content_type: z.string().max(127).regex(
+    /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+$/,
+    "a MIME type such as application/pdf",
+  ).optional(),
+  cid: z.string().max(200).regex(
+    /^[A-Za-z0-9!#$%&'*+\/=?^_`{|}~.-]+(@[A-Za-z0-9.-]+)?$/,
+    "a Content-ID without angle brackets, such as logo@example.com",
+  ).optional(),
+}).strict();
+
+const TagsSchema = z.array(
+  z.string().regex(TAG_PATTERN, "tags are 1-64 letters, digits and _ . : @ + / -"),
+).max(MAX_TAGS);
+
+const MetadataSchema = z.record(
+  z.string().regex(/^[A-Za-z0-9_.-]{1,40}$/, "keys are 1-40 letters, digits and _ . -"),
+  z.string().max(500).regex(/^[^\x00-\x1f\x7f]*$/, "values have no control characters"),
+).refine((m) => Object.keys(m).length <= 20, "at most 20 metadata keys");
+
+export const SendMessageSchema = z.object({
+  from: MailboxSchema,
+  to: MailboxList.optional(),
+  cc: MailboxList.optional(),
+  bcc: MailboxList.optional(),
+  reply_to: MailboxList.optional(),
+  subject: z.string().max(998).superRefine(refineWith(headerValueProblem, "subject"))
+    .default(""),
+  text: z.string().optional(),
+  html: z.string().optional(),
+  headers: z.record(
+    z.string().superRefine(refineWith(headerNameProblem, "header name")),
+    z.string().superRefine(refineWith(headerValueProblem, "header value")),
+  ).refine((h) => Object.keys(h).length <= 50, "at most 50 headers").optional(),
+  attachments: z.array(AttachmentSchema).max(100).optional(),
+  tags: TagsSchema.optional(),
+  metadata: MetadataSchema.optional(),
+}).strict().superRefine((m, ctx) => {
+  const count = [m.to, m.cc, m.bcc].reduce((n, l) => n + (l ? [l].flat().length : 0), 0);
+  if (count === 0) ctx.addIssue({ code: "custom", message: "name at least one of to, cc, bcc" });
+  if (count > MAX_RECIPIENTS) {
+    ctx.addIssue({ code: "custom", message: `at most ${MAX_RECIPIENTS} recipients` });
+  }
+  if (m.text === undefined && m.html === undefined && !m.attachments?.length) {
+    ctx.addIssue({ code: "custom", message: "give text, html or attachments" });
+  }
+});
+
+export type SendMessage = z.output<typeof SendMessageSchema>;
+
+export const SendBatchSchema = z.array(z.unknown()).min(1).max(MAX_BATCH).describe(
+  `Up to ${MAX_BATCH} messages, each shaped as a single send`,
+);
+
+function list(v: Mailbox | Mailbox[] | undefined): Mailbox[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+function issuesOf(error: z.ZodError) {
+  return error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+}
+
+/** Envelope recipients: every to, cc and bcc address once (case-insensitive). */
+function envelopeRecipients(...lists: Mailbox[][]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const m of lists.flat()) {
+    const address = mailboxAddress(m);
+    if (seen.has(address.toLowerCase())) continue;
+    seen.add(address.toLowerCase());
+    out.push(address);
+  }
+  return out;
+}
+
+interface Prepared {
+  mailFrom: string;
+  recipients: string[];
+  body: AsyncIterable<Uint8Array>;
+  tags: string[];
+  metadata: Record<string, string>;
+  fingerprint: string;
+}
+
+function prepareJson(m: SendMessage, fingerprint: string): Prepared {
+  const to = list(m.to), cc = list(m.cc), bcc = list(m.bcc);
+  const attachments: Attachment[] = (m.attachments ?? []).map((a) => ({
+    filename: a.filename,
+    content: a.content,
+    ...(a.content_type ? { contentType: a.content_type } : {}),
+    ...(a.cid ? { cid: a.cid } : {}),
+  }));
+  return {
+    mailFrom: mailboxAddress(m.from),
+    recipients: envelopeRecipients(to, cc, bcc),
+    body: composeMessage({
+      from: m.from,
+      to,
+      cc,
+      bcc,
+      replyTo: list(m.reply_to),
+      subject: m.subject,
+      ...(m.text !== undefined ? { text: m.text } : {}),
+      ...(m.html !== undefined ? { html: m.html } : {}),
+      headers: m.headers ?? {},
+      attachments,
+    }),
+    tags: [...new Set(m.tags ?? [])],
+    metadata: m.metadata ?? {},
+    fingerprint,
+  };
+}
+
+/** A whole MIME message: the envelope comes from the query, else from its From/To/Cc headers. */
+function prepareRaw(c: Context, raw: Uint8Array): Prepared {
+  const text = bytesToBinary(raw.subarray(0, 256 * 1024));
+  const end = text.search(/\r?\n\r?\n/);
+  const fields = parseHeaderFields(
+    (end >= 0 ? text.slice(0, end) : text).replace(/\r?\n/g, "\r\n"),
+  );
+  const field = (name: string) => fields.filter((f) => f.name === name).map((f) => f.value);
+  if (field("bcc").length > 0) {
+    throw errors.invalid(
+      "A raw message may not carry a Bcc header (every recipient would see it); name those " +
+        "recipients with ?to= instead",
+    );
+  }
+  const problems: { path: string; message: string }[] = [];
+  const fromQuery = c.req.query("from");
+  const fromHeader = field("from").flatMap(parseAddressList);
+  const mailFrom = fromQuery ?? (fromHeader.length === 1 ? fromHeader[0]!.address : "");
+  if (!mailFrom) {
+    problems.push({ path: "from", message: "give ?from= or exactly one From: address" });
+  }
+  const toQuery = c.req.queries("to")?.flatMap((v) => v.split(",")).map((s) => s.trim()) ?? [];
+  const recipients = toQuery.length > 0
+    ? toQuery
+    : [...field("to"), ...field("cc")].flatMap(parseAddressList).map((a) => a.address);
+  if (recipients.length === 0) {
+    problems.push({ path: "to", message: "give ?to= or To:/Cc: addresses in the message" });
+  }
+  for (const [path, address] of [["from", mailFrom], ...recipients.map((r) => ["to", r])]) {
+    const problem = address ? addressProblem(address!) : null;
+    if (problem) problems.push({ path: path!, message: `address ${problem}` });
+  }
+  const tags = c.req.queries("tag") ?? [];
+  for (const tag of tags) {
+    if (!TAG_PATTERN.test(tag)) problems.push({ path: "tag", message: `bad tag "${tag}"` });
+  }
+  if (tags.length > MAX_TAGS) problems.push({ path: "tag", message: `at most ${MAX_TAGS} tags` });
+  if (problems.length > 0) throw errors.invalid("Request is invalid", problems);
+  return {
+    mailFrom,
+    recipients: envelopeRecipients(recipients),
+    body: (async function* () {
+      yield raw;
+    })(),
+    tags: [...new Set(tags)],
+    metadata: {},
+    fingerprint: sha256(bytesToBinary(raw)),
+  };
+}
+
+function idempotencyKeyOf(c: Context): string | undefined {
+  const key = c.req.header("idempotency-key");
+  if (key === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
+    throw errors.invalid("Idempotency-Key must be 1-255 printable ASCII characters without spaces");
+  }
+  return key;
+}
+
+function clientAddress(c: Context): string {
+  const info = c.env as { remoteAddr?: { hostname?: string } } | undefined;
+  return info?.remoteAddr?.hostname ?? "unknown";
+}
+
+/** Scope checks for a credential key: the same the SMTP side makes at MAIL FROM. */
+async function checkScopes(
+  deps: SendDeps,
+  principal: Principal,
+  client: string,
+  mailFrom: string,
+): Promise<readonly string[]> {
+  if (principal.kind !== "credential" || !principal.credentialId) return [];
+  const credential = await getCredential(deps.intake.kv, principal.credentialId);
+  if (!credential || credential.revokedAt !== null) throw errors.unauthorized();
+  if (!allowsAddress(credential, client)) {
+    throw errors.forbidden(`sending from ${client} with this credential`);
+  }
+  if (!allowsSenderDomain(credential, domainOf(mailFrom))) {
+    throw errors.forbidden(`sending as ${domainOf(mailFrom)} with this credential`);
+  }
+  const allowance = await deps.limits.take(credential);
+  if (!allowance.ok) {
+    throw errors.rateLimited(
+      allowance.reason === "rate"
+        ? "The credential's rate_limit is reached; retry later"
+        : "The credential's daily_quota is spent; retry tomorrow (UTC)",
+      allowance.retryAfterMs,
+    );
+  }
+  return credential.domains;
+}
+
+/** Queues one prepared message; returns its id or throws the ApiError that says why not. */
+async function send(
+  deps: SendDeps,
+  c: Context<AppEnv>,
+  p: Prepared,
+  idempotencyKey: string | undefined,
+): Promise<{ id: string; replayed: boolean }> {
+  const principal = c.get("principal");
+  const client = clientAddress(c);
+  const domains = await checkScopes(deps, principal, client, p.mailFrom);
+  const submission: Submission = {
+    account: principal.account,
+    credentialId: principal.credentialId,
+    mailFrom: p.mailFrom,
+    recipients: p.recipients,
+    clientAddress: client,
+    heloName: "http-api",
+    protocol: "HTTP",
+    via: "http",
+    body: p.body,
+    allowedFromDomains: domains,
+    tags: p.tags,
+    metadata: p.metadata,
+    ...(idempotencyKey !== undefined
+      ? { idempotencyKey, idempotencyFingerprint: p.fingerprint }
+      : {}),
+  };
+  const result = await accept(deps.intake, submission);
+  if (result.ok) {
+    if (result.duplicate && result.firstFingerprint && result.firstFingerprint !== p.fingerprint) {
+      throw errors.conflict(
+        `Idempotency-Key was first used within 24 h for a different request (message ${result.id})`,
+      );
+    }
+    return { id: result.id, replayed: result.duplicate === true };
+  }
+  if (result.reason === "too_large") throw errors.tooLarge(result.limit);
+  if (result.reason === "sender_not_allowed") {
+    throw errors.forbidden(`From: ${result.domain} with this credential`);
+  }
+  if (result.reason === "header_too_large") throw errors.headerTooLarge(result.limit);
+  if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
+  deps.intake.log.error("http.store_failed", { error: result.error });
+  throw errors.unavailable("The queue is temporarily unavailable; retry later");
+}
+
+async function readJson(c: Context): Promise<{ value: unknown; text: string }> {
+  const text = await c.req.text();
+  try {
+    return { value: JSON.parse(text), text };
+  } catch {
+    throw errors.invalid("Request body is not valid JSON");
+  }
+}
+
+export function sendApi(deps: SendDeps) {
+  const app = new Hono<AppEnv>();
+
+  app.post("/", async (c) => {
+    const key = idempotencyKeyOf(c);
+    const type = (c.req.header("content-type") ?? "").toLowerCase();
+    let prepared: Prepared;
+    if (type.startsWith("message/rfc822")) {
+      prepared = prepareRaw(c, new Uint8Array(await c.req.arrayBuffer()));
+    } else {
+      const { value, text } = await readJson(c);
+      const parsed = SendMessageSchema.safeParse(value);
+      if (!parsed.success) throw errors.invalid("Request body is invalid", issuesOf(parsed.error));
+      prepared = prepareJson(parsed.data, sha256(text));
+    }
+    const { id, replayed } = await send(deps, c, prepared, key);
+    if (replayed) c.header("idempotent-replayed", "true");
+    deps.intake.log.info("http.accepted", { msg: id, rcpts: prepared.recipients.length, replayed });
+    return c.json({ id }, 202);
+  });
+
+  app.post("/batch", async (c) => {
+    const key = idempotencyKeyOf(c);
+    const { value } = await readJson(c);
+    const batch = SendBatchSchema.safeParse(value);
+    if (!batch.success) throw errors.invalid("Request body is invalid", issuesOf(batch.error));
+    const results = [];
+    for (const [index, item] of batch.data.entries()) {
+      try {
+        const parsed = SendMessageSchema.safeParse(item);
+        if (!parsed.success) {
+          throw errors.invalid("Message is invalid", issuesOf(parsed.error));
+        }
+        const prepared = prepareJson(parsed.data, sha256(JSON.stringify(item)));
+        const { id } = await send(
+          deps,
+          c,
+          prepared,
+          key === undefined ? undefined : `${key}:${index}`,
+        );
+        results.push({ index, status: 202, id });
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        results.push({ index, ...errorItem(err) });
+      }
+    }
+    return c.json(results, 200);
+  });
+
+  return app;
+}
