@@ -30,6 +30,8 @@ import { denoTxtLookup } from "./core/mail/txt.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
 import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.ts";
 import { startWebhooks } from "./actors/webhook.ts";
+import { ensureVerpKey } from "./core/store/verp_key.ts";
+import { startInbound } from "./smtp/inbound.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -91,7 +93,12 @@ async function main() {
   // The queue API reads live actor state; the worker starts after the listeners.
   let queueControl: QueueControl | null = null;
 
+  // VERP return paths, when a bounce domain is configured; the key is shared through the store.
+  const verp = config.bounceDomain
+    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
+    : undefined;
   const intake = {
+    ...(verp ? { verp } : {}),
     suppressions,
     kv,
     committer,
@@ -108,6 +115,7 @@ async function main() {
   const limits = new SendLimits(kv);
   let smtp;
   let http: Deno.HttpServer;
+  let inbound: { close(): Promise<void> } | null = null;
   try {
     smtp = await startSmtp({
       config,
@@ -118,6 +126,16 @@ async function main() {
       trustedAccount: config.trustedAccount,
       limits,
     });
+    inbound = verp
+      ? await startInbound({
+        port: config.inboundPort,
+        listen: config.listen,
+        hostname,
+        tls,
+        log,
+        reports: { kv, committer, verp, log, now: Date.now, suppressions },
+      })
+      : null;
     const app = createApp({
       kv,
       adminTokenHash: admin.hash,
@@ -132,6 +150,11 @@ async function main() {
       webhookAllowed: networkMatcher(config.webhookAllow),
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
+      httpLimits: {
+        maxBody: config.httpMaxBody,
+        maxJsonDepth: config.httpMaxJsonDepth,
+        rate: config.httpRateLimit,
+      },
     });
     try {
       http = Deno.serve({
@@ -269,7 +292,7 @@ async function main() {
     await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     stopSuppressionRefresh();
     await Promise.race([
-      Promise.all([smtp!.close(), http!.shutdown()]),
+      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close()]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     kv.close();

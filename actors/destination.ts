@@ -641,7 +641,7 @@ export class SiteActor {
     const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg.id, job.msg.chunks));
     const started = performance.now();
     const outcomes = await session.send(
-      job.msg.mailFrom,
+      job.msg.returnPath ?? job.msg.mailFrom,
       job.rows.map((r) => r.rcpt),
       body,
       job.msg.size + (job.msg.prefix?.length ?? 0),

@@ -32,6 +32,7 @@ import {
 } from "./store/idempotency.ts";
 import { MAX_TAGS, takePosternHeaders } from "./mail/postern_headers.ts";
 import { dueGroups } from "./store/due_groups.ts";
+import { verpAddress, type VerpConfig } from "./mail/verp.ts";
 import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
@@ -100,6 +101,8 @@ export interface IntakeDeps {
   suppressions?: { reasonFor(account: string, address: string): string | null };
   /** The DKIM keys of `account` for mail whose From: domain is `fromDomain` ([] = do not sign). */
   dkimKeyFor?: (account: string, fromDomain: string) => Promise<DkimSigningKey[]>;
+  /** VERP: each message leaves with its own return path at this bounce domain. */
+  verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
   maxHeaderSize?: number;
 }
@@ -396,6 +399,8 @@ async function acceptHolding(
     subject: headers.subject,
     ...(prefix ? { prefix } : {}),
     ...(pool ? { pool } : {}),
+    // The null sender stays null: a bounce must never cause another (RFC 5321 §4.5.5).
+    ...(deps.verp && sub.mailFrom !== "" ? { returnPath: verpAddress(id, deps.verp) } : {}),
     ...(tags.length ? { tags } : {}),
     ...(sub.metadata && Object.keys(sub.metadata).length ? { metadata: { ...sub.metadata } } : {}),
   };
@@ -553,7 +558,9 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
   let bytes = headBytes + pieces.reduce((s, p) => s + p[2], 0);
   let staged = m.staged;
   // Write ahead what does not fit one commit (limits from ARCHITECTURE.md, with headroom).
-  while (pieces.length + fixed > 900 || bytes > 700_000) {
+  // (What must ride in the message commit itself stays: with nothing left to move, the commit is
+  // tried as it is and the committer refuses it if it is still too large.)
+  while (pieces.length > 0 && (pieces.length + fixed > 900 || bytes > 700_000)) {
     if (!staged) {
       const ok = await committer.commit({
         apply: (op) => op.set(keys.staged(msg.id), { createdAt: msg.createdAt }),

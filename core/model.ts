@@ -33,6 +33,8 @@ export interface MessageRecord {
   tags?: string[];
   /** Caller's own key/value strings (HTTP `metadata`), echoed in events and webhooks. */
   metadata?: Record<string, string>;
+  /** The envelope sender used on the wire when it differs from mailFrom (a VERP address). */
+  returnPath?: string;
   /** The IP pool named by the `X-Postern-Pool` header (removed from the message at intake). */
   pool?: string;
 }

@@ -20,6 +20,7 @@ import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { suppressionsApi } from "./suppressions.ts";
+import { DEFAULT_HTTP_LIMITS, type HttpLimits, jsonDepthLimit, rateLimitPerKey } from "./limits.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
 
@@ -47,9 +48,9 @@ export interface HttpDeps {
   trusted: (address: string) => boolean;
   /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
   eventSettleMs: number;
+  /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
+  httpLimits?: HttpLimits;
 }
-
-const MAX_JSON_BODY = 1024 * 1024;
 
 export function createApp(deps: HttpDeps) {
   const app = new Hono<AppEnv>();
@@ -62,6 +63,10 @@ export function createApp(deps: HttpDeps) {
   app.route("/", docsApi());
 
   const v1 = new Hono<AppEnv>();
+  const httpLimits = deps.httpLimits ?? DEFAULT_HTTP_LIMITS;
+  const MAX_JSON_BODY = httpLimits.maxBody;
+  // Rate first: a caller over its rate costs neither a body read nor a key check.
+  v1.use("*", rateLimitPerKey(httpLimits.rate));
   const limitTo = (maxSize: number) =>
     bodyLimit({
       maxSize,
@@ -77,6 +82,7 @@ export function createApp(deps: HttpDeps) {
     return isSend ? sendLimit(c, next) : jsonLimit(c, next);
   });
   v1.use("*", bearerAuth(deps));
+  v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
   v1.route("/accounts", accountsApi(deps.kv));
   v1.route("/credentials", credentialsApi(deps.kv));
   v1.route("/domains", domainsApi(deps));

@@ -62,6 +62,10 @@ export const replies = {
   /** A client address with too many recent failures: the session is closed. */
   authClientLocked: (host: string) =>
     reply(421, "4.7.0", `${host} Error: too many failed authentication attempts`),
+  /** Inbound reports: a VERP address whose tag does not verify (forged or mistyped). */
+  unknownBounceAddress: () => reply(550, "5.1.1", "No such bounce address"),
+  /** Inbound reports: taken, whether or not it named a message of ours. */
+  reportAccepted: () => "2.0.0 Report accepted",
 };
 
 /** Client-supplied text echoed in a reply: one line of printable ASCII, bounded. */

@@ -138,6 +138,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     authOptional: true, // enforced in onMailFrom so trusted networks may relay without AUTH
     allowInsecureAuth: false,
     disableReverseLookup: true,
+    // One address check, ours (core/mail/address.ts, RFC 5321 §4.5.3.1 limits in octets):
+    // smtp-server's strict mode caps an address at 253 octets where the RFC allows 254, and
+    // would leave two checkers to disagree. It still refuses control characters and extra @.
+    lenientAddressParsing: true,
     // smtp-server hides ENHANCEDSTATUSCODES by default; our replies carry RFC 3463 codes.
     hideENHANCEDSTATUSCODES: false,
     hideDSN: true,

@@ -376,3 +376,28 @@ Deno.test("250 recipients at one domain go out in transactions of at most 100, e
     await sink.close();
   }
 });
+
+Deno.test("a send may carry attachments up to the message size limit; past it the answer is 413", async () => {
+  const sink = await startSink();
+  await using relay = await startRelay({
+    env: { ...env(sink), POSTERN_MAX_MESSAGE_SIZE: String(3 * 1024 * 1024) },
+  });
+  try {
+    const bytes = (n: number) => Buffer.alloc(n, 7).toString("base64");
+    const message = (n: number) => ({
+      from: "app@origin.test",
+      to: "u@dest.test",
+      text: "see attached",
+      attachments: [{ filename: "blob.bin", content: bytes(n) }],
+    });
+    const ok = await post(relay, message(2 * 1024 * 1024));
+    assert.equal(ok.status, 202, ok.text);
+    const [m] = await sink.waitFor(1);
+    assert.ok(m!.raw.length > 2 * 1024 * 1024);
+    const big = await post(relay, message(5 * 1024 * 1024));
+    assert.equal(big.status, 413, big.text);
+    assert.equal(big.json.error.code, "payload_too_large");
+  } finally {
+    await sink.close();
+  }
+});

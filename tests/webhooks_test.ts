@@ -48,11 +48,9 @@ async function send(relay: Relay, to: string | string[], subject = "hello"): Pro
   const res = await relay.api("/v1/messages", {
     body: { from: "app@origin.test", to, subject, text: "Hello." },
   }).catch((err) => {
-    throw new Error(
-      `${err}\n--- stderr ---\n${relay.stderr}\n--- logs ---\n${
-        JSON.stringify(relay.logs.slice(-10))
-      }`,
-    );
+    // A relay that is gone cannot say why in the fetch error: show what it wrote.
+    const logs = relay.logs.slice(-10).map((l) => JSON.stringify(l)).join("\n");
+    throw new Error(`Cannot send: ${err}\n--- stderr ---\n${relay.stderr}\n--- logs ---\n${logs}`);
   });
   assert.equal(res.status, 202, JSON.stringify(res.json));
   return res.json.id;

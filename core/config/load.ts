@@ -39,6 +39,8 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_WEBHOOK_TIMEOUT: "webhookTimeout",
   POSTERN_EVENT_SETTLE: "eventSettle",
   POSTERN_RETENTION: "retention",
+  POSTERN_BOUNCE_DOMAIN: "bounceDomain",
+  POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
 };
 

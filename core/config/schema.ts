@@ -147,6 +147,16 @@ export const ConfigSchema = z.object({
    * ids were made is never skipped by a cursor (core/store/events.ts).
    */
   eventSettle: duration.default(parseDuration("5s")),
+  /**
+   * VERP: each message's return path becomes b-<id>-<tag>@<bounceDomain>, whose MX should point
+   * at the inbound listener, so asynchronous bounces and feedback reports find their message.
+   */
+  bounceDomain: z.string().trim().toLowerCase().regex(
+    /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/,
+    "expected a domain name such as bounces.example.com",
+  ).optional(),
+  /** Port of the inbound listener for the bounce domain (started when bounceDomain is set). */
+  inboundPort: port.default(25),
   /** Messages, their events and index entries are deleted after this (bodies go first). */
   retention: duration.default(parseDuration("30d")),
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),

@@ -31,9 +31,18 @@ const MAX_BYTES = 760_000;
 const MAX_MUTATIONS = 990;
 const MAX_CHECKS = 10;
 const LOCKED_RETRIES = 20;
+/**
+ * How long one commit keeps retrying "database is locked". Each try may itself wait for Deno
+ * KV's SQLite busy timeout (~5 s), so instead of 20 full tries (100 s while every SMTP client
+ * waits for its reply) a lock held longer than this fails the commit: the clients hear 451 and
+ * retry, which is what a held lock (another process, a backup tool) calls for.
+ */
+const LOCKED_DEADLINE_MS = 10_000;
 
 export class CommitFailedError extends Error {
   override name = "CommitFailedError";
+  /** The store was locked or busy throughout: every change in the batch would fail alike. */
+  locked = false;
 }
 
 export class Committer {
@@ -105,8 +114,8 @@ export class Committer {
         return;
       }
     } catch (err) {
-      if (batch.length === 1) {
-        batch[0]!.reject(err);
+      if (batch.length === 1 || (err instanceof CommitFailedError && err.locked)) {
+        for (const p of batch) p.reject(err);
         return;
       }
     }
@@ -121,6 +130,7 @@ export class Committer {
   }
 
   async #commitOnce(changes: Change[]): Promise<string | null> {
+    const started = Date.now();
     for (let attempt = 0;; attempt++) {
       const op = this.#kv.atomic();
       for (const c of changes) c.apply(op);
@@ -130,13 +140,16 @@ export class Committer {
         return res.ok ? res.versionstamp : null;
       } catch (err) {
         // Two processes on one SQLite file meet "database is locked"; that passes.
-        if (attempt < LOCKED_RETRIES && /locked|busy/i.test(String(err))) {
+        const locked = /locked|busy/i.test(String(err));
+        if (locked && attempt < LOCKED_RETRIES && Date.now() - started < LOCKED_DEADLINE_MS) {
           await sleep(5 + attempt * 10);
           continue;
         }
-        throw new CommitFailedError(`Cannot commit to KV: ${(err as Error).message}`, {
+        const failed = new CommitFailedError(`Cannot commit to KV: ${(err as Error).message}`, {
           cause: err,
         });
+        failed.locked = locked;
+        throw failed;
       }
     }
   }

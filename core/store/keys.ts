@@ -37,6 +37,7 @@
  * | ["webhook_state", id]                 | WebhookState     | webhook actor (cursor, retries); replay API |
  * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
+ * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (a secret) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -119,4 +120,5 @@ export const keys = {
   webhookFailure: (id: string, eventId: string): Key => ["webhook_failed", id, eventId],
   webhookFailurePrefix: (id: string): Key => ["webhook_failed", id],
   webhookLease: (id: string): Key => ["lease", "webhook", id],
+  verpKey: (): Key => ["meta", "verp_key"],
 };

@@ -11,7 +11,7 @@
  */
 import { keys } from "./keys.ts";
 
-export type SuppressionSource = "bounce" | "expiry" | "api";
+export type SuppressionSource = "bounce" | "expiry" | "api" | "complaint";
 
 export interface Suppression {
   /** Lower-cased address. */

@@ -128,6 +128,16 @@ export class RawSmtp {
     while (written < bytes.length) written += await this.#conn.write(bytes.subarray(written));
   }
 
+  /**
+   * Writes `segments` one write each with Nagle's algorithm off, so each leaves as its own TCP
+   * segment (the server may still read several at once): for tests of how the server
+   * reassembles what a client sends in pieces.
+   */
+  async writeSegments(segments: readonly Uint8Array[]): Promise<void> {
+    (this.#conn as Deno.TcpConn).setNoDelay(true);
+    for (const segment of segments) await this.write(segment);
+  }
+
   /** Sends one command line (CRLF added) and returns its reply. */
   async command(line: string, timeoutMs?: number): Promise<RawReply> {
     await this.write(line + "\r\n");

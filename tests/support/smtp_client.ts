@@ -77,12 +77,24 @@ export class SmtpClient {
   async startTls(caCert: string): Promise<SmtpReply> {
     const reply = await this.command("STARTTLS");
     if (reply.code !== 220) return reply;
-    if (this.#buffer !== "") throw new Error("Cannot start TLS as the server sent data early");
+    await this.upgradeToTls(caCert);
+    return reply;
+  }
+
+  /**
+   * The TLS handshake alone, after the caller sent STARTTLS (possibly with more behind it) and
+   * read the 220. Throws if the server sent anything after the 220 in plaintext.
+   */
+  async upgradeToTls(caCert: string): Promise<void> {
+    if (this.#buffer !== "") {
+      throw new Error(
+        `Cannot start TLS as the server sent data early: ${JSON.stringify(this.#buffer)}`,
+      );
+    }
     this.#conn = await Deno.startTls(this.#conn as Deno.TcpConn, {
       hostname: "localhost",
       caCerts: [caCert],
     });
-    return reply;
   }
 
   /** Reads one complete (possibly multi-line) reply; closes the connection on a timeout. */

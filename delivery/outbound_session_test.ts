@@ -1,0 +1,65 @@
+/**
+ * What the outbound side puts on the wire, seen by a raw-socket MX: only CRLF line endings and
+ * correct dot-stuffing (RFC 5321 §4.5.2), whatever bytes the body holds, so no next hop can read
+ * an end of data we did not send (SMTP smuggling, outbound).
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { OutboundSession } from "./outbound_session.ts";
+import { crlfNormalizer } from "../core/mail/line_endings.ts";
+import { startRawMx, unstuff } from "../tests/support/raw_mx.ts";
+
+const bodyBytes = fc.array(
+  fc.oneof(
+    { weight: 3, arbitrary: fc.constantFrom(13, 10, 46, 46, 0x20) },
+    { weight: 2, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
+  ),
+  { minLength: 1, maxLength: 120 },
+).map((a) => Uint8Array.from(a));
+
+/** What a receiver must read back: the body with every line break made CRLF, ending in CRLF. */
+function expected(body: Uint8Array): Uint8Array {
+  const normalize = crlfNormalizer();
+  const a = normalize(body);
+  const b = normalize(new Uint8Array(0), true);
+  const text = new TextDecoder("latin1").decode(Uint8Array.from([...a, ...b]));
+  const ended = text.endsWith("\r\n") ? text : text + "\r\n";
+  return Uint8Array.from(ended, (c) => c.charCodeAt(0));
+}
+
+Deno.test("the outbound session sends only CRLF and dot-stuffs every line, for any body", async () => {
+  const mx = await startRawMx({ starttls: false });
+  const session = await OutboundSession.open({ host: "127.0.0.1", port: mx.port }, {
+    heloName: "relay.test",
+    connectTimeoutMs: 5_000,
+    commandTimeoutMs: 10_000,
+    requireTls: false,
+  });
+  try {
+    let sent = 0;
+    await fc.assert(
+      fc.asyncProperty(bodyBytes, fc.boolean(), async (body, streamed) => {
+        const source = streamed
+          ? (async function* () {
+            // Split across chunks, so a CR and its LF may arrive apart.
+            for (let i = 0; i < body.length; i += 7) yield body.subarray(i, i + 7);
+          })()
+          : body;
+        const outcome = await session.send("a@origin.test", ["b@dest.test"], source, body.length);
+        assert.equal(outcome[0]!.kind, "success", outcome[0]!.reply);
+        sent++;
+        const [tx] = (await mx.waitFor(sent)).slice(-1);
+        const wire = tx!.wire;
+        const text = new TextDecoder("latin1").decode(wire);
+        assert.ok(!/\r(?!\n)|(?<!\r)\n/.test(text), `a bare CR or LF: ${JSON.stringify(text)}`);
+        assert.deepEqual(unstuff(wire), expected(body));
+        assert.ok(await session.reset());
+      }),
+      { numRuns: 60 },
+    );
+  } finally {
+    session.close();
+    await mx.close();
+  }
+});

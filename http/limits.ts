@@ -1,0 +1,116 @@
+/**
+ * What one HTTP caller may cost us, as middleware factories that resolve their options once:
+ * a request rate per API key (GCRA, one second's worth back to back) and a nesting limit for
+ * JSON bodies, checked on the text before anything parses it. The body size limit is Hono's
+ * bodyLimit, sized in app.ts. Statuses come from errors.ts.
+ *
+ * @module
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { type GcraState, gcraTake } from "../core/policy/gcra.ts";
+import type { Rate } from "../core/policy/duration.ts";
+import { sha256 } from "../core/auth/secrets.ts";
+import { metrics } from "../core/metrics.ts";
+import { errors } from "./errors.ts";
+
+export interface HttpLimits {
+  /** Largest request body in bytes, other than a send. */
+  maxBody: number;
+  /** Deepest nesting of arrays and objects in a JSON body. */
+  maxJsonDepth: number;
+  /** Requests per key. */
+  rate: Rate;
+}
+
+/** The same defaults as core/config/limits.ts, for apps built without a config (tests). */
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  maxBody: 1024 * 1024,
+  maxJsonDepth: 32,
+  rate: { count: 100, perMs: 1000 },
+};
+
+const MAX_TRACKED = 100_000;
+
+function clientAddress(c: Context): string {
+  const info = c.env as { remoteAddr?: { hostname?: string } } | undefined;
+  return info?.remoteAddr?.hostname ?? "unknown";
+}
+
+/**
+ * Limits requests per bearer token (a digest of it: the token itself is never kept), or per
+ * client address for requests without one. A wrong token is limited like a right one, so
+ * guessing costs the same as using. Over the rate: 429 with Retry-After.
+ */
+export function rateLimitPerKey(rate: Rate, now: () => number = Date.now): MiddlewareHandler {
+  const burst = Math.max(1, Math.floor(rate.count * 1000 / rate.perMs));
+  const states = new Map<string, GcraState>();
+  return async (c, next) => {
+    const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    const key = token ? `key:${sha256(token)}` : `ip:${clientAddress(c)}`;
+    const at = now();
+    const result = gcraTake(states.get(key), rate, at, burst);
+    if (!result.allowed) {
+      metrics.limitRefusals.inc({ limit: "http_rate" });
+      c.header("retry-after", String(Math.max(1, Math.ceil(result.retryAfterMs / 1000))));
+      throw errors.tooManyRequests(result.retryAfterMs);
+    }
+    states.delete(key); // re-inserted last: the map stays in least-recently-used order
+    states.set(key, result.state);
+    if (states.size > MAX_TRACKED) {
+      for (const [k, state] of states) {
+        if (states.size <= MAX_TRACKED && state.tat > at) break;
+        states.delete(k);
+      }
+    }
+    await next();
+  };
+}
+
+/**
+ * The deepest nesting of arrays and objects in JSON text, without parsing it (brackets inside
+ * strings do not count). Stops counting once past `stopAt`.
+ */
+export function jsonDepth(text: string, stopAt = Infinity): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c) i++; // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false;
+      continue;
+    }
+    if (ch === 0x22) inString = true;
+    else if (ch === 0x7b || ch === 0x5b) {
+      if (++depth > deepest) {
+        deepest = depth;
+        if (deepest > stopAt) return deepest;
+      }
+    } else if (ch === 0x7d || ch === 0x5d) depth--;
+  }
+  return deepest;
+}
+
+/**
+ * Refuses JSON bodies nested deeper than `maxDepth` (400) before a handler parses them: deep
+ * nesting costs a recursive parser and every validator after it, and no request of ours needs
+ * more than a few levels. Raw message uploads (message/rfc822) are not JSON and pass.
+ */
+export function jsonDepthLimit(maxDepth: number): MiddlewareHandler {
+  return async (c, next) => {
+    const method = c.req.method;
+    const type = (c.req.header("content-type") ?? "").toLowerCase();
+    if (
+      (method === "POST" || method === "PUT" || method === "PATCH") &&
+      !type.startsWith("message/rfc822")
+    ) {
+      const text = await c.req.text(); // cached: the handler's json()/text() reads it again
+      if (jsonDepth(text, maxDepth) > maxDepth) {
+        metrics.limitRefusals.inc({ limit: "http_json_depth" });
+        throw errors.tooDeep(maxDepth);
+      }
+    }
+    await next();
+  };
+}

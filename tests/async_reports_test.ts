@@ -1,0 +1,241 @@
+/**
+ * Asynchronous bounces and complaints end to end: VERP return paths on the way out, and DSNs
+ * (RFC 3464) and feedback reports (RFC 5965) sent back to the relay's inbound listener, as a
+ * remote server or a mailbox provider would send them.
+ */
+import assert from "node:assert/strict";
+import { freePort, type Relay, startRelay } from "./support/relay_process.ts";
+import { type Sink, startSink } from "./support/sink.ts";
+import { RawSmtp } from "./support/raw_smtp.ts";
+import { waitUntil } from "./support/operations.ts";
+import { getMessage } from "./support/relay_api.ts";
+import { startWebhookReceiver } from "./support/webhook_receiver.ts";
+import { submit } from "./support/relay_mail.ts";
+
+const BOUNCES = "bounces.relay.test";
+
+async function setup(sink: Sink): Promise<{ relay: Relay; inboundPort: number }> {
+  const inboundPort = await freePort();
+  const relay = await startRelay({
+    env: {
+      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
+      POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+      POSTERN_POLL_INTERVAL: "200ms",
+      POSTERN_EVENT_SETTLE: "200ms",
+      POSTERN_WEBHOOK_ALLOW: "127.0.0.0/8",
+      POSTERN_BOUNCE_DOMAIN: BOUNCES,
+      POSTERN_INBOUND_PORT: String(inboundPort),
+    },
+  });
+  return { relay, inboundPort };
+}
+
+/** Sends one message to the inbound listener; returns the reply to each step. */
+async function report(port: number, from: string, to: string, message: string) {
+  const client = await RawSmtp.connect(port);
+  try {
+    await client.hello("mx.dest.test");
+    const mail = await client.command(`MAIL FROM:<${from}>`);
+    const rcpt = await client.command(`RCPT TO:<${to}>`);
+    if (rcpt.code !== 250) return { mail, rcpt, data: null };
+    const go = await client.command("DATA");
+    assert.equal(go.code, 354, go.raw);
+    await client.write(message.replace(/\n/g, "\r\n").replace(/\r\n$/, "") + "\r\n");
+    return { mail, rcpt, data: await client.endData() };
+  } finally {
+    await client.quit();
+  }
+}
+
+function dsn(verp: string, rcpt: string): string {
+  return `From: MAILER-DAEMON@dest.test
+To: <${verp}>
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary="B1/mx.dest.test"
+
+--B1/mx.dest.test
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--B1/mx.dest.test
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.dest.test
+Arrival-Date: Mon, 1 Sep 2025 10:00:00 +0000
+
+Final-Recipient: rfc822; ${rcpt}
+Original-Recipient: rfc822;${rcpt}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <${rcpt}>: Recipient address rejected:
+ User unknown in local recipient table
+
+--B1/mx.dest.test
+Content-Type: text/rfc822-headers
+
+Return-Path: <${verp}>
+From: app@origin.test
+To: ${rcpt}
+Subject: hello
+
+--B1/mx.dest.test--
+`;
+}
+
+function arf(verp: string, rcpt: string): string {
+  return `From: <abuse@provider.test>
+To: <fbl@${BOUNCES}>
+Subject: FW: hello
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report;
+     boundary="part1_13d.2e68ed54_boundary"
+
+--part1_13d.2e68ed54_boundary
+Content-Type: text/plain; charset="US-ASCII"
+Content-Transfer-Encoding: 7bit
+
+This is an email abuse report for an email message received from IP
+127.0.0.1 on Thu, 8 Mar 2005 14:00:00 EDT.
+
+--part1_13d.2e68ed54_boundary
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: SomeGenerator/1.0
+Version: 1
+Original-Mail-From: <${verp}>
+Original-Rcpt-To: <${rcpt}>
+Arrival-Date: Thu, 8 Mar 2005 14:00:00 EDT
+Reporting-MTA: dns; mail.provider.test
+
+--part1_13d.2e68ed54_boundary
+Content-Type: message/rfc822
+Content-Disposition: inline
+
+From: <app@origin.test>
+To: <${rcpt}>
+Subject: hello
+
+Hello.
+--part1_13d.2e68ed54_boundary--
+`;
+}
+
+Deno.test("mail leaves with a VERP return path; a later DSN bounces the recipient, suppresses it, and is told once", async () => {
+  const sink = await startSink();
+  const receiver = await startWebhookReceiver();
+  const { relay, inboundPort } = await setup(sink);
+  try {
+    const hook = await relay.api("/v1/webhooks", {
+      body: { url: receiver.url, events: ["bounced"] },
+    });
+    receiver.secrets.push(hook.json.secret);
+    const sent = await relay.api("/v1/messages", {
+      body: { from: "app@origin.test", to: "gone@dest.test", subject: "hello", text: "Hello." },
+    });
+    assert.equal(sent.status, 202);
+    const [delivered] = await sink.waitFor(1);
+    const verp = delivered!.from;
+    assert.match(verp, new RegExp(`^b-${sent.json.id.toLowerCase()}-[0-9a-f]{10}@${BOUNCES}$`));
+    assert.ok(/^From: app@origin\.test$/m.test(delivered!.headers), "the From header is kept");
+    await waitUntil(
+      async () => (await getMessage(relay, sent.json.id)).recipients[0]!.status === "delivered",
+      "the delivery recorded",
+    );
+
+    const r = await report(inboundPort, "", verp, dsn(verp, "gone@dest.test"));
+    assert.equal(r.data?.code, 250, r.data?.raw ?? r.rcpt.raw);
+    await waitUntil(
+      async () => (await getMessage(relay, sent.json.id)).recipients[0]!.status === "bounced",
+      "the asynchronous bounce recorded",
+    );
+    const view = await getMessage(relay, sent.json.id);
+    assert.equal(view.recipients[0]!.category, "invalid_recipient");
+    assert.match(
+      view.recipients[0]!.last_reply!,
+      /^asynchronous bounce: 5\.1\.1 smtp; 550 5\.1\.1/,
+    );
+    assert.deepEqual(view.events.map((e) => e.type), ["accepted", "delivered", "bounced"]);
+    const suppression = await relay.api("/v1/suppressions/gone@dest.test");
+    assert.equal(suppression.status, 200, JSON.stringify(suppression.json));
+    assert.equal(suppression.json.reason, "invalid_recipient");
+    await receiver.waitFor(() => receiver.accepted.length === 1, "the bounced webhook");
+    assert.equal(receiver.accepted[0]!.payload.data.recipient, "gone@dest.test");
+
+    // The same DSN again (a retransmission) changes nothing.
+    const again = await report(inboundPort, "", verp, dsn(verp, "gone@dest.test"));
+    assert.equal(again.data?.code, 250);
+    await relay.waitForLog((l) => l.event === "inbound.report" && l.recorded === 0);
+    assert.equal((await getMessage(relay, sent.json.id)).events.length, 3);
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await receiver.close();
+    await sink.close();
+  }
+});
+
+Deno.test("a feedback report to the bounce domain records a complaint and suppresses the address", async () => {
+  const sink = await startSink();
+  const { relay, inboundPort } = await setup(sink);
+  try {
+    const [id] = await submit(relay, [{
+      from: "app@origin.test",
+      to: "carol@dest.test",
+      tag: "c",
+    }]);
+    const [delivered] = await sink.waitFor(1);
+    const r = await report(
+      inboundPort,
+      "abuse@provider.test",
+      `fbl@${BOUNCES}`,
+      arf(delivered!.from, "carol@dest.test"),
+    );
+    assert.equal(r.data?.code, 250, r.data?.raw ?? r.rcpt.raw);
+    await waitUntil(
+      async () => (await getMessage(relay, id!)).events.some((e) => e.type === "complained"),
+      "the complaint recorded",
+    );
+    const suppression = await relay.api("/v1/suppressions/carol@dest.test");
+    assert.equal(suppression.status, 200);
+    assert.equal(suppression.json.reason, "complaint");
+    await waitUntil(
+      async () => (await relay.api("/v1/events?types=complained")).json.data.length === 1,
+      "the complaint in the event log",
+    );
+    // A later message to the address is not attempted.
+    const next = await relay.api("/v1/messages", {
+      body: { from: "app@origin.test", to: "carol@dest.test", text: "again" },
+    });
+    await waitUntil(
+      async () => (await getMessage(relay, next.json.id)).recipients[0]!.status === "suppressed",
+      "the next message suppressed",
+    );
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await sink.close();
+  }
+});
+
+Deno.test("the inbound listener refuses forged VERP tags and other domains, and null senders stay null", async () => {
+  const sink = await startSink();
+  const { relay, inboundPort } = await setup(sink);
+  try {
+    const [id] = await submit(relay, [{ from: "", to: "x@dest.test", tag: "null-sender" }]);
+    const [m] = await sink.waitFor(1);
+    assert.equal(m!.from, "", "a message with the null sender keeps it (no VERP)");
+    const forged = `b-${id!.toLowerCase()}-0000000000@${BOUNCES}`;
+    const r1 = await report(inboundPort, "", forged, dsn(forged, "x@dest.test"));
+    assert.equal(r1.rcpt.code, 550, r1.rcpt.raw);
+    const r2 = await report(inboundPort, "", "postmaster@elsewhere.test", "x");
+    assert.equal(r2.rcpt.code, 554, r2.rcpt.raw);
+    const r3 = await report(inboundPort, "", `fbl@${BOUNCES}`, "Subject: hi\n\nnot a report\n");
+    assert.equal(r3.data?.code, 250, "taken, and ignored");
+    await relay.waitForLog((l) => l.event === "inbound.report" && typeof l.ignored === "string");
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await sink.close();
+  }
+});
