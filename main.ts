@@ -9,6 +9,7 @@ import { Committer } from "./core/store/committer.ts";
 import { BodyCache } from "./core/store/body_cache.ts";
 import { QueueSignal } from "./core/queue_signal.ts";
 import { ensureAdminToken } from "./core/store/admin_token.ts";
+import { prepareLoginChecks } from "./core/store/credentials.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
 import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
 import { denoResolver } from "./core/mail/mx.ts";
@@ -72,6 +73,7 @@ async function main() {
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
   const admin = await ensureAdminToken(kv, config.adminToken);
+  await prepareLoginChecks();
   await ensureDefaultAccount(kv);
   if (!(await getAccount(kv, config.trustedAccount))) {
     fatal(
@@ -154,6 +156,8 @@ async function main() {
         maxBody: config.httpMaxBody,
         maxJsonDepth: config.httpMaxJsonDepth,
         rate: config.httpRateLimit,
+        authFailureLimit: config.authFailureLimit,
+        authLockoutMs: config.authLockout,
       },
     });
     try {

@@ -20,7 +20,13 @@ import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { suppressionsApi } from "./suppressions.ts";
-import { DEFAULT_HTTP_LIMITS, type HttpLimits, jsonDepthLimit, rateLimitPerKey } from "./limits.ts";
+import {
+  authFailureLock,
+  DEFAULT_HTTP_LIMITS,
+  type HttpLimits,
+  jsonDepthLimit,
+  rateLimitPerKey,
+} from "./limits.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
 
@@ -81,6 +87,7 @@ export function createApp(deps: HttpDeps) {
     const isSend = c.req.method === "POST" && /^\/v1\/messages(\/batch)?\/?$/.test(c.req.path);
     return isSend ? sendLimit(c, next) : jsonLimit(c, next);
   });
+  v1.use("*", authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs));
   v1.use("*", bearerAuth(deps));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
   v1.route("/accounts", accountsApi(deps.kv));

@@ -41,6 +41,11 @@ export const errors = {
     new ApiError(429, "rate_limited", "Too many requests for this key, slow down", {
       retry_after_s: Math.ceil(retryAfterMs / 1000),
     }),
+  /** A client address with too many failed bearer keys (POSTERN_AUTH_FAILURE_LIMIT). */
+  tooManyAuthFailures: (retryAfterMs: number) =>
+    new ApiError(429, "rate_limited", "Too many failed authentications from this address", {
+      retry_after_s: Math.ceil(retryAfterMs / 1000),
+    }),
   /** A message with a bare CR, bare LF or NUL where the caller asked for them to be refused. */
   bareLineEnding: (found: string) =>
     new ApiError(400, "invalid_request", `Message contains a bare ${found}`),

@@ -12,6 +12,7 @@ import type { Rate } from "../core/policy/duration.ts";
 import { sha256 } from "../core/auth/secrets.ts";
 import { metrics } from "../core/metrics.ts";
 import { errors } from "./errors.ts";
+import { AuthFailures } from "../core/policy/auth_failures.ts";
 
 export interface HttpLimits {
   /** Largest request body in bytes, other than a send. */
@@ -20,6 +21,10 @@ export interface HttpLimits {
   maxJsonDepth: number;
   /** Requests per key. */
   rate: Rate;
+  /** Failed bearer keys from one client address that lock it out; 0 = never. */
+  authFailureLimit: number;
+  /** How long that lock lasts after the last failure. */
+  authLockoutMs: number;
 }
 
 /** The same defaults as core/config/limits.ts, for apps built without a config (tests). */
@@ -27,6 +32,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   maxBody: 1024 * 1024,
   maxJsonDepth: 32,
   rate: { count: 100, perMs: 1000 },
+  authFailureLimit: 5,
+  authLockoutMs: 600_000,
 };
 
 const MAX_TRACKED = 100_000;
@@ -112,5 +119,28 @@ export function jsonDepthLimit(maxDepth: number): MiddlewareHandler {
       }
     }
     await next();
+  };
+}
+
+/**
+ * Failed API keys per client address, as the SMTP side counts failed AUTH: a wrong `pst_` key
+ * costs two scrypt derivations to refuse, and a client that rotates random keys would get a
+ * fresh rate bucket with each. Past the limit the client hears 429 before any token is checked
+ * (the admin token too), until the lockout has passed since its last failure.
+ */
+export function authFailureLock(limit: number, lockoutMs: number): MiddlewareHandler {
+  const failures = new AuthFailures({ limit, coolDownMs: lockoutMs, delayMs: 0, now: Date.now });
+  return async (c, next) => {
+    const client = clientAddress(c);
+    if (failures.locked(client, "") === "client") {
+      metrics.limitRefusals.inc({ limit: "http_auth_client" });
+      c.header("retry-after", String(Math.ceil(lockoutMs / 1000)));
+      throw errors.tooManyAuthFailures(lockoutMs);
+    }
+    await next();
+    // Hono renders a thrown error where it is thrown, so the 401 is seen on the response. Only
+    // a refused `pst_` key counts: that is the one that cost scrypt work to refuse.
+    const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+    if (c.res.status === 401 && token.startsWith("pst_")) failures.fail(client, "");
   };
 }

@@ -118,6 +118,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     earlyTalkerPause: false,
     authOnlyOverTls: true,
     refuseSourceRoutes: true,
+    tlsSocketsPerClient: config.smtpClientConnectionLimit,
     limits: {
       sessionTimeoutMs: config.smtpSessionTimeout,
       idleTimeoutMs: config.smtpIdleTimeout,

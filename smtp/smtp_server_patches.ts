@@ -20,6 +20,10 @@
  *    smtp-server's own timeouts only count idle time, which a client trickling one byte at a
  *    time resets forever (slowloris).
  * 6. A command line over the limit, and the connection-count refusal, answer with our replies.
+ * 7. On an implicit-TLS listener the handshake comes before any session, and so before onConnect
+ *    can count the client: a client's sockets are counted from the accept, and past its limit a
+ *    new one is closed at once (nothing can be said before TLS), so one client's unfinished
+ *    handshakes cannot fill the listener for everyone.
  */
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
 import { SMTPServer } from "smtp-server";
@@ -44,6 +48,11 @@ export interface PosternServerOptions {
   authOnlyOverTls: boolean;
   /** Refuse source routes instead of stripping them (4 above). */
   refuseSourceRoutes?: boolean;
+  /**
+   * Implicit TLS: sockets one client address may hold, counted from the accept, before any
+   * handshake (7 below); 0 = no limit.
+   */
+  tlsSocketsPerClient?: number;
   limits?: SessionLimits;
 }
 
@@ -201,6 +210,27 @@ export function applySmtpServerPatches() {
       this._posternTlsTimer.unref?.();
     }
     return result;
+  };
+
+  const acceptSocket = serverProto._acceptSocket;
+  serverProto._acceptSocket = function (this: Conn, socket: Conn, handshake: boolean) {
+    const limit: number = this.options?.postern?.tlsSocketsPerClient ?? 0;
+    if (!handshake || !(limit > 0)) return acceptSocket.call(this, socket, handshake);
+    const counts: Map<string, number> = this._posternTlsSockets ??= new Map();
+    const address = String(socket.remoteAddress ?? "").replace(/^::ffff:/i, "");
+    const open = counts.get(address) ?? 0;
+    if (open >= limit) {
+      socket.on("error", () => {});
+      socket.destroy();
+      return false;
+    }
+    counts.set(address, open + 1);
+    socket.once("close", () => {
+      const left = (counts.get(address) ?? 1) - 1;
+      if (left <= 0) counts.delete(address);
+      else counts.set(address, left);
+    });
+    return acceptSocket.call(this, socket, handshake);
   };
 
   // Implicit TLS (465): the handshake happens before there is a connection object.

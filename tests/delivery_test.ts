@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { freePort, type Relay, startRelay } from "./support/relay_process.ts";
 import { type SinkOptions, startSink } from "./support/sink.ts";
 import { startDnsServer } from "./support/dns_server.ts";
-import { sendTransaction, SmtpClient } from "./support/smtp_client.ts";
+import { sendTransaction, SmtpClient, type SmtpReply } from "./support/smtp_client.ts";
 import {
   createCredential,
   devCertificate,
@@ -43,6 +43,18 @@ async function submit(
   to: string[],
   data: Uint8Array | string,
 ): Promise<string> {
+  const reply = await submitReply(relay, from, to, data);
+  assert.equal(reply.code, 250, reply.raw);
+  return queuedId(reply.raw);
+}
+
+/** One authenticated SMTPS transaction; the reply to the data, whatever it is. */
+async function submitReply(
+  relay: Relay,
+  from: string,
+  to: string[],
+  data: Uint8Array | string,
+): Promise<SmtpReply> {
   const credential = await createCredentialOnce(relay);
   const { client } = await SmtpClient.connect({
     port: relay.smtpsPort,
@@ -56,9 +68,7 @@ async function submit(
     );
     assert.equal(auth.code, 235, auth.raw);
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    const reply = await sendTransaction(client, from, to, bytes);
-    assert.equal(reply.code, 250, reply.raw);
-    return queuedId(reply.raw);
+    return await sendTransaction(client, from, to, bytes);
   } finally {
     await client.quit();
   }
@@ -300,11 +310,23 @@ Deno.test("outbound mail has CRLF line endings, intact leading dots, and Message
   const { relay, sink, scope } = await relayToSink();
   await using _ = scope;
 
-  // Bare LF line endings, as many scripts write them. Lines starting with "." are dot-stuffed
-  // on the wire (RFC 5321 §4.5.2), so ".." arrives as "." and "..." as "..".
+  // Bare LF line endings, as many scripts write them. Over SMTP they are refused (SMTP
+  // smuggling: tests/smuggling_test.ts); a raw upload over HTTP is repaired to CRLF. Lines
+  // starting with "." are dot-stuffed on the wire (RFC 5321 §4.5.2) and arrive intact.
   const bareLf = "From: app@site.test\nTo: lf@dest.test\nSubject: bare LF\n\n" +
-    "first line\n..leading dot\n..\n...two dots\nmiddle . line\n..\n\nlast line\r\n";
-  const idA = await submit(relay, "app@site.test", ["lf@dest.test"], bareLf);
+    "first line\n.leading dot\n.\n..two dots\nmiddle . line\n.\n\nlast line\r\n";
+  const refused = await submitReply(relay, "app@site.test", ["lf@dest.test"], bareLf);
+  assert.match(refused.raw, /^550 5\.5\.2 /);
+  const upload = await fetch(
+    `http://127.0.0.1:${relay.httpPort}/v1/messages?from=app@site.test&to=lf@dest.test`,
+    {
+      method: "POST",
+      headers: { authorization: `Bearer ${relay.adminToken}`, "content-type": "message/rfc822" },
+      body: bareLf,
+    },
+  );
+  assert.equal(upload.status, 202);
+  const idA: string = (await upload.json()).id;
   const kept = "From: app@site.test\r\nTo: kept@dest.test\r\nSubject: has ids\r\n" +
     "Message-ID: <keep-me.42@client.test>\r\nDate: Tue, 1 Jul 2025 10:00:00 +0200\r\n\r\nbody\r\n";
   const idB = await submit(relay, "app@site.test", ["kept@dest.test"], kept);

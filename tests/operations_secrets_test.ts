@@ -198,3 +198,38 @@ Deno.test("the KV file holds only hashes of the credential password and the admi
     await sink.close();
   }
 });
+
+Deno.test("GET /metrics holds no secret, no address and no account name, only bounded labels", async () => {
+  const { relay, sink, adminToken, username, password } = await runScenario();
+  try {
+    // The scenario failed an AUTH with the admin token as password; add a near-miss API key.
+    const wrong = await relay.api("/v1/credentials", { token: `${password}x` });
+    assert.equal(wrong.status, 401);
+    const res = await fetch(`http://127.0.0.1:${relay.httpPort}/metrics`, {
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /^postern_auth_failures_total\{protocol="smtp"\} [1-9]/m);
+    const secretPart = password.slice(password.lastIndexOf("_") + 1);
+    for (
+      const [name, secret] of [["password", password], ["its random part", secretPart], [
+        "admin token",
+        adminToken,
+      ]]
+    ) {
+      for (const form of encodings(secret!)) {
+        assert.ok(!text.includes(form), `/metrics holds the ${name} (${form})`);
+      }
+    }
+    assert.ok(!text.includes(username), "/metrics names a credential");
+    assert.ok(!/@|127\.0\.0\.1|dest\.test|origin\.test/.test(text), "/metrics names an address");
+    // Every label value is a word from a small vocabulary, never client-supplied text.
+    for (const [, value] of text.matchAll(/="([^"]*)"/g)) {
+      assert.match(value!, /^[a-z0-9_.+]+$|^\+Inf$/i, `label value ${value}`);
+    }
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await sink.close();
+  }
+});

@@ -259,9 +259,11 @@ Deno.test("max_message_rate paces a site's messages, across its connections", as
     );
     const got = await sink.waitFor(9);
     const times = got.map((m) => m.at).sort((a, b) => a - b);
-    // Nine messages at four a second, spaced evenly (GCRA): at least two seconds from first to last.
+    // Nine messages at four a second, spaced evenly (GCRA): two seconds from first to last.
+    // Unpaced, nine messages reach the sink within ~100 ms; arrival jitter on a busy machine
+    // can shave a little off the span, so the bound proves pacing without timing it exactly.
     const span = times.at(-1)! - times[0]!;
-    assert.ok(span >= 1_900, `span ${span} ms`);
+    assert.ok(span >= 1_500, `span ${span} ms`);
     const site = await eventually(async () => {
       const res = await relay.api("/v1/queue");
       return res.json.data[0];
@@ -317,6 +319,8 @@ Deno.test("a greylisting 451 is retried after the window it names plus 10 s, fro
     assert.equal(Date.parse(ev.next_attempt_at!) - Date.parse(ev.at), 2_000 + 10_000);
     assert.match(deferred.recipients[0]!.waiting!, /^greylisted: .*next attempt/);
     await sink.waitFor(rcpts.length, { timeoutMs: 40_000 });
+    // An attempt recorded over another means one due entry went out twice.
+    assert.deepEqual(logsOf(relay.logs, "delivery.record_conflict"), [], "no entry sent twice");
     for (const rcpt of rcpts) {
       const tries = sink.rcpts.filter((r) => r.rcpt === rcpt);
       assert.equal(tries.length, 2, `${rcpt}: one greylisted try, one retry, none in between`);

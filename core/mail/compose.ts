@@ -101,6 +101,15 @@ function nm(m: Mailbox) {
 }
 
 /**
+ * Every line break as CRLF (RFC 5322 §2.3). MailComposer copies a 7bit part's text as it is,
+ * so a lone CR or LF from a JSON string would reach the wire bare; instead, each is read as the
+ * line break its writer meant.
+ */
+function lineBreaks(text: string): string {
+  return text.replace(/\r\n|\r|\n/g, "\r\n");
+}
+
+/**
  * The MIME message as a byte stream (Bcc is left out of the headers, as MailComposer does by
  * default: those recipients are on the envelope only).
  */
@@ -112,8 +121,8 @@ export function composeMessage(input: ComposeInput): AsyncIterable<Uint8Array> {
     ...(input.bcc.length ? { bcc: input.bcc.map(nm) } : {}),
     ...(input.replyTo.length ? { replyTo: input.replyTo.map(nm) } : {}),
     subject: input.subject,
-    ...(input.text !== undefined ? { text: input.text } : {}),
-    ...(input.html !== undefined ? { html: input.html } : {}),
+    ...(input.text !== undefined ? { text: lineBreaks(input.text) } : {}),
+    ...(input.html !== undefined ? { html: lineBreaks(input.html) } : {}),
     headers: { ...input.headers },
     attachments: input.attachments.map((a) => ({
       filename: a.filename,

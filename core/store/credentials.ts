@@ -276,6 +276,14 @@ function dummy(): Promise<SecretHash> {
   return dummyHash ??= hashSecret("postern-dummy-" + randomToken(8));
 }
 
+/**
+ * Makes the dummy hash that failed logins are checked against, at start-up: made lazily, the
+ * first unknown user would pay one derivation more than any other failure.
+ */
+export async function prepareLoginChecks(): Promise<void> {
+  await dummy();
+}
+
 /** An API key alone (HTTP bearer, XOAUTH2 token): the credential id is inside the key. */
 export function verifyApiKey(kv: Deno.Kv, key: string, now = Date.now()) {
   const m = /^pst_([a-z0-9]{16})_[A-Za-z0-9_-]{32}$/.exec(key);
