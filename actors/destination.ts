@@ -10,6 +10,10 @@
  * each carry up to `max_deliveries_per_connection` transactions, and records every attempt in one
  * commit. A due entry is in flight at most once: the worker's shared set guards this node, the
  * lease guards other nodes, and the versionstamp check in the outcome commit makes replays no-ops.
+ * That check keeps the store right, not the wire: so an entry read from KV is claimed in the
+ * shared set *before* it is loaded, and loading re-reads the entry itself. A listing can predate
+ * an attempt that was recorded (and let go) while it came back; sent again, it would reach the
+ * remote side twice (#claim).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Committer } from "../core/store/committer.ts";
@@ -18,7 +22,6 @@ import {
   isStaged,
   listDue,
   listRows,
-  loadMessage,
   loadRows,
   nextDueAfter,
   nextDueAt,
@@ -114,6 +117,8 @@ export class SiteActor {
   #suspended = false;
   /** Retry now: read due entries regardless of their due time until the queue is drained. */
   #retryAll = false;
+  /** Counts retry-now requests, so one made while a read runs is not cleared by that read. */
+  #retryAsked = 0;
   #purging = false;
   #idle = 0;
   #jobWaiters = new Set<() => void>();
@@ -121,6 +126,8 @@ export class SiteActor {
   #sources: SourceChooser;
   #stopping = false;
   #wakeUp: (() => void) | null = null;
+  /** A wake-up came while the loop was not asleep: its next sleep ends at once. */
+  #wokenEarly = false;
   #done: Promise<void>;
   #leaseRenewedAt = 0;
   #leased = false;
@@ -154,7 +161,8 @@ export class SiteActor {
   wake() {
     const w = this.#wakeUp;
     this.#wakeUp = null;
-    w?.();
+    if (w) w();
+    else this.#wokenEarly = true;
   }
 
   /** Starts working a domain's due queue (the worker found the domain belongs to this site). */
@@ -198,6 +206,10 @@ export class SiteActor {
   /**
    * Fresh mail handed over in memory by intake: no KV reads on the hot path. Past the cap the
    * offer is dropped; the due entry is in KV and the next scan finds it.
+   *
+   * Only in the turn intake's commit resolved: then no attempt of the entry can have been
+   * recorded yet, so it needs no re-read. A hand-over that had to wait (for a DNS lookup, say)
+   * must `touch` instead, or it could bring back an entry a scan has sent meanwhile.
    */
   offer(job: Job) {
     this.adopt(job.due.domain);
@@ -215,6 +227,7 @@ export class SiteActor {
 
   retryNow() {
     this.#retryAll = true;
+    this.#retryAsked++;
     this.#hostsDown.clear();
     for (const q of this.#domains.values()) q.nextDueAt = null;
     this.#scanAt = 0;
@@ -234,9 +247,30 @@ export class SiteActor {
   }
 
   #finish(job: Job) {
-    const id = keyId(job.due.key);
+    this.#release(keyId(job.due.key));
+  }
+
+  #release(id: string) {
     this.#deps.inflight.delete(id);
     this.#mine.delete(id);
+  }
+
+  /**
+   * Takes a due entry a KV read listed: claims it on this node first, so that no offer and no
+   * other actor takes it while it loads, then loads it, re-reading the entry. Null when it is
+   * held here already or no longer there as listed.
+   */
+  async #claim(due: DueEntry): Promise<Job | null> {
+    const id = keyId(due.key);
+    if (this.#deps.inflight.has(id)) return null;
+    this.#hold(id);
+    let job: Job | null = null;
+    try {
+      job = await this.#loadJob(due);
+    } finally {
+      if (!job) this.#release(id);
+    }
+    return job;
   }
 
   #notifyJobs() {
@@ -246,6 +280,12 @@ export class SiteActor {
   }
 
   #sleep(ms: number): Promise<void> {
+    // Woken during the turn (an offer, a touch, a retry-now that came after the turn looked):
+    // look again now instead of after a whole poll interval.
+    if (this.#wokenEarly) {
+      this.#wokenEarly = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#wakeUp = null;
@@ -300,6 +340,7 @@ export class SiteActor {
   /** One turn of the actor's loop; true once the site has no work left and retired. */
   async #step(): Promise<boolean> {
     const { kv, now, pollIntervalMs } = this.#deps;
+    this.#wokenEarly = false; // this turn looks at everything a wake-up so far asked for
     if (!(await this.#holdLease())) {
       await this.#sleep(LEASE_TTL_MS / 3);
       return false;
@@ -351,7 +392,8 @@ export class SiteActor {
    * due time has come, it had more than one batch, or intake touched its marker.
    */
   async #fill() {
-    const { kv, now, inflight } = this.#deps;
+    const { kv, now } = this.#deps;
+    const asked = this.#retryAsked;
     const until = this.#retryAll ? Number.MAX_SAFE_INTEGER : now();
     let anyMore = false;
     for (const [domain, q] of this.#domains) {
@@ -362,21 +404,26 @@ export class SiteActor {
       q.nextDueAt = q.more ? until : await nextDueAfter(kv, domain, until);
       for (const due of entries) {
         if (this.#ready.length >= MAX_READY) break;
-        const id = keyId(due.key);
-        if (inflight.has(id)) continue;
-        const job = await this.#loadJob(due);
-        if (!job) continue;
-        this.#hold(id);
-        this.#ready.push(job);
+        const job = await this.#claim(due);
+        if (job) this.#ready.push(job);
       }
     }
-    if (!anyMore) this.#retryAll = false;
+    // A retry-now asked while this read ran is served by the next one.
+    if (!anyMore && this.#retryAsked === asked) this.#retryAll = false;
     if (this.#ready.length > 0) this.#notifyJobs();
   }
 
+  /** The job for a due entry claimed on this node; null when there is nothing (left) to send. */
   async #loadJob(due: DueEntry): Promise<Job | null> {
     const { kv } = this.#deps;
-    const msg = await loadMessage(kv, due.msgId);
+    // Read after the claim: an attempt of this entry recorded before it (the commit deletes the
+    // entry) shows here, however old the listing that named the entry is.
+    const [current, record] = await kv.getMany<[unknown, MessageRecord]>([
+      due.key,
+      keys.message(due.msgId),
+    ]);
+    if (current.versionstamp !== due.versionstamp) return null;
+    const msg = record.value;
     if (!msg) {
       // Written ahead of a message commit that has not happened yet (or never will).
       if (!(await isStaged(kv, due.msgId))) {
@@ -797,8 +844,7 @@ export class SiteActor {
               removed += job.rows.length;
               progressed = true;
             } finally {
-              this.#deps.inflight.delete(id);
-              this.#mine.delete(id);
+              this.#release(id);
             }
           }
           if (entries.length < 200 || !progressed) break;

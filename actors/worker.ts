@@ -61,17 +61,20 @@ export function startWorker(deps: WorkerDeps): Worker {
     return actor;
   }
 
-  /** Runs `fn` with the domain's actor: at once when the site is cached, else after a lookup. */
-  function withActor(domain: string, fn: (actor: SiteActor) => void) {
+  /**
+   * Runs `fn` with the domain's actor: at once (`late` false) when the site is cached, else after
+   * a lookup (`late` true).
+   */
+  function withActor(domain: string, fn: (actor: SiteActor, late: boolean) => void) {
     const fresh = directory.cached(domain);
     if (fresh) {
       const actor = route(domain, fresh);
-      if (actor) fn(actor);
+      if (actor) fn(actor, false);
       return;
     }
     directory.lookup(domain).then((info) => {
       const actor = route(domain, info);
-      if (actor) fn(actor);
+      if (actor) fn(actor, true);
     }, (err) => deps.log.error("worker.lookup_failed", { domain, err }));
   }
 
@@ -79,9 +82,10 @@ export function startWorker(deps: WorkerDeps): Worker {
     const byDomain = new Map<string, RecipientRow[]>();
     for (const row of rows) byDomain.set(row.domain, [...(byDomain.get(row.domain) ?? []), row]);
     for (const [domain, domainRows] of byDomain) {
-      withActor(domain, (actor) => {
-        // Staged due entries carry an earlier versionstamp: let the actor find them in KV.
-        if (staged) return actor.touch(domain, msg.createdAt);
+      withActor(domain, (actor, late) => {
+        // Staged due entries carry an earlier versionstamp: let the actor find them in KV. So
+        // does a hand-over that waited for a lookup: a scan may have sent the entry meanwhile.
+        if (staged || late) return actor.touch(domain, msg.createdAt);
         // Split as intake split the due entries, so each offer names its entry's key.
         for (const group of dueGroups(domainRows)) {
           actor.offer({
