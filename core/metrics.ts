@@ -19,15 +19,21 @@ interface Metric {
   render(): string[];
 }
 
-export class Counter implements Metric {
+/** A value per label set; counters and gauges differ only in how they may move. */
+abstract class LabelledValues implements Metric {
   #values = new Map<string, { labels: Labels; value: number }>();
+  protected abstract readonly type: "counter" | "gauge";
   constructor(readonly name: string, readonly help: string) {}
 
-  inc(labels: Labels = {}, n = 1) {
+  protected addTo(labels: Labels, n: number) {
     const id = labelText(labels);
     const cur = this.#values.get(id);
     if (cur) cur.value += n;
     else this.#values.set(id, { labels, value: n });
+  }
+
+  protected setTo(labels: Labels, value: number) {
+    this.#values.set(labelText(labels), { labels, value });
   }
 
   value(labels: Labels = {}): number {
@@ -37,37 +43,29 @@ export class Counter implements Metric {
   render(): string[] {
     return [
       `# HELP ${this.name} ${this.help}`,
-      `# TYPE ${this.name} counter`,
+      `# TYPE ${this.name} ${this.type}`,
       ...[...this.#values.values()].map((v) => `${this.name}${labelText(v.labels)} ${v.value}`),
     ];
   }
 }
 
-export class Gauge implements Metric {
-  #values = new Map<string, { labels: Labels; value: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+export class Counter extends LabelledValues {
+  protected readonly type = "counter";
+
+  inc(labels: Labels = {}, n = 1) {
+    this.addTo(labels, n);
+  }
+}
+
+export class Gauge extends LabelledValues {
+  protected readonly type = "gauge";
 
   set(value: number, labels: Labels = {}) {
-    this.#values.set(labelText(labels), { labels, value });
+    this.setTo(labels, value);
   }
 
   add(n: number, labels: Labels = {}) {
-    const id = labelText(labels);
-    const cur = this.#values.get(id);
-    if (cur) cur.value += n;
-    else this.#values.set(id, { labels, value: n });
-  }
-
-  value(labels: Labels = {}): number {
-    return this.#values.get(labelText(labels))?.value ?? 0;
-  }
-
-  render(): string[] {
-    return [
-      `# HELP ${this.name} ${this.help}`,
-      `# TYPE ${this.name} gauge`,
-      ...[...this.#values.values()].map((v) => `${this.name}${labelText(v.labels)} ${v.value}`),
-    ];
+    this.addTo(labels, n);
   }
 }
 
