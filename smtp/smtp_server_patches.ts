@@ -80,6 +80,38 @@ function awaitingUs(conn: Conn): boolean {
   return !!(conn._handlerPending || (conn._dataStream && conn._parser && !conn._parser._dataMode));
 }
 
+/** Index of the first LF not preceded by CR, or -1. */
+function firstBareLf(chunk: Uint8Array, lastWasCR: boolean): number {
+  for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) {
+    if (i === 0 ? !lastWasCR : chunk[i - 1] !== 13) return i;
+  }
+  return -1;
+}
+
+/**
+ * smtpd_forbid_bare_newline = reject covers command lines too: smtp-server splits commands on
+ * /\r?\n/, so instead of letting "MAIL FROM:<a>\nRCPT TO:<b>" through we stop at the first bare
+ * LF seen in command mode, let everything before it run, and if the session is still reading
+ * commands then (not DATA, where intake answers 550 itself) reply 550 5.5.2 and disconnect.
+ */
+function rejectBareLfInCommands(conn: Conn, parser: Conn) {
+  const write = parser._write.bind(parser);
+  let lastWasCR = false;
+  parser._write = (chunk: Uint8Array, encoding: string, done: (err?: Error) => void) => {
+    if (parser._dataMode || chunk.length === 0) return write(chunk, encoding, done);
+    const at = firstBareLf(chunk, lastWasCR);
+    lastWasCR = chunk[chunk.length - 1] === 13;
+    if (at < 0) return write(chunk, encoding, done);
+    write(chunk.subarray(0, at), encoding, (err?: Error) => {
+      if (err) return done(err);
+      if (parser._dataMode) return write(chunk.subarray(at), encoding, done);
+      sendReply(conn, replies.bareLineEnding("LF"));
+      conn.close();
+      done();
+    });
+  };
+}
+
 let applied = false;
 
 export function applySmtpServerPatches() {
@@ -185,6 +217,7 @@ export function applySmtpServerPatches() {
   proto._createParser = function (this: Conn) {
     const parser = createParser.call(this);
     if (options(this)) {
+      rejectBareLfInCommands(this, parser);
       parser.removeAllListeners("error");
       parser.on("error", (err: Error) => {
         const tooLong = /too long/i.test(err?.message ?? "");

@@ -239,3 +239,30 @@ Deno.test("what the relay sends on has only CRLF line endings and dot-stuffed li
     await mx.close();
   }
 });
+
+Deno.test("a command line ending in a bare LF is refused with 550 5.5.2 and the session ends", async () => {
+  await using env = await startEnv();
+  const client = await RawSmtp.connect(env.relay.smtpPort);
+  try {
+    await client.hello();
+    // Pipelined: a proper MAIL line, then a RCPT line that ends in a bare LF, then more.
+    await client.write(
+      "MAIL FROM:<app@origin.test>\r\nRCPT TO:<user@dest.test>\nDATA\r\n",
+    );
+    assert.equal((await client.reply()).code, 250);
+    const refused = await client.reply();
+    assert.equal(refused.code, 550);
+    assert.match(refused.raw, /5\.5\.2 .*bare <LF>/);
+  } finally {
+    client.close();
+  }
+  // Nothing from that session was queued; the next client is served as usual.
+  assert.equal(accepted(env.relay), 0);
+  const next = await RawSmtp.connect(env.relay.smtpPort);
+  try {
+    await next.hello();
+    queuedId(await next.send("app@origin.test", "user@dest.test", taggedMessage("after")));
+  } finally {
+    next.close();
+  }
+});
