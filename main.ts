@@ -135,6 +135,7 @@ async function main() {
         hostname,
         tls,
         log,
+        config,
         reports: { kv, committer, verp, log, now: Date.now, suppressions },
       })
       : null;

@@ -10,7 +10,9 @@ import { acceptReport, type ReportDeps } from "../core/inbound_reports.ts";
 import { isBounceDomain, parseVerp } from "../core/mail/verp.ts";
 import type { Logger } from "../core/log.ts";
 import { replies, type Reply } from "./replies.ts";
-import { ListenError } from "./server.ts";
+import { ListenError, sessionGuards } from "./server.ts";
+import { applySmtpServerPatches } from "./smtp_server_patches.ts";
+import type { Config } from "../core/config/schema.ts";
 
 export interface InboundDeps {
   port: number;
@@ -19,6 +21,8 @@ export interface InboundDeps {
   tls: { key: string; cert: string };
   reports: ReportDeps;
   log: Logger;
+  /** Session limits (timeouts, error limits, line length) as on the submission ports. */
+  config: Config;
   /** @default 2 MiB: reports are small; the original message may be attached whole. */
   maxSize?: number;
 }
@@ -30,7 +34,12 @@ function smtpError(r: Reply): Error {
 export async function startInbound(deps: InboundDeps): Promise<{ close(): Promise<void> }> {
   const verp = deps.reports.verp;
   const maxSize = deps.maxSize ?? 2 * 1024 * 1024;
+  applySmtpServerPatches();
   const server = new SMTPServer({
+    // An untrusted port-25 listener: keep the early-talker pause, apply every session limit.
+    postern: sessionGuards(deps.config, { earlyTalkerPause: true, authOnlyOverTls: false }),
+    maxCommandLength: deps.config.smtpMaxLineLength,
+    ...(deps.config.smtpMaxConnections > 0 ? { maxClients: deps.config.smtpMaxConnections } : {}),
     name: deps.hostname,
     banner: "Postern reports",
     size: maxSize,

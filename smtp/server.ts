@@ -63,6 +63,31 @@ export interface SmtpListeners {
   ports(): { submission: number; smtps: number };
 }
 
+/**
+ * The session guards of core/config/limits.ts as smtp_server_patches.ts applies them; shared by
+ * the submission listeners and the inbound report listener.
+ */
+export function sessionGuards(
+  config: Config,
+  mode: { earlyTalkerPause: boolean; authOnlyOverTls: boolean },
+): PosternServerOptions {
+  return {
+    ...mode,
+    refuseSourceRoutes: true,
+    tlsSocketsPerClient: config.smtpClientConnectionLimit,
+    limits: {
+      sessionTimeoutMs: config.smtpSessionTimeout,
+      idleTimeoutMs: config.smtpIdleTimeout,
+      minDataRate: config.smtpMinDataRate,
+      tlsHandshakeTimeoutMs: config.smtpTlsHandshakeTimeout,
+      softErrorLimit: config.smtpSoftErrorLimit,
+      hardErrorLimit: config.smtpHardErrorLimit,
+      errorSleepMs: config.smtpErrorSleep,
+      recipientOvershoot: config.maxRecipients,
+    },
+  };
+}
+
 export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   applySmtpServerPatches();
   const { config, log } = deps;
@@ -114,22 +139,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     return allowance.reason === "rate" ? replies.rateLimited() : replies.quotaExceeded();
   }
 
-  const postern: PosternServerOptions = {
-    earlyTalkerPause: false,
-    authOnlyOverTls: true,
-    refuseSourceRoutes: true,
-    tlsSocketsPerClient: config.smtpClientConnectionLimit,
-    limits: {
-      sessionTimeoutMs: config.smtpSessionTimeout,
-      idleTimeoutMs: config.smtpIdleTimeout,
-      minDataRate: config.smtpMinDataRate,
-      tlsHandshakeTimeoutMs: config.smtpTlsHandshakeTimeout,
-      softErrorLimit: config.smtpSoftErrorLimit,
-      hardErrorLimit: config.smtpHardErrorLimit,
-      errorSleepMs: config.smtpErrorSleep,
-      recipientOvershoot: config.maxRecipients,
-    },
-  };
+  const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
   const base: SMTPServerOptions & { postern: PosternServerOptions } = {
     postern,
     name: deps.hostname,
