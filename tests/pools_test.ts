@@ -184,7 +184,13 @@ Deno.test("a source that one site blocks is deprioritised at that site only", as
     await sinkA.waitFor(10, { timeoutMs: 30_000 });
     await sinkB.waitFor(12);
     const laterAtA = sinkA.rcpts.filter((r) => r.at > blockedAt);
-    assert.ok(laterAtA.length >= 10, `${laterAtA.length} later RCPTs at A`);
+    // The weighted pick may have sent a message or two through 127.0.0.2 before the block;
+    // every other one of the ten must reach A after it.
+    const deliveredBefore = sinkA.rcpts.filter((r) => r.at < blockedAt && r.code < 400).length;
+    assert.ok(
+      laterAtA.length >= 10 - deliveredBefore,
+      `${laterAtA.length} later RCPTs at A, ${deliveredBefore} delivered before the block`,
+    );
     assert.ok(
       laterAtA.every((r) => r.remoteAddress === "127.0.0.2"),
       `site A after the block: ${JSON.stringify(laterAtA.map((r) => r.remoteAddress))}`,
