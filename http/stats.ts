@@ -31,7 +31,11 @@ export function statsApi(deps: { kv: Deno.Kv; now?: () => number }) {
       by: q.by,
       since: new Date(since).toISOString(),
       until: new Date(until).toISOString(),
-      data: rows.map((r) => ({ [q.by]: r.key, counts: r.counts })),
+      data: rows.map((r) => ({
+        [q.by]: r.key,
+        counts: r.counts,
+        delivery_latency_ms: r.latency,
+      })),
     });
   });
 

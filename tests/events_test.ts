@@ -227,7 +227,7 @@ Deno.test("stats count the same events per recipient by hour, domain and tag", a
     );
     await waitUntil(() => allFinal(relay, ids), "every recipient final");
     const stats = async (by: string) => (await relay.api(`/v1/stats?by=${by}`)).json;
-    let byDomain: { domain: string; counts: Record<string, number> }[] = [];
+    let byDomain: { domain: string; counts: Record<string, number>; [k: string]: unknown }[] = [];
     await waitUntil(
       async () => {
         byDomain = (await stats("domain")).data;
@@ -236,15 +236,24 @@ Deno.test("stats count the same events per recipient by hour, domain and tag", a
       "domain counters",
       { detail: () => JSON.stringify(byDomain) },
     );
-    assert.deepEqual(byDomain, [
+    type Latency = { p50: number | null; p90: number | null; p99: number | null };
+    const withoutLatency = (rows: Record<string, unknown>[]) =>
+      rows.map(({ delivery_latency_ms: _, ...rest }) => rest);
+    assert.deepEqual(withoutLatency(byDomain), [
       { domain: "a.test", counts: { delivered: 2 } },
       { domain: "b.test", counts: { delivered: 1, bounced: 1 } },
     ]);
     const byTag = (await stats("tag")).data;
-    assert.deepEqual(byTag, [
+    assert.deepEqual(withoutLatency(byTag), [
       { tag: "t1", counts: { accepted: 2, delivered: 2 } },
       { tag: "t2", counts: { accepted: 2, delivered: 1, bounced: 1 } },
     ]);
+    // Every row with deliveries carries latency percentiles (bucket bounds), in order.
+    for (const row of [...byDomain, ...byTag] as unknown as { delivery_latency_ms: Latency }[]) {
+      const { p50, p90, p99 } = row.delivery_latency_ms;
+      assert.ok(typeof p50 === "number" && p50 > 0, JSON.stringify(row));
+      assert.ok(p50 <= p90! && p90! <= p99!, JSON.stringify(row));
+    }
     const byHour = (await stats("hour")).data;
     const total = byHour.reduce(
       (sum: Record<string, number>, row: { counts: Record<string, number> }) => {

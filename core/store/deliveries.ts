@@ -82,6 +82,7 @@ export function attemptChange(
     tally.add(account, r.event, now, {
       domain: row.domain,
       ...(ctx.message.tags ? { tags: ctx.message.tags } : {}),
+      ...(r.event === "delivered" ? { latencyMs: now - row.queuedAt } : {}),
     });
     if (r.nextAttemptAt !== null) {
       const list = nextDue.get(r.nextAttemptAt) ?? [];

@@ -13,6 +13,35 @@ const MAX_COUNTERS = 300;
 
 export type StatDimension = "all" | "domain" | "tag";
 
+/**
+ * Delivery latency (accepted → delivered) is counted into these buckets (upper bounds, ms) next to
+ * the event counters, so percentiles come from sums alone: no per-message scan, and the same
+ * one-mutation-per-counter folding within a commit.
+ */
+export const LATENCY_BUCKETS_MS = [
+  100,
+  250,
+  500,
+  1_000,
+  2_500,
+  5_000,
+  10_000,
+  30_000,
+  60_000,
+  300_000,
+  900_000,
+  3_600_000,
+  14_400_000,
+  86_400_000,
+  Infinity,
+];
+const LATENCY_TYPE = "latency_le_";
+
+function latencyBucket(ms: number): string {
+  const bound = LATENCY_BUCKETS_MS.find((b) => ms <= b)!;
+  return LATENCY_TYPE + (bound === Infinity ? "inf" : String(bound));
+}
+
 export function hourOf(ms: number): number {
   return Math.floor(ms / HOUR_MS) * HOUR_MS;
 }
@@ -29,15 +58,26 @@ export class StatTally {
     account: string,
     type: EventType,
     at: number,
-    options: { domain?: string; tags?: readonly string[]; count?: number } = {},
+    options: {
+      domain?: string;
+      tags?: readonly string[];
+      count?: number;
+      /** For `delivered`: time from acceptance to delivery. */
+      latencyMs?: number;
+    } = {},
   ) {
     const hour = hourOf(at);
     const n = BigInt(options.count ?? 1);
-    this.#bump(keys.stat(account, hour, "all", "", type), n);
-    if (options.domain && type !== "accepted") {
-      this.#bump(keys.stat(account, hour, "domain", options.domain, type), n);
+    const types = options.latencyMs === undefined
+      ? [type]
+      : [type, latencyBucket(Math.max(0, options.latencyMs))];
+    for (const t of types) {
+      this.#bump(keys.stat(account, hour, "all", "", t), n);
+      if (options.domain && type !== "accepted") {
+        this.#bump(keys.stat(account, hour, "domain", options.domain, t), n);
+      }
+      for (const tag of options.tags ?? []) this.#bump(keys.stat(account, hour, "tag", tag, t), n);
     }
-    for (const tag of options.tags ?? []) this.#bump(keys.stat(account, hour, "tag", tag, type), n);
   }
 
   #bump(key: Deno.KvKey, n: bigint) {
@@ -60,6 +100,20 @@ export interface StatRow {
   /** The hour (ISO), domain or tag the row is about. */
   key: string;
   counts: Partial<Record<EventType, number>>;
+  /** Delivery latency percentiles in ms (bucket upper bounds); null without deliveries. */
+  latency: { p50: number | null; p90: number | null; p99: number | null };
+}
+
+/** The smallest bucket bound under which `q` of the counted deliveries fall. */
+function percentile(buckets: Map<number, number>, q: number): number | null {
+  const total = [...buckets.values()].reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  let seen = 0;
+  for (const bound of LATENCY_BUCKETS_MS) {
+    seen += buckets.get(bound) ?? 0;
+    if (seen >= q * total) return Number.isFinite(bound) ? bound : null;
+  }
+  return null;
 }
 
 /** Sums the counters of `account` over `[since, until)` grouped by hour, domain or tag. */
@@ -72,6 +126,7 @@ export async function readStats(
 ): Promise<StatRow[]> {
   const prefix = keys.statPrefix(account);
   const rows = new Map<string, Partial<Record<EventType, number>>>();
+  const latencies = new Map<string, Map<number, number>>();
   const dim: StatDimension = by === "hour" ? "all" : by;
   const iter = kv.list<Deno.KvU64>({
     start: [...prefix, hourOf(since)],
@@ -81,11 +136,31 @@ export async function readStats(
     const [, , hour, d, value, type] = e.key as [string, string, number, string, string, EventType];
     if (d !== dim) continue;
     const rowKey = by === "hour" ? new Date(hour).toISOString() : value;
+    if (type.startsWith(LATENCY_TYPE)) {
+      const text = type.slice(LATENCY_TYPE.length);
+      const bound = text === "inf" ? Infinity : Number(text);
+      const buckets = latencies.get(rowKey) ?? new Map<number, number>();
+      buckets.set(bound, (buckets.get(bound) ?? 0) + Number(e.value.value));
+      latencies.set(rowKey, buckets);
+      if (!rows.has(rowKey)) rows.set(rowKey, {});
+      continue;
+    }
     const counts = rows.get(rowKey) ?? {};
     counts[type] = (counts[type] ?? 0) + Number(e.value.value);
     rows.set(rowKey, counts);
   }
-  return [...rows.entries()].map(([key, counts]) => ({ key, counts }))
+  return [...rows.entries()].map(([key, counts]) => {
+    const buckets = latencies.get(key) ?? new Map<number, number>();
+    return {
+      key,
+      counts,
+      latency: {
+        p50: percentile(buckets, 0.5),
+        p90: percentile(buckets, 0.9),
+        p99: percentile(buckets, 0.99),
+      },
+    };
+  })
     .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
