@@ -17,49 +17,39 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Committer } from "../core/store/committer.ts";
-import {
-  type DueEntry,
-  isStaged,
-  listDue,
-  listRows,
-  loadRows,
-  nextDueAfter,
-  nextDueAt,
-} from "../core/store/queue.ts";
-import { attemptChange, type RecipientResult } from "../core/store/deliveries.ts";
+import { type DueEntry, listDue, nextDueAfter, nextDueAt } from "../core/store/queue.ts";
+import type { RecipientResult } from "../core/store/deliveries.ts";
 import { acquireLease, releaseLease } from "../core/store/leases.ts";
-import { deleteBody, readBody, withPrefix } from "../core/store/bodies.ts";
+import { readBody, withPrefix } from "../core/store/bodies.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
 import { keys } from "../core/store/keys.ts";
-import { countWarmupOp, dueStats, getSiteControl } from "../core/store/sites.ts";
-import { FINAL_STATUSES, type MessageRecord, type RecipientRow } from "../core/model.ts";
+import { dueStats, getSiteControl } from "../core/store/sites.ts";
+import type { RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import { formatRate, profileView, type SiteProfile } from "../core/config/shaping.ts";
 import type { Pools } from "../core/config/pools.ts";
-import {
-  initialWindow,
-  onSuccess,
-  onThrottle,
-  release,
-  tryAcquire,
-  type Window,
-} from "../core/policy/concurrency_window.ts";
-import { type GcraState, gcraTake } from "../core/policy/gcra.ts";
-import type { Rate } from "../core/policy/duration.ts";
 import { utcDay } from "../core/policy/source_pick.ts";
 import type { SiteView } from "../core/queue_control.ts";
-import type { Target } from "./routing.ts";
 import type { SiteDirectory } from "./site_directory.ts";
-import {
-  ConnectFailure,
-  OutboundSession,
-  type RecipientOutcome,
-} from "../delivery/outbound_session.ts";
-import { decide, type RetryPolicy } from "./outcome.ts";
-import { type BounceDeps, bounceEffects } from "./bounces.ts";
+import { ConnectFailure, OutboundSession } from "../delivery/outbound_session.ts";
+import type { RetryPolicy } from "./outcome.ts";
+import type { BounceDeps } from "./bounces.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
 import { type Source, SourceChooser } from "./source_chooser.ts";
+import { type Job, keyId, loadJob } from "./site_job.ts";
+import { SiteShaping, THROTTLING } from "./site_shaping.ts";
+import { describe, HostCooldown } from "./host_cooldown.ts";
+import {
+  type AttemptContext,
+  type AttemptOutcome,
+  type AttemptRecorder,
+  recordAttempt,
+  type RecordOptions,
+} from "./attempt_record.ts";
+import { idTime } from "./id_time.ts";
+
+export type { Job } from "./site_job.ts";
 
 export interface SiteActorDeps {
   kv: Deno.Kv;
@@ -81,12 +71,6 @@ export interface SiteActorDeps {
   random?: () => number;
 }
 
-export interface Job {
-  due: DueEntry;
-  msg: MessageRecord;
-  rows: RecipientRow[];
-}
-
 /** One recipient domain's due queue, as this actor knows it. */
 interface DomainQueue {
   /** The earliest due time known to be in KV; null: unknown, read it. */
@@ -105,15 +89,11 @@ const STATS_LIMIT = 10_000;
 export class SiteActor {
   readonly site: string;
   #deps: SiteActorDeps;
-  #profile: SiteProfile;
   #domains = new Map<string, DomainQueue>();
   #ready: Job[] = [];
   /** Due entries this actor holds (ready or being delivered). */
   #mine = new Set<string>();
-  #window: Window;
-  #rate: GcraState | undefined;
-  /** A backoff began and has not yet been reported as over. */
-  #throttled = false;
+  #shaping: SiteShaping;
   #suspended = false;
   /** Retry now: read due entries regardless of their due time until the queue is drained. */
   #retryAll = false;
@@ -122,7 +102,7 @@ export class SiteActor {
   #purging = false;
   #idle = 0;
   #jobWaiters = new Set<() => void>();
-  #hostsDown = new Map<string, { until: number; reason: string }>();
+  #hostsDown = new HostCooldown();
   #sources: SourceChooser;
   #stopping = false;
   #wakeUp: (() => void) | null = null;
@@ -132,6 +112,7 @@ export class SiteActor {
   #leaseRenewedAt = 0;
   #leased = false;
   #scanAt = 0;
+  #recorder: AttemptRecorder;
 
   constructor(
     site: string,
@@ -141,9 +122,18 @@ export class SiteActor {
   ) {
     this.site = site;
     this.#deps = deps;
-    this.#profile = profile;
-    this.#window = initialWindow(profile.connectionLimit);
     this.#sources = new SourceChooser(site, deps);
+    this.#shaping = new SiteShaping(site, profile, {
+      log: deps.log,
+      sources: this.#sources,
+      now: () => deps.now(),
+    });
+    this.#recorder = {
+      site,
+      deps,
+      learn: (results, source) => this.#shaping.learn(results, source),
+      noteNextAttempts: (domain, results) => this.#noteNextAttempts(domain, results),
+    };
     this.#done = this.#run().catch((err) => {
       deps.log.error("actor.crashed", { site, err });
     }).finally(() => {
@@ -266,7 +256,7 @@ export class SiteActor {
     this.#hold(id);
     let job: Job | null = null;
     try {
-      job = await this.#loadJob(due);
+      job = await loadJob(this.#deps.kv, due);
     } finally {
       if (!job) this.#release(id);
     }
@@ -331,7 +321,7 @@ export class SiteActor {
         await this.#sleep(pollIntervalMs);
       }
     }
-    while (this.#window.current > 0) await sleep(20);
+    while (this.#shaping.window.current > 0) await sleep(20);
     // Instead of leaving the lease to run out, hand the site over now: a restarted or
     // surviving node takes it at once.
     await releaseLease(kv, keys.siteLease(this.site), this.#deps.nodeId).catch(() => {});
@@ -345,27 +335,27 @@ export class SiteActor {
       await this.#sleep(LEASE_TTL_MS / 3);
       return false;
     }
-    const lowOnWork = this.#ready.length < this.#window.limit;
+    const lowOnWork = this.#ready.length < this.#shaping.window.limit;
     const more = [...this.#domains.values()].some((q) => q.more);
     if (this.#scanAt <= now() || (more && lowOnWork)) {
       this.#scanAt = now() + pollIntervalMs;
       this.#suspended = (await getSiteControl(kv, this.site))?.suspended ?? false;
       if (!this.#suspended && !this.#purging) await this.#fill();
     }
-    this.#noteRecovery();
+    this.#shaping.noteRecovery();
     if (this.#suspended || this.#purging) {
       await this.#sleep(pollIntervalMs);
       return false;
     }
     if (this.#ready.length > 0) this.#spawnWorkers();
-    if (this.#window.current > this.#idle || this.#ready.length > 0) {
+    if (this.#shaping.window.current > this.#idle || this.#ready.length > 0) {
       // Woken by an offer, a connection running low, idling or leaving, or the next poll.
       await this.#sleep(pollIntervalMs);
       return false;
     }
     // Nothing in flight (connections may idle, waiting for work): sleep until the next due entry.
     const next = await this.#nextDueAt();
-    if (next === null && this.#mine.size === 0 && this.#window.current === 0) {
+    if (next === null && this.#mine.size === 0 && this.#shaping.window.current === 0) {
       if (await this.#retire()) return true;
       return false;
     }
@@ -413,45 +403,13 @@ export class SiteActor {
     if (this.#ready.length > 0) this.#notifyJobs();
   }
 
-  /** The job for a due entry claimed on this node; null when there is nothing (left) to send. */
-  async #loadJob(due: DueEntry): Promise<Job | null> {
-    const { kv } = this.#deps;
-    // Read after the claim: an attempt of this entry recorded before it (the commit deletes the
-    // entry) shows here, however old the listing that named the entry is.
-    const [current, record] = await kv.getMany<[unknown, MessageRecord]>([
-      due.key,
-      keys.message(due.msgId),
-    ]);
-    if (current.versionstamp !== due.versionstamp) return null;
-    const msg = record.value;
-    if (!msg) {
-      // Written ahead of a message commit that has not happened yet (or never will).
-      if (!(await isStaged(kv, due.msgId))) {
-        await kv.atomic().check({ key: due.key, versionstamp: due.versionstamp }).delete(due.key)
-          .commit();
-      }
-      return null;
-    }
-    const rows = (await loadRows(kv, due.msgId, due.rcpts)).filter((r) =>
-      !FINAL_STATUSES.has(r.status)
-    );
-    if (rows.length === 0) {
-      await kv.atomic().check({ key: due.key, versionstamp: due.versionstamp }).delete(due.key)
-        .commit();
-      return null;
-    }
-    return { due, msg, rows };
-  }
-
   #spawnWorkers() {
     while (this.#ready.length > this.#idle) {
-      const taken = tryAcquire(this.#window);
-      if (!taken) break;
-      this.#window = taken;
+      if (!this.#shaping.acquire()) break;
       this.#connectionWorker().catch((err) => {
         this.#deps.log.error("actor.worker_failed", { site: this.site, err });
       }).finally(() => {
-        this.#window = release(this.#window);
+        this.#shaping.release();
         this.wake();
       });
     }
@@ -464,23 +422,23 @@ export class SiteActor {
     try {
       while (!this.#stopping && !this.#suspended && !this.#purging) {
         // The window shrank under a backoff: this connection is one too many.
-        if (this.#window.current > this.#window.limit) break;
+        if (this.#shaping.window.current > this.#shaping.window.limit) break;
         const job = this.#ready.shift();
         if (!job) {
           if (!session) break;
           this.#idle++;
           this.wake(); // the loop now sleeps until the next due entry, not a whole poll
-          const got = await this.#waitForJob(this.#profile.idleTimeoutMs);
+          const got = await this.#waitForJob(this.#shaping.profile.idleTimeoutMs);
           this.#idle--;
           if (!got) break;
           continue;
         }
-        if (this.#ready.length < this.#window.limit) this.wake(); // refill early
+        if (this.#ready.length < this.#shaping.window.limit) this.wake(); // refill early
         try {
-          await this.#pace();
+          await this.#shaping.pace(() => this.#stopping);
           // A connection that will carry this job keeps its source; a new one picks afresh.
           const reusable = session !== null && session.usable &&
-            session.deliveries < this.#profile.maxDeliveriesPerConnection;
+            session.deliveries < this.#shaping.profile.maxDeliveriesPerConnection;
           const want = await this.#sources.choose(job.msg, job.rows, reusable ? source : null);
           if (want === null) {
             await this.#warmupExhausted(job);
@@ -488,7 +446,8 @@ export class SiteActor {
           }
           if (
             session &&
-            (!session.usable || session.deliveries >= this.#profile.maxDeliveriesPerConnection ||
+            (!session.usable ||
+              session.deliveries >= this.#shaping.profile.maxDeliveriesPerConnection ||
               source?.address !== want.address)
           ) {
             session.close();
@@ -516,54 +475,6 @@ export class SiteActor {
     }
   }
 
-  /** The message rate in force: the profile's, or the backoff rate while cooling down. */
-  #rateInForce(): Rate | null {
-    const base = this.#profile.maxMessageRate;
-    if (this.#deps.now() >= this.#window.cooldownUntil) return base;
-    return base ? { count: base.count, perMs: base.perMs * 2 } : this.#profile.backoffMessageRate;
-  }
-
-  /** Waits until the site's rate lets one more message go. */
-  async #pace() {
-    for (;;) {
-      const rate = this.#rateInForce();
-      if (!rate || this.#stopping) return;
-      const r = gcraTake(this.#rate, rate, this.#deps.now());
-      this.#rate = r.state;
-      if (r.allowed) return;
-      await sleep(Math.min(r.retryAfterMs, 1_000));
-    }
-  }
-
-  /** A throttling reply: halve the window (once per cooldown), slow the rate, note the source. */
-  #noteThrottle(address: string | undefined) {
-    const now = this.#deps.now();
-    const before = this.#window;
-    this.#window = onThrottle(before, now, this.#profile.backoffCooldownMs);
-    if (address) this.#sources.deprioritise(address, now + this.#profile.backoffCooldownMs);
-    if (now >= before.cooldownUntil) {
-      this.#throttled = true;
-      this.#deps.log.warn("site.throttled", {
-        site: this.site,
-        connection_limit: this.#window.limit,
-        rate: formatRate(this.#rateInForce()),
-        until: new Date(this.#window.cooldownUntil).toISOString(),
-        source: address ?? null,
-      });
-    }
-  }
-
-  #noteRecovery() {
-    if (this.#throttled && this.#deps.now() >= this.#window.cooldownUntil) {
-      this.#throttled = false;
-      this.#deps.log.info("site.recovered", {
-        site: this.site,
-        connection_limit: this.#window.limit,
-        rate: formatRate(this.#rateInForce()),
-      });
-    }
-  }
-
   /** Every source is at its warm-up cap here today: try again when the UTC day turns. */
   #warmupExhausted(job: Job) {
     const nextDay = (utcDay(this.#deps.now()) + 1) * 86_400_000;
@@ -583,7 +494,7 @@ export class SiteActor {
   async #open(job: Job, source: Source): Promise<OutboundSession | null> {
     const { now, log } = this.#deps;
     const info = await this.#deps.directory.lookup(job.due.domain);
-    this.#setProfile(info.profile);
+    this.#shaping.setProfile(info.profile);
     const destination = info.destination;
     if (!destination.ok) {
       await this.#recordUnsent(job, {
@@ -592,12 +503,10 @@ export class SiteActor {
       });
       return null;
     }
-    const up = destination.targets.filter((t) =>
-      (this.#hostsDown.get(hostKey(t))?.until ?? 0) <= now()
-    );
+    const up = destination.targets.filter((t) => this.#hostsDown.isUp(t, now()));
     if (up.length === 0) {
       // Every host failed a moment ago: defer this round without hammering them again.
-      const down = this.#hostsDown.get(hostKey(destination.targets[0]!));
+      const down = this.#hostsDown.get(destination.targets[0]!);
       await this.#recordUnsent(job, { kind: "transient", reply: down?.reason ?? "no hosts" });
       return null;
     }
@@ -607,7 +516,7 @@ export class SiteActor {
         const session = await OutboundSession.open(target, {
           heloName: source.ehlo,
           ...(source.address ? { localAddress: source.address } : {}),
-          connectTimeoutMs: this.#profile.connectTimeoutMs,
+          connectTimeoutMs: this.#shaping.profile.connectTimeoutMs,
           commandTimeoutMs: this.#deps.commandTimeoutMs,
           requireTls: info.requireTls,
           ...(destination.auth ? { auth: destination.auth } : {}),
@@ -630,13 +539,13 @@ export class SiteActor {
           error: text,
         });
         // Instead of trying a dead host once per queued message, skip it for a while.
-        this.#hostsDown.set(hostKey(target), {
-          until: now() + this.#profile.failedHostCooldownMs,
+        this.#hostsDown.markDown(target, {
+          until: now() + this.#shaping.profile.failedHostCooldownMs,
           reason: text,
         });
         const code = e.responseCode;
         if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
-          this.#noteThrottle(source.address);
+          this.#shaping.noteThrottle(source.address);
         }
         // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
         const tls = e.tlsFailure === true;
@@ -661,7 +570,7 @@ export class SiteActor {
   /** An attempt that ended before any transaction (no route, hosts down): logged like the rest. */
   #recordUnsent(
     job: Job,
-    outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">,
+    outcome: AttemptOutcome,
     options: { neverBounce?: boolean } = {},
   ) {
     this.#deps.log.info("delivery.attempt", {
@@ -672,14 +581,6 @@ export class SiteActor {
       reply: outcome.reply.slice(0, 300),
     });
     return this.#recordAll(job, () => outcome, {}, options);
-  }
-
-  #setProfile(profile: SiteProfile) {
-    if (profile === this.#profile) return;
-    this.#profile = profile;
-    if (this.#window.limit > profile.connectionLimit) {
-      this.#window = { ...this.#window, limit: profile.connectionLimit };
-    }
   }
 
   async #deliver(session: OutboundSession, job: Job, source: Source) {
@@ -715,98 +616,22 @@ export class SiteActor {
     });
   }
 
-  async #recordAll(
+  #recordAll(
     job: Job,
-    outcomeOf: (row: RecipientRow) => Pick<RecipientOutcome, "kind" | "reply" | "code">,
-    ctx: { remoteHost?: string; remoteName?: string; localAddress?: string; tls?: string },
-    options: {
-      notBefore?: number;
-      /** The failure came before any transaction: defer, never bounce. */
-      neverBounce?: boolean;
-      /** The attempt went out from this source (""=any): shaping learns from its replies. */
-      feedback?: string;
-      warmupSource?: string;
-      dsn?: boolean;
-    } = {},
+    outcomeOf: (row: RecipientRow) => AttemptOutcome,
+    ctx: AttemptContext,
+    options: RecordOptions = {},
   ): Promise<RecipientResult[]> {
-    const { committer, kv, bodyCache, now, retry } = this.#deps;
-    const at = now();
-    const results: RecipientResult[] = job.rows.map((row) =>
-      decide(row, outcomeOf(row), retry, at, {
-        notBefore: options.notBefore,
-        neverBounce: options.neverBounce,
-      })
-    );
-    if (options.feedback !== undefined) this.#learn(results, options.feedback || undefined);
-    const effects = await bounceEffects(this.#deps.bounces, job.msg, results, {
-      remoteMta: ctx.remoteName,
-      ...(options.dsn === false ? { dsn: false } : {}),
-    });
-    const allFinalHere = results.every((r) => FINAL_STATUSES.has(r.status));
-    // A message whose every recipient is now final no longer needs its body.
-    const dropBodyNow = allFinalHere && job.rows.length === job.msg.recipients &&
-      job.msg.chunks <= 40;
-    const day = utcDay(at);
-    const stamp = await committer.commit(
-      attemptChange(
-        job.due,
-        results,
-        {
-          message: job.msg,
-          ...(ctx.remoteHost ? { remoteHost: ctx.remoteHost } : {}),
-          ...(ctx.localAddress ? { localAddress: ctx.localAddress } : {}),
-          ...(ctx.tls ? { tls: ctx.tls } : {}),
-        },
-        at,
-        (op) => {
-          if (dropBodyNow) {
-            for (let i = 0; i < job.msg.chunks; i++) op.delete(keys.body(job.msg.id, i));
-          }
-          if (options.warmupSource) countWarmupOp(op, options.warmupSource, this.site, day);
-          effects.apply(op);
-        },
-        {
-          bytes: effects.bytes + 200,
-          mutations: effects.mutations + (dropBodyNow ? job.msg.chunks : 0) + 1,
-        },
-      ),
-    );
-    if (!stamp) {
-      this.#deps.log.warn("delivery.record_conflict", { msg: job.msg.id, site: this.site });
-      return results;
-    }
-    for (const r of results) metrics.deliveries.inc({ outcome: r.event });
-    effects.after(stamp);
-    const q = this.#domains.get(job.due.domain);
+    return recordAttempt(this.#recorder, job, outcomeOf, ctx, options);
+  }
+
+  /** A recorded attempt's next due times bring the domain's known earliest forward. */
+  #noteNextAttempts(domain: string, results: readonly RecipientResult[]) {
+    const q = this.#domains.get(domain);
     for (const r of results) {
       if (q && r.nextAttemptAt !== null && q.nextDueAt !== null && r.nextAttemptAt < q.nextDueAt) {
         q.nextDueAt = r.nextAttemptAt;
       }
-    }
-    if (dropBodyNow) {
-      bodyCache.delete(job.msg.id);
-    } else if (allFinalHere) {
-      const rows = await listRows(kv, job.msg.id);
-      if (rows.every((r) => FINAL_STATUSES.has(r.status))) {
-        bodyCache.delete(job.msg.id);
-        await deleteBody(kv, job.msg.id, job.msg.chunks);
-      }
-    }
-    return results;
-  }
-
-  /** Shaping learns from replies: success grows the window, push-back shrinks it. */
-  #learn(results: readonly RecipientResult[], source: string | undefined) {
-    const now = this.#deps.now();
-    if (results.some((r) => r.category === "throttled")) {
-      this.#noteThrottle(source);
-    } else if (results.some((r) => r.status === "delivered")) {
-      this.#window = onSuccess(this.#window, this.#profile.connectionLimit, now);
-    }
-    // A source the site blocks is tried last at this site (and only here) for a while.
-    if (source && results.some((r) => r.category === "policy_block")) {
-      this.#sources.deprioritise(source, now + this.#profile.backoffCooldownMs);
-      this.#deps.log.info("site.source_deprioritised", { site: this.site, source });
     }
   }
 
@@ -829,7 +654,7 @@ export class SiteActor {
             if (inflight.has(id)) continue;
             this.#hold(id);
             try {
-              const job = await this.#loadJob(due);
+              const job = await loadJob(kv, due);
               if (!job) continue;
               await this.#recordAll(
                 job,
@@ -875,8 +700,8 @@ export class SiteActor {
       if (s.nextDueAt !== null && (next === null || s.nextDueAt < next)) next = s.nextDueAt;
     }
     const t = now();
-    const cooling = t < this.#window.cooldownUntil;
-    const rate = this.#rateInForce();
+    const cooling = t < this.#shaping.window.cooldownUntil;
+    const rate = this.#shaping.rateInForce();
     return {
       site: this.site,
       domains: this.domains.sort(),
@@ -885,14 +710,14 @@ export class SiteActor {
       oldest_age_s: oldest ? Math.max(0, Math.round((t - idTime(oldest)) / 1000)) : null,
       next_attempt_at: next === null ? null : new Date(next).toISOString(),
       state: this.#suspended ? "suspended" : cooling ? "throttled" : "active",
-      limits: profileView(this.#profile),
-      in_force: { connection_limit: this.#window.limit, max_message_rate: formatRate(rate) },
-      throttled_until: cooling ? new Date(this.#window.cooldownUntil).toISOString() : null,
-      connections: this.#window.current,
-      hosts_down: [...this.#hostsDown].filter(([, d]) => d.until > t).map(([host, d]) => ({
-        host,
-        until: new Date(d.until).toISOString(),
-      })),
+      limits: profileView(this.#shaping.profile),
+      in_force: {
+        connection_limit: this.#shaping.window.limit,
+        max_message_rate: formatRate(rate),
+      },
+      throttled_until: cooling ? new Date(this.#shaping.window.cooldownUntil).toISOString() : null,
+      connections: this.#shaping.window.current,
+      hosts_down: this.#hostsDown.view(t),
       leased_here: this.#leased,
     };
   }
@@ -910,28 +735,4 @@ export class SiteActor {
     await releaseLease(kv, keys.siteLease(this.site), nodeId);
     return true;
   }
-}
-
-const THROTTLING = /too many|rate|throttl|slow down|busy|try again later/i;
-
-function keyId(key: Deno.KvKey): string {
-  return JSON.stringify(key);
-}
-
-function hostKey(t: Target | { host: string; port: number }): string {
-  return `${t.host}:${t.port}`;
-}
-
-/** The creation time encoded in a time-ordered id (core/ids.ts). */
-function idTime(id: string): number {
-  const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-  let t = 0;
-  for (const ch of id.slice(0, 10)) t = t * 32 + ALPHABET.indexOf(ch);
-  return t;
-}
-
-function describe(target: Target, err: unknown): string {
-  const e = err as ConnectFailure;
-  const what = e.responseCode ? e.message : `${e.code ?? "ERROR"}: ${e.message}`;
-  return `${target.name} [${target.host}]:${target.port}: ${what}`;
 }

@@ -1,0 +1,127 @@
+/**
+ * Records one attempt of a job in one commit: every recipient's outcome decided by policy, the
+ * bounces and webhooks it causes, the warm-up count, and the body dropped once no recipient needs
+ * it. The versionstamp check in the commit makes a replayed attempt a no-op.
+ */
+import type { Committer } from "../core/store/committer.ts";
+import { listRows } from "../core/store/queue.ts";
+import { attemptChange, type RecipientResult } from "../core/store/deliveries.ts";
+import { deleteBody } from "../core/store/bodies.ts";
+import type { BodyCache } from "../core/store/body_cache.ts";
+import { keys } from "../core/store/keys.ts";
+import { countWarmupOp } from "../core/store/sites.ts";
+import { FINAL_STATUSES, type RecipientRow } from "../core/model.ts";
+import type { Logger } from "../core/log.ts";
+import { metrics } from "../core/metrics.ts";
+import { utcDay } from "../core/policy/source_pick.ts";
+import type { RecipientOutcome } from "../delivery/outbound_session.ts";
+import { decide, type RetryPolicy } from "./outcome.ts";
+import { type BounceDeps, bounceEffects } from "./bounces.ts";
+import type { Job } from "./site_job.ts";
+
+export interface AttemptRecordDeps {
+  kv: Deno.Kv;
+  committer: Committer;
+  bodyCache: BodyCache;
+  log: Logger;
+  retry: RetryPolicy;
+  bounces: BounceDeps;
+  now(): number;
+}
+
+/** The site an attempt belongs to, and what it learns from the recorded results. */
+export interface AttemptRecorder {
+  site: string;
+  deps: AttemptRecordDeps;
+  /** Shaping learns from the replies an attempt from `source` got. */
+  learn(results: readonly RecipientResult[], source: string | undefined): void;
+  /** The commit went through: results may bring the domain's next due time forward. */
+  noteNextAttempts(domain: string, results: readonly RecipientResult[]): void;
+}
+
+export type AttemptOutcome = Pick<RecipientOutcome, "kind" | "reply" | "code">;
+
+export interface AttemptContext {
+  remoteHost?: string;
+  remoteName?: string;
+  localAddress?: string;
+  tls?: string;
+}
+
+export interface RecordOptions {
+  notBefore?: number;
+  /** The failure came before any transaction: defer, never bounce. */
+  neverBounce?: boolean;
+  /** The attempt went out from this source (""=any): shaping learns from its replies. */
+  feedback?: string;
+  warmupSource?: string;
+  dsn?: boolean;
+}
+
+export async function recordAttempt(
+  recorder: AttemptRecorder,
+  job: Job,
+  outcomeOf: (row: RecipientRow) => AttemptOutcome,
+  ctx: AttemptContext,
+  options: RecordOptions = {},
+): Promise<RecipientResult[]> {
+  const { committer, kv, bodyCache, now, retry } = recorder.deps;
+  const at = now();
+  const results: RecipientResult[] = job.rows.map((row) =>
+    decide(row, outcomeOf(row), retry, at, {
+      notBefore: options.notBefore,
+      neverBounce: options.neverBounce,
+    })
+  );
+  if (options.feedback !== undefined) recorder.learn(results, options.feedback || undefined);
+  const effects = await bounceEffects(recorder.deps.bounces, job.msg, results, {
+    remoteMta: ctx.remoteName,
+    ...(options.dsn === false ? { dsn: false } : {}),
+  });
+  const allFinalHere = results.every((r) => FINAL_STATUSES.has(r.status));
+  // A message whose every recipient is now final no longer needs its body.
+  const dropBodyNow = allFinalHere && job.rows.length === job.msg.recipients &&
+    job.msg.chunks <= 40;
+  const day = utcDay(at);
+  const stamp = await committer.commit(
+    attemptChange(
+      job.due,
+      results,
+      {
+        message: job.msg,
+        ...(ctx.remoteHost ? { remoteHost: ctx.remoteHost } : {}),
+        ...(ctx.localAddress ? { localAddress: ctx.localAddress } : {}),
+        ...(ctx.tls ? { tls: ctx.tls } : {}),
+      },
+      at,
+      (op) => {
+        if (dropBodyNow) {
+          for (let i = 0; i < job.msg.chunks; i++) op.delete(keys.body(job.msg.id, i));
+        }
+        if (options.warmupSource) countWarmupOp(op, options.warmupSource, recorder.site, day);
+        effects.apply(op);
+      },
+      {
+        bytes: effects.bytes + 200,
+        mutations: effects.mutations + (dropBodyNow ? job.msg.chunks : 0) + 1,
+      },
+    ),
+  );
+  if (!stamp) {
+    recorder.deps.log.warn("delivery.record_conflict", { msg: job.msg.id, site: recorder.site });
+    return results;
+  }
+  for (const r of results) metrics.deliveries.inc({ outcome: r.event });
+  effects.after(stamp);
+  recorder.noteNextAttempts(job.due.domain, results);
+  if (dropBodyNow) {
+    bodyCache.delete(job.msg.id);
+  } else if (allFinalHere) {
+    const rows = await listRows(kv, job.msg.id);
+    if (rows.every((r) => FINAL_STATUSES.has(r.status))) {
+      bodyCache.delete(job.msg.id);
+      await deleteBody(kv, job.msg.id, job.msg.chunks);
+    }
+  }
+  return results;
+}
