@@ -23,23 +23,23 @@ import { acquireLease, releaseLease } from "../core/store/leases.ts";
 import { readBody, withPrefix } from "../core/store/bodies.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
 import { keys } from "../core/store/keys.ts";
-import { dueStats, getSiteControl } from "../core/store/sites.ts";
+import { getSiteControl } from "../core/store/sites.ts";
 import type { RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
-import { formatRate, profileView, type SiteProfile } from "../core/config/shaping.ts";
+import type { SiteProfile } from "../core/config/shaping.ts";
 import type { Pools } from "../core/config/pools.ts";
 import { utcDay } from "../core/policy/source_pick.ts";
 import type { SiteView } from "../core/queue_control.ts";
 import type { SiteDirectory } from "./site_directory.ts";
-import { ConnectFailure, OutboundSession } from "../delivery/outbound_session.ts";
+import type { OutboundSession } from "../delivery/outbound_session.ts";
 import type { RetryPolicy } from "./outcome.ts";
 import type { BounceDeps } from "./bounces.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
 import { type Source, SourceChooser } from "./source_chooser.ts";
 import { type Job, keyId, loadJob } from "./site_job.ts";
-import { SiteShaping, THROTTLING } from "./site_shaping.ts";
-import { describe, HostCooldown } from "./host_cooldown.ts";
+import { SiteShaping } from "./site_shaping.ts";
+import { HostCooldown } from "./host_cooldown.ts";
 import {
   type AttemptContext,
   type AttemptOutcome,
@@ -47,7 +47,9 @@ import {
   recordAttempt,
   type RecordOptions,
 } from "./attempt_record.ts";
-import { idTime } from "./id_time.ts";
+import { openSession, type SiteConnector } from "./site_connect.ts";
+import { purgeSite } from "./site_purge.ts";
+import { viewSite } from "./site_view.ts";
 
 export type { Job } from "./site_job.ts";
 
@@ -84,7 +86,6 @@ interface DomainQueue {
 const LEASE_TTL_MS = 30_000;
 const LIST_BATCH = 500;
 const MAX_READY = 5_000;
-const STATS_LIMIT = 10_000;
 
 export class SiteActor {
   readonly site: string;
@@ -113,6 +114,7 @@ export class SiteActor {
   #leased = false;
   #scanAt = 0;
   #recorder: AttemptRecorder;
+  #connector: SiteConnector;
 
   constructor(
     site: string,
@@ -133,6 +135,13 @@ export class SiteActor {
       deps,
       learn: (results, source) => this.#shaping.learn(results, source),
       noteNextAttempts: (domain, results) => this.#noteNextAttempts(domain, results),
+    };
+    this.#connector = {
+      site,
+      deps,
+      hostsDown: this.#hostsDown,
+      shaping: this.#shaping,
+      recordUnsent: (job, outcome, options) => this.#recordUnsent(job, outcome, options),
     };
     this.#done = this.#run().catch((err) => {
       deps.log.error("actor.crashed", { site, err });
@@ -492,79 +501,9 @@ export class SiteActor {
   }
 
   async #open(job: Job, source: Source): Promise<OutboundSession | null> {
-    const { now, log } = this.#deps;
     const info = await this.#deps.directory.lookup(job.due.domain);
     this.#shaping.setProfile(info.profile);
-    const destination = info.destination;
-    if (!destination.ok) {
-      await this.#recordUnsent(job, {
-        kind: destination.permanent ? "permanent" : "transient",
-        reply: destination.reason,
-      });
-      return null;
-    }
-    const up = destination.targets.filter((t) => this.#hostsDown.isUp(t, now()));
-    if (up.length === 0) {
-      // Every host failed a moment ago: defer this round without hammering them again.
-      const down = this.#hostsDown.get(destination.targets[0]!);
-      await this.#recordUnsent(job, { kind: "transient", reply: down?.reason ?? "no hosts" });
-      return null;
-    }
-    const failures: { text: string; reply: string; code?: number; tls: boolean }[] = [];
-    for (const target of up) {
-      try {
-        const session = await OutboundSession.open(target, {
-          heloName: source.ehlo,
-          ...(source.address ? { localAddress: source.address } : {}),
-          connectTimeoutMs: this.#shaping.profile.connectTimeoutMs,
-          commandTimeoutMs: this.#deps.commandTimeoutMs,
-          requireTls: info.requireTls,
-          ...(destination.auth ? { auth: destination.auth } : {}),
-        });
-        log.debug("delivery.connected", {
-          site: this.site,
-          host: target.host,
-          port: target.port,
-          source: source.address ?? null,
-        });
-        return session;
-      } catch (err) {
-        const e = err as ConnectFailure;
-        const text = describe(target, err);
-        log.info("delivery.connect_failed", {
-          site: this.site,
-          domain: job.due.domain,
-          host: `${target.host}:${target.port}`,
-          source: source.address ?? null,
-          error: text,
-        });
-        // Instead of trying a dead host once per queued message, skip it for a while.
-        this.#hostsDown.markDown(target, {
-          until: now() + this.#shaping.profile.failedHostCooldownMs,
-          reason: text,
-        });
-        const code = e.responseCode;
-        if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
-          this.#shaping.noteThrottle(source.address);
-        }
-        // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
-        const tls = e.tlsFailure === true;
-        failures.push({
-          text,
-          reply: tls ? `ETLS: ${e.message}` : code ? e.message : text,
-          ...(code && !tls ? { code } : {}),
-          tls,
-        });
-      }
-    }
-    // Report the most telling failure: a TLS refusal, then a server's reply, then the last one.
-    const worst = failures.find((f) => f.tls) ?? failures.find((f) => f.code) ?? failures.at(-1)!;
-    await this.#recordUnsent(job, {
-      kind: "transient",
-      reply: worst.reply,
-      ...(worst.code ? { code: worst.code } : {}),
-    }, { neverBounce: true });
-    return null;
+    return await openSession(this.#connector, job, source, info);
   }
 
   /** An attempt that ended before any transaction (no route, hosts down): logged like the rest. */
@@ -639,87 +578,35 @@ export class SiteActor {
    * Removes every queued recipient: each is recorded bounced (with a DSN unless `dsn` is false).
    * Entries in flight finish their attempt instead.
    */
-  async purge(options: { dsn: boolean }): Promise<number> {
-    const { kv, inflight } = this.#deps;
-    this.#purging = true;
-    let removed = 0;
-    try {
-      for (const job of this.#ready.splice(0)) this.#finish(job);
-      for (const domain of [...this.#domains.keys()]) {
-        for (;;) {
-          const entries = await listDue(kv, domain, Number.MAX_SAFE_INTEGER, 200);
-          let progressed = false;
-          for (const due of entries) {
-            const id = keyId(due.key);
-            if (inflight.has(id)) continue;
-            this.#hold(id);
-            try {
-              const job = await loadJob(kv, due);
-              if (!job) continue;
-              await this.#recordAll(
-                job,
-                () => ({
-                  kind: "permanent",
-                  reply: "550 5.0.0 Removed from the queue by an operator",
-                  code: 550,
-                }),
-                {},
-                { dsn: options.dsn },
-              );
-              removed += job.rows.length;
-              progressed = true;
-            } finally {
-              this.#release(id);
-            }
-          }
-          if (entries.length < 200 || !progressed) break;
-        }
-        const q = this.#domains.get(domain);
-        if (q) q.nextDueAt = null;
-      }
-    } finally {
-      this.#purging = false;
-      this.wake();
-    }
-    this.#deps.log.info("site.purged", { site: this.site, recipients: removed, dsn: options.dsn });
-    return removed;
+  purge(options: { dsn: boolean }): Promise<number> {
+    return purgeSite({
+      site: this.site,
+      deps: this.#deps,
+      domains: this.#domains,
+      setPurging: (purging) => {
+        this.#purging = purging;
+      },
+      dropReady: () => {
+        for (const job of this.#ready.splice(0)) this.#finish(job);
+      },
+      hold: (id) => this.#hold(id),
+      release: (id) => this.#release(id),
+      recordAll: (job, outcomeOf, ctx, options) => this.#recordAll(job, outcomeOf, ctx, options),
+      wake: () => this.wake(),
+    }, options);
   }
 
   /** The site as the queue API shows it. */
-  async view(): Promise<SiteView> {
-    const { kv, now } = this.#deps;
-    let depth = 0;
-    let truncated = false;
-    let oldest: string | null = null;
-    let next: number | null = null;
-    for (const domain of this.#domains.keys()) {
-      const s = await dueStats(kv, domain, STATS_LIMIT);
-      depth += s.recipients;
-      truncated ||= s.truncated;
-      if (s.oldestMsgId && (oldest === null || s.oldestMsgId < oldest)) oldest = s.oldestMsgId;
-      if (s.nextDueAt !== null && (next === null || s.nextDueAt < next)) next = s.nextDueAt;
-    }
-    const t = now();
-    const cooling = t < this.#shaping.window.cooldownUntil;
-    const rate = this.#shaping.rateInForce();
-    return {
+  view(): Promise<SiteView> {
+    return viewSite({
       site: this.site,
-      domains: this.domains.sort(),
-      depth,
-      depth_truncated: truncated,
-      oldest_age_s: oldest ? Math.max(0, Math.round((t - idTime(oldest)) / 1000)) : null,
-      next_attempt_at: next === null ? null : new Date(next).toISOString(),
-      state: this.#suspended ? "suspended" : cooling ? "throttled" : "active",
-      limits: profileView(this.#shaping.profile),
-      in_force: {
-        connection_limit: this.#shaping.window.limit,
-        max_message_rate: formatRate(rate),
-      },
-      throttled_until: cooling ? new Date(this.#shaping.window.cooldownUntil).toISOString() : null,
-      connections: this.#shaping.window.current,
-      hosts_down: this.#hostsDown.view(t),
-      leased_here: this.#leased,
-    };
+      deps: this.#deps,
+      domains: this.#domains,
+      shaping: this.#shaping,
+      hostsDown: this.#hostsDown,
+      suspended: () => this.#suspended,
+      leased: () => this.#leased,
+    });
   }
 
   async #retire(): Promise<boolean> {

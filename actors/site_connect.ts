@@ -1,0 +1,107 @@
+/**
+ * Opening a site's connection for a job: the hosts of its destination in turn, skipping those
+ * cooling down after a failure, and failing over to the next host when one cannot be reached.
+ * An attempt that gets no connection is recorded here, with the most telling failure.
+ */
+import type { Logger } from "../core/log.ts";
+import { type ConnectFailure, OutboundSession } from "../delivery/outbound_session.ts";
+import type { AttemptOutcome } from "./attempt_record.ts";
+import { describe, type HostCooldown } from "./host_cooldown.ts";
+import type { SiteInfo } from "./site_directory.ts";
+import type { Job } from "./site_job.ts";
+import { type SiteShaping, THROTTLING } from "./site_shaping.ts";
+import type { Source } from "./source_chooser.ts";
+
+/** What connecting needs of its site actor. */
+export interface SiteConnector {
+  site: string;
+  deps: { log: Logger; commandTimeoutMs: number; now(): number };
+  hostsDown: HostCooldown;
+  shaping: SiteShaping;
+  /** Records an attempt that ended before any transaction. */
+  recordUnsent(
+    job: Job,
+    outcome: AttemptOutcome,
+    options?: { neverBounce?: boolean },
+  ): Promise<unknown>;
+}
+
+/** A session to the first reachable host of the site's destination; null once recorded unsent. */
+export async function openSession(
+  c: SiteConnector,
+  job: Job,
+  source: Source,
+  info: SiteInfo,
+): Promise<OutboundSession | null> {
+  const { now, log } = c.deps;
+  const destination = info.destination;
+  if (!destination.ok) {
+    await c.recordUnsent(job, {
+      kind: destination.permanent ? "permanent" : "transient",
+      reply: destination.reason,
+    });
+    return null;
+  }
+  const up = destination.targets.filter((t) => c.hostsDown.isUp(t, now()));
+  if (up.length === 0) {
+    // Every host failed a moment ago: defer this round without hammering them again.
+    const down = c.hostsDown.get(destination.targets[0]!);
+    await c.recordUnsent(job, { kind: "transient", reply: down?.reason ?? "no hosts" });
+    return null;
+  }
+  const failures: { text: string; reply: string; code?: number; tls: boolean }[] = [];
+  for (const target of up) {
+    try {
+      const session = await OutboundSession.open(target, {
+        heloName: source.ehlo,
+        ...(source.address ? { localAddress: source.address } : {}),
+        connectTimeoutMs: c.shaping.profile.connectTimeoutMs,
+        commandTimeoutMs: c.deps.commandTimeoutMs,
+        requireTls: info.requireTls,
+        ...(destination.auth ? { auth: destination.auth } : {}),
+      });
+      log.debug("delivery.connected", {
+        site: c.site,
+        host: target.host,
+        port: target.port,
+        source: source.address ?? null,
+      });
+      return session;
+    } catch (err) {
+      const e = err as ConnectFailure;
+      const text = describe(target, err);
+      log.info("delivery.connect_failed", {
+        site: c.site,
+        domain: job.due.domain,
+        host: `${target.host}:${target.port}`,
+        source: source.address ?? null,
+        error: text,
+      });
+      // Instead of trying a dead host once per queued message, skip it for a while.
+      c.hostsDown.markDown(target, {
+        until: now() + c.shaping.profile.failedHostCooldownMs,
+        reason: text,
+      });
+      const code = e.responseCode;
+      if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
+        c.shaping.noteThrottle(source.address);
+      }
+      // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
+      const tls = e.tlsFailure === true;
+      failures.push({
+        text,
+        reply: tls ? `ETLS: ${e.message}` : code ? e.message : text,
+        ...(code && !tls ? { code } : {}),
+        tls,
+      });
+    }
+  }
+  // Report the most telling failure: a TLS refusal, then a server's reply, then the last one.
+  const worst = failures.find((f) => f.tls) ?? failures.find((f) => f.code) ?? failures.at(-1)!;
+  await c.recordUnsent(job, {
+    kind: "transient",
+    reply: worst.reply,
+    ...(worst.code ? { code: worst.code } : {}),
+  }, { neverBounce: true });
+  return null;
+}
