@@ -10,6 +10,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { Buffer } from "node:buffer";
+import { takeReply } from "./smtp_reply.ts";
 
 export interface NodeSmtpReply {
   code: number;
@@ -139,22 +140,10 @@ export class NodeSmtp {
   }
 
   #take(): NodeSmtpReply | null {
-    const lines: string[] = [];
-    let offset = 0;
-    for (;;) {
-      const end = this.#buffer.indexOf("\r\n", offset);
-      if (end === -1) return null;
-      const line = this.#buffer.slice(offset, end);
-      offset = end + 2;
-      lines.push(line);
-      if (!/^\d{3}-/.test(line)) break;
-    }
-    this.#buffer = this.#buffer.slice(offset);
-    return {
-      code: Number(lines[lines.length - 1]!.slice(0, 3)),
-      lines: lines.map((l) => l.slice(4)),
-      raw: lines.join("\n"),
-    };
+    const taken = takeReply(this.#buffer);
+    if (!taken) return null;
+    this.#buffer = taken.rest;
+    return taken.reply;
   }
 
   /** STARTTLS and the handshake (the certificate is not verified). */

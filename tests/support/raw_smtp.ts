@@ -1,3 +1,4 @@
+import { takeReply } from "./smtp_reply.ts";
 /**
  * A plain-TCP SMTP client for operations tests: it can hold a DATA transaction open while the
  * test does something else (SIGTERM, a second connection), and stream a large body in pieces.
@@ -102,23 +103,10 @@ export class RawSmtp {
   }
 
   #take(): RawReply | null {
-    const lines: string[] = [];
-    let offset = 0;
-    for (;;) {
-      const end = this.#buffer.indexOf("\r\n", offset);
-      if (end === -1) return null;
-      const line = this.#buffer.slice(offset, end);
-      offset = end + 2;
-      lines.push(line);
-      if (!/^\d{3}-/.test(line)) break;
-    }
-    this.#buffer = this.#buffer.slice(offset);
-    const last = lines[lines.length - 1]!;
-    return {
-      code: Number(last.slice(0, 3)),
-      lines: lines.map((line) => line.slice(4)),
-      raw: lines.join("\n"),
-    };
+    const taken = takeReply(this.#buffer);
+    if (!taken) return null;
+    this.#buffer = taken.rest;
+    return taken.reply;
   }
 
   /** Writes every byte of `data` (a string is sent as UTF-8). */

@@ -1,3 +1,4 @@
+import { takeReply } from "./smtp_reply.ts";
 /**
  * A raw SMTP client over Deno sockets, for tests that must see the exact replies a server sends
  * (EHLO keywords, enhanced codes) or send bytes no well-behaved library would (bare LF).
@@ -130,23 +131,10 @@ export class SmtpClient {
   }
 
   #takeReply(): SmtpReply | null {
-    const lines: string[] = [];
-    let offset = 0;
-    for (;;) {
-      const end = this.#buffer.indexOf("\r\n", offset);
-      if (end === -1) return null;
-      const line = this.#buffer.slice(offset, end);
-      offset = end + 2;
-      lines.push(line);
-      if (!/^\d{3}-/.test(line)) break;
-    }
-    this.#buffer = this.#buffer.slice(offset);
-    const last = lines[lines.length - 1]!;
-    return {
-      code: Number(last.slice(0, 3)),
-      lines: lines.map((line) => line.slice(4)),
-      raw: lines.join("\n"),
-    };
+    const taken = takeReply(this.#buffer);
+    if (!taken) return null;
+    this.#buffer = taken.rest;
+    return taken.reply;
   }
 
   /** Sends QUIT if the connection is still open, then closes it. */
