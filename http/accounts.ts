@@ -4,16 +4,52 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { type Account, createAccount, listAccounts } from "../core/store/accounts.ts";
+import {
+  type Account,
+  type AccountSettings,
+  createAccount,
+  getAccount,
+  listAccounts,
+  updateAccount,
+} from "../core/store/accounts.ts";
 import { type AppEnv, requireAdmin } from "./auth.ts";
 import { errors } from "./errors.ts";
-import { label } from "./fields.ts";
+import { label, poolList } from "./fields.ts";
 import { parseJson } from "./validate.ts";
 
-export const CreateAccount = z.object({ name: label }).strict();
+const settingFields = {
+  require_verified_sender: z.boolean(),
+  pools: poolList,
+};
+
+export const CreateAccount = z.object({
+  name: label,
+  require_verified_sender: settingFields.require_verified_sender.optional(),
+  pools: settingFields.pools.optional(),
+}).strict();
+
+export const UpdateAccount = z.object({
+  require_verified_sender: settingFields.require_verified_sender.optional(),
+  pools: settingFields.pools.optional(),
+}).strict().refine((v) => Object.keys(v).length > 0, "name at least one setting to change");
+
+function settingsOf(input: z.output<typeof UpdateAccount>): Partial<AccountSettings> {
+  return {
+    ...(input.require_verified_sender !== undefined
+      ? { requireVerifiedSender: input.require_verified_sender }
+      : {}),
+    ...(input.pools !== undefined ? { pools: [...new Set(input.pools)] } : {}),
+  };
+}
 
 function view(a: Account) {
-  return { id: a.id, name: a.name, created_at: new Date(a.createdAt).toISOString() };
+  return {
+    id: a.id,
+    name: a.name,
+    require_verified_sender: a.requireVerifiedSender,
+    pools: a.pools,
+    created_at: new Date(a.createdAt).toISOString(),
+  };
 }
 
 export function accountsApi(kv: Deno.Kv) {
@@ -21,13 +57,28 @@ export function accountsApi(kv: Deno.Kv) {
   app.use("*", requireAdmin());
 
   app.post("/", async (c) => {
-    const input = await parseJson(c, CreateAccount);
-    const account = await createAccount(kv, { name: input.name });
-    if (!account) throw errors.conflict(`An account named "${input.name}" exists`);
+    const { name, ...settings } = await parseJson(c, CreateAccount);
+    const account = await createAccount(kv, { name, settings: settingsOf(settings) });
+    if (!account) throw errors.conflict(`An account named "${name}" exists`);
     return c.json(view(account), 201);
   });
 
   app.get("/", async (c) => c.json({ data: (await listAccounts(kv)).map(view) }));
+
+  app.get("/:id", async (c) => {
+    const account = await getAccount(kv, c.req.param("id").slice(0, 64));
+    if (!account) throw errors.notFound("account");
+    return c.json(view(account));
+  });
+
+  app.patch("/:id", async (c) => {
+    const id = c.req.param("id").slice(0, 64);
+    if (!(await getAccount(kv, id))) throw errors.notFound("account");
+    const input = await parseJson(c, UpdateAccount);
+    const updated = await updateAccount(kv, id, settingsOf(input));
+    if (!updated) throw errors.notFound("account");
+    return c.json(view(updated));
+  });
 
   return app;
 }

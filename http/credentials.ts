@@ -19,7 +19,7 @@ import {
 } from "../core/store/credentials.ts";
 import { type AppEnv, requireAdmin } from "./auth.ts";
 import { errors } from "./errors.ts";
-import { cidr, domainName, label, rate } from "./fields.ts";
+import { cidr, domainName, label, poolList, poolName, rate } from "./fields.ts";
 import { parseJson } from "./validate.ts";
 
 const scopeFields = {
@@ -27,8 +27,8 @@ const scopeFields = {
   allowed_ips: z.array(cidr).max(100),
   rate_limit: rate.nullable(),
   daily_quota: z.number().int().positive().max(1_000_000_000).nullable(),
-  pool: z.string().trim().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, . _ -")
-    .nullable(),
+  pool: poolName.nullable(),
+  pools: poolList,
   dsn: z.boolean(),
 };
 
@@ -39,6 +39,7 @@ export const CreateCredential = z.object({
   rate_limit: scopeFields.rate_limit.optional(),
   daily_quota: scopeFields.daily_quota.optional(),
   pool: scopeFields.pool.optional(),
+  pools: scopeFields.pools.optional(),
   dsn: scopeFields.dsn.optional(),
 }).strict();
 
@@ -60,6 +61,7 @@ function scopesOf(input: ScopeInput): Partial<CredentialScopes> & { name?: strin
   if (input.rate_limit !== undefined) out.rateLimit = input.rate_limit;
   if (input.daily_quota !== undefined) out.dailyQuota = input.daily_quota;
   if (input.pool !== undefined) out.pool = input.pool;
+  if (input.pools !== undefined) out.pools = [...new Set(input.pools)];
   if (input.dsn !== undefined) out.dsn = input.dsn;
   return out;
 }
@@ -78,6 +80,7 @@ function view(c: Credential) {
     rate_limit: c.rateLimit,
     daily_quota: c.dailyQuota,
     pool: c.pool,
+    pools: c.pools,
     dsn: c.dsn,
     secrets: c.secrets.map((s) => ({ id: s.id, created_at: iso(s.createdAt) })),
     created_at: iso(c.createdAt),

@@ -11,7 +11,7 @@ import { CreateWebhook, ReplayQuery, UpdateWebhook } from "./webhooks.ts";
 import { SearchQuery } from "./search.ts";
 import { StatsQuery } from "./stats.ts";
 import { EVENT_TYPES } from "../core/events/vocabulary.ts";
-import { CreateAccount } from "./accounts.ts";
+import { CreateAccount, UpdateAccount } from "./accounts.ts";
 import { CreateCredential, UpdateCredential } from "./credentials.ts";
 import { CreateDomain } from "./domains.ts";
 import { AddSuppression } from "./suppressions.ts";
@@ -171,6 +171,21 @@ const OPERATIONS: Operation[] = [
     path: "/v1/accounts",
     summary: "List accounts",
     responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: `/v1/accounts/${ID}`,
+    summary: "An account and its settings",
+    responses: { "200": "the account" },
+    auth: "admin",
+  },
+  {
+    method: "patch",
+    path: `/v1/accounts/${ID}`,
+    summary: "Change an account's settings (require_verified_sender, pools)",
+    body: UpdateAccount,
+    responses: { "200": "the account" },
     auth: "admin",
   },
   {

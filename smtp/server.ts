@@ -5,21 +5,24 @@
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import type { Config } from "../core/config/schema.ts";
 import { accept, type IntakeDeps } from "../core/intake.ts";
-import { checkRelayAddress, checkSenderAddress, domainOf } from "../core/mail/address.ts";
+import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
 import {
   allowsAddress,
-  allowsSenderDomain,
-  type Credential,
-  getCredential,
   touchCredential,
   verifyApiKey,
   verifyLogin,
 } from "../core/store/credentials.ts";
+import {
+  checkSendScope,
+  loadSendScope,
+  type ScopeRequest,
+  type SendScope,
+} from "../core/send_scope.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
-import { replies, type Reply } from "./replies.ts";
+import { replies, type Reply, scopeRefused } from "./replies.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthFailures } from "../core/policy/auth_failures.ts";
@@ -32,7 +35,7 @@ export interface SmtpDeps {
   log: Logger;
   /** The account trusted-network relaying is charged to. */
   trustedAccount: string;
-  /** Credentials' rate_limit and daily_quota, asked at each MAIL FROM. */
+  /** Credentials' rate_limit and daily_quota, asked at MAIL FROM and RCPT TO. */
   limits: SendLimits;
 }
 
@@ -40,8 +43,17 @@ interface SessionUser {
   credentialId: string;
   account: string;
   username: string;
-  /** The credential's sender domains as of this transaction's MAIL FROM ([] = any). */
-  domains: readonly string[];
+}
+
+/** An address as the client wrote it (smtp_server_patches.ts keeps it), else as parsed. */
+function writtenAddress(address: { address: string }): string {
+  return (address as { written?: string }).written ?? address.address;
+}
+
+/** RFC 6531 §3.4: a non-ASCII address is refused unless MAIL FROM carried SMTPUTF8. */
+function needsSmtputf8(address: { address: string }, session: SMTPServerSession): boolean {
+  return /[^\x00-\x7f]/.test(writtenAddress(address)) &&
+    (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 !== true;
 }
 
 function smtpError(r: Reply): Error {
@@ -112,31 +124,44 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     now: Date.now,
   });
 
-  async function checkCredential(user: SessionUser): Promise<Credential | null> {
-    const c = await getCredential(kv, user.credentialId);
-    return c && c.revokedAt === null ? c : null;
-  }
+  /** Each open transaction's scope, by session id: loaded at MAIL FROM, used up to the end of DATA. */
+  const scopes = new Map<string, SendScope>();
 
   /**
-   * A credential's scopes at MAIL FROM, re-read every transaction so revocation and PATCHed
-   * scopes reach open sessions: source address, sender domain, then rate and daily quota.
+   * The scope at MAIL FROM, re-read every transaction so revocation and PATCHed scopes reach
+   * open sessions: source address, envelope sender, room in the quota for one recipient, rate.
+   * Trusted-network sessions have no credential but keep their account's rules.
    */
   async function refuseTransaction(
-    user: SessionUser,
+    session: SMTPServerSession,
+    user: SessionUser | undefined,
     mailFrom: string,
-    remoteAddress: string,
   ): Promise<Reply | null> {
-    const c = await checkCredential(user);
-    if (!c) return replies.credentialRevoked();
-    if (!allowsAddress(c, remoteAddress)) return replies.addressNotAllowed();
-    // The null sender <> names no domain; the From: header is still checked after DATA.
-    if (mailFrom !== "" && !allowsSenderDomain(c, domainOf(mailFrom))) {
-      return replies.senderNotAllowed(domainOf(mailFrom));
-    }
-    user.domains = c.domains;
-    const allowance = await deps.limits.take(c);
-    if (allowance.ok) return null;
-    return allowance.reason === "rate" ? replies.rateLimited() : replies.quotaExceeded();
+    const scope = await loadSendScope(
+      kv,
+      user?.account ?? deps.trustedAccount,
+      user?.credentialId ?? null,
+    );
+    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, {
+      client: session.remoteAddress,
+      envelopeSender: mailFrom,
+      recipients: 1,
+      takeRate: true,
+    });
+    if (refusal) return scopeRefused(refusal);
+    scopes.set(session.id, scope!);
+    return null;
+  }
+
+  /** A later step of the transaction against the scope its MAIL FROM loaded. */
+  async function refuseStep(
+    session: SMTPServerSession,
+    request: ScopeRequest,
+  ): Promise<Reply | null> {
+    const scope = scopes.get(session.id);
+    if (!scope) return null; // MAIL FROM refused or never given: smtp-server answers 503
+    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, request);
+    return refusal ? scopeRefused(refusal) : null;
   }
 
   const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
@@ -188,6 +213,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     },
 
     onClose(session) {
+      scopes.delete(session.id);
       const address = counted.get(session.id);
       if (address === undefined) return;
       counted.delete(session.id);
@@ -243,7 +269,6 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           credentialId: credential.id,
           account: credential.account,
           username: credential.username,
-          domains: credential.domains,
         };
         callback(null, { user: user as unknown as string });
       }, (err) => {
@@ -253,19 +278,22 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     },
 
     onMailFrom(address, session, callback) {
+      scopes.delete(session.id);
       const user = session.user as unknown as SessionUser | undefined;
       if (!user && !isTrusted(session.remoteAddress)) {
         return callback(smtpError(replies.authRequired()));
       }
       const problem = checkSenderAddress(address.address);
       if (problem) return callback(smtpError(replies.badSender(problem)));
-      if (!user) return callback();
-      refuseTransaction(user, address.address, session.remoteAddress).then(
+      if (needsSmtputf8(address, session)) {
+        return callback(smtpError(replies.utf8WithoutSmtputf8()));
+      }
+      refuseTransaction(session, user, address.address).then(
         (refusal) => {
           if (refusal) {
             log.info("smtp.rejected", {
               client: session.remoteAddress,
-              credential: user.credentialId,
+              credential: user?.credentialId ?? null,
               from: address.address,
               reply: `${refusal.responseCode} ${refusal.message}`,
             });
@@ -280,16 +308,23 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       // RFC 5321 §4.5.3.1.8: past the limit, 452 and the client sends the rest in another
       // transaction. A repeated recipient replaces its entry, so it never counts twice.
       const rcpts = session.envelope.rcptTo;
-      if (rcpts.length >= config.maxRecipients) {
-        const lower = address.address.toLowerCase();
-        if (!rcpts.some((r) => r.address.toLowerCase() === lower)) {
-          return callback(smtpError(replies.tooManyRecipients()));
-        }
+      const lower = address.address.toLowerCase();
+      const repeated = rcpts.some((r) => r.address.toLowerCase() === lower);
+      if (rcpts.length >= config.maxRecipients && !repeated) {
+        return callback(smtpError(replies.tooManyRecipients()));
+      }
+      if (needsSmtputf8(address, session)) {
+        return callback(smtpError(replies.utf8WithoutSmtputf8()));
       }
       const problem = checkRelayAddress(address.address);
       if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
       if (problem) return callback(smtpError(replies.badRecipient(problem)));
-      callback();
+      if (repeated) return callback();
+      // daily_quota counts recipients: this one must fit with those already accepted.
+      refuseStep(session, { recipients: rcpts.length + 1 }).then(
+        (refusal) => callback(refusal ? smtpError(refusal) : undefined),
+        () => callback(smtpError(replies.storeFailed())),
+      );
     },
 
     onData(stream, session, callback) {
@@ -309,7 +344,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         protocol: protocolOf(session),
         via: "smtp",
         body: stream as AsyncIterable<Uint8Array>,
-        allowedFromDomains: user?.domains ?? [],
+        ...(scopes.has(session.id) ? { scope: scopes.get(session.id)! } : {}),
         // SMTP smuggling: a bare CR or LF (or a NUL) refuses the message, trusted client or not.
         lineEndings: "reject",
       }).then((result) => {
@@ -326,13 +361,17 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         } else if (result.reason === "too_large") {
           log.info("smtp.rejected", { reason: "too_large", ...fields });
           callback(smtpError(replies.tooLarge(result.limit)));
-        } else if (result.reason === "sender_not_allowed") {
+        } else if (result.reason === "scope") {
+          const refusal = scopeRefused(result.refusal);
           log.info("smtp.rejected", {
-            reason: "from_not_allowed",
-            domain: result.domain,
+            // The From or Sender field named a domain the scope refuses.
+            reason: result.refusal.reason === "sender_not_allowed"
+              ? "from_not_allowed"
+              : result.refusal.reason,
+            reply: `${refusal.responseCode} ${refusal.message}`,
             ...fields,
           });
-          callback(smtpError(replies.senderNotAllowed(result.domain)));
+          callback(smtpError(refusal));
         } else if (result.reason === "bare_line_ending") {
           metrics.limitRefusals.inc({ limit: "bare_line_ending" });
           log.warn("smtp.rejected", { reason: "bare_line_ending", found: result.found, ...fields });

@@ -61,9 +61,17 @@ export function assertError(res: CallResult, status: number, code: string): void
   assert.equal(typeof res.json.error.message, "string");
 }
 
-/** Creates an account with the admin token; returns its id. */
-export async function newAccount(relay: Relay, name: string): Promise<string> {
-  const res = await call(relay, "/v1/accounts", { body: { name } });
+/**
+ * Creates an account with the admin token; returns its id. Accounts start with
+ * `require_verified_sender` on: a test that sends as a domain it does not verify says so in
+ * `settings`.
+ */
+export async function newAccount(
+  relay: Relay,
+  name: string,
+  settings: { require_verified_sender?: boolean; pools?: string[] } = {},
+): Promise<string> {
+  const res = await call(relay, "/v1/accounts", { body: { name, ...settings } });
   assert.equal(res.status, 201, res.text);
   return res.json.id;
 }
@@ -295,4 +303,26 @@ export function dkimSignatures(headers: string): Map<string, string>[] {
 export function publish(zone: Zone, records: { name: string; value: string }[]): void {
   zone.txt ??= {};
   for (const r of records) zone.txt[r.name] = [r.value];
+}
+
+/** Adds a domain (to `account`, else the default), publishes its records and verifies it. */
+export async function verifiedDomain(
+  relay: Relay,
+  zone: Zone,
+  name: string,
+  options: { algorithms?: string[]; account?: string } = {},
+  // deno-lint-ignore no-explicit-any -- the domain view, as tests index into it.
+): Promise<any> {
+  const created = await call(relay, "/v1/domains", {
+    body: { name, dkim: { algorithms: options.algorithms ?? ["rsa"] } },
+    ...(options.account ? { account: options.account } : {}),
+  });
+  assert.equal(created.status, 201, created.text);
+  publish(zone, created.json.records);
+  const verified = await call(relay, `/v1/domains/${created.json.id}/verify`, {
+    method: "POST",
+    ...(options.account ? { account: options.account } : {}),
+  });
+  assert.equal(verified.json.verified, true, verified.text);
+  return verified.json;
 }
