@@ -41,6 +41,13 @@ export const replies = {
     reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter on MAIL FROM"),
   rateLimited: () => reply(451, "4.7.0", "Sending rate limit exceeded, try again later"),
   quotaExceeded: () => reply(451, "4.7.0", "Daily sending quota exceeded, try again tomorrow"),
+  /**
+   * A recipient past the room left in the daily quota (which counts recipients): 452, as for
+   * too many recipients (RFC 5321 §4.5.3.1.10), so clients keep the rest for later and the
+   * refusals do not count as session errors.
+   */
+  recipientOverQuota: () =>
+    reply(452, "4.7.0", "Daily sending quota has no room for more recipients, try again tomorrow"),
 
   // Abuse limits (core/config/limits.ts). Postfix's wording where Postfix has the limit.
   /** smtpd_forbid_bare_newline = reject: a bare CR or LF (or a NUL) in DATA. */

@@ -13,12 +13,7 @@ import {
   verifyApiKey,
   verifyLogin,
 } from "../core/store/credentials.ts";
-import {
-  checkSendScope,
-  loadSendScope,
-  type ScopeRequest,
-  type SendScope,
-} from "../core/send_scope.ts";
+import { checkSendScope, loadSendScope, type SendScope } from "../core/send_scope.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
@@ -153,15 +148,16 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     return null;
   }
 
-  /** A later step of the transaction against the scope its MAIL FROM loaded. */
-  async function refuseStep(
+  /** A recipient against the scope its transaction's MAIL FROM loaded. */
+  async function refuseRecipient(
     session: SMTPServerSession,
-    request: ScopeRequest,
+    recipients: number,
   ): Promise<Reply | null> {
     const scope = scopes.get(session.id);
     if (!scope) return null; // MAIL FROM refused or never given: smtp-server answers 503
-    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, request);
-    return refusal ? scopeRefused(refusal) : null;
+    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, { recipients });
+    if (!refusal) return null;
+    return refusal.reason === "quota" ? replies.recipientOverQuota() : scopeRefused(refusal);
   }
 
   const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
@@ -321,7 +317,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       if (problem) return callback(smtpError(replies.badRecipient(problem)));
       if (repeated) return callback();
       // daily_quota counts recipients: this one must fit with those already accepted.
-      refuseStep(session, { recipients: rcpts.length + 1 }).then(
+      refuseRecipient(session, rcpts.length + 1).then(
         (refusal) => callback(refusal ? smtpError(refusal) : undefined),
         () => callback(smtpError(replies.storeFailed())),
       );

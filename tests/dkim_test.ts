@@ -5,9 +5,7 @@
  * python3-dkim (dkimpy), both reading the keys from the loopback DNS server.
  */
 import assert from "node:assert/strict";
-import { type Relay, startRelay } from "./support/relay_process.ts";
-import { type DnsServer, startDnsServer } from "./support/dns_server.ts";
-import { type ReceivedMessage, type Sink, startSink } from "./support/sink.ts";
+import type { ReceivedMessage } from "./support/sink.ts";
 import {
   call,
   dkimpyVerify,
@@ -19,39 +17,14 @@ import {
   publish,
   send,
   session,
+  startTenantRelay,
+  type TenantEnv,
   verifiedDomain as verifiedDomainIn,
 } from "./support/tenants.ts";
 
-interface Env {
-  relay: Relay;
-  dns: DnsServer;
-  sink: Sink;
-  [Symbol.asyncDispose](): Promise<void>;
-}
+type Env = TenantEnv;
 
-/** DNS, a sink for every domain, and a relay using both. relay.test is the SPF include. */
-async function start(): Promise<Env> {
-  const dns = await startDnsServer({ txt: { "relay.test": ["v=spf1 ip4:127.0.0.1 -all"] } });
-  const sink = await startSink();
-  let relay: Relay;
-  try {
-    relay = await startRelay({
-      env: { POSTERN_DNS: `127.0.0.1:${dns.port}`, POSTERN_ROUTES: `*=127.0.0.1:${sink.port}` },
-    });
-  } catch (error) {
-    await Promise.all([dns.close(), sink.close()]);
-    throw error;
-  }
-  return {
-    relay,
-    dns,
-    sink,
-    async [Symbol.asyncDispose]() {
-      await relay[Symbol.asyncDispose]();
-      await Promise.all([dns.close(), sink.close()]);
-    },
-  };
-}
+const start = () => startTenantRelay();
 
 /** Adds a domain, publishes its records in the zone and verifies it. */
 function verifiedDomain(

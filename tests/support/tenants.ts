@@ -10,8 +10,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { authenticate } from "mailauth";
-import type { Relay } from "./relay_process.ts";
-import type { DnsServer, Zone } from "./dns_server.ts";
+import { type Relay, startRelay } from "./relay_process.ts";
+import { type DnsServer, startDnsServer, type Zone } from "./dns_server.ts";
+import { type Sink, startSink } from "./sink.ts";
 import { sendTransaction, SmtpClient, type SmtpReply } from "./smtp_client.ts";
 
 export interface CallInit {
@@ -325,4 +326,42 @@ export async function verifiedDomain(
   });
   assert.equal(verified.json.verified, true, verified.text);
   return verified.json;
+}
+
+export interface TenantEnv {
+  relay: Relay;
+  dns: DnsServer;
+  sink: Sink;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * DNS (for domain verification and DKIM keys; relay.test is the SPF include), a sink that every
+ * domain is routed to, and a relay using both, with `env` added.
+ */
+export async function startTenantRelay(env: Record<string, string> = {}): Promise<TenantEnv> {
+  const dns = await startDnsServer({ txt: { "relay.test": ["v=spf1 ip4:127.0.0.1 -all"] } });
+  const sink = await startSink();
+  let relay: Relay;
+  try {
+    relay = await startRelay({
+      env: {
+        POSTERN_DNS: `127.0.0.1:${dns.port}`,
+        POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
+        ...env,
+      },
+    });
+  } catch (error) {
+    await Promise.all([dns.close(), sink.close()]);
+    throw error;
+  }
+  return {
+    relay,
+    dns,
+    sink,
+    async [Symbol.asyncDispose]() {
+      await relay[Symbol.asyncDispose]();
+      await Promise.all([dns.close(), sink.close()]);
+    },
+  };
 }
