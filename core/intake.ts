@@ -11,7 +11,7 @@ import { CHUNK_SIZE, concatChunks, deleteBody } from "./store/bodies.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
-import { domainOf } from "./mail/address.ts";
+import { asciiDomain, domainOf } from "./mail/address.ts";
 import { DkimSigner, type DkimSigningKey } from "./mail/dkim.ts";
 import { fromHeaderDomains } from "./mail/sender_domains.ts";
 import { checkSendScope, type ScopeRefusal, type SendScope } from "./send_scope.ts";
@@ -287,7 +287,7 @@ async function acceptHolding(
     }
     const fromDomains = fromHeaderDomains(done.senders.from[0] ?? "");
     const dkimKeys = fromDomains[0] && deps.dkimKeyFor
-      ? await deps.dkimKeyFor(sub.account, fromDomains[0])
+      ? await deps.dkimKeyFor(sub.account, asciiDomain(fromDomains[0]))
       : [];
     if (dkimKeys.length > 0) {
       try {

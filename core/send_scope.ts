@@ -23,11 +23,10 @@
  *
  * @module
  */
-import { domainToASCII } from "node:url";
 import { allowsAddress, type Credential, getCredential } from "./store/credentials.ts";
 import { type AccountSettings, DEFAULT_ACCOUNT, getAccount } from "./store/accounts.ts";
 import { domainClaims } from "./store/domains.ts";
-import { domainOf, MAX_DOMAIN } from "./mail/address.ts";
+import { asciiDomain, domainOf, MAX_DOMAIN } from "./mail/address.ts";
 import { alignsWith, claimedDomains, fromHeaderDomains } from "./mail/sender_domains.ts";
 import type { SenderFields } from "./mail/headers.ts";
 import type { SendLimits } from "./send_limits.ts";
@@ -166,12 +165,6 @@ async function headerProblem(
     if (!granted.includes(headers.pool)) return { reason: "pool_not_allowed", pool: headers.pool };
   }
   return null;
-}
-
-/** The A-label form of a domain (as domains are stored), or the domain itself if it has none. */
-function asciiDomain(domain: string): string {
-  const d = domain.toLowerCase().replace(/\.$/, "");
-  return domainToASCII(d) || d;
 }
 
 async function senderDomainProblem(

@@ -32,6 +32,10 @@ Deno.test("checkSendScope() gives each added domain and all its subdomains to it
     assert.equal(await sender("ceo@B.Test."), "other_account");
     // However many labels come before it: every parent is looked at.
     assert.equal(await sender(`x@${"a.".repeat(40)}b.test`), "other_account");
+    // An IDN is the same domain whether written in A-labels or in Unicode.
+    await createDomain(kv, { account: b.id, name: "xn--bcher-kva.test", algorithms: ["ed25519"] });
+    assert.equal(await sender("ceo@xn--bcher-kva.test"), "other_account");
+    assert.equal(await sender("ceo@bücher.test"), "other_account");
     // The most specific added domain decides.
     assert.equal(await sender("x@news.b.test"), null);
     assert.equal(await sender("x@free.test"), null);
@@ -47,6 +51,7 @@ Deno.test("checkSendScope() gives each added domain and all its subdomains to it
     );
     assert.equal(await headers(["<x@free.test> <ceo@b.test>"]), "other_account");
     assert.equal(await headers(["x@free.test"], ["ceo@mail.b.test"]), "other_account");
+    assert.equal(await headers(["CEO <ceo@Bücher.test>"]), "other_account");
     const many = Array.from({ length: 60 }, (_, i) => `x@d${i}.test`).join(", ");
     assert.equal(await headers([many]), "too_many");
     assert.equal(await headers([]), null);

@@ -127,16 +127,34 @@ Deno.test("another account's domain is refused as MAIL FROM, From or Sender, sub
     }
   }
 
+  // An IDN of B's, added (not even verified): the same name in A-labels or in Unicode.
+  const idn = await call(relay, "/v1/domains", {
+    body: { name: "xn--bcher-kva.test" },
+    account: b,
+  });
+  assert.equal(idn.status, 201, idn.text);
+
   const client = await session(relay, keyA);
-  for (const mailFrom of ["ceo@b.test", "CEO@B.TEST", "bounce@mail.b.test", "x@deep.sub.b.test"]) {
+  for (
+    const mailFrom of [
+      "ceo@b.test",
+      "CEO@B.TEST",
+      "bounce@mail.b.test",
+      "x@deep.sub.b.test",
+      "ceo@xn--bcher-kva.test",
+    ]
+  ) {
     const reply = await client.command(`MAIL FROM:<${mailFrom}>`);
     assert.match(reply.raw, /^550 5\.7\.1 /, `MAIL FROM:<${mailFrom}>`);
   }
+  const unicode = await client.command("MAIL FROM:<ceo@bücher.test> SMTPUTF8");
+  assert.match(unicode.raw, /^550 5\.7\.1 /);
   await client.command("RSET");
   const headerAttacks = [
     { from: "CEO <ceo@b.test>" },
     { from: "Newsletter <news@lists.b.test>" },
     { from: "x@a.test", headers: ["Sender: ceo@b.test"] },
+    { from: "Kasse <kasse@bücher.test>" },
   ];
   for (const attack of headerAttacks) {
     const reply = await send(client, "x@a.test", message({ ...attack, subject: "wire" }));

@@ -20,7 +20,7 @@ export interface CompletedHeaders {
   block: Uint8Array;
   messageId: string;
   subject: string;
-  /** Every From field's value and every Sender field's value, unfolded, in order. */
+  /** Every From field's value and every Sender field's value, unfolded, read as UTF-8. */
   senders: SenderFields;
   /** The `X-Postern-Pool` field's value; the field itself is removed from the block. */
   pool?: string;
@@ -101,6 +101,13 @@ export function binaryToBytes(s: string): Uint8Array {
   return out;
 }
 
+const utf8Decoder = new TextDecoder();
+
+/** A binary-string value read as UTF-8 (RFC 6532), as a reader's mail client would show it. */
+function utf8(value: string): string {
+  return utf8Decoder.decode(binaryToBytes(value));
+}
+
 /** Header fields of a header block (CRLF line endings), unfolded, name lower-cased. */
 export function parseHeaderFields(block: string): { name: string; value: string }[] {
   const fields: { name: string; value: string }[] = [];
@@ -157,8 +164,8 @@ export function completeHeaders(headerBlock: Uint8Array, trace: TraceInfo): Comp
     messageId,
     subject: subject.slice(0, 998),
     senders: {
-      from: fields.filter((f) => f.name === "from").map((f) => f.value),
-      sender: fields.filter((f) => f.name === "sender").map((f) => f.value),
+      from: fields.filter((f) => f.name === "from").map((f) => utf8(f.value)),
+      sender: fields.filter((f) => f.name === "sender").map((f) => utf8(f.value)),
     },
     ...(pool ? { pool } : {}),
   };

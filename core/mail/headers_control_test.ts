@@ -49,3 +49,8 @@ Deno.test("completeHeaders() removes submitted Authentication-Results, ARC-* and
   assert.match(block, /From: a@b\.test\r\nFrom: c@d\.test\r\nSender: e@f\.test\r\nSubject: s\r\n/);
   assert.deepEqual(done.senders, { from: ["a@b.test", "c@d.test"], sender: ["e@f.test"] });
 });
+
+Deno.test("completeHeaders() reads From and Sender as UTF-8, as a mail client shows them", () => {
+  const done = completeHeaders(enc.encode("From: CEO <ceo@bücher.test>\r\nSubject: s\r\n"), TRACE);
+  assert.deepEqual(done.senders, { from: ["CEO <ceo@bücher.test>"], sender: [] });
+});
