@@ -33,6 +33,8 @@ import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.
 import { startWebhooks } from "./actors/webhook.ts";
 import { ensureVerpKey } from "./core/store/verp_key.ts";
 import { startInbound } from "./smtp/inbound.ts";
+import { startSimulator } from "./smtp/simulator.ts";
+import { sandboxIntake } from "./core/sandbox/intake.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -99,8 +101,10 @@ async function main() {
   const verp = config.bounceDomain
     ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
     : undefined;
+  const sandbox = sandboxIntake(kv, config.simulatorDomain);
   const intake = {
     ...(verp ? { verp } : {}),
+    sandbox,
     suppressions,
     kv,
     committer,
@@ -118,6 +122,25 @@ async function main() {
   let smtp;
   let http: Deno.HttpServer;
   let inbound: { close(): Promise<void> } | null = null;
+  // The sandbox's simulated MX, on a loopback port of its own; the simulator domain routes there.
+  const simulator = await startSimulator({
+    domain: config.simulatorDomain,
+    greylistMs: config.sandboxGreylist,
+    tls,
+    log,
+    now: Date.now,
+    after: {
+      reports: { kv, committer, log, now: Date.now, suppressions },
+      ...(verp ? { verp } : {}),
+      hostname,
+      log,
+    },
+  });
+  const sandboxSettings = {
+    domain: config.simulatorDomain,
+    greylistMs: config.sandboxGreylist,
+    slowMs: config.sandboxSlowDelay,
+  };
   try {
     smtp = await startSmtp({
       config,
@@ -127,6 +150,7 @@ async function main() {
       log,
       trustedAccount: config.trustedAccount,
       limits,
+      sandbox: sandboxSettings,
     });
     inbound = verp
       ? await startInbound({
@@ -153,6 +177,7 @@ async function main() {
       webhookAllowed: networkMatcher(config.webhookAllow),
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
+      sandbox: sandboxSettings,
       httpLimits: {
         maxBody: config.httpMaxBody,
         maxJsonDepth: config.httpMaxJsonDepth,
@@ -180,14 +205,17 @@ async function main() {
   }
 
   const resolver = denoResolver(config.dns);
+  const routes = {
+    ...config.routes,
+    [config.simulatorDomain]: { hosts: [{ host: "127.0.0.1", port: simulator.port }] },
+  };
   const shaping = resolveShaping(config.shaping, {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
     connectTimeout: config.connectTimeout,
   });
   const directory = new SiteDirectory({
-    resolve: (domain) =>
-      resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+    resolve: (domain) => resolveDestination(domain, { routes, resolver, mxPort: config.mxPort }),
     shaping,
     now: Date.now,
   });
@@ -200,7 +228,15 @@ async function main() {
     signal,
     nodeId,
     hostname,
-    retry: { schedule: config.retrySchedule, maxAgeMs: config.maxAge },
+    retry: {
+      schedule: config.retrySchedule,
+      maxAgeMs: config.maxAge,
+      sandbox: {
+        domain: config.simulatorDomain,
+        schedule: config.sandboxRetrySchedule,
+        maxAgeMs: config.sandboxMaxAge,
+      },
+    },
     commandTimeoutMs: config.commandTimeout,
     pollIntervalMs: config.pollInterval,
     directory,
@@ -297,7 +333,7 @@ async function main() {
     await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     stopSuppressionRefresh();
     await Promise.race([
-      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close()]),
+      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close(), simulator.close()]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     kv.close();

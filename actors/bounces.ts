@@ -36,6 +36,7 @@ import type { RecipientResult } from "../core/store/deliveries.ts";
 import type { MessageRecord } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { newId } from "../core/ids.ts";
+import { isSimulatorAddress } from "../core/sandbox/intake.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
 
 export interface BounceDeps {
@@ -98,6 +99,8 @@ export async function bounceEffects(
     : new Map();
   const streakWrites: { address: string; count: number }[] = [];
   for (const r of failed) {
+    // Test-mode mail never suppresses (nor counts toward suppressing) a real address.
+    if (msg.test && !isSimulatorAddress(deps.intake.sandbox, r.row.rcpt)) continue;
     const address = normalizeAddress(r.row.rcpt);
     if (r.event === "expired") {
       const count = (streaks.get(address)?.count ?? 0) + 1;
@@ -182,6 +185,7 @@ async function dsnRequestFor(
     account: msg.account,
     msgId: msg.id,
     to: msg.mailFrom,
+    ...(msg.test ? { test: true } : {}),
     arrivalAt: msg.createdAt,
     headers,
     recipients,
@@ -227,6 +231,8 @@ export async function sendDsn(deps: BounceDeps, pending: PendingDsn): Promise<vo
     heloName: deps.hostname,
     protocol: "LOCAL",
     via: "dsn",
+    // A DSN about test-mode mail is test-mode mail too: it goes to the simulated MX.
+    ...(r.test ? { test: true } : {}),
     body: (async function* () {
       yield body;
     })(),

@@ -59,6 +59,18 @@ export async function acceptReport(
   if (!report) return { recorded: 0, ignored: "not a delivery status or feedback report" };
   const msgId = messageIdOf(report, envelopeRecipients, deps.verp);
   if (!msgId) return { recorded: 0, ignored: "names no message of ours" };
+  return await recordReport(deps, msgId, report);
+}
+
+/**
+ * Records a parsed report about message `msgId` (found through its VERP return path, or known
+ * to the sandbox's simulated MX that received it).
+ */
+export async function recordReport(
+  deps: Omit<ReportDeps, "verp">,
+  msgId: string,
+  report: Report,
+): Promise<ReportResult> {
   const msg = await loadMessage(deps.kv, msgId);
   if (!msg) return { recorded: 0, ignored: `message ${msgId} is no longer stored` };
 
