@@ -35,6 +35,8 @@ import { ensureVerpKey } from "./core/store/verp_key.ts";
 import { startInbound } from "./smtp/inbound.ts";
 import { startSimulator } from "./smtp/simulator.ts";
 import { sandboxIntake } from "./core/sandbox/intake.ts";
+import { withSimulator } from "./actors/sandbox_route.ts";
+import { withSandboxShaping } from "./core/config/sandbox.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -205,17 +207,18 @@ async function main() {
   }
 
   const resolver = denoResolver(config.dns);
-  const routes = {
-    ...config.routes,
-    [config.simulatorDomain]: { hosts: [{ host: "127.0.0.1", port: simulator.port }] },
-  };
-  const shaping = resolveShaping(config.shaping, {
+  const shaping = resolveShaping(withSandboxShaping(config.shaping, config.simulatorDomain), {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
     connectTimeout: config.connectTimeout,
   });
   const directory = new SiteDirectory({
-    resolve: (domain) => resolveDestination(domain, { routes, resolver, mxPort: config.mxPort }),
+    // The simulator domain goes to the sandbox's simulated MX, on this node's loopback.
+    resolve: withSimulator(
+      (domain) =>
+        resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+      { domain: config.simulatorDomain, port: simulator.port },
+    ),
     shaping,
     now: Date.now,
   });

@@ -120,9 +120,11 @@ export async function startSimulator(deps: SimulatorDeps): Promise<Simulator> {
           raw.set(c, o);
           o += c.length;
         }
-        callback(null, "2.0.0 Delivered (simulated)");
+        // Read before the reply: smtp-server resets the envelope once it has answered.
         const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
-        for (const r of session.envelope.rcptTo) {
+        const rcpts = [...session.envelope.rcptTo];
+        callback(null, "2.0.0 Delivered (simulated)");
+        for (const r of rcpts) {
           const d: Delivered = { mailFrom, rcpt: r.address, raw };
           const behavior = deliveryBehavior(r.address, deps.domain);
           // After the 250 has gone: the relay records the delivery before the report lands.

@@ -33,9 +33,11 @@ function env(sink: Sink, extra: Record<string, string> = {}): Record<string, str
     POSTERN_WEBHOOK_RETRY_SCHEDULE: ["0s", ...Array(300).fill("200ms")].join(","),
     POSTERN_COMMAND_TIMEOUT: "3s",
     POSTERN_SANDBOX_RETRY_SCHEDULE: "1s",
-    POSTERN_SANDBOX_MAX_AGE: "15s",
+    POSTERN_SANDBOX_MAX_AGE: "25s",
     POSTERN_SANDBOX_GREYLIST: "1s",
     POSTERN_SANDBOX_SLOW_DELAY: "1500ms",
+    // Twenty-odd messages are watched at once through the API.
+    POSTERN_HTTP_RATE_LIMIT: "10000/s",
     ...extra,
   };
 }
@@ -193,6 +195,8 @@ Deno.test("every simulator address, over SMTP and over HTTP, ends with the event
     }
     assert.ok(listedAddresses.every((a) => a.endsWith(`@${SIM}`)), "no real address suppressed");
 
+    // ooo@: the auto-reply came and was not taken for a bounce.
+    await relay.waitForLog((l) => l.event === "sandbox.auto_reply", 5_000);
     // throttle@: the simulator site's backoff engaged.
     await relay.waitForLog((l) => l.event === "site.throttled", 5_000);
     // The DSNs for bounce@, mailbox-full@ and the expired timeout@ went to the sender.

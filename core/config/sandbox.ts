@@ -10,6 +10,7 @@ import { parseDuration } from "../policy/duration.ts";
 import { parseRetrySchedule } from "../policy/retry_schedule.ts";
 import { DEFAULT_SIMULATOR_DOMAIN } from "../policy/sandbox.ts";
 import { duration, retrySchedule } from "./fields.ts";
+import type { ShapingSchema } from "./shaping.ts";
 
 export const SANDBOX_FIELDS = {
   /** The reserved domain whose addresses the simulated MX answers for. */
@@ -35,3 +36,27 @@ export const SANDBOX_ENV_NAMES = {
   POSTERN_SANDBOX_GREYLIST: "sandboxGreylist",
   POSTERN_SANDBOX_SLOW_DELAY: "sandboxSlowDelay",
 } as const;
+
+/**
+ * The shaping profile of the simulator's site: the production backoff engages on throttle@ but
+ * recovers in seconds, so one rehearsed 421 storm does not slow every other sandbox test for
+ * five minutes. `shaping.provider.sandbox` in the config file overrides any of it.
+ */
+export function withSandboxShaping(
+  shaping: z.output<typeof ShapingSchema>,
+  domain: string,
+): z.output<typeof ShapingSchema> {
+  return {
+    ...shaping,
+    provider: {
+      ...shaping.provider,
+      sandbox: {
+        match: [domain],
+        backoff_cooldown: parseDuration("10s"),
+        backoff_message_rate: { count: 20, perMs: 1_000 },
+        failed_host_cooldown: parseDuration("1s"),
+        ...shaping.provider.sandbox,
+      },
+    },
+  };
+}
