@@ -318,7 +318,7 @@ async function main() {
         `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
         `    -H "Authorization: Bearer ${admin.printOnce}" -d '{"name":"my-app"}'`,
         `  swaks --server 127.0.0.1:${config.smtpPort} --tls --auth PLAIN \\`,
-        "    --auth-user <username> --auth-password <password> --to you@example.com",
+        `    --auth-user <username> --auth-password <password> --to delivered@${config.simulatorDomain}`,
         "",
       ].join("\n"),
     );
