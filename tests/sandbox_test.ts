@@ -19,6 +19,7 @@ import {
   waitForMessage,
 } from "./support/relay_api.ts";
 import { RawSmtp } from "./support/raw_smtp.ts";
+import { EVENT_TYPES } from "../core/events/vocabulary.ts";
 
 const SIM = "simulator.postern.invalid";
 const FINAL = new Set(["delivered", "bounced", "suppressed"]);
@@ -57,15 +58,7 @@ async function register(relay: Relay, receiver: WebhookReceiver) {
   const res = await relay.api("/v1/webhooks", {
     body: {
       url: receiver.url,
-      events: [
-        "accepted",
-        "delivered",
-        "deferred",
-        "bounced",
-        "suppressed",
-        "complained",
-        "expired",
-      ],
+      events: EVENT_TYPES.filter((t) => t !== "failed"),
     },
   });
   assert.equal(res.status, 201, JSON.stringify(res.json));
