@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
 import type SMTPTransport from "nodemailer/lib/smtp-transport";
-import { type Relay, runCommand, startRelay } from "./support/relay_process.ts";
+import { freePort, type Relay, runCommand, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook_receiver.ts";
 import {
@@ -413,6 +413,29 @@ Deno.test("an account in test mode by default keeps its mail in the sandbox unti
     assert.equal((await send("live@dest.test")).status, 202);
     const [arrived] = await sink.waitFor(1, { timeoutMs: 30_000 });
     assert.equal(arrived!.to[0], "live@dest.test");
+  } finally {
+    await sink.close();
+  }
+});
+
+Deno.test("with VERP, ooo@'s auto-reply reaches the bounce domain and is not taken for a bounce", async () => {
+  const sink = await startSink();
+  const inboundPort = await freePort();
+  await using relay = await startRelay({
+    env: env(sink, {
+      POSTERN_BOUNCE_DOMAIN: "bounces.relay.test",
+      POSTERN_INBOUND_PORT: String(inboundPort),
+    }),
+  });
+  try {
+    const id = await sendHttp(relay, `ooo+verp@${SIM}`);
+    const line = await relay.waitForLog((l) => l.event === "sandbox.auto_reply", 30_000);
+    assert.equal(line.msg, id);
+    assert.equal(line.recorded, 0);
+    assert.equal(line.ignored, "not a delivery status or feedback report");
+    const view = await waitForMessage(relay, id, final, 30_000);
+    assert.deepEqual(view.events.map((e) => e.type), ["accepted", "delivered"]);
+    assert.equal(sink.messages.length, 0, "no DSN: an auto-reply is not a bounce");
   } finally {
     await sink.close();
   }
