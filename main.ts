@@ -37,6 +37,7 @@ import { startSimulator } from "./smtp/simulator.ts";
 import { sandboxIntake } from "./core/sandbox/intake.ts";
 import { withSimulator } from "./actors/sandbox_route.ts";
 import { withSandboxShaping } from "./core/config/sandbox.ts";
+import { suppressionListFor } from "./core/policy/sandbox.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -104,6 +105,9 @@ async function main() {
     ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
     : undefined;
   const sandbox = sandboxIntake(kv, config.simulatorDomain);
+  // Simulator addresses that bounce or complain go on the sandbox's own list, not the account's.
+  const listFor = (account: string, address: string) =>
+    suppressionListFor(account, address, config.simulatorDomain);
   const intake = {
     ...(verp ? { verp } : {}),
     sandbox,
@@ -132,7 +136,7 @@ async function main() {
     log,
     now: Date.now,
     after: {
-      reports: { kv, committer, log, now: Date.now, suppressions },
+      reports: { kv, committer, log, now: Date.now, suppressions, listFor },
       ...(verp ? { verp } : {}),
       hostname,
       log,
@@ -162,7 +166,7 @@ async function main() {
         tls,
         log,
         config,
-        reports: { kv, committer, verp, log, now: Date.now, suppressions },
+        reports: { kv, committer, verp, log, now: Date.now, suppressions, listFor },
       })
       : null;
     const app = createApp({

@@ -21,6 +21,8 @@ export interface ReportDeps {
   verp: VerpConfig;
   log: Logger;
   now(): number;
+  /** The list a suppressed address goes on; default the account's own. */
+  listFor?: (account: string, address: string) => string;
   /** This node's suppression cache, told at once (other nodes reload it on their poll). */
   suppressions?: { remember(account: string, address: string, reason: string): void };
 }
@@ -143,11 +145,13 @@ export async function recordReport(
       e.type === outcome.type && e.rcpt?.toLowerCase() === rcpt.toLowerCase()
     );
     if (seen) continue;
+    const list = deps.listFor?.(msg.account, rcpt) ?? msg.account;
+    if (list !== msg.account) outcome.list = list;
     const stamp = await deps.committer.commit(reportChange(msg, row, outcome, now));
     if (stamp === null) continue; // the row moved meanwhile: a concurrent copy of this report
     recorded++;
     if (outcome.suppress) {
-      deps.suppressions?.remember(msg.account, outcome.suppress.address, outcome.suppress.reason);
+      deps.suppressions?.remember(list, outcome.suppress.address, outcome.suppress.reason);
     }
     deps.log.info("report.recorded", {
       msg: msgId,

@@ -419,7 +419,7 @@ async function acceptHolding(
   };
   const rows: RecipientRow[] = sub.recipients.map((rcpt, idx) => {
     const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ??
-      sandboxSuppression(deps.sandbox, rcpt);
+      sandboxSuppression(deps.sandbox, deps.suppressions, sub.account, rcpt);
     return {
       msgId: id,
       idx,

@@ -21,6 +21,7 @@ import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { suppressionsApi } from "./suppressions.ts";
 import { sandboxApi } from "./sandbox.ts";
+import { sandboxList } from "../core/policy/sandbox.ts";
 import type { SandboxHttp } from "./sandbox_faults.ts";
 import {
   authFailureLock,
@@ -109,6 +110,7 @@ export function createApp(deps: HttpDeps) {
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
   v1.route("/sandbox", sandboxApi(deps.sandbox));
+  v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
   app.route("/v1", v1);
   return app;
 }

@@ -333,6 +333,27 @@ const OPERATIONS: Operation[] = [
     responses: { "200": "{domain, test_mode, plus_suffix, addresses}" },
     auth: "any key",
   },
+  ...([
+    [
+      "get",
+      "",
+      "The sandbox's own suppression list: simulator addresses that bounced or complained",
+    ],
+    ["post", "", "Put a simulator address on the sandbox's list"],
+    ["get", "/{address}", "Whether a simulator address is on the sandbox's list"],
+    [
+      "delete",
+      "/{address}",
+      "Take a simulator address off the sandbox's list, to send to it again",
+    ],
+  ] as const).map(([method, tail, summary]): Operation => ({
+    method,
+    path: `/v1/sandbox/suppressions${tail}`,
+    summary,
+    ...(method === "post" ? { body: AddSuppression } : {}),
+    responses: { "200": "as for /v1/suppressions" },
+    auth: "any key",
+  })),
   {
     method: "delete",
     path: "/v1/queue/{site}",

@@ -178,22 +178,39 @@ Deno.test("every simulator address, over SMTP and over HTTP, ends with the event
       60_000,
     );
 
-    // Suppressions: only the simulator addresses that bounced hard or complained.
-    const suppressions = await relay.api("/v1/suppressions");
-    const listedAddresses = (suppressions.json.data as { address: string }[]).map((s) => s.address);
-    for (const door of ["smtp", "http"]) {
-      assert.ok(listedAddresses.includes(`bounce+${door}@${SIM}`), "bounce@ is suppressed");
-      assert.ok(listedAddresses.includes(`complaint+${door}@${SIM}`), "complaint@ is suppressed");
-      assert.ok(!listedAddresses.includes(`mailbox-full+${door}@${SIM}`));
-    }
-    assert.ok(listedAddresses.every((a) => a.endsWith(`@${SIM}`)), "no real address suppressed");
+    // Suppressions: bounce@ and complaint@ go on the sandbox's own list, never the account's.
+    const real = await relay.api("/v1/suppressions");
+    assert.deepEqual(real.json.data, [], "the account's list holds no simulator address");
+    const own = await relay.api("/v1/sandbox/suppressions");
+    const onSandboxList = (own.json.data as { address: string }[]).map((s) => s.address).sort();
+    assert.deepEqual(
+      onSandboxList,
+      [
+        `bounce+http@${SIM}`,
+        `bounce+smtp@${SIM}`,
+        `complaint+http@${SIM}`,
+        `complaint+smtp@${SIM}`,
+      ],
+    );
+    // The sandbox's list works as the real one does: a listed address is not tried again …
+    const again = await sendHttp(relay, `bounce+smtp@${SIM}`);
+    const suppressedView = await waitForMessage(relay, again, final, 30_000);
+    assert.equal(suppressedView.recipients[0]!.status, "suppressed");
+    // … until it is taken off.
+    const removed = await relay.api(`/v1/sandbox/suppressions/bounce+smtp@${SIM}`, {
+      method: "DELETE",
+    });
+    assert.equal(removed.status, 200);
+    const third = await sendHttp(relay, `bounce+smtp@${SIM}`);
+    const rebounced = await waitForMessage(relay, third, final, 30_000);
+    assert.equal(rebounced.recipients[0]!.status, "bounced");
 
     // ooo@: the auto-reply came and was not taken for a bounce.
     await relay.waitForLog((l) => l.event === "sandbox.auto_reply", 5_000);
     // throttle@: the simulator site's backoff engaged.
     await relay.waitForLog((l) => l.event === "site.throttled", 5_000);
-    // The DSNs for bounce@, mailbox-full@ and the expired timeout@ went to the sender.
-    const dsns = await sink.waitFor(6, { timeoutMs: 30_000 });
+    // The DSNs for bounce@ (three), mailbox-full@ and the expired timeout@ went to the sender.
+    const dsns = await sink.waitFor(7, { timeoutMs: 30_000 });
     assert.ok(dsns.every((m) => m.to[0] === "app@origin.test"));
   } finally {
     await receiver.close();

@@ -70,7 +70,7 @@ export function sandboxTable(
       local: "bounce",
       kind: "delivery",
       does: "Hard bounce: the mailbox does not exist. A DSN goes to the sender and the address " +
-        "is suppressed (only this simulator address: no real address is ever suppressed).",
+        "goes on the sandbox's own suppression list (GET /v1/sandbox/suppressions).",
       reply: "550 5.1.1 No such user here (simulated)",
       events: ["accepted", "bounced"],
     },
@@ -126,7 +126,7 @@ export function sandboxTable(
       local: "complaint",
       kind: "delivery",
       does: "Delivered, then a feedback report (ARF, abuse) arrives: a `complained` event and " +
-        "the address suppressed.",
+        "the address on the sandbox's own suppression list.",
       reply: "250 2.0.0 Delivered (simulated)",
       events: ["accepted", "delivered", "complained"],
     },
@@ -232,6 +232,19 @@ export function submissionFault(
     }
   }
   return setting ?? null;
+}
+
+/**
+ * The sandbox's own suppression list of an account: where simulator addresses go when they bounce
+ * hard or complain, so the account's real list only ever holds real addresses.
+ */
+export function sandboxList(account: string): string {
+  return `${account}:sandbox`;
+}
+
+/** The suppression list `address` belongs on: the sandbox's for a simulator address. */
+export function suppressionListFor(account: string, address: string, domain: string): string {
+  return simulatorLocal(address, domain) === null ? account : sandboxList(account);
 }
 
 /** Whether intake treats `address` as already on the suppression list. */

@@ -8,7 +8,7 @@
  */
 import { getAccount } from "../store/accounts.ts";
 import { getCredential } from "../store/credentials.ts";
-import { isPresuppressed, simulatorLocal } from "../policy/sandbox.ts";
+import { isPresuppressed, sandboxList, simulatorLocal } from "../policy/sandbox.ts";
 
 export interface SandboxIntake {
   /** The simulator domain (POSTERN_SIMULATOR_DOMAIN). */
@@ -57,12 +57,19 @@ export function queueDomain(
   return test && sandbox ? sandbox.domain : rcptDomain;
 }
 
-/** Why a recipient counts as already suppressed by the sandbox, or null. */
+/**
+ * Why a simulator recipient counts as suppressed: on the sandbox's own list of the account, or
+ * suppressed@ (always on it); null for every other address.
+ */
 export function sandboxSuppression(
   sandbox: SandboxIntake | undefined,
+  lists: { reasonFor(account: string, address: string): string | null } | undefined,
+  account: string,
   rcpt: string,
 ): string | null {
-  return sandbox && isPresuppressed(rcpt, sandbox.domain) ? "sandbox" : null;
+  if (!sandbox || simulatorLocal(rcpt, sandbox.domain) === null) return null;
+  if (isPresuppressed(rcpt, sandbox.domain)) return "sandbox";
+  return lists?.reasonFor(sandboxList(account), rcpt) ?? null;
 }
 
 /** Whether `rcpt` is a simulator address (no real mailbox behind it). */
