@@ -239,3 +239,40 @@ Deno.test("the inbound listener refuses forged VERP tags and other domains, and 
     await sink.close();
   }
 });
+
+Deno.test("the inbound listener refuses a bare LF, bare CR or NUL in DATA with 550 5.5.2 and records nothing", async () => {
+  const sink = await startSink();
+  const { relay, inboundPort } = await setup(sink);
+  try {
+    const [id] = await submit(relay, [{ from: "app@origin.test", to: "gone@dest.test", tag: "s" }]);
+    const [delivered] = await sink.waitFor(1);
+    const verp = delivered!.from;
+    await waitUntil(
+      async () => (await getMessage(relay, id!)).recipients[0]!.status === "delivered",
+      "the delivery recorded",
+    );
+    // A genuine DSN whose text carries the smuggling bytes: refused whole, never applied.
+    const genuine = dsn(verp, "gone@dest.test").replace(/\n/g, "\r\n");
+    const client = await RawSmtp.connect(inboundPort);
+    try {
+      await client.hello("mx.dest.test");
+      for (const [name, bad] of [["bare LF", "\n"], ["bare CR", "\r"], ["NUL", "\0"]]) {
+        await client.beginData("", verp);
+        await client.write(genuine.replace("Your message", `Your${bad}message`));
+        const reply = await client.endData();
+        assert.match(reply.raw, /^550 5\.5\.2 /, `${name}: ${reply.raw}`);
+      }
+    } finally {
+      await client.quit();
+    }
+    const refusals = relay.logs.filter((l) =>
+      l.event === "smtp.rejected" && l.reason === "bare_line_ending"
+    );
+    assert.equal(refusals.length, 3, "each refusal is logged");
+    assert.ok(!relay.logs.some((l) => l.event === "inbound.report"), "no report was read");
+    assert.equal((await getMessage(relay, id!)).recipients[0]!.status, "delivered");
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await sink.close();
+  }
+});
