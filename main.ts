@@ -206,6 +206,7 @@ async function main() {
     directory,
     pools: config.pools,
     credentials,
+    ...(verp ? { verp } : {}),
     bounces: {
       kv,
       intake,

@@ -53,12 +53,16 @@ export async function startInbound(deps: InboundDeps): Promise<{ close(): Promis
     cert: deps.tls.cert,
     logger: false,
     socketTimeout: 60_000,
-    onRcptTo(address, _session, callback) {
+    onRcptTo(address, session, callback) {
       const rcpt = address.address;
       if (!isBounceDomain(rcpt, verp)) return callback(smtpError(replies.relayDenied()));
       // A VERP-shaped address must carry a tag that verifies; other mailboxes at the bounce
       // domain (a feedback-loop address) are accepted and matched by the report's contents.
-      if (/^b-/i.test(rcpt) && parseVerp(rcpt, verp) === null) {
+      if (parseVerp(rcpt, verp) === "forged") {
+        deps.log.warn("report.forged", {
+          client: session.remoteAddress,
+          return_path: rcpt.slice(0, 100),
+        });
         return callback(smtpError(replies.unknownBounceAddress()));
       }
       callback();
