@@ -20,6 +20,7 @@ import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import { replies, type Reply } from "./replies.ts";
+import { usernameForLog } from "../core/auth/secrets.ts";
 import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
@@ -205,7 +206,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const lock = authFailures.locked(client, username);
       if (lock !== null) {
         metrics.limitRefusals.inc({ limit: `auth_${lock}` });
-        log.warn("smtp.auth_locked", { client, lock, username: username.slice(0, 64) });
+        log.warn("smtp.auth_locked", { client, lock, ...usernameForLog(username) });
         return callback(smtpError(
           lock === "client" ? replies.authClientLocked(deps.hostname) : replies.authUserLocked(),
         ));
@@ -226,7 +227,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           log.warn("smtp.auth_failed", {
             client: session.remoteAddress,
             method: auth.method,
-            username: username.slice(0, 64),
+            ...usernameForLog(username),
           });
           return refuse(replies.authFailed());
         }
