@@ -110,7 +110,7 @@ async function main() {
 
   // VERP return paths, when a bounce domain is configured; the key is shared through the store.
   const verp = config.bounceDomain
-    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
+    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
     : undefined;
   const intake = {
     ...(verp ? { verp } : {}),

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createPublicKey } from "node:crypto";
-import { type Relay, startRelay } from "./support/relay_process.ts";
+import { freePort, type Relay, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
 import { startWebhookReceiver } from "./support/webhook_receiver.ts";
 import { dumpKv } from "./support/operations.ts";
@@ -57,7 +57,12 @@ Deno.test("webhook secrets and DKIM private keys are in the KV file only sealed;
   const sink = await startSink();
   const relay = await startRelay({
     dataDir,
-    env: { POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`, POSTERN_WEBHOOK_ALLOW: "127.0.0.0/8" },
+    env: {
+      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
+      POSTERN_WEBHOOK_ALLOW: "127.0.0.0/8",
+      POSTERN_BOUNCE_DOMAIN: "bounces.relay.test",
+      POSTERN_INBOUND_PORT: String(await freePort()),
+    },
   });
   try {
     const hook = await relay.api("/v1/webhooks", {
@@ -100,6 +105,10 @@ Deno.test("webhook secrets and DKIM private keys are in the KV file only sealed;
       "the sealed key is the domain's DKIM key",
     );
 
+    const verpKey = entries.find((e) => e.key[0] === "meta" && e.key[1] === "verp_key")!
+      .value as { key: string };
+    assert.match(verpKey.key, /^enc1:/, "the VERP MAC key is sealed too");
+
     const bytes = await kvBytes(relay);
     const dump = await sqliteDump(`${dataDir}/postern.kv`);
     const pemBody = pem.split("\n").filter((l) => l && !l.startsWith("-----"));
@@ -110,6 +119,7 @@ Deno.test("webhook secrets and DKIM private keys are in the KV file only sealed;
         ["DKIM private key PEM", pem],
         ["DKIM private key's first base64 line", pemBody[0]!],
         ["DKIM private key's middle base64 line", pemBody[10]!],
+        ["VERP MAC key", await box.open(verpKey.key, "verp_key")],
       ]
     ) {
       for (const form of forms(secret)) {
