@@ -9,7 +9,7 @@
  */
 import { acceptReport, recordReport, type ReportDeps } from "../inbound_reports.ts";
 import { parseReport } from "../mail/reports.ts";
-import { findRow } from "../store/reports.ts";
+import { listRows } from "../store/queue.ts";
 import type { VerpConfig } from "../mail/verp.ts";
 import type { Logger } from "../log.ts";
 
@@ -105,8 +105,12 @@ export async function complain(deps: AfterDeliveryDeps, d: Delivered): Promise<v
   }
   // The relay records the delivery just after our 250: a complaint filed before that would
   // find the recipient still queued (and its row check would undo the delivery's record).
-  await waitUntilDelivered(deps.reports.kv, msgId, d.rcpt, deps.reports.now);
-  const result = await recordReport(deps.reports, msgId, report);
+  const idx = await waitUntilDelivered(deps.reports.kv, msgId, d.rcpt, deps.reports.now);
+  if (idx === null) {
+    deps.log.warn("sandbox.complaint_unmatched", { msg: msgId, rcpt: d.rcpt });
+    return;
+  }
+  const result = await recordReport(deps.reports, { msgId, idx }, report);
   deps.log.info("sandbox.complaint", { msg: msgId, rcpt: d.rcpt, recorded: result.recorded });
 }
 
@@ -125,12 +129,22 @@ export async function replyOutOfOffice(deps: AfterDeliveryDeps, d: Delivered): P
   });
 }
 
-/** Waits (up to a minute) for the relay to record `rcpt` of `msgId` as delivered. */
-async function waitUntilDelivered(kv: Deno.Kv, msgId: string, rcpt: string, now: () => number) {
+/**
+ * Waits (up to a minute) for the relay to record `rcpt` of `msgId` as delivered; its index in the
+ * message, or null when that does not happen.
+ */
+async function waitUntilDelivered(
+  kv: Deno.Kv,
+  msgId: string,
+  rcpt: string,
+  now: () => number,
+): Promise<number | null> {
   const until = now() + 60_000;
+  const wanted = rcpt.toLowerCase();
   while (now() < until) {
-    const row = await findRow(kv, msgId, rcpt);
-    if (row?.value.status === "delivered") return;
+    const row = (await listRows(kv, msgId)).find((r) => r.rcpt.toLowerCase() === wanted);
+    if (row?.status === "delivered") return row.idx;
     await new Promise((r) => setTimeout(r, 200));
   }
+  return null;
 }
