@@ -2,9 +2,12 @@ import assert from "node:assert/strict";
 import { checkSendScope, loadSendScope, type ScopeRefusal } from "./send_scope.ts";
 import { createAccount } from "./store/accounts.ts";
 import { createDomain, recordVerification } from "./store/domains.ts";
+import { SecretBox } from "./auth/secret_box.ts";
+
+const box = await SecretBox.fromMaterial(new TextEncoder().encode("k".repeat(32)));
 
 async function verified(kv: Deno.Kv, account: string, name: string) {
-  const d = await createDomain(kv, { account, name, algorithms: ["ed25519"] });
+  const d = await createDomain(kv, box, { account, name, algorithms: ["ed25519"] });
   assert.notEqual(d, "exists");
   if (d === "exists") return;
   const records = d.keys.map((k) => ({
@@ -24,7 +27,7 @@ Deno.test("checkSendScope() gives each added domain and all its subdomains to it
     const a = (await createAccount(kv, { name: "a", settings: { requireVerifiedSender: false } }))!;
     const b = (await createAccount(kv, { name: "b" }))!;
     await verified(kv, b.id, "b.test");
-    await createDomain(kv, { account: a.id, name: "news.b.test", algorithms: ["ed25519"] });
+    await createDomain(kv, box, { account: a.id, name: "news.b.test", algorithms: ["ed25519"] });
     const scope = await loadSendScope(kv, a.id, null);
     const sender = (envelopeSender: string) =>
       checkSendScope({ kv }, scope, { envelopeSender }).then(why);
@@ -33,7 +36,11 @@ Deno.test("checkSendScope() gives each added domain and all its subdomains to it
     // However many labels come before it: every parent is looked at.
     assert.equal(await sender(`x@${"a.".repeat(40)}b.test`), "other_account");
     // An IDN is the same domain whether written in A-labels or in Unicode.
-    await createDomain(kv, { account: b.id, name: "xn--bcher-kva.test", algorithms: ["ed25519"] });
+    await createDomain(kv, box, {
+      account: b.id,
+      name: "xn--bcher-kva.test",
+      algorithms: ["ed25519"],
+    });
     assert.equal(await sender("ceo@xn--bcher-kva.test"), "other_account");
     assert.equal(await sender("ceo@bücher.test"), "other_account");
     // The most specific added domain decides.

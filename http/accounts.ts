@@ -18,27 +18,37 @@ import { label, poolList } from "./fields.ts";
 import { parseJson } from "./validate.ts";
 
 const settingFields = {
-  require_verified_sender: z.boolean(),
-  pools: poolList,
+  require_verified_sender: z.boolean().describe(
+    "Senders (MAIL FROM, From, Sender) must be the account's verified domains",
+  ),
+  pools: poolList.describe("IP pools every credential of the account may choose"),
+  test_mode: z.boolean().describe(
+    "Default test mode for every credential of the account (sandbox: nothing leaves the relay)",
+  ),
 };
 
 export const CreateAccount = z.object({
   name: label,
   require_verified_sender: settingFields.require_verified_sender.optional(),
   pools: settingFields.pools.optional(),
+  test_mode: settingFields.test_mode.optional(),
 }).strict();
 
 export const UpdateAccount = z.object({
   require_verified_sender: settingFields.require_verified_sender.optional(),
   pools: settingFields.pools.optional(),
+  test_mode: settingFields.test_mode.optional(),
 }).strict().refine((v) => Object.keys(v).length > 0, "name at least one setting to change");
 
-function settingsOf(input: z.output<typeof UpdateAccount>): Partial<AccountSettings> {
+function settingsOf(
+  input: z.output<typeof UpdateAccount>,
+): Partial<AccountSettings> & { testMode?: boolean } {
   return {
     ...(input.require_verified_sender !== undefined
       ? { requireVerifiedSender: input.require_verified_sender }
       : {}),
     ...(input.pools !== undefined ? { pools: [...new Set(input.pools)] } : {}),
+    ...(input.test_mode !== undefined ? { testMode: input.test_mode } : {}),
   };
 }
 
@@ -48,6 +58,7 @@ function view(a: Account) {
     name: a.name,
     require_verified_sender: a.requireVerifiedSender,
     pools: a.pools,
+    test_mode: a.testMode === true,
     created_at: new Date(a.createdAt).toISOString(),
   };
 }
@@ -57,8 +68,12 @@ export function accountsApi(kv: Deno.Kv) {
   app.use("*", requireAdmin());
 
   app.post("/", async (c) => {
-    const { name, ...settings } = await parseJson(c, CreateAccount);
-    const account = await createAccount(kv, { name, settings: settingsOf(settings) });
+    const { name, test_mode, ...settings } = await parseJson(c, CreateAccount);
+    const account = await createAccount(kv, {
+      name,
+      settings: settingsOf(settings),
+      ...(test_mode ? { testMode: true } : {}),
+    });
     if (!account) throw errors.conflict(`An account named "${name}" exists`);
     return c.json(view(account), 201);
   });
@@ -72,10 +87,8 @@ export function accountsApi(kv: Deno.Kv) {
   });
 
   app.patch("/:id", async (c) => {
-    const id = c.req.param("id").slice(0, 64);
-    if (!(await getAccount(kv, id))) throw errors.notFound("account");
     const input = await parseJson(c, UpdateAccount);
-    const updated = await updateAccount(kv, id, settingsOf(input));
+    const updated = await updateAccount(kv, c.req.param("id").slice(0, 64), settingsOf(input));
     if (!updated) throw errors.notFound("account");
     return c.json(view(updated));
   });

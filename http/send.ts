@@ -35,10 +35,13 @@ import type { SendLimits } from "../core/send_limits.ts";
 import type { AppEnv, Principal } from "./auth.ts";
 import { ApiError, errorItem, errors } from "./errors.ts";
 import { clientAddress } from "./limits.ts";
+import { playSubmissionFault, type SandboxHttp } from "./sandbox_faults.ts";
 
 export interface SendDeps {
   intake: IntakeDeps;
   limits: SendLimits;
+  /** Submission faults at the simulator domain (http/sandbox_faults.ts). */
+  sandbox?: SandboxHttp;
 }
 
 const MAX_RECIPIENTS = 1000;
@@ -110,6 +113,10 @@ export const SendMessageSchema = z.object({
   attachments: z.array(AttachmentSchema).max(100).optional(),
   tags: TagsSchema.optional(),
   metadata: MetadataSchema.optional(),
+  test: z.boolean().optional().describe(
+    "Test mode: the message goes through everything but is delivered only to the sandbox's " +
+      "simulated MX (GET /v1/sandbox)",
+  ),
 }).strict().superRefine((m, ctx) => {
   const count = [m.to, m.cc, m.bcc].reduce((n, l) => n + (l ? [l].flat().length : 0), 0);
   if (count === 0) ctx.addIssue({ code: "custom", message: "name at least one of to, cc, bcc" });
@@ -155,6 +162,7 @@ interface Prepared {
   tags: string[];
   metadata: Record<string, string>;
   fingerprint: string;
+  test: boolean;
 }
 
 function prepareJson(m: SendMessage, fingerprint: string): Prepared {
@@ -183,6 +191,7 @@ function prepareJson(m: SendMessage, fingerprint: string): Prepared {
     tags: [...new Set(m.tags ?? [])],
     metadata: m.metadata ?? {},
     fingerprint,
+    test: m.test === true,
   };
 }
 
@@ -233,6 +242,7 @@ function prepareRaw(c: Context, raw: Uint8Array): Prepared {
     tags: [...new Set(tags)],
     metadata: {},
     fingerprint: sha256(bytesToBinary(raw)),
+    test: c.req.query("test") === "true",
   };
 }
 
@@ -300,6 +310,7 @@ async function send(
   const principal = c.get("principal");
   const client = clientAddress(c);
   const scope = await checkScopes(deps, principal, client, p);
+  await playSubmissionFault(deps.sandbox, p.recipients, scope.credential?.sandboxSubmission);
   const submission: Submission = {
     account: principal.account,
     credentialId: principal.credentialId,
@@ -313,6 +324,7 @@ async function send(
     scope,
     tags: p.tags,
     metadata: p.metadata,
+    ...(p.test ? { test: true } : {}),
     ...(idempotencyKey !== undefined
       ? { idempotencyKey, idempotencyFingerprint: p.fingerprint }
       : {}),

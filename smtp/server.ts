@@ -18,9 +18,20 @@ import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import { replies, type Reply, scopeRefused } from "./replies.ts";
+import { usernameForLog } from "../core/auth/secrets.ts";
+import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthFailures } from "../core/policy/auth_failures.ts";
+import type { SubmissionFault } from "../core/policy/sandbox.ts";
+import {
+  faultAtData,
+  faultAtRcpt,
+  late,
+  refuseAfterData,
+  sandboxReplies,
+  type SandboxSubmission,
+} from "./sandbox_faults.ts";
 
 export interface SmtpDeps {
   config: Config;
@@ -32,6 +43,8 @@ export interface SmtpDeps {
   trustedAccount: string;
   /** Credentials' rate_limit and daily_quota, asked at MAIL FROM and RCPT TO. */
   limits: SendLimits;
+  /** Submission faults at the simulator domain (smtp/sandbox_faults.ts). */
+  sandbox?: SandboxSubmission;
 }
 
 interface SessionUser {
@@ -148,6 +161,11 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     return null;
   }
 
+  /** The credential's `sandbox_submission` fault, as of this transaction's MAIL FROM. */
+  function sandboxFaultOf(session: SMTPServerSession): SubmissionFault | null {
+    return scopes.get(session.id)?.credential?.sandboxSubmission ?? null;
+  }
+
   /** A recipient against the scope its transaction's MAIL FROM loaded. */
   async function refuseRecipient(
     session: SMTPServerSession,
@@ -226,7 +244,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const lock = authFailures.locked(client, username);
       if (lock !== null) {
         metrics.limitRefusals.inc({ limit: `auth_${lock}` });
-        log.warn("smtp.auth_locked", { client, lock, username: username.slice(0, 64) });
+        log.warn("smtp.auth_locked", { client, lock, ...usernameForLog(username) });
         return callback(smtpError(
           lock === "client" ? replies.authClientLocked(deps.hostname) : replies.authUserLocked(),
         ));
@@ -247,7 +265,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           log.warn("smtp.auth_failed", {
             client: session.remoteAddress,
             method: auth.method,
-            username: username.slice(0, 64),
+            ...usernameForLog(username),
           });
           return refuse(replies.authFailed());
         }
@@ -315,6 +333,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const problem = checkRelayAddress(address.address);
       if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
       if (problem) return callback(smtpError(replies.badRecipient(problem)));
+      const fault = faultAtRcpt(deps.sandbox, address.address, sandboxFaultOf(session));
+      if (fault) return callback(smtpError(fault)); // a 421 closes the connection
       if (repeated) return callback();
       // daily_quota counts recipients: this one must fit with those already accepted.
       refuseRecipient(session, rcpts.length + 1).then(
@@ -328,6 +348,11 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const envelope = session.envelope;
       const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : "";
       const recipients = envelope.rcptTo.map((r) => r.address);
+      const fault = faultAtData(deps.sandbox, recipients, sandboxFaultOf(session));
+      if (fault === "smtp-451" || fault === "smtp-552") {
+        return refuseAfterData(stream, sandboxReplies[fault], callback);
+      }
+      if (fault === "smtp-slow") callback = late(callback, deps.sandbox!.slowMs);
       const started = performance.now();
       openTransactions++;
       accept(deps.intake, {
@@ -369,9 +394,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           });
           callback(smtpError(refusal));
         } else if (result.reason === "bare_line_ending") {
-          metrics.limitRefusals.inc({ limit: "bare_line_ending" });
-          log.warn("smtp.rejected", { reason: "bare_line_ending", found: result.found, ...fields });
-          callback(smtpError(replies.bareLineEnding(result.found)));
+          callback(bareLineEndingRefusal(log, result.found, fields));
         } else if (result.reason === "header_too_large") {
           log.info("smtp.rejected", { reason: "header_too_large", ...fields });
           callback(smtpError(replies.headerTooLarge(result.limit)));

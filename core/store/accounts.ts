@@ -26,6 +26,8 @@ export interface Account extends AccountSettings {
   id: string;
   name: string;
   createdAt: number;
+  /** Test mode for every credential of the account (a credential may also set its own). */
+  testMode?: boolean;
 }
 
 /** The settings an account made through the API starts with. */
@@ -66,7 +68,7 @@ export async function ensureDefaultAccount(kv: Deno.Kv, now = Date.now()): Promi
 /** A new account, or null when the name is taken (names are unique, ignoring case). */
 export async function createAccount(
   kv: Deno.Kv,
-  input: { name: string; settings?: Partial<AccountSettings>; now?: number },
+  input: { name: string; settings?: Partial<AccountSettings>; testMode?: boolean; now?: number },
 ): Promise<Account | null> {
   const account: Account = {
     ...NEW_ACCOUNT_SETTINGS,
@@ -74,6 +76,7 @@ export async function createAccount(
     id: shortId("acc_", 16),
     name: input.name,
     createdAt: input.now ?? Date.now(),
+    ...(input.testMode ? { testMode: true } : {}),
   };
   const res = await kv.atomic()
     .check({ key: keys.accountByName(account.name), versionstamp: null })
@@ -92,7 +95,7 @@ export async function getAccount(kv: Deno.Kv, id: string): Promise<Account | nul
 export async function updateAccount(
   kv: Deno.Kv,
   id: string,
-  patch: Partial<AccountSettings>,
+  patch: Partial<AccountSettings> & { testMode?: boolean },
 ): Promise<Account | null> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const entry = await kv.get<Account>(keys.account(id));

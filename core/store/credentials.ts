@@ -12,6 +12,7 @@ import { keys } from "./keys.ts";
 import { hashSecret, randomToken, type SecretHash, sha256, verifySecret } from "../auth/secrets.ts";
 import { shortId } from "../ids.ts";
 import { networkMatcher } from "../net/cidr.ts";
+import type { SubmissionFault } from "../policy/sandbox.ts";
 
 export interface CredentialSecret {
   id: string;
@@ -35,6 +36,10 @@ export interface CredentialScopes {
   pools: string[];
   /** Whether bounces send a DSN to the sender. */
   dsn: boolean;
+  /** Test mode: mail goes through everything but leaves only for the simulated MX. */
+  testMode: boolean;
+  /** A submission fault every transaction plays (core/policy/sandbox.ts); null = none. */
+  sandboxSubmission: SubmissionFault | null;
 }
 
 export const DEFAULT_SCOPES: Readonly<CredentialScopes> = {
@@ -45,6 +50,8 @@ export const DEFAULT_SCOPES: Readonly<CredentialScopes> = {
   pool: null,
   pools: [],
   dsn: true,
+  testMode: false,
+  sandboxSubmission: null,
 };
 
 export interface Credential extends CredentialScopes {
