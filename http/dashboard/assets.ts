@@ -45,7 +45,9 @@ color:var(--accent)}button.danger{background:var(--bad);border-color:var(--bad)}
 .notice{padding:.7rem 1rem;border-radius:8px;margin-bottom:1rem;border:1px solid}
 .notice.ok{background:#eaf7ef;border-color:#b5e0c4}.notice.error{background:#fdecea;
 border-color:#f3b8b2}.notice.warn{background:#fff6e0;border-color:#f0d48f}
-.secret{background:#fffbe6;border:2px dashed #d9a400;padding:1rem;border-radius:8px}
+.secret{background:#fffbe6;border:2px dashed #d9a400;padding:1rem;border-radius:8px;
+margin-bottom:1rem}.card>h2:first-child,form.card>h2,.secret>h2:first-child{margin-top:0}
+td .copy{min-width:13rem}
 .copy{display:flex;gap:.4rem;align-items:flex-start}.copy code{flex:1;background:#f2f4f7;
 padding:.35rem .45rem;border-radius:4px}.copy button{margin:0;padding:.2rem .55rem;font-size:.8rem}
 .timeline{list-style:none;padding:0;margin:0}.timeline li{border-left:3px solid var(--line);

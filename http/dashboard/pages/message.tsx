@@ -211,7 +211,7 @@ export function messagePages(app: Hono<DashEnv>, ctx: PageContext) {
             {events.map((e) => (
               <li class={e.type}>
                 <Badge status={e.type} /> <b>{when(e.at)}</b>
-                {e.recipient ? <span>{e.recipient}</span> : null}
+                {e.recipient ? <span>· {e.recipient}</span> : null}
                 {e.remote_host
                   ? (
                     <div class="small">

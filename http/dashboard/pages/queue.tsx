@@ -5,6 +5,7 @@ import { back, field, type PageContext } from "../context.ts";
 import { Action, Badge, Csrf, Flash, Notice, Page, when } from "../layout.tsx";
 import { errorText } from "../api.ts";
 import type { SiteView } from "../../../core/queue_control.ts";
+import { ApiError } from "../../errors.ts";
 
 const ACTIONS = {
   retry: { method: "POST", path: "retry", confirm: false, done: "retries its queue now" },
@@ -27,6 +28,7 @@ export function queuePages(app: Hono<DashEnv>, ctx: PageContext) {
       ctx.frame(c),
       ctx.api(c.get("principal"), "GET", "/v1/queue"),
     ]);
+    if (res.status === 403) throw new ApiError(403, "forbidden", errorText(res));
     const sites: SiteView[] = res.ok ? res.json.data : [];
     return c.html(
       <Page frame={frame} title="Queue">

@@ -37,6 +37,7 @@ export function webhookPages(app: Hono<DashEnv>, ctx: PageContext) {
       ctx.frame(c),
       ctx.api(principal, "GET", "/v1/webhooks"),
     ]);
+    if (res.status === 403) throw new ApiError(403, "forbidden", errorText(res));
     const list: WebhookView[] = res.ok
       ? (await Promise.all(
         (res.json.data as WebhookView[]).map((w) =>
