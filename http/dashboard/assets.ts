@@ -41,7 +41,7 @@ button,.button{display:inline-block;padding:.42rem .85rem;border-radius:6px;bord
 var(--accent);background:var(--accent);color:#fff;font:inherit;font-size:.9rem;cursor:pointer;
 text-decoration:none;margin:.2rem .2rem .2rem 0}button.secondary,.button.secondary{background:#fff;
 color:var(--accent)}button.danger{background:var(--bad);border-color:var(--bad)}
-.actions{margin-top:.8rem}.muted{color:var(--muted)}.small{font-size:.85rem}
+.gap{margin-left:.35em}.actions{margin-top:.8rem}.muted{color:var(--muted)}.small{font-size:.85rem}
 .notice{padding:.7rem 1rem;border-radius:8px;margin-bottom:1rem;border:1px solid}
 .notice.ok{background:#eaf7ef;border-color:#b5e0c4}.notice.error{background:#fdecea;
 border-color:#f3b8b2}.notice.warn{background:#fff6e0;border-color:#f0d48f}
@@ -65,7 +65,7 @@ vertical-align:-1px}.signin{max-width:420px;margin:3rem auto}
 @media (max-width:640px){main{padding:.6rem}header.top .who{margin-left:0}
 table.stack thead{display:none}table.stack tr{display:block;border-bottom:1px solid var(--line);
 padding:.3rem 0}table.stack td{display:flex;gap:.6rem;border:0;padding:.15rem .2rem}
-table.stack td::before{content:attr(data-label);font-weight:600;color:var(--muted);
+table.stack td,table.stack td.num{text-align:left}table.stack td::before{content:attr(data-label);font-weight:600;color:var(--muted);
 min-width:6.5rem}}
 `;
 

@@ -142,6 +142,15 @@ function SmtpSettings(
             <td>PLAIN or LOGIN, over TLS only</td>
           </tr>
           <tr>
+            <th>Try it</th>
+            <td>
+              <Copy
+                text={`swaks --server ${props.host}:${props.submissionPort} --tls --auth PLAIN --auth-user ${props.username} --auth-password ${props.password} --from you@your-domain --to you@example.org`}
+                label="swaks command"
+              />
+            </td>
+          </tr>
+          <tr>
             <th>HTTP API</th>
             <td>
               <code>Authorization: Bearer {props.password}</code>

@@ -143,7 +143,7 @@ export function domainPages(app: Hono<DashEnv>, ctx: PageContext) {
                   <tr>
                     <td data-label="Purpose">
                       {r.purpose}
-                      {r.required ? "" : <span class="muted small">(suggested)</span>}
+                      {r.required ? "" : <span class="muted small gap">(suggested)</span>}
                     </td>
                     <td data-label="Type">{r.type}</td>
                     <td data-label="Name">

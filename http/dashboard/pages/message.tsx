@@ -211,12 +211,12 @@ export function messagePages(app: Hono<DashEnv>, ctx: PageContext) {
             {events.map((e) => (
               <li class={e.type}>
                 <Badge status={e.type} /> <b>{when(e.at)}</b>
-                {e.recipient ? <span>· {e.recipient}</span> : null}
+                {e.recipient ? <span class="gap">· {e.recipient}</span> : null}
                 {e.remote_host
                   ? (
                     <div class="small">
                       remote host <code>{e.remote_host}</code>
-                      {e.local_address ? <span>from {e.local_address}</span> : null}
+                      {e.local_address ? <span class="gap">from {e.local_address}</span> : null}
                       {e.tls ? <span>, {e.tls}</span> : null}
                     </div>
                   )
