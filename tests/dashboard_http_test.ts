@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
 import { submit } from "./support/relay_mail.ts";
-import { call, newCredential } from "./support/tenants.ts";
+import { call, newAccount, newCredential } from "./support/tenants.ts";
 import { keys } from "../core/store/keys.ts";
 import { newId } from "../core/ids.ts";
 import type { MessageRecord, RecipientRow } from "../core/model.ts";
@@ -123,6 +123,32 @@ Deno.test("an API key whose allowed_ips exclude the browser cannot sign in, and 
   const after = await get(relay, "/activity", cookie);
   await after.body?.cancel();
   assert.equal(after.status, 303, "the session went with the key");
+});
+
+Deno.test("the admin switches the dashboard to another account and sees that account's log only", async () => {
+  await using relay = await startRelay({ env: { POSTERN_ROUTES: "*=127.0.0.1:9" } });
+  const acme = await newAccount(relay, "acme");
+  const key = await newCredential(relay, { name: "acme app" }, acme);
+  const sent = await call(relay, "/v1/messages", {
+    token: key.password,
+    body: { from: "app@acme.test", to: "buyer@dest.test", subject: "Acme invoice", text: "hi" },
+  });
+  assert.equal(sent.status, 202, sent.text);
+
+  const { cookie } = await signIn(relay, relay.adminToken);
+  const before = await (await get(relay, "/activity", cookie)).text();
+  assert.ok(!before.includes("Acme invoice"), "the default account's log");
+  assert.match(before, /<option value="[^"]+" selected="">default<\/option>/);
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(before)![1]!;
+  const bad = await post(relay, "/dashboard/account", { account: "nope", _csrf: csrf }, cookie);
+  await bad.body?.cancel();
+  assert.equal(bad.status, 404);
+  const switched = await post(relay, "/dashboard/account", { account: acme, _csrf: csrf }, cookie);
+  await switched.body?.cancel();
+  assert.equal(switched.status, 303);
+  const after = await (await get(relay, "/activity", cookie)).text();
+  assert.match(after, /Acme invoice/);
+  assert.match(after, /selected="">acme<\/option>/);
 });
 
 /** Writes `count` delivered or bounced messages over the last day straight into the store. */

@@ -12,7 +12,7 @@ import { submit } from "./support/relay_mail.ts";
 import { waitUntil } from "./support/operations.ts";
 import { call, newAccount, newCredential } from "./support/tenants.ts";
 import { startWebhookReceiver } from "./support/webhook_receiver.ts";
-import { browserMissing, launchBrowser, SHOTS_DIR } from "./support/browser.ts";
+import { browserMissing, launchBrowser, SHOTS_DIR, type TestBrowser } from "./support/browser.ts";
 
 const missing = browserMissing();
 if (missing) console.warn(`dashboard browser tests are skipped: ${missing}`);
@@ -35,9 +35,10 @@ async function mainText(page: Page): Promise<string> {
 }
 
 /** Opens `/`, which leads to the sign-in form, and signs in with `token`. */
-async function signIn(page: Page, relay: Relay, token: string): Promise<void> {
+async function signIn(page: Page, relay: Relay, token: string, shot?: TestBrowser) {
   await page.goto(`${base(relay)}/`);
   assert.match(page.url(), /\/dashboard\/sign-in/, "`/` leads to the dashboard's sign-in");
+  await shot?.shot(page, "00-sign-in");
   await page.type("#token", token);
   await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
   assert.doesNotMatch(page.url(), /sign-in/, await mainText(page));
@@ -73,7 +74,7 @@ Deno.test({
     await using b = await launchBrowser();
     try {
       const page = await b.newPage();
-      await signIn(page, relay, relay.adminToken);
+      await signIn(page, relay, relay.adminToken, b);
       await b.shot(page, "01-overview-empty");
       assert.ok(!(await page.content()).includes(relay.adminToken), "the token is never shown");
 
@@ -84,6 +85,7 @@ Deno.test({
       const signing = await page.$eval(".secret code", (e) => e.textContent ?? "");
       assert.match(signing, /^whsec_/, "the signing secret is shown once");
       hooks.secrets = [signing];
+      await b.shot(page, "09-webhook-created");
 
       const [id] = await submit(relay, [
         { from: "app@origin.test", to: "reader@dest.test", tag: "dash-first" },
@@ -144,6 +146,12 @@ Deno.test({
       await submitForm(page, "Add");
       assert.match(await mainText(page), /gone@dest\.test is suppressed/);
       await b.shot(page, "06-suppressions");
+      await page.type("#f-q", "gone@dest.test");
+      await submitForm(page, "Find");
+      assert.match(await mainText(page), /asked to stop/);
+      await submitForm(page, "Remove");
+      assert.match(await mainText(page), /gone@dest\.test removed/);
+      assert.equal((await call(relay, "/v1/suppressions/gone%40dest.test")).status, 404);
 
       // A deferred message: its page says why it waits, and the queue steers its site.
       const [waiting] = await submit(relay, [

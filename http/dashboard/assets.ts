@@ -35,6 +35,9 @@ form.inline{display:inline}label{display:block;font-weight:600;font-size:.88rem;
 input[type=text],input[type=password],input[type=search],input[type=url],input[type=number],
 input[type=email],input[type=datetime-local],select,textarea{width:100%;padding:.45rem .5rem;
 border:1px solid #b9c2cf;border-radius:6px;font:inherit;background:#fff}
+fieldset{border:1px solid var(--line);border-radius:6px;margin:.7rem 0;padding:.3rem .8rem .6rem}
+legend{font-weight:600;font-size:.88rem;padding:0 .3rem}.checks{display:grid;gap:0 1rem;
+grid-template-columns:repeat(auto-fill,minmax(150px,1fr))}
 .check{display:flex;gap:.4rem;align-items:center;font-weight:400}.check input{width:auto}
 .fields{display:grid;gap:0 1rem;grid-template-columns:repeat(auto-fit,minmax(190px,1fr))}
 button,.button{display:inline-block;padding:.42rem .85rem;border-radius:6px;border:1px solid
@@ -54,7 +57,7 @@ padding:.35rem .45rem;border-radius:4px}.copy button{margin:0;padding:.2rem .55r
 padding:.3rem 0 .6rem .8rem;margin-left:.3rem}.timeline li.delivered{border-color:var(--ok)}
 .timeline li.bounced,.timeline li.complained{border-color:var(--bad)}
 .timeline li.deferred{border-color:var(--warn)}
-.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(120px,1fr));gap:.6rem}
+.kpi>span{display:block}.kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(120px,1fr));gap:.6rem}
 .kpi{background:#f3f6fa;border-radius:6px;padding:.5rem .7rem}.kpi b{display:block;font-size:1.3rem}
 svg.chart{width:100%;height:auto;max-height:260px}.legend{display:flex;flex-wrap:wrap;gap:.8rem;
 font-size:.85rem}.legend i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;

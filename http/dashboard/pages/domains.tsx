@@ -77,12 +77,14 @@ export function domainPages(app: Hono<DashEnv>, ctx: PageContext) {
               <TextField name="name" label="Domain name" placeholder="example.com" required />
               <fieldset>
                 <legend>DKIM keys</legend>
-                <label class="check">
-                  <input type="checkbox" name="rsa" value="true" checked /> RSA 2048
-                </label>
-                <label class="check">
-                  <input type="checkbox" name="ed25519" value="true" /> Ed25519 (as well)
-                </label>
+                <div class="checks">
+                  <label class="check">
+                    <input type="checkbox" name="rsa" value="true" checked /> RSA 2048
+                  </label>
+                  <label class="check">
+                    <input type="checkbox" name="ed25519" value="true" /> Ed25519 (as well)
+                  </label>
+                </div>
               </fieldset>
               <div class="actions">
                 <button type="submit">Add domain</button>

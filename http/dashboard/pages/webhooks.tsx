@@ -96,17 +96,19 @@ export function webhookPages(app: Hono<DashEnv>, ctx: PageContext) {
           <TextField name="description" label="Description" />
           <fieldset>
             <legend>Events</legend>
-            {EVENT_TYPES.map((t) => (
-              <label class="check">
-                <input
-                  type="checkbox"
-                  name={`event_${t}`}
-                  value="true"
-                  checked={t !== "accepted"}
-                />{" "}
-                {t}
-              </label>
-            ))}
+            <div class="checks">
+              {EVENT_TYPES.map((t) => (
+                <label class="check">
+                  <input
+                    type="checkbox"
+                    name={`event_${t}`}
+                    value="true"
+                    checked={t !== "accepted"}
+                  />{" "}
+                  {t}
+                </label>
+              ))}
+            </div>
           </fieldset>
           <div class="actions">
             <button type="submit">Add endpoint</button>
