@@ -10,7 +10,8 @@ import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
 import { submit } from "./support/relay_mail.ts";
 import { waitUntil } from "./support/operations.ts";
-import { call, newAccount, newCredential } from "./support/tenants.ts";
+import { call, newAccount, newCredential, publish } from "./support/tenants.ts";
+import { startDnsServer } from "./support/dns_server.ts";
 import { startWebhookReceiver } from "./support/webhook_receiver.ts";
 import { browserMissing, launchBrowser, SHOTS_DIR, type TestBrowser } from "./support/browser.ts";
 
@@ -263,6 +264,28 @@ Deno.test({
       assert.ok(!(await page.content()).includes(password));
       assert.match(await mainText(page), /billing app/);
       await b.shot(page, "13-credentials");
+
+      // Rotate (a second password, shown once), edit scopes, revoke.
+      await Promise.all([page.waitForNavigation(), page.click("xpath/.//a[.='billing app']")]);
+      await submitForm(page, "Rotate (issue a second password)");
+      const second = /pst_[a-z0-9]{16}_[A-Za-z0-9_-]{32}/.exec(
+        await page.$eval(".secret", (e) => (e as unknown as { innerText: string }).innerText),
+      )?.[0];
+      assert.ok(second && second !== password, "a new password");
+      assert.equal((await call(relay, "/v1/credentials", { token: password })).status, 200);
+      assert.equal((await call(relay, "/v1/credentials", { token: second })).status, 200);
+      await page.$eval("#f-domains", (e) => ((e as unknown as { value: string }).value = ""));
+      await page.type("#f-domains", "shop.example.test");
+      await submitForm(page, "Save scopes");
+      assert.match(await mainText(page), /Scopes saved/);
+      const id = /cr_[a-z0-9]{16}/.exec(page.url())![0];
+      const scoped = await call(relay, `/v1/credentials/${id}`);
+      assert.deepEqual(scoped.json.domains, ["shop.example.test"]);
+      assert.equal(scoped.json.rate_limit, "100/min", "untouched scopes stay");
+      await page.click("input[name=confirm]");
+      await submitForm(page, "Revoke credential");
+      assert.match(await mainText(page), /Credential revoked/);
+      assert.equal((await call(relay, "/v1/credentials", { token: second })).status, 401);
     } finally {
       await sink.close();
     }
@@ -334,6 +357,49 @@ Deno.test({
       await b.shot(page, "16-credentials-as-key");
     } finally {
       await sink.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a domain's records copied from its page verify with Verify now, and a DKIM rotation lists the new key to publish",
+  ignore: missing !== null,
+  async fn() {
+    const dns = await startDnsServer({ txt: {} });
+    try {
+      await using relay = await startRelay({ env: { POSTERN_DNS: `127.0.0.1:${dns.port}` } });
+      await using b = await launchBrowser();
+      const page = await b.newPage();
+      await signIn(page, relay, relay.adminToken);
+      assert.equal(await open(page, relay, "/domains"), 200);
+      await page.type("#f-name", "mail.example.test");
+      await submitForm(page, "Add domain");
+      await submitForm(page, "Verify now");
+      assert.match(await mainText(page), /Not verified yet/);
+
+      // What an operator copies: each row's name and value, from the copy buttons.
+      const rows = await page.evaluate(
+        `Array.from(document.querySelectorAll("tbody tr")).map((tr) =>
+          Array.from(tr.querySelectorAll("button[data-copy]")).map((b) => b.getAttribute("data-copy")))`,
+      ) as string[][];
+      const records = rows.filter((r) => r.length === 2).map(([name, value]) => ({
+        name: name!,
+        value: value!,
+      }));
+      assert.equal(records.length, 3, JSON.stringify(rows));
+      publish(dns.zone, records);
+      await submitForm(page, "Verify now");
+      assert.match(await mainText(page), /mail\.example\.test is verified/);
+      assert.ok((await page.$$(".badge.verified")).length >= 2, "the domain and its records");
+      await b.shot(page, "17-domain-verified");
+
+      await submitForm(page, "Rotate DKIM keys");
+      assert.match(await mainText(page), /New DKIM keys made/);
+      assert.equal((await page.$$("xpath/.//li[.//span[.='pending']]")).length, 1);
+      await b.shot(page, "18-domain-rotating");
+    } finally {
+      await dns.close();
     }
   },
 });
