@@ -80,11 +80,23 @@ Deno.test("the dashboard session cookie is HttpOnly and SameSite=Strict, and sig
   assert.equal(added.status, 303);
   assert.equal((await call(relay, "/v1/suppressions/x%40dest.test")).status, 200);
 
-  const out = await post(relay, "/dashboard/sign-out", { _csrf: csrf }, cookie);
+  // Signing in again from the same browser replaces its session rather than adding one.
+  const again = await post(relay, "/dashboard/sign-in", { token: relay.adminToken }, cookie);
+  await again.body?.cancel();
+  const renewed = /postern_session=[^;]*/.exec(again.headers.get("set-cookie") ?? "")![0];
+  assert.notEqual(renewed, cookie);
+  const stale = await get(relay, "", cookie);
+  await stale.body?.cancel();
+  assert.equal(stale.status, 303, "the replaced session is gone");
+  const fresh = await (await get(relay, "", renewed)).text();
+  const freshCsrf = /name="_csrf" value="([^"]+)"/.exec(fresh)![1]!;
+  assert.notEqual(freshCsrf, csrf, "a new session, a new form token");
+
+  const out = await post(relay, "/dashboard/sign-out", { _csrf: freshCsrf }, renewed);
   await out.body?.cancel();
   assert.equal(out.status, 303);
   assert.match(out.headers.get("set-cookie") ?? "", /postern_session=;/);
-  const replayed = await get(relay, "", cookie);
+  const replayed = await get(relay, "", renewed);
   await replayed.body?.cancel();
   assert.equal(replayed.status, 303, "the old cookie no longer opens a page");
   assert.match(replayed.headers.get("location") ?? "", /\/dashboard\/sign-in/);

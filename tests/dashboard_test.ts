@@ -133,6 +133,7 @@ Deno.test({
       assert.equal(await open(page, relay, "/domains"), 200);
       await page.type("#f-name", "shop.example.test");
       await submitForm(page, "Add domain");
+      const domainPage = new URL(page.url()).pathname.replace("/dashboard", "");
       const records = await mainText(page);
       assert.match(records, /_domainkey\.shop\.example\.test/, "the DKIM record to publish");
       assert.match(records, /v=spf1/, "the SPF record");
@@ -169,6 +170,9 @@ Deno.test({
       assert.match(await mainText(page), /4\.7\.1 try later/);
       assert.ok((await page.$$("xpath/.//button[starts-with(., 'Retry dest.test')]")).length);
       await b.shot(page, "07-message-deferred");
+      await submitForm(page, "Retry dest.test now");
+      assert.match(await mainText(page), /retries its queue now/);
+      assert.match(page.url(), new RegExp(`/dashboard/messages/${waiting}\\?`));
       await waitUntil(
         async () => {
           await open(page, relay, "/queue");
@@ -198,7 +202,8 @@ Deno.test({
 
       // A phone: every page fits the width (tables reflow or scroll inside their card).
       await page.setViewport({ width: 390, height: 844 });
-      for (const path of ["", "/activity", `/messages/${id}`, "/queue", "/domains"]) {
+      const phonePages = ["", "/activity", `/messages/${id}`, "/queue", domainPage, "/credentials"];
+      for (const path of phonePages) {
         assert.equal(await open(page, relay, path), 200);
         const overflow = await page.evaluate(
           "document.documentElement.scrollWidth - window.innerWidth",

@@ -137,6 +137,9 @@ export function dashboardApp(deps: DashboardDeps) {
     if (!result.ok) {
       return c.html(<SignInPage next={next} error={result.message} />, result.status as 401);
     }
+    // A new session for each sign-in; one the browser still held ends here.
+    const previous = getCookie(c, SESSION_COOKIE);
+    if (previous) await deleteDashboardSession(deps.kv, previous);
     const { token: sessionToken } = await createDashboardSession(deps.kv, {
       kind: result.principal.kind,
       account: result.principal.account,

@@ -55,8 +55,9 @@ export async function launchBrowser(): Promise<TestBrowser> {
     async newPage(viewport = { width: 1280, height: 900 }) {
       const context = await browser.createBrowserContext();
       const page = await context.newPage();
-      page.setDefaultTimeout(30_000);
-      page.setDefaultNavigationTimeout(30_000);
+      // Generous: the suite runs in parallel on a small, shared machine.
+      page.setDefaultTimeout(60_000);
+      page.setDefaultNavigationTimeout(60_000);
       await page.setViewport(viewport);
       return page;
     },
