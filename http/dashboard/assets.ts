@@ -67,9 +67,11 @@ vertical-align:-1px}.signin{max-width:420px;margin:3rem auto}
 .pager{display:flex;gap:.6rem;margin-top:.8rem}
 @media (max-width:640px){main{padding:.6rem}header.top .who{margin-left:0}
 table.stack thead{display:none}table.stack tr{display:block;border-bottom:1px solid var(--line);
-padding:.3rem 0}table.stack td{display:flex;gap:.6rem;border:0;padding:.15rem .2rem}
+padding:.3rem 0}table.stack td{display:block;position:relative;border:0;
+padding:.15rem .2rem .15rem 7.2rem;min-height:1.6rem;overflow-wrap:anywhere}
 table.stack td,table.stack td.num{text-align:left}table.stack td::before{content:attr(data-label);font-weight:600;color:var(--muted);
-min-width:6.5rem}}
+position:absolute;left:.2rem;top:.15rem;width:6.6rem;
+min-width:6.5rem}table.stack td .copy{min-width:0}}
 `;
 
 /** Copy buttons: `<button data-copy="text">`; harmless where the clipboard is unavailable. */
