@@ -200,9 +200,18 @@ Deno.test({
       assert.match(overview, /delivered\s*1/, overview.slice(0, 400));
       await b.shot(page, "10-overview");
 
-      // A phone: every page fits the width (tables reflow or scroll inside their card).
-      await page.setViewport({ width: 390, height: 844 });
+      // Labelled forms; then a phone: every page fits the width (tables reflow into cards).
       const phonePages = ["", "/activity", `/messages/${id}`, "/queue", domainPage, "/credentials"];
+      for (const path of [...phonePages, "/domains", "/webhooks", "/suppressions"]) {
+        assert.equal(await open(page, relay, path), 200);
+        const unlabelled = await page.evaluate(
+          `Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea"))
+            .filter((e) => e.labels.length === 0 && !e.getAttribute("aria-label"))
+            .map((e) => e.name)`,
+        ) as string[];
+        assert.deepEqual(unlabelled, [], `${path || "/"}: every form field has a label`);
+      }
+      await page.setViewport({ width: 390, height: 844 });
       for (const path of phonePages) {
         assert.equal(await open(page, relay, path), 200);
         const overflow = await page.evaluate(
