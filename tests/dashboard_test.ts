@@ -193,6 +193,16 @@ Deno.test({
       await b.shot(page, "08-queue");
       await submitForm(page, "Resume");
       assert.match(await mainText(page), /is resumed/);
+      await Promise.all([
+        page.waitForNavigation(),
+        page.click("xpath/.//a[normalize-space()='Purge']"),
+      ]);
+      assert.match(await mainText(page), /marked bounced\. This cannot be undone/);
+      await page.click("input[name=dsn]"); // no bounce notice to the (test) sender
+      await submitForm(page, "Purge");
+      assert.match(await mainText(page), /is purged \(1 recipients removed\)/);
+      const purged = await call(relay, `/v1/messages/${waiting}`);
+      assert.equal(purged.json.recipients[0].status, "bounced", purged.text);
       assert.equal(await open(page, relay, "/webhooks"), 200);
       await b.shot(page, "09-webhooks");
       assert.equal(await open(page, relay, ""), 200);
