@@ -20,6 +20,9 @@ import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { suppressionsApi } from "./suppressions.ts";
+import { sandboxApi } from "./sandbox.ts";
+import { sandboxList } from "../core/policy/sandbox.ts";
+import type { SandboxHttp } from "./sandbox_faults.ts";
 import {
   authFailureLock,
   DEFAULT_HTTP_LIMITS,
@@ -58,6 +61,8 @@ export interface HttpDeps {
   trusted: (address: string) => boolean;
   /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
   eventSettleMs: number;
+  /** The simulator domain and its clocks: GET /v1/sandbox and the send API's faults. */
+  sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
   /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
@@ -130,5 +135,7 @@ export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/sandbox", sandboxApi(deps.sandbox));
+  v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
   return v1;
 }
