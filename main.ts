@@ -15,6 +15,7 @@ import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
 import { denoResolver } from "./core/mail/mx.ts";
 import { claimNodeId } from "./core/node_id.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
+import { SmtpServerMismatch } from "./smtp/smtp_server_internals.ts";
 import { createApp } from "./http/app.ts";
 import { startWorker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
@@ -222,7 +223,7 @@ async function main() {
       );
     }
   } catch (err) {
-    if (err instanceof ListenError) fatal(err.message);
+    if (err instanceof ListenError || err instanceof SmtpServerMismatch) fatal(err.message);
     throw err;
   }
 
