@@ -194,6 +194,7 @@ async function main() {
       suppressions,
       intake,
       limits,
+      maxRecipients: config.maxRecipients,
       resolver: denoResolver(config.dns),
       webhookAllowed: networkMatcher(config.webhookAllow),
       secretBox,

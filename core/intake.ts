@@ -83,6 +83,14 @@ export interface Submission {
   test?: boolean;
 }
 
+/** Why intake refused a message: the one value each door maps to its reply (one table each). */
+export type IntakeRejection =
+  | { reason: "too_large"; limit: number }
+  | { reason: "scope"; refusal: ScopeRefusal }
+  | { reason: "bare_line_ending"; found: BareLineEnding }
+  | { reason: "header_too_large"; limit: number }
+  | { reason: "store_failed"; error: string };
+
 export type IntakeResult =
   | {
     ok: true;
@@ -93,11 +101,7 @@ export type IntakeResult =
     /** For a repeat: the first request's fingerprint, so the caller can tell a conflict. */
     firstFingerprint?: string;
   }
-  | { ok: false; reason: "too_large"; limit: number }
-  | { ok: false; reason: "scope"; refusal: ScopeRefusal }
-  | { ok: false; reason: "bare_line_ending"; found: BareLineEnding }
-  | { ok: false; reason: "header_too_large"; limit: number }
-  | { ok: false; reason: "store_failed"; error: string };
+  | ({ ok: false } & IntakeRejection);
 
 export interface IntakeDeps {
   kv: Deno.Kv;

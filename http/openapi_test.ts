@@ -28,6 +28,7 @@ Deno.test("the OpenAPI document lists every route the app serves, and nothing it
         log: silentLogger,
       },
       limits: new SendLimits(kv),
+      maxRecipients: 1000,
       // Never called: building the app registers routes and asks no resolver anything.
       resolver: denoResolver({ ipAddr: "127.0.0.1", port: 9 }),
       webhookAllowed: () => false,

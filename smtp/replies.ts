@@ -1,4 +1,6 @@
 import { type ScopeRefusal, SENDER_PROBLEM_TEXT, type SenderProblem } from "../core/send_scope.ts";
+import type { IntakeRejection } from "../core/intake.ts";
+import { type ByReason, byReason } from "../core/by_reason.ts";
 
 /**
  * The only place SMTP reply codes are chosen. Each reply carries its RFC 3463 enhanced code in the
@@ -85,24 +87,35 @@ export const replies = {
   reportAccepted: () => "2.0.0 Report accepted",
 };
 
+/** The reply for each send-scope refusal (core/send_scope.ts). */
+const SCOPE_REPLIES: ByReason<ScopeRefusal, Reply> = {
+  revoked: () => replies.credentialRevoked(),
+  client_not_allowed: () => replies.addressNotAllowed(),
+  sender_not_allowed: (r) => replies.senderNotAllowed(r.domain, r.why),
+  multiple_senders: (r) => replies.multipleSenders(r.field),
+  pool_not_allowed: (r) => replies.poolNotAllowed(r.pool),
+  too_many_recipients: () => replies.tooManyRecipients(),
+  rate: () => replies.rateLimited(),
+  quota: () => replies.quotaExceeded(),
+};
+
+/** The reply for each reason intake refuses a message at the end of DATA (core/intake.ts). */
+const INTAKE_REPLIES: ByReason<IntakeRejection, Reply> = {
+  too_large: (r) => replies.tooLarge(r.limit),
+  scope: (r) => scopeRefused(r.refusal),
+  bare_line_ending: (r) => replies.bareLineEnding(r.found),
+  header_too_large: (r) => replies.headerTooLarge(r.limit),
+  store_failed: () => replies.storeFailed(),
+};
+
 /** The reply for a send-scope refusal (core/send_scope.ts). */
 export function scopeRefused(r: ScopeRefusal): Reply {
-  switch (r.reason) {
-    case "revoked":
-      return replies.credentialRevoked();
-    case "client_not_allowed":
-      return replies.addressNotAllowed();
-    case "sender_not_allowed":
-      return replies.senderNotAllowed(r.domain, r.why);
-    case "multiple_senders":
-      return replies.multipleSenders(r.field);
-    case "pool_not_allowed":
-      return replies.poolNotAllowed(r.pool);
-    case "rate":
-      return replies.rateLimited();
-    case "quota":
-      return replies.quotaExceeded();
-  }
+  return byReason(SCOPE_REPLIES, r);
+}
+
+/** The reply for a message intake refused. */
+export function intakeRefused(r: IntakeRejection): Reply {
+  return byReason(INTAKE_REPLIES, r);
 }
 
 /** Client-supplied text echoed in a reply: one line of printable ASCII, bounded. */

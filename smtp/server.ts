@@ -2,9 +2,14 @@
  * smtp-server adapter: submission on 587 (STARTTLS) and 465 (implicit TLS, RFC 8314). Policy
  * arrives as smtp-server callbacks; mail goes to core/intake. Reply codes come from replies.ts.
  */
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerOptions,
+  type SMTPServerSession,
+} from "smtp-server";
 import type { Config } from "../core/config/schema.ts";
-import { accept, type IntakeDeps } from "../core/intake.ts";
+import { accept, type IntakeDeps, type IntakeRejection } from "../core/intake.ts";
 import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
 import {
@@ -13,13 +18,19 @@ import {
   verifyApiKey,
   verifyLogin,
 } from "../core/store/credentials.ts";
-import { checkSendScope, loadSendScope, type SendScope } from "../core/send_scope.ts";
+import {
+  checkSendScope,
+  loadSendScope,
+  type ScopeDeps,
+  type SendScope,
+} from "../core/send_scope.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
-import { replies, type Reply, scopeRefused } from "./replies.ts";
+import { intakeRefused, replies, type Reply, scopeRefused } from "./replies.ts";
 import { usernameForLog } from "../core/auth/secrets.ts";
-import { bareLineEndingRefusal } from "./bare_line_ending.ts";
+import { countBareLineEnding } from "./bare_line_ending.ts";
+import { type ByReason, byReason } from "../core/by_reason.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthFailures } from "../core/policy/auth_failures.ts";
@@ -63,6 +74,30 @@ function needsSmtputf8(address: { address: string }, session: SMTPServerSession)
   return /[^\x00-\x7f]/.test(writtenAddress(address)) &&
     (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 !== true;
 }
+
+/** What a refusal at the end of DATA is logged with; `aborted`: the client left mid-DATA. */
+type LogFields = Record<string, unknown> & { aborted: boolean };
+
+/** How each refusal at the end of DATA is logged (and counted), beside the reply it got. */
+const INTAKE_LOGS: ByReason<IntakeRejection, void, [Logger, Reply, LogFields]> = {
+  too_large: (_r, log, _reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", { reason: "too_large", ...f }),
+  header_too_large: (_r, log, _reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", { reason: "header_too_large", ...f }),
+  scope: (r, log, reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", {
+      // The From or Sender field named a domain the scope refuses.
+      reason: r.refusal.reason === "sender_not_allowed" ? "from_not_allowed" : r.refusal.reason,
+      reply: `${reply.responseCode} ${reply.message}`,
+      ...f,
+    }),
+  bare_line_ending: (r, log, _reply, { aborted: _, ...f }) => countBareLineEnding(log, r.found, f),
+  // The client left (or was cut off by a deadline) before the end of DATA, or the store failed.
+  store_failed: (r, log, _reply, { aborted, ...f }) =>
+    aborted
+      ? log.info("smtp.aborted", { error: r.error, ...f })
+      : log.error("smtp.store_failed", { error: r.error, ...f }),
+};
 
 function smtpError(r: Reply): Error {
   return Object.assign(new Error(r.message), { responseCode: r.responseCode });
@@ -166,14 +201,35 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     return scopes.get(session.id)?.credential?.sandboxSubmission ?? null;
   }
 
-  /** A recipient against the scope its transaction's MAIL FROM loaded. */
-  async function refuseRecipient(
+  /**
+   * One RCPT TO: the address, then the scope its transaction's MAIL FROM loaded. Past the
+   * recipient limit the reply is 452 and the client sends the rest in another transaction
+   * (RFC 5321 §4.5.3.1.8); a repeated recipient replaces its entry, so it never counts twice.
+   */
+  async function recipientRefusal(
+    address: SMTPServerAddress,
     session: SMTPServerSession,
-    recipients: number,
   ): Promise<Reply | null> {
+    const rcpts = session.envelope.rcptTo;
+    const lower = address.address.toLowerCase();
+    const repeated = rcpts.some((r) => r.address.toLowerCase() === lower);
+    // Always there: smtp-server answers 503 itself to a RCPT TO without an accepted MAIL FROM.
     const scope = scopes.get(session.id);
-    if (!scope) return null; // MAIL FROM refused or never given: smtp-server answers 503
-    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, { recipients });
+    const check = async (deps: ScopeDeps, recipients: number) =>
+      scope ? await checkSendScope(deps, scope, { recipients }) : null;
+    if (!repeated) {
+      const over = await check({ kv, maxRecipients: config.maxRecipients }, rcpts.length + 1);
+      if (over) return scopeRefused(over);
+    }
+    if (needsSmtputf8(address, session)) return replies.utf8WithoutSmtputf8();
+    const problem = checkRelayAddress(address.address);
+    if (problem === "bad_domain") return replies.badRecipientDomain();
+    if (problem) return replies.badRecipient(problem);
+    const fault = faultAtRcpt(deps.sandbox, address.address, sandboxFaultOf(session));
+    if (fault) return fault;
+    if (repeated) return null;
+    // daily_quota counts recipients: this one must fit with those already accepted.
+    const refusal = await check({ kv, limits: deps.limits }, rcpts.length + 1);
     if (!refusal) return null;
     return refusal.reason === "quota" ? replies.recipientOverQuota() : scopeRefused(refusal);
   }
@@ -319,26 +375,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     },
 
     onRcptTo(address, session, callback) {
-      // RFC 5321 §4.5.3.1.8: past the limit, 452 and the client sends the rest in another
-      // transaction. A repeated recipient replaces its entry, so it never counts twice.
-      const rcpts = session.envelope.rcptTo;
-      const lower = address.address.toLowerCase();
-      const repeated = rcpts.some((r) => r.address.toLowerCase() === lower);
-      if (rcpts.length >= config.maxRecipients && !repeated) {
-        return callback(smtpError(replies.tooManyRecipients()));
-      }
-      if (needsSmtputf8(address, session)) {
-        return callback(smtpError(replies.utf8WithoutSmtputf8()));
-      }
-      const problem = checkRelayAddress(address.address);
-      if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
-      if (problem) return callback(smtpError(replies.badRecipient(problem)));
-      const fault = faultAtRcpt(deps.sandbox, address.address, sandboxFaultOf(session));
-      if (fault) return callback(smtpError(fault)); // a 421 closes the connection
-      if (repeated) return callback();
-      // daily_quota counts recipients: this one must fit with those already accepted.
-      refuseRecipient(session, rcpts.length + 1).then(
-        (refusal) => callback(refusal ? smtpError(refusal) : undefined),
+      recipientRefusal(address, session).then(
+        (refusal) => callback(refusal ? smtpError(refusal) : undefined), // a 421 closes
         () => callback(smtpError(replies.storeFailed())),
       );
     },
@@ -378,34 +416,11 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         };
         if (result.ok) {
           log.info("smtp.accepted", { msg: result.id, size: result.size, ...fields });
-          callback(null, replies.queued(result.id));
-        } else if (result.reason === "too_large") {
-          log.info("smtp.rejected", { reason: "too_large", ...fields });
-          callback(smtpError(replies.tooLarge(result.limit)));
-        } else if (result.reason === "scope") {
-          const refusal = scopeRefused(result.refusal);
-          log.info("smtp.rejected", {
-            // The From or Sender field named a domain the scope refuses.
-            reason: result.refusal.reason === "sender_not_allowed"
-              ? "from_not_allowed"
-              : result.refusal.reason,
-            reply: `${refusal.responseCode} ${refusal.message}`,
-            ...fields,
-          });
-          callback(smtpError(refusal));
-        } else if (result.reason === "bare_line_ending") {
-          callback(bareLineEndingRefusal(log, result.found, fields));
-        } else if (result.reason === "header_too_large") {
-          log.info("smtp.rejected", { reason: "header_too_large", ...fields });
-          callback(smtpError(replies.headerTooLarge(result.limit)));
-        } else if (stream.destroyed) {
-          // The client left (or was cut off by a deadline) before the end of DATA.
-          log.info("smtp.aborted", { error: result.error, ...fields });
-          callback(smtpError(replies.storeFailed()));
-        } else {
-          log.error("smtp.store_failed", { error: result.error, ...fields });
-          callback(smtpError(replies.storeFailed()));
+          return callback(null, replies.queued(result.id));
         }
+        const reply = intakeRefused(result);
+        byReason(INTAKE_LOGS, result, log, reply, { ...fields, aborted: stream.destroyed });
+        callback(smtpError(reply));
       }, (err) => {
         log.error("smtp.store_failed", { err });
         callback(smtpError(replies.storeFailed()));
