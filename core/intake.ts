@@ -242,20 +242,23 @@ async function acceptHolding(
   const normalize = crlfNormalizer();
   const writer = new ChunkWriter(deps, id);
   let rawBytes = 0;
-  let tooLarge = false;
+  /**
+   * Why the message is refused, once known; the rest is drained so the client reaches the end
+   * of DATA and hears it. Too large wins over every other reason (it is known last).
+   */
+  let rejected = null as IntakeRejection | null;
   // The header section is held until its blank line, as parts: instead of copying the whole
   // head again for each chunk (quadratic when a client trickles bytes), only the newest bytes
   // and the three before them are scanned, and the head is joined once.
   let headParts: Uint8Array[] | null = [];
   let headLength = 0;
   const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
-  let headerTooLarge = false;
+  const headerTooLarge: IntakeRejection = { reason: "header_too_large", limit: maxHeaderSize };
   const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
-  let bare = null as BareLineEnding | null;
+  const bareFound = (found: BareLineEnding | null): IntakeRejection | null =>
+    found === null ? null : { reason: "bare_line_ending", found };
   let headers = { messageId: "", subject: "" };
   let pool: string | undefined;
-  /** Why the scope refuses the message, once the header section showed it. */
-  let refused = null as ScopeRefusal | null;
   // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
   let signer = null as DkimSigner | null;
   let signedHead: Uint8Array = new Uint8Array(0);
@@ -296,10 +299,13 @@ async function acceptHolding(
     headers = done;
     pool = done.pool;
     if (sub.scope) {
-      refused = await checkSendScope({ kv: deps.kv }, sub.scope, {
+      const refusal = await checkSendScope({ kv: deps.kv }, sub.scope, {
         headers: { ...done.senders, pool: done.pool },
       });
-      if (refused !== null) return;
+      if (refusal !== null) {
+        rejected = { reason: "scope", refusal };
+        return;
+      }
     }
     const fromDomains = fromHeaderDomains(done.senders.from[0] ?? "");
     const dkimKeys = fromDomains[0] && deps.dkimKeyFor
@@ -321,14 +327,11 @@ async function acceptHolding(
   try {
     for await (const raw of sub.body) {
       rawBytes += raw.length;
-      if (tooLarge || rawBytes > deps.maxMessageSize) {
-        tooLarge = true;
-        continue; // keep draining so the client reaches the end of DATA and hears 552
+      if (rawBytes > deps.maxMessageSize) {
+        rejected = { reason: "too_large", limit: deps.maxMessageSize };
       }
-      if (refused !== null) continue; // likewise, to hear 550 5.7.1 / 550 5.6.0
-      if (idem?.existing) continue;
-      if (bare !== null || headerTooLarge) continue; // drained, to hear 550 5.5.2 / 552 5.3.4
-      if (findBare !== null && (bare = findBare(raw)) !== null) continue;
+      if (rejected !== null || idem?.existing) continue; // drained, to hear why (or the repeat)
+      if (findBare !== null && (rejected = bareFound(findBare(raw))) !== null) continue;
       const norm = normalize(raw);
       if (headParts === null) {
         signer?.update(norm);
@@ -348,7 +351,7 @@ async function acceptHolding(
       if (end >= 0) {
         const cut = headLength - before.length + end + 2;
         if (cut > maxHeaderSize) {
-          headerTooLarge = true;
+          rejected = headerTooLarge;
         } else {
           const joined = concatParts(headParts);
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
@@ -358,15 +361,18 @@ async function acceptHolding(
       }
       headLength += norm.length;
       if (headLength > maxHeaderSize) {
-        headerTooLarge = true;
+        rejected = headerTooLarge;
         headParts = null;
       }
     }
-    if (findBare !== null && bare === null && !tooLarge) bare = findBare(new Uint8Array(0), true);
-    if (!tooLarge && refused === null && bare === null && !headerTooLarge) {
+    // A bare CR at the very end is found only now; it outranks an over-long header section.
+    if (findBare !== null && (rejected === null || rejected === headerTooLarge)) {
+      rejected = bareFound(findBare(new Uint8Array(0), true)) ?? rejected;
+    }
+    if (rejected === null) {
       const tail = normalize(new Uint8Array(0), true);
       if (headParts !== null) {
-        if (headLength + tail.length > maxHeaderSize) headerTooLarge = true;
+        if (headLength + tail.length > maxHeaderSize) rejected = headerTooLarge;
         // A message with no blank line is all header (RFC 5322 §3.5: the body is optional).
         else await emitHead(concatParts([...headParts, tail]), new Uint8Array([13, 10]));
       } else if (tail.length) {
@@ -381,21 +387,9 @@ async function acceptHolding(
     return { ok: false, reason: "store_failed", error: (err as Error).message };
   }
 
-  if (tooLarge) {
+  if (rejected !== null) {
     await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "too_large", limit: deps.maxMessageSize };
-  }
-  if (refused !== null) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "scope", refusal: refused };
-  }
-  if (bare !== null) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "bare_line_ending", found: bare };
-  }
-  if (headerTooLarge) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "header_too_large", limit: maxHeaderSize };
+    return { ok: false, ...rejected };
   }
   if (idem?.existing) {
     await discardStaged(deps.kv, id, writer.written);
