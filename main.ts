@@ -12,7 +12,7 @@ import { ensureAdminToken } from "./core/store/admin_token.ts";
 import { prepareLoginChecks } from "./core/store/credentials.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
 import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
-import { denoResolver } from "./core/mail/mx.ts";
+import { dnsResolver } from "./core/mail/mx.ts";
 import { claimNodeId } from "./core/node_id.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { createApp } from "./http/app.ts";
@@ -149,7 +149,7 @@ async function main() {
       suppressions,
       intake,
       limits,
-      resolver: denoResolver(config.dns),
+      resolver: dnsResolver(config.dns),
       webhookAllowed: networkMatcher(config.webhookAllow),
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
@@ -179,7 +179,7 @@ async function main() {
     throw err;
   }
 
-  const resolver = denoResolver(config.dns);
+  const resolver = dnsResolver(config.dns);
   const shaping = resolveShaping(config.shaping, {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,

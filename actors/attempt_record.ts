@@ -14,8 +14,7 @@ import { FINAL_STATUSES, type RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import { utcDay } from "../core/policy/source_pick.ts";
-import type { RecipientOutcome } from "../delivery/outbound_session.ts";
-import { decide, type RetryPolicy } from "./outcome.ts";
+import { decide, type Outcome, type RetryPolicy } from "./outcome.ts";
 import { type BounceDeps, bounceEffects } from "./bounces.ts";
 import type { Job } from "./site_job.ts";
 
@@ -39,7 +38,7 @@ export interface AttemptRecorder {
   noteNextAttempts(domain: string, results: readonly RecipientResult[]): void;
 }
 
-export type AttemptOutcome = Pick<RecipientOutcome, "kind" | "reply" | "code">;
+export type AttemptOutcome = Outcome;
 
 export interface AttemptContext {
   remoteHost?: string;

@@ -9,7 +9,8 @@ import type { AttemptOutcome } from "./attempt_record.ts";
 import { describe, type HostCooldown } from "./host_cooldown.ts";
 import type { SiteInfo } from "./site_directory.ts";
 import type { Job } from "./site_job.ts";
-import { type SiteShaping, THROTTLING } from "./site_shaping.ts";
+import type { SiteShaping } from "./site_shaping.ts";
+import { isThrottling } from "../core/policy/classify.ts";
 import type { Source } from "./source_chooser.ts";
 
 /** What connecting needs of its site actor. */
@@ -39,6 +40,7 @@ export async function openSession(
     await c.recordUnsent(job, {
       kind: destination.permanent ? "permanent" : "transient",
       reply: destination.reason,
+      dns: destination.failure,
     });
     return null;
   }
@@ -83,7 +85,7 @@ export async function openSession(
         reason: text,
       });
       const code = e.responseCode;
-      if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
+      if (code && code >= 400 && code < 500 && isThrottling(e.message)) {
         c.shaping.noteThrottle(source.address);
       }
       // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.

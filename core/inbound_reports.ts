@@ -10,6 +10,7 @@ import type { Logger } from "./log.ts";
 import { parseReport, type Report } from "./mail/reports.ts";
 import { parseVerp, type VerpConfig } from "./mail/verp.ts";
 import { classifyReply } from "./policy/classify.ts";
+import { bounceSuppresses } from "./policy/dns_outcome.ts";
 import { loadMessage } from "./store/queue.ts";
 import { findRow, reportChange, type ReportOutcome } from "./store/reports.ts";
 import { listMessageEvents } from "./store/events.ts";
@@ -24,9 +25,6 @@ export interface ReportDeps {
   /** This node's suppression cache, told at once (other nodes reload it on their poll). */
   suppressions?: { remember(account: string, address: string, reason: string): void };
 }
-
-/** Categories that say the address itself is bad (as for bounces during delivery). */
-const HARD_BOUNCE = new Set(["invalid_recipient", "bad_domain"]);
 
 export interface ReportResult {
   /** Recipients whose state changed. */
@@ -81,7 +79,7 @@ export async function acceptReport(
           type: "bounced",
           reply,
           category,
-          suppress: HARD_BOUNCE.has(category)
+          suppress: bounceSuppresses(category)
             ? {
               address: r.recipient,
               reason: category,
