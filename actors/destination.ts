@@ -49,6 +49,7 @@ import {
 } from "./attempt_record.ts";
 import { openSession, type SiteConnector } from "./site_connect.ts";
 import { purgeSite } from "./site_purge.ts";
+import { UncommittedOutcomes } from "./uncommitted_outcomes.ts";
 import { viewSite } from "./site_view.ts";
 
 export type { Job } from "./site_job.ts";
@@ -115,6 +116,8 @@ export class SiteActor {
   #scanAt = 0;
   #recorder: AttemptRecorder;
   #connector: SiteConnector;
+  /** Outcomes the store refused: while any waits, the site takes no new work. */
+  #uncommitted: UncommittedOutcomes;
 
   constructor(
     site: string,
@@ -135,7 +138,15 @@ export class SiteActor {
       deps,
       learn: (results, source) => this.#shaping.learn(results, source),
       noteNextAttempts: (domain, results) => this.#noteNextAttempts(domain, results),
+      holdUncommitted: (job, commit, err) =>
+        this.#uncommitted.hold(keyId(job.due.key), commit, err),
     };
+    this.#uncommitted = new UncommittedOutcomes({
+      site,
+      log: deps.log,
+      committed: (id) => this.#release(id),
+      drained: () => this.wake(),
+    });
     this.#connector = {
       site,
       deps,
@@ -246,7 +257,9 @@ export class SiteActor {
   }
 
   #finish(job: Job) {
-    this.#release(keyId(job.due.key));
+    const id = keyId(job.due.key);
+    // Its outcome waits for the store: the entry stays claimed until that outcome is committed.
+    if (!this.#uncommitted.has(id)) this.#release(id);
   }
 
   #release(id: string) {
@@ -331,6 +344,7 @@ export class SiteActor {
       }
     }
     while (this.#shaping.window.current > 0) await sleep(20);
+    await this.#uncommitted.settled(); // the worker's grace bounds this wait
     // Instead of leaving the lease to run out, hand the site over now: a restarted or
     // surviving node takes it at once.
     await releaseLease(kv, keys.siteLease(this.site), this.#deps.nodeId).catch(() => {});
@@ -349,10 +363,10 @@ export class SiteActor {
     if (this.#scanAt <= now() || (more && lowOnWork)) {
       this.#scanAt = now() + pollIntervalMs;
       this.#suspended = (await getSiteControl(kv, this.site))?.suspended ?? false;
-      if (!this.#suspended && !this.#purging) await this.#fill();
+      if (!this.#suspended && !this.#purging && this.#uncommitted.size === 0) await this.#fill();
     }
     this.#shaping.noteRecovery();
-    if (this.#suspended || this.#purging) {
+    if (this.#suspended || this.#purging || this.#uncommitted.size > 0) {
       await this.#sleep(pollIntervalMs);
       return false;
     }
@@ -413,7 +427,7 @@ export class SiteActor {
   }
 
   #spawnWorkers() {
-    while (this.#ready.length > this.#idle) {
+    while (this.#ready.length > this.#idle && this.#uncommitted.size === 0) {
       if (!this.#shaping.acquire()) break;
       this.#connectionWorker().catch((err) => {
         this.#deps.log.error("actor.worker_failed", { site: this.site, err });
@@ -432,6 +446,8 @@ export class SiteActor {
       while (!this.#stopping && !this.#suspended && !this.#purging) {
         // The window shrank under a backoff: this connection is one too many.
         if (this.#shaping.window.current > this.#shaping.window.limit) break;
+        // An outcome waits for the store: send nothing more until it is committed.
+        if (this.#uncommitted.size > 0) break;
         const job = this.#ready.shift();
         if (!job) {
           if (!session) break;

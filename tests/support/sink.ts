@@ -82,6 +82,13 @@ export interface SinkOptions {
   auth?: { user: string; pass: string };
   /** The name in the greeting and EHLO reply. @default "sink.test" */
   name?: string;
+  /** Wait this long before the 220 greeting (a tarpit, Postfix's postscreen_greet_wait). */
+  greetingDelayMs?: number;
+  /**
+   * Awaited after the message data arrived and before the reply to the final dot, so a test
+   * can hold replies (a slow receiver, or one held until a fault is in place).
+   */
+  dataGate?: () => Promise<void>;
 }
 
 /** A running {@linkcode startSink} instance. */
@@ -172,10 +179,16 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     maxAllowedUnauthenticatedCommands: false,
     disableReverseLookup: true,
     logger: false,
+    // A client waiting on a held reply sends nothing; smtp-server's 60 s idle limit must not cut it.
+    ...(options.greetingDelayMs || options.dataGate ? { socketTimeout: 15 * 60_000 } : {}),
     onConnect(_session, callback) {
       const greeting = options.greeting;
       if (greeting !== undefined && greeting.code >= 400) {
         return callback(smtp_error(greeting));
+      }
+      if (options.greetingDelayMs) {
+        setTimeout(() => callback(), options.greetingDelayMs);
+        return;
       }
       callback();
     },
@@ -211,7 +224,8 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       callback(behavior.code >= 400 ? smtp_error(behavior) : null);
     },
     onData(stream, session, callback) {
-      read_stream(stream).then((raw) => {
+      read_stream(stream).then(async (raw) => {
+        if (options.dataGate) await options.dataGate();
         const reply = dataReplies.get(session.id);
         dataReplies.delete(session.id);
         if (reply !== undefined && reply.code >= 400) return callback(smtp_error(reply));
