@@ -19,6 +19,8 @@ import { createApp } from "./http/app.ts";
 import { startWorker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
 import { SiteDirectory } from "./actors/site_directory.ts";
+import { ConnectionCap } from "./actors/connection_cap.ts";
+import { replyTimeouts } from "./core/config/outbound.ts";
 import { CredentialSettingsCache } from "./actors/credential_settings.ts";
 import { createQueueControl } from "./actors/queue_control.ts";
 import { resolveShaping } from "./core/config/shaping.ts";
@@ -201,7 +203,8 @@ async function main() {
     nodeId,
     hostname,
     retry: { schedule: config.retrySchedule, maxAgeMs: config.maxAge },
-    commandTimeoutMs: config.commandTimeout,
+    timeouts: replyTimeouts(config),
+    connections: new ConnectionCap(config.outboundMaxConnections),
     pollIntervalMs: config.pollInterval,
     directory,
     pools: config.pools,

@@ -33,6 +33,8 @@ import { utcDay } from "../core/policy/source_pick.ts";
 import type { SiteView } from "../core/queue_control.ts";
 import type { SiteDirectory } from "./site_directory.ts";
 import type { OutboundSession } from "../delivery/outbound_session.ts";
+import type { ReplyTimeouts } from "../delivery/reply_timeouts.ts";
+import type { ConnectionCap } from "./connection_cap.ts";
 import type { RetryPolicy } from "./outcome.ts";
 import type { BounceDeps } from "./bounces.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
@@ -62,7 +64,10 @@ export interface SiteActorDeps {
   nodeId: string;
   hostname: string;
   retry: RetryPolicy;
-  commandTimeoutMs: number;
+  /** How long each SMTP step may wait for the server (the connect timeout is the profile's). */
+  timeouts: ReplyTimeouts;
+  /** Outbound connections open at once over every site of this node. */
+  connections: ConnectionCap;
   pollIntervalMs: number;
   directory: SiteDirectory;
   pools: Pools;
@@ -427,11 +432,18 @@ export class SiteActor {
   }
 
   #spawnWorkers() {
+    const { connections } = this.#deps;
     while (this.#ready.length > this.#idle && this.#uncommitted.size === 0) {
       if (!this.#shaping.acquire()) break;
+      // The node-wide cap, on top of the site's window: woken when another site frees a slot.
+      if (!connections.tryAcquire(() => this.wake())) {
+        this.#shaping.release();
+        break;
+      }
       this.#connectionWorker().catch((err) => {
         this.#deps.log.error("actor.worker_failed", { site: this.site, err });
       }).finally(() => {
+        connections.release();
         this.#shaping.release();
         this.wake();
       });
@@ -450,7 +462,8 @@ export class SiteActor {
         if (this.#uncommitted.size > 0) break;
         const job = this.#ready.shift();
         if (!job) {
-          if (!session) break;
+          // Idle: no need to keep a slot of the node-wide cap another site is waiting for.
+          if (!session || this.#deps.connections.contended) break;
           this.#idle++;
           this.wake(); // the loop now sleeps until the next due entry, not a whole poll
           const got = await this.#waitForJob(this.#shaping.profile.idleTimeoutMs);
@@ -475,11 +488,11 @@ export class SiteActor {
               session.deliveries >= this.#shaping.profile.maxDeliveriesPerConnection ||
               source?.address !== want.address)
           ) {
-            session.close();
+            await session.close();
             session = null;
           }
           if (session && session.deliveries > 0 && !(await session.reset())) {
-            session.close();
+            await session.close();
             session = null;
           }
           if (!session) {
@@ -496,7 +509,8 @@ export class SiteActor {
         }
       }
     } finally {
-      session?.close();
+      // The connection counts against the site's window and the node's cap until it is closed.
+      await session?.close();
     }
   }
 
@@ -526,16 +540,18 @@ export class SiteActor {
   #recordUnsent(
     job: Job,
     outcome: AttemptOutcome,
-    options: { neverBounce?: boolean } = {},
+    options: { neverBounce?: boolean; ms?: number } = {},
   ) {
+    const { ms, ...record } = options;
     this.#deps.log.info("delivery.attempt", {
       msg: job.msg.id,
       rcpts: job.rows.length,
       site: this.site,
       result: outcome.kind,
       reply: outcome.reply.slice(0, 300),
+      ms: ms ?? 0,
     });
-    return this.#recordAll(job, () => outcome, {}, options);
+    return this.#recordAll(job, () => outcome, {}, record);
   }
 
   async #deliver(session: OutboundSession, job: Job, source: Source) {

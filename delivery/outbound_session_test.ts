@@ -33,7 +33,15 @@ Deno.test("the outbound session sends only CRLF and dot-stuffs every line, for a
   const session = await OutboundSession.open({ host: "127.0.0.1", port: mx.port }, {
     heloName: "relay.test",
     connectTimeoutMs: 5_000,
-    commandTimeoutMs: 10_000,
+    timeouts: {
+      greetingMs: 10_000,
+      commandMs: 10_000,
+      mailMs: 10_000,
+      rcptMs: 10_000,
+      dataMs: 10_000,
+      dataBlockMs: 10_000,
+      dataDoneMs: 10_000,
+    },
     requireTls: false,
   });
   try {

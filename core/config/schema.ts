@@ -15,6 +15,7 @@ import { duration } from "./fields.ts";
 import { ShapingSchema } from "./shaping.ts";
 import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
+import { OUTBOUND_FIELDS } from "./outbound.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -117,12 +118,13 @@ export const ConfigSchema = z.object({
   /** How long SIGTERM waits for open transactions and deliveries. */
   shutdownGrace: duration.default(parseDuration("20s")),
   /**
-   * Outbound connect timeout (default 5s, from the shaping default profile) and command timeout.
-   * connectTimeout, connectionLimit and maxDeliveriesPerConnection feed the `default` shaping
-   * profile when set; unset, the profile's own values apply (core/config/shaping.ts).
+   * Outbound connect timeout (default 30s, from the shaping default profile) and the timeout of
+   * commands RFC 5321 names none for (EHLO, STARTTLS, AUTH, RSET, QUIT); the others are in
+   * outbound.ts. connectTimeout, connectionLimit and maxDeliveriesPerConnection feed the
+   * `default` shaping profile when set; unset, the profile's own values apply (shaping.ts).
    */
   connectTimeout: duration.optional(),
-  commandTimeout: duration.default(parseDuration("60s")),
+  commandTimeout: duration.default(parseDuration("5m")),
   /** Per site: parallel connections and messages sent over one connection (default 10 / 100). */
   connectionLimit: z.coerce.number().int().positive().optional(),
   maxDeliveriesPerConnection: z.coerce.number().int().positive().optional(),
@@ -162,6 +164,8 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Abuse limits: connections, lines, headers, recipients, errors, timeouts, AUTH, HTTP. */
   ...LIMIT_FIELDS,
+  /** Outbound timeouts per SMTP step and the global outbound connection cap. */
+  ...OUTBOUND_FIELDS,
 }).strict();
 
 export type Config = z.output<typeof ConfigSchema>;
