@@ -105,7 +105,7 @@ const GREYLIST = /gr[ae]y-?list/i;
 // What greylisters say when they do not say "greylist": Exchange's "4.7.1 ... Try again later",
 // Yahoo's "temporarily deferred", milter and filter wordings that ask to come back in a while.
 const DEFERRAL =
-  /temporarily deferred|\b(?:try again|retry|come back|try)(?: in \d| later)|please (?:retry|try again)/i;
+  /temporarily deferred|\b(?:try again|retry|come back)(?: in \d| later)|please (?:retry|try again)/i;
 const MAILBOX_FULL =
   /(?<!sending )quota|mailbox (?:is )?full|insufficient storage|out of storage|storage (?:space|allocation)|mailbox size limit/i;
 const SENDER_REJECTED = /sender address rejected/i;
