@@ -20,6 +20,9 @@ import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { suppressionsApi } from "./suppressions.ts";
+import { sandboxApi } from "./sandbox.ts";
+import { sandboxList } from "../core/policy/sandbox.ts";
+import type { SandboxHttp } from "./sandbox_faults.ts";
 import {
   authFailureLock,
   DEFAULT_HTTP_LIMITS,
@@ -27,6 +30,7 @@ import {
   jsonDepthLimit,
   rateLimitPerKey,
 } from "./limits.ts";
+import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
 
@@ -50,10 +54,14 @@ export interface HttpDeps {
   resolver: Resolver;
   /** Networks webhooks may reach although not public (POSTERN_WEBHOOK_ALLOW). */
   webhookAllowed: (address: string) => boolean;
+  /** Seals webhook secrets and DKIM private keys before they are stored. */
+  secretBox: SecretBox;
   /** Clients that may scrape /metrics without a token (POSTERN_TRUSTED_NETWORKS). */
   trusted: (address: string) => boolean;
   /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
   eventSettleMs: number;
+  /** The simulator domain and its clocks: GET /v1/sandbox and the send API's faults. */
+  sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
 }
@@ -99,11 +107,18 @@ export function createApp(deps: HttpDeps) {
   v1.route("/events", eventsApi({ kv: deps.kv, settleMs: deps.eventSettleMs }));
   v1.route(
     "/webhooks",
-    webhooksApi({ kv: deps.kv, resolver: deps.resolver, allowed: deps.webhookAllowed }),
+    webhooksApi({
+      kv: deps.kv,
+      resolver: deps.resolver,
+      allowed: deps.webhookAllowed,
+      secretBox: deps.secretBox,
+    }),
   );
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/sandbox", sandboxApi(deps.sandbox));
+  v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
   app.route("/v1", v1);
   return app;
 }
