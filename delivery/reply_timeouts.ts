@@ -5,9 +5,9 @@
  * postscreen_greet_wait) or takes minutes to acknowledge the final dot (content scanning) would
  * be given up, and the mail it kept sent again at the next retry.
  *
- * Instead of forking nodemailer, this sets the socket's idle timeout as each command goes out,
- * through the two internal methods every command and every message body pass through; the
- * greeting gets its own time in place of what the connect left. The timeouts are the RFC's
+ * Instead of forking nodemailer, this sets the socket's idle timeout to the wait of the oldest
+ * reply still owed, through the internal methods every command, every reply and every message
+ * body pass through; the greeting gets its own time in place of what the connect left. The timeouts are the RFC's
  * minimums by default (core/config/outbound.ts), so a wait is never shorter than the RFC's.
  *
  * @module
@@ -38,6 +38,7 @@ interface Internals {
   _responseActions: unknown[];
   _remainingSetupTime(): number;
   _sendCommand(str: unknown, logStr?: unknown): unknown;
+  _processResponse(): unknown;
   _createSendStream(callback: unknown): { once(event: "end", fn: () => void): unknown };
 }
 
@@ -59,25 +60,37 @@ export function initialSocketTimeout(t: ReplyTimeouts): number {
 /** Gives `conn` a timeout per step; call before `connect()`. */
 export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
   const c = conn as unknown as Internals;
-  let current = initialSocketTimeout(t);
-  const set = (ms: number) => {
-    current = ms;
-    c._socket?.setTimeout(ms);
-  };
+  // The wait for each reply still owed, oldest first. Pipelined commands (MAIL, RCPT, DATA in
+  // one write) are answered in order, so the socket waits as long as the oldest one may.
+  const owed: number[] = [];
+  let streaming = false;
+  const arm = () => c._socket?.setTimeout(streaming ? t.dataBlockMs : owed[0] ?? t.commandMs);
   // The greeting and a TLS handshake get their own time, not what the connect timeout left.
   c._remainingSetupTime = () => t.greetingMs;
   const sendCommand = c._sendCommand.bind(c);
   c._sendCommand = (str, logStr) => {
-    const ms = timeoutFor(String(str ?? ""), t);
-    // Pipelined commands share one wait: never shorter than that of a reply still owed.
-    set(c._responseActions.length > 1 ? Math.max(current, ms) : ms);
+    owed.push(timeoutFor(String(str ?? ""), t));
+    arm();
     return sendCommand(str, logStr);
+  };
+  const processResponse = c._processResponse.bind(c);
+  c._processResponse = () => {
+    const result = processResponse();
+    // Each reply handled leaves one action fewer: what is owed is what is still queued.
+    while (owed.length > c._responseActions.length) owed.shift();
+    arm();
+    return result;
   };
   const createSendStream = c._createSendStream.bind(c);
   c._createSendStream = (callback) => {
     const stream = createSendStream(callback);
-    set(t.dataBlockMs);
-    stream.once("end", () => set(t.dataDoneMs));
+    owed.push(t.dataDoneMs); // the reply to the final dot, queued with the stream
+    streaming = true;
+    arm();
+    stream.once("end", () => {
+      streaming = false;
+      arm();
+    });
     return stream;
   };
 }
