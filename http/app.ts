@@ -19,6 +19,7 @@ import type { IntakeDeps } from "../core/intake.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
+import { nodesApi } from "./nodes.ts";
 import { suppressionsApi } from "./suppressions.ts";
 import {
   authFailureLock,
@@ -104,6 +105,7 @@ export function createApp(deps: HttpDeps) {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/nodes", nodesApi({ kv: deps.kv }));
   app.route("/v1", v1);
   return app;
 }

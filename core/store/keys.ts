@@ -38,6 +38,7 @@
  * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
  * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (a secret) |
+ * | ["node", nodeId]                      | NodeBeat         | every node's heartbeat (expireIn: it goes with its node) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -78,6 +79,7 @@ export const keys = {
   domainByName: (name: string): Key => ["domain_name", name],
   destinationLease: (domain: string): Key => ["lease", "dest", domain],
   siteLease: (site: string): Key => ["lease", "site", site],
+  siteLeasePrefix: (): Key => ["lease", "site"],
   siteControl: (site: string): Key => ["site_ctl", site],
   suppression: (account: string, address: string): Key => ["supp", account, address],
   suppressionPrefix: (account?: string): Key =>
@@ -121,4 +123,6 @@ export const keys = {
   webhookFailurePrefix: (id: string): Key => ["webhook_failed", id],
   webhookLease: (id: string): Key => ["lease", "webhook", id],
   verpKey: (): Key => ["meta", "verp_key"],
+  node: (id: string): Key => ["node", id],
+  nodePrefix: (): Key => ["node"],
 };

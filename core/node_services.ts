@@ -1,0 +1,83 @@
+/**
+ * What every role of a node shares, built once on the open store: the start-up records (admin
+ * token, default account, VERP key), the suppression cache, intake's dependencies (the one door
+ * into the queue for SMTP and the send API) and the send limits. main.ts and edge.ts both start
+ * from here, so an edge HTTP node and a VM node accept mail the same way.
+ */
+import type { Config } from "./config/schema.ts";
+import { ConfigError } from "./config/load.ts";
+import type { Logger } from "./log.ts";
+import { Committer } from "./store/committer.ts";
+import { BodyCache } from "./store/body_cache.ts";
+import { QueueSignal } from "./queue_signal.ts";
+import { ensureAdminToken } from "./store/admin_token.ts";
+import { prepareLoginChecks } from "./store/credentials.ts";
+import { ensureDefaultAccount, getAccount } from "./store/accounts.ts";
+import { SuppressionCache } from "./store/suppressions.ts";
+import { ensureVerpKey } from "./store/verp_key.ts";
+import { signingKeysFor } from "./store/domains.ts";
+import { SendLimits } from "./send_limits.ts";
+import type { IntakeDeps } from "./intake.ts";
+import type { VerpConfig } from "./mail/verp.ts";
+
+export interface NodeServices {
+  kv: Deno.Kv;
+  committer: Committer;
+  bodyCache: BodyCache;
+  signal: QueueSignal;
+  admin: { hash: string; printOnce?: string };
+  suppressions: SuppressionCache;
+  verp: VerpConfig | undefined;
+  intake: IntakeDeps;
+  limits: SendLimits;
+  /** Stops the background refresh of the suppression cache. */
+  stop(): void;
+}
+
+/** Throws ConfigError for a setting the store contradicts (a trusted account that is not there). */
+export async function startNodeServices(
+  kv: Deno.Kv,
+  config: Config,
+  options: { hostname: string; log: Logger },
+): Promise<NodeServices> {
+  const { hostname, log } = options;
+  const committer = new Committer(kv);
+  const bodyCache = new BodyCache();
+  const signal = new QueueSignal();
+  const admin = await ensureAdminToken(kv, config.adminToken);
+  await prepareLoginChecks();
+  await ensureDefaultAccount(kv);
+  if (!(await getAccount(kv, config.trustedAccount))) {
+    throw new ConfigError(
+      `POSTERN_TRUSTED_ACCOUNT: no account "${config.trustedAccount}"; create it with ` +
+        "POST /v1/accounts and set its id",
+    );
+  }
+  // Every node keeps all suppression lists in memory: intake checks recipients without a read.
+  const suppressions = new SuppressionCache(kv);
+  await suppressions.refresh();
+  const stop = suppressions.start(
+    config.pollInterval,
+    (err) => log.warn("suppressions.refresh_failed", { err }),
+  );
+  // VERP return paths, when a bounce domain is configured; the key is shared through the store.
+  const verp = config.bounceDomain
+    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
+    : undefined;
+  const intake: IntakeDeps = {
+    ...(verp ? { verp } : {}),
+    suppressions,
+    kv,
+    committer,
+    hostname,
+    maxMessageSize: config.maxMessageSize,
+    maxHeaderSize: config.maxHeaderSize,
+    bodyCache,
+    signal,
+    log,
+    dkimKeyFor: (account: string, fromDomain: string) => signingKeysFor(kv, account, fromDomain),
+  };
+  // One limiter for both doors: a credential's rate holds across SMTP and the send API.
+  const limits = new SendLimits(kv);
+  return { kv, committer, bodyCache, signal, admin, suppressions, verp, intake, limits, stop };
+}
