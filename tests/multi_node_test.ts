@@ -151,3 +151,108 @@ for (const store of STORES) {
     }
   });
 }
+
+for (const store of STORES) {
+  Deno.test(`3 nodes on ${store.name}, one killed -9 mid-run and restarted: nothing lost, duplicates only of its in-flight deliveries, its sites move within the lease TTL`, async () => {
+    const CONNECTIONS = 2; // per site: at most this many of a site's deliveries are in flight
+    const LEASE_TTL_MS = 10_000;
+    const shared = await store.open();
+    const dest = await startDestinations(4);
+    const env = clusterEnv(shared, dest, { POSTERN_CONNECTION_LIMIT: String(CONNECTIONS) });
+    const nodes = await startNodes(3, env);
+    let victim = nodes[2]!;
+    const all = [...nodes];
+    try {
+      const domainOf = (_: string, i: number) => dest.domains[i % 4]!;
+      // The victim takes the sites first: its mail reaches them before the others send any.
+      const victimLoad = submitTags(
+        () => victim.smtpPort,
+        Array.from({ length: 200 }, (_, i) => `c-${i}`),
+        domainOf,
+      );
+      let held: NodeView["sites"] = [];
+      await waitUntil(
+        async () => {
+          held = (await nodesSeenBy(nodes[0]!)).find((n) => n.id === victimId(victim))?.sites ?? [];
+          return held.length === 4;
+        },
+        "the victim holding every site",
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+      const othersLoad = Promise.all(
+        nodes.slice(0, 2).map((node, k) =>
+          submitTags(
+            () => node.smtpPort,
+            Array.from({ length: 150 }, (_, i) => `${k === 0 ? "a" : "b"}-${i}`),
+            domainOf,
+          )
+        ),
+      );
+      // Mid-run: the others have queued some, the victim delivers.
+      await waitUntil(
+        () => dest.counts().size >= 60,
+        "some mail delivered before the kill",
+        { timeoutMs: 60_000, intervalMs: 20 },
+      );
+      const victimSites = (await nodesSeenBy(nodes[0]!))
+        .find((n) => n.id === victimId(victim))?.sites.map((s) => s.site) ?? [];
+      const deliveredAtKill = dest.counts().size;
+      await victim.kill9();
+      const killedAt = Date.now();
+
+      // Its sites move to the live nodes once its leases run out.
+      const survivors = new Set(
+        await Promise.all(nodes.slice(0, 2).map(async (n) => victimId(n))),
+      );
+      await waitUntil(
+        async () => {
+          const holders = new Map<string, string>();
+          for (const n of await nodesSeenBy(nodes[0]!)) {
+            for (const s of n.sites) holders.set(s.site, n.id);
+          }
+          return victimSites.every((s) => survivors.has(holders.get(s) ?? ""));
+        },
+        "the victim's sites held by the survivors",
+        {
+          timeoutMs: LEASE_TTL_MS + 30_000,
+          intervalMs: 100,
+        },
+      );
+      const takeoverMs = Date.now() - killedAt;
+
+      victim = await victim.restart();
+      all.push(victim);
+      const acked = [...(await victimLoad), ...(await othersLoad).flat()];
+      await settle([nodes[0]!, nodes[1]!, victim], acked, dest.counts);
+
+      const counts = dest.counts();
+      const lost = acked.filter((t) => !counts.has(t));
+      const dups = duplicates(counts);
+      const bound = victimSites.length * CONNECTIONS;
+      console.log(
+        `3 nodes, kill -9 of one holding ${victimSites.length} sites after ${deliveredAtKill} ` +
+          `deliveries: ${acked.length} acknowledged, ${lost.length} lost, ${dups.length} ` +
+          `duplicates (bound ${bound}: its sites × ${CONNECTIONS} connections) ${
+            dups.join(" ")
+          }; ` +
+          `lease take-over ${takeoverMs} ms (lease TTL ${LEASE_TTL_MS} ms)`,
+      );
+      assert.deepEqual(lost, [], "every acknowledged message arrived");
+      assert.ok(dups.length <= bound, `${dups.length} duplicates > ${bound}`);
+      assert.ok(
+        takeoverMs <= LEASE_TTL_MS + 5_000,
+        `the sites moved ${takeoverMs} ms after the kill`,
+      );
+      assert.ok(acked.length >= 300, `only ${acked.length} acknowledged`);
+    } finally {
+      await Promise.all(all.map((node) => node[Symbol.asyncDispose]()));
+      await dest.close();
+      await shared.close();
+    }
+  });
+}
+
+/** A node's id, from its ready line. */
+function victimId(relay: Relay): string {
+  return String(relay.logs.find((l) => l.event === "ready")?.node);
+}
