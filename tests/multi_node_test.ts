@@ -173,7 +173,7 @@ for (const store of STORES) {
       let held: NodeView["sites"] = [];
       await waitUntil(
         async () => {
-          held = (await nodesSeenBy(nodes[0]!)).find((n) => n.id === victimId(victim))?.sites ?? [];
+          held = (await nodesSeenBy(nodes[0]!)).find((n) => n.id === nodeId(victim))?.sites ?? [];
           return held.length === 4;
         },
         "the victim holding every site",
@@ -195,15 +195,13 @@ for (const store of STORES) {
         { timeoutMs: 60_000, intervalMs: 20 },
       );
       const victimSites = (await nodesSeenBy(nodes[0]!))
-        .find((n) => n.id === victimId(victim))?.sites.map((s) => s.site) ?? [];
+        .find((n) => n.id === nodeId(victim))?.sites.map((s) => s.site) ?? [];
       const deliveredAtKill = dest.counts().size;
       await victim.kill9();
       const killedAt = Date.now();
 
       // Its sites move to the live nodes once its leases run out.
-      const survivors = new Set(
-        await Promise.all(nodes.slice(0, 2).map(async (n) => victimId(n))),
-      );
+      const survivors = new Set(nodes.slice(0, 2).map(nodeId));
       await waitUntil(
         async () => {
           const holders = new Map<string, string>();
@@ -253,6 +251,6 @@ for (const store of STORES) {
 }
 
 /** A node's id, from its ready line. */
-function victimId(relay: Relay): string {
+function nodeId(relay: Relay): string {
   return String(relay.logs.find((l) => l.event === "ready")?.node);
 }
