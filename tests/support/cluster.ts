@@ -60,7 +60,7 @@ export async function startDestinations(count: number): Promise<Destinations> {
 
 /** The settings every node of a test cluster shares. */
 export function clusterEnv(
-  store: SharedStore,
+  store: Pick<SharedStore, "env">,
   destinations: Destinations,
   extra: Record<string, string> = {},
 ): Record<string, string> {
