@@ -25,6 +25,7 @@ import { resolveShaping } from "./core/config/shaping.ts";
 import type { QueueControl } from "./core/queue_control.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
 import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.ts";
+import { sweepWindows } from "./core/store/window_counts.ts";
 import { startWebhooks } from "./actors/webhook.ts";
 import { startInbound } from "./smtp/inbound.ts";
 import { type NodeServices, startNodeServices } from "./core/node_services.ts";
@@ -147,6 +148,7 @@ function startWorkerRole(
         after = r.last;
       }
       await sweepExpiredStats(kv, { retentionMs: config.retention, now: Date.now() });
+      await sweepWindows(kv, Date.now());
     } catch (err) {
       log.warn("retention.failed", { err });
     }

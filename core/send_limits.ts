@@ -1,21 +1,23 @@
 /**
  * A credential's `rate_limit` and `daily_quota`, asked before each transaction (SMTP MAIL FROM,
  * an HTTP send). Over either, the sender hears a temporary refusal (451 4.7.0 / HTTP 429).
+ * Both are counted in the store, so they hold across every node sharing it and across restarts.
  *
- * - The daily quota counts in KV (store/send_counts.ts): a quota is a contract, so it must hold
- *   across nodes and restarts. Concurrent transactions of one credential may overshoot it by
- *   at most the number in flight, since each is counted when it is accepted.
- * - The rate is kept in memory, per process (so per node: N nodes let up to N× the rate
- *   through). Instead of a compare-and-set on a KV value per message, which would add a commit
- *   (an fsync) to every transaction that group commit exists to avoid, we accept that
- *   smoothing is per node and that a restart forgets it. GCRA (core/policy/gcra.ts) with a
- *   burst of the whole count: "100/min" lets 100 through back to back, then one per 600 ms.
+ * - The daily quota counts accepted messages (store/send_counts.ts, a sum in the message's own
+ *   commit). Concurrent transactions of one credential may overshoot it by at most the number in
+ *   flight, since each is counted when it is accepted.
+ * - The rate counts transactions let through, in fixed windows of the rate's period combined
+ *   into a sliding one (core/policy/sliding_window.ts): "100/min" lets 100 through back to back,
+ *   then more as the minute slides. Each let-through is one `sum` commit, which never conflicts
+ *   with another node's, so a busy credential is not one contended key. Nodes deciding at the
+ *   same moment may each let the last one through: the overshoot is at most one per node.
  *
  * @module
  */
 import type { Credential } from "./store/credentials.ts";
 import { acceptedOn } from "./store/send_counts.ts";
-import { type GcraState, gcraTake } from "./policy/gcra.ts";
+import { countInWindow, readWindows } from "./store/window_counts.ts";
+import { slidingTake } from "./policy/sliding_window.ts";
 import { parseRate, type Rate } from "./policy/duration.ts";
 
 export type Allowance =
@@ -23,19 +25,20 @@ export type Allowance =
   | { ok: false; reason: "rate" | "quota"; retryAfterMs: number };
 
 const DAY_MS = 86_400_000;
-const MAX_TRACKED = 10_000;
+const RATE_SCOPE = "cred_rate";
 
 export class SendLimits {
   #kv: Deno.Kv;
   #now: () => number;
-  #rates = new Map<string, { text: string; rate: Rate; state: GcraState }>();
+  /** Parsed rates by their text: a credential's rate is parsed once, not per transaction. */
+  #parsed = new Map<string, Rate>();
 
   constructor(kv: Deno.Kv, now: () => number = Date.now) {
     this.#kv = kv;
     this.#now = now;
   }
 
-  /** Checks both limits and, when allowed, takes one event from the rate. */
+  /** Checks both limits and, when allowed, counts one transaction against the rate. */
   async take(credential: Credential): Promise<Allowance> {
     const now = this.#now();
     if (credential.dailyQuota !== null) {
@@ -45,26 +48,25 @@ export class SendLimits {
       }
     }
     if (credential.rateLimit !== null) {
-      let entry = this.#rates.get(credential.id);
-      if (!entry || entry.text !== credential.rateLimit) {
-        entry = {
-          text: credential.rateLimit,
-          rate: parseRate(credential.rateLimit),
-          state: { tat: now },
-        };
-        this.#rates.set(credential.id, entry);
-        this.#forgetIdle(now);
+      const rate = this.#rate(credential.rateLimit);
+      const counter = { scope: RATE_SCOPE, id: credential.id, windowMs: rate.perMs };
+      const counts = await readWindows(this.#kv, counter, now);
+      const verdict = slidingTake(counts, rate.count, now, rate.perMs);
+      if (!verdict.allowed) {
+        return { ok: false, reason: "rate", retryAfterMs: verdict.retryAfterMs };
       }
-      const result = gcraTake(entry.state, entry.rate, now, entry.rate.count);
-      if (!result.allowed) return { ok: false, reason: "rate", retryAfterMs: result.retryAfterMs };
-      entry.state = result.state;
+      await countInWindow(this.#kv, counter, now);
     }
     return { ok: true };
   }
 
-  /** Drops limiters that have drained back to a full burst: they hold no information. */
-  #forgetIdle(now: number) {
-    if (this.#rates.size <= MAX_TRACKED) return;
-    for (const [id, entry] of this.#rates) if (entry.state.tat <= now) this.#rates.delete(id);
+  #rate(text: string): Rate {
+    let rate = this.#parsed.get(text);
+    if (!rate) {
+      rate = parseRate(text);
+      if (this.#parsed.size > 1_000) this.#parsed.clear();
+      this.#parsed.set(text, rate);
+    }
+    return rate;
   }
 }

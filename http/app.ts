@@ -88,7 +88,7 @@ export function createApp(deps: HttpDeps) {
     const isSend = c.req.method === "POST" && /^\/v1\/messages(\/batch)?\/?$/.test(c.req.path);
     return isSend ? sendLimit(c, next) : jsonLimit(c, next);
   });
-  v1.use("*", authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs));
+  v1.use("*", authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs, deps.kv));
   v1.use("*", bearerAuth(deps));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
   v1.route("/accounts", accountsApi(deps.kv));

@@ -39,6 +39,8 @@
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
  * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (a secret) |
  * | ["node", nodeId]                      | NodeBeat         | every node's heartbeat (expireIn: it goes with its node) |
+ * | ["win", scope, id, windowMs, index]   | Deno.KvU64       | shared limits: events of `id` in one fixed window (rate_limit, failed logins) |
+ * | ["auth_lock", scope, kind, key]       | {until}          | a failed-login lockout every node honours (expireIn) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -124,5 +126,14 @@ export const keys = {
   webhookLease: (id: string): Key => ["lease", "webhook", id],
   verpKey: (): Key => ["meta", "verp_key"],
   node: (id: string): Key => ["node", id],
+  windowCount: (scope: string, id: string, windowMs: number, index: number): Key => [
+    "win",
+    scope,
+    id,
+    windowMs,
+    index,
+  ],
+  windowCountPrefix: (): Key => ["win"],
+  authLock: (scope: string, kind: string, key: string): Key => ["auth_lock", scope, kind, key],
   nodePrefix: (): Key => ["node"],
 };
