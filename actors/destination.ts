@@ -432,7 +432,8 @@ export class SiteActor {
     if (!(await this.#holdLease())) {
       // Another node works the site: wait for its lease to run out (it renews it while alive),
       // or for a knock (an offer, a touch) to ask again.
-      const wait = Math.min(this.#leaseTtl / 3, this.#leaseFreeAt - now() + 50);
+      // Asked at least every poll: a holder that let the site go wakes nobody here.
+      const wait = Math.min(this.#leaseTtl / 3, pollIntervalMs, this.#leaseFreeAt - now() + 50);
       await this.#sleep(Math.max(wait, LEASE_RETRY_MIN_MS));
       return false;
     }
