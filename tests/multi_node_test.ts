@@ -3,25 +3,20 @@
  * lease delivers its mail, whichever node accepted it. Bounded: at most 600 messages a test, and
  * every wait has a deadline.
  *
- * The store is a parameter: every test runs on each store in STORES (a KV file; a KV Connect URL
- * once a stand-in server is there).
+ * The store is a parameter: every test runs on each store in SHARED_STORES (tests/support/
+ * cluster.ts: a KV file, and a KV Connect URL where a stand-in server is there).
  */
 import assert from "node:assert/strict";
 import type { Relay } from "./support/relay_process.ts";
 import {
   clusterEnv,
-  fileStore,
   logsOf,
-  type SharedStore,
+  SHARED_STORES,
   startDestinations,
   startNodes,
   submitTags,
 } from "./support/cluster.ts";
 import { waitUntil } from "./support/operations.ts";
-
-const STORES: { name: string; open: () => Promise<SharedStore> }[] = [
-  { name: "a KV file", open: fileStore },
-];
 
 interface NodeView {
   id: string;
@@ -63,7 +58,7 @@ function duplicates(counts: Map<string, number>): string[] {
   return [...counts].filter(([, c]) => c > 1).map(([tag, c]) => `${tag}×${c}`);
 }
 
-for (const store of STORES) {
+for (const store of SHARED_STORES) {
   for (const n of [2, 3]) {
     Deno.test(`${n} nodes on ${store.name} under load deliver every message exactly once`, async () => {
       const shared = await store.open();
@@ -152,7 +147,7 @@ for (const store of STORES) {
   });
 }
 
-for (const store of STORES) {
+for (const store of SHARED_STORES) {
   Deno.test(`3 nodes on ${store.name}, one killed -9 mid-run and restarted: nothing lost, duplicates only of its in-flight deliveries, its sites move within the lease TTL`, async () => {
     const CONNECTIONS = 2; // per site: at most this many of a site's deliveries are in flight
     const LEASE_TTL_MS = 10_000;

@@ -6,7 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { repoRoot, runCommand, startRelay } from "./support/relay_process.ts";
-import { clusterEnv, fileStore, startDestinations } from "./support/cluster.ts";
+import {
+  clusterEnv,
+  fileStore,
+  SHARED_STORES,
+  type SharedStore,
+  startDestinations,
+  storeWriteFlag,
+} from "./support/cluster.ts";
 import { waitUntil } from "./support/operations.ts";
 
 /** Whether anything accepts a TCP connection on 127.0.0.1:`port`. */
@@ -23,70 +30,66 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
-/** The permissions an http-only node runs with: the store file (and its companions) only. */
-function httpOnlyPermissions(files: string[]): string[] {
-  return [
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    `--allow-write=${files.join(",")}`,
-    "--deny-run",
-  ];
+/** The permissions an http-only node runs with: writes to a local store's files only. */
+function httpOnlyPermissions(store: SharedStore): string[] {
+  return ["--allow-net", "--allow-env", "--allow-read", storeWriteFlag(store), "--deny-run"];
 }
 
-Deno.test("an http-only node without a data dir, write access or subprocesses accepts mail through its API that a worker-only node delivers", async () => {
-  const store = await fileStore();
-  const dest = await startDestinations(1);
-  const scratch = await Deno.makeTempDir({ prefix: "postern_roles_" });
-  const noDataDir = `${scratch}/never-created`;
-  const env = clusterEnv(store, dest);
-  const worker = await startRelay({ env: { ...env, POSTERN_ROLES: "worker" } });
-  const http = await startRelay({
-    env: { ...env, POSTERN_ROLES: "http" },
-    dataDir: noDataDir,
-    permissions: httpOnlyPermissions(store.files),
-  });
-  try {
-    // Neither opened an SMTP listener; the worker's HTTP port serves health and metrics only.
-    for (const port of [worker.smtpPort, worker.smtpsPort, http.smtpPort, http.smtpsPort]) {
-      assert.equal(await listening(port), false, `port ${port} is open`);
-    }
-    assert.equal((await worker.api("/healthz")).status, 200);
-    assert.equal((await worker.api("/metrics")).status, 200);
-    assert.equal((await worker.api("/v1/credentials")).status, 404);
-
-    const key = await http.api("/v1/credentials", { body: { name: "app" } });
-    assert.equal(key.status, 201, JSON.stringify(key.json));
-    const sent = await http.api("/v1/messages", {
-      token: key.json.password,
-      body: {
-        from: "app@origin.test",
-        to: `user@${dest.domains[0]}`,
-        subject: "through the edge",
-        text: "Hello from the http-only node.",
-      },
+for (const shared of SHARED_STORES) {
+  Deno.test(`on ${shared.name}, an http-only node without a data dir, write access or subprocesses accepts mail through its API that a worker-only node delivers`, async () => {
+    const store = await shared.open();
+    const dest = await startDestinations(1);
+    const scratch = await Deno.makeTempDir({ prefix: "postern_roles_" });
+    const noDataDir = `${scratch}/never-created`;
+    const env = clusterEnv(store, dest);
+    const worker = await startRelay({ env: { ...env, POSTERN_ROLES: "worker" } });
+    const http = await startRelay({
+      env: { ...env, POSTERN_ROLES: "http" },
+      dataDir: noDataDir,
+      permissions: httpOnlyPermissions(store),
     });
-    assert.equal(sent.status, 202, JSON.stringify(sent.json));
-    const [arrived] = await dest.sinks[0]!.waitFor(1, { timeoutMs: 30_000 });
-    assert.match(arrived!.text, /Hello from the http-only node\./);
-    const attempt = (l: Record<string, unknown>) =>
-      l.event === "delivery.attempt" && l.msg === sent.json.id;
-    await worker.waitForLog(attempt);
-    assert.equal(http.logs.filter(attempt).length, 0, "the http node delivers nothing");
-    // The message's status, read through the http node, says so too.
-    await waitUntil(async () => {
-      const status = await http.api(`/v1/messages/${sent.json.id}`);
-      return JSON.stringify(status.json).includes('"delivered"');
-    }, "the message shown delivered by the http node");
-    assert.equal(await exists(noDataDir), false, "the http-only node made no data dir");
-  } finally {
-    await http[Symbol.asyncDispose]();
-    await worker[Symbol.asyncDispose]();
-    await dest.close();
-    await store.close();
-    await Deno.remove(scratch, { recursive: true }).catch(() => {});
-  }
-});
+    try {
+      // Neither opened an SMTP listener; the worker's HTTP port serves health and metrics only.
+      for (const port of [worker.smtpPort, worker.smtpsPort, http.smtpPort, http.smtpsPort]) {
+        assert.equal(await listening(port), false, `port ${port} is open`);
+      }
+      assert.equal((await worker.api("/healthz")).status, 200);
+      assert.equal((await worker.api("/metrics")).status, 200);
+      assert.equal((await worker.api("/v1/credentials")).status, 404);
+
+      const key = await http.api("/v1/credentials", { body: { name: "app" } });
+      assert.equal(key.status, 201, JSON.stringify(key.json));
+      const sent = await http.api("/v1/messages", {
+        token: key.json.password,
+        body: {
+          from: "app@origin.test",
+          to: `user@${dest.domains[0]}`,
+          subject: "through the edge",
+          text: "Hello from the http-only node.",
+        },
+      });
+      assert.equal(sent.status, 202, JSON.stringify(sent.json));
+      const [arrived] = await dest.sinks[0]!.waitFor(1, { timeoutMs: 30_000 });
+      assert.match(arrived!.text, /Hello from the http-only node\./);
+      const attempt = (l: Record<string, unknown>) =>
+        l.event === "delivery.attempt" && l.msg === sent.json.id;
+      await worker.waitForLog(attempt);
+      assert.equal(http.logs.filter(attempt).length, 0, "the http node delivers nothing");
+      // The message's status, read through the http node, says so too.
+      await waitUntil(async () => {
+        const status = await http.api(`/v1/messages/${sent.json.id}`);
+        return JSON.stringify(status.json).includes('"delivered"');
+      }, "the message shown delivered by the http node");
+      assert.equal(await exists(noDataDir), false, "the http-only node made no data dir");
+    } finally {
+      await http[Symbol.asyncDispose]();
+      await worker[Symbol.asyncDispose]();
+      await dest.close();
+      await store.close();
+      await Deno.remove(scratch, { recursive: true }).catch(() => {});
+    }
+  });
+}
 
 Deno.test("a role that cannot get its local resource stops start-up with one line naming the setting", async () => {
   const store = await fileStore();
@@ -110,7 +113,7 @@ Deno.test("a role that cannot get its local resource stops start-up with one lin
       // A worker keeps its node id in the data dir, which this node may not write.
       {
         env: { ...store.env, POSTERN_ROLES: "worker" },
-        permissions: httpOnlyPermissions(store.files),
+        permissions: httpOnlyPermissions(store),
         setting: "POSTERN_DATA_DIR",
       },
       // An http-only node keeps no data dir, so it must be told where the store is.

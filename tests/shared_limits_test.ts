@@ -7,16 +7,12 @@ import assert from "node:assert/strict";
 import type { Relay } from "./support/relay_process.ts";
 import {
   clusterEnv,
-  fileStore,
+  SHARED_STORES,
   type SharedStore,
   startDestinations,
   startNodes,
 } from "./support/cluster.ts";
 import { login, message, newCredential, send, session } from "./support/tenants.ts";
-
-const STORES: { name: string; open: () => Promise<SharedStore> }[] = [
-  { name: "a KV file", open: fileStore },
-];
 
 async function twoNodes(store: SharedStore, extra: Record<string, string> = {}) {
   const dest = await startDestinations(1);
@@ -34,7 +30,7 @@ async function twoNodes(store: SharedStore, extra: Record<string, string> = {}) 
   };
 }
 
-for (const store of STORES) {
+for (const store of SHARED_STORES) {
   Deno.test(`on ${store.name}, a credential's rate_limit holds across two nodes: sends alternated between them stop at the limit on both`, async () => {
     const shared = await store.open();
     try {

@@ -33,6 +33,20 @@ export async function fileStore(): Promise<SharedStore> {
   };
 }
 
+/**
+ * Every kind of store the multi-node tests run on. A KV Connect stand-in joins this list as
+ * `{ name: "KV Connect", open: () => … }` returning `POSTERN_KV=http://127.0.0.1:<port>` and
+ * `DENO_KV_ACCESS_TOKEN` in `env`, and no `files`.
+ */
+export const SHARED_STORES: { name: string; open: () => Promise<SharedStore> }[] = [
+  { name: "a KV file", open: fileStore },
+];
+
+/** Deno's write permission for a node that may write nothing but the store's files. */
+export function storeWriteFlag(store: SharedStore): string {
+  return store.files.length > 0 ? `--allow-write=${store.files.join(",")}` : "--deny-write";
+}
+
 /** Recipient domains, each routed to its own sink. */
 export interface Destinations {
   domains: string[];
