@@ -9,6 +9,7 @@ import { ConfigError, loadConfig } from "./core/config/load.ts";
 import { createLogger } from "./core/log.ts";
 import { startNodeServices } from "./core/node_services.ts";
 import { httpRoleApp } from "./http/role.ts";
+import { openSecretBox } from "./core/auth/secret_box.ts";
 
 type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
 
@@ -16,9 +17,16 @@ async function build(): Promise<Handler> {
   const config = loadConfig(Deno.env.toObject());
   // An isolate's stdout may not be a file: log through the console.
   const log = createLogger({ level: config.logLevel, write: (line) => console.log(line) });
+  // An isolate has no file system for a generated key: the key comes from the environment.
+  if (!config.secretKey) {
+    throw new ConfigError(
+      "POSTERN_SECRET_KEY: the edge HTTP role needs it, the same as on every node sharing the store",
+    );
+  }
+  const secretBox = await openSecretBox({ secretKey: config.secretKey, dataDir: "" });
   const kv = config.kv ? await Deno.openKv(config.kv) : await Deno.openKv();
   const hostname = config.hostname ?? "postern-edge";
-  const services = await startNodeServices(kv, config, { hostname, log });
+  const services = await startNodeServices(kv, config, { hostname, log, secretBox });
   const app = httpRoleApp(config, services, { hostname });
   log.info("edge.ready", { kv: config.kv ? "POSTERN_KV" : "default" });
   return (request, info) => app.fetch(request, info);

@@ -14,6 +14,8 @@ import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
 import { denoResolver } from "./core/mail/mx.ts";
 import { claimNodeId, type NodeIdentity } from "./core/node_id.ts";
 import { shortId } from "./core/ids.ts";
+import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
+import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { healthOnlyApp, httpRoleApp } from "./http/role.ts";
 import { startWorker, type Worker } from "./actors/worker.ts";
@@ -75,7 +77,7 @@ function startWorkerRole(
   services: NodeServices,
   ctx: { nodeId: string; hostname: string; log: Logger; stopping: () => boolean },
 ) {
-  const { kv, committer, bodyCache, signal, suppressions, intake } = services;
+  const { kv, committer, bodyCache, signal, suppressions, intake, verp, secretBox } = services;
   const { nodeId, hostname, log } = ctx;
   sweepStaged(kv).catch((err) => log.warn("sweeper.failed", { err }));
   const resolver = denoResolver(config.dns);
@@ -106,6 +108,7 @@ function startWorkerRole(
     directory,
     pools: config.pools,
     credentials,
+    ...(verp ? { verp } : {}),
     bounces: {
       kv,
       intake,
@@ -131,6 +134,7 @@ function startWorkerRole(
     retentionMs: config.retention,
     resolver,
     allowed: networkMatcher(config.webhookAllow),
+    secretBox,
     now: Date.now,
   });
   // Retention: at start and hourly, in batches until the expired messages are gone.
@@ -184,9 +188,16 @@ async function main() {
     );
   }
   const hostname = config.hostname ?? systemHostname();
+  if (!local && !config.secretKey) {
+    fatal(
+      `POSTERN_SECRET_KEY: a node with POSTERN_ROLES=${config.roles.join(",")} keeps no data ` +
+        "directory for a generated key; set POSTERN_SECRET_KEY, the same on every node sharing " +
+        "the store",
+    );
+  }
   if (local) {
     try {
-      await Deno.mkdir(config.dataDir, { recursive: true });
+      await prepareDataDir(config.dataDir);
     } catch (err) {
       fatal(
         `POSTERN_DATA_DIR: the ${roles.has("worker") ? "worker" : "smtp"} role needs a ` +
@@ -198,13 +209,20 @@ async function main() {
   const kvPath = config.kv ?? `${config.dataDir}/postern.kv`;
   let kv: Deno.Kv;
   try {
-    kv = await Deno.openKv(kvPath);
+    kv = await openKvFile(kvPath);
   } catch (err) {
     fatal(`POSTERN_KV: cannot open the store ${kvPath}: ${(err as Error).message}`);
   }
+  // Webhook secrets, DKIM keys and the VERP key are sealed under a key kept outside the store.
+  let secretBox: SecretBox;
+  try {
+    secretBox = await openSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
+  } catch (err) {
+    fatal(`POSTERN_SECRET_KEY: ${(err as Error).message}`);
+  }
   let services: NodeServices;
   try {
-    services = await startNodeServices(kv, config, { hostname, log });
+    services = await startNodeServices(kv, config, { hostname, log, secretBox });
   } catch (err) {
     if (err instanceof ConfigError) fatal(err.message);
     throw err;

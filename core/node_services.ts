@@ -15,7 +15,10 @@ import { prepareLoginChecks } from "./store/credentials.ts";
 import { ensureDefaultAccount, getAccount } from "./store/accounts.ts";
 import { SuppressionCache } from "./store/suppressions.ts";
 import { ensureVerpKey } from "./store/verp_key.ts";
-import { signingKeysFor } from "./store/domains.ts";
+import { sealDomainKeys, signingKeysFor } from "./store/domains.ts";
+import { sealWebhookSecrets } from "./store/webhooks.ts";
+import type { SecretBox } from "./auth/secret_box.ts";
+import { keys } from "./store/keys.ts";
 import { SendLimits } from "./send_limits.ts";
 import type { IntakeDeps } from "./intake.ts";
 import type { VerpConfig } from "./mail/verp.ts";
@@ -28,6 +31,8 @@ export interface NodeServices {
   admin: { hash: string; printOnce?: string };
   suppressions: SuppressionCache;
   verp: VerpConfig | undefined;
+  /** Opens the secrets sealed in the store (webhook secrets, DKIM keys, the VERP key). */
+  secretBox: SecretBox;
   intake: IntakeDeps;
   limits: SendLimits;
   /** Stops the background refresh of the suppression cache. */
@@ -38,9 +43,13 @@ export interface NodeServices {
 export async function startNodeServices(
   kv: Deno.Kv,
   config: Config,
-  options: { hostname: string; log: Logger },
+  options: { hostname: string; log: Logger; secretBox: SecretBox },
 ): Promise<NodeServices> {
-  const { hostname, log } = options;
+  const { hostname, log, secretBox } = options;
+  await checkSecretKey(kv, secretBox);
+  // Records written before secrets were sealed are sealed now (and read as they are meanwhile).
+  const sealed = await sealWebhookSecrets(kv, secretBox) + await sealDomainKeys(kv, secretBox);
+  if (sealed > 0) log.info("secrets.sealed", { count: sealed });
   const committer = new Committer(kv);
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
@@ -62,7 +71,7 @@ export async function startNodeServices(
   );
   // VERP return paths, when a bounce domain is configured; the key is shared through the store.
   const verp = config.bounceDomain
-    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
+    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
     : undefined;
   const intake: IntakeDeps = {
     ...(verp ? { verp } : {}),
@@ -75,9 +84,44 @@ export async function startNodeServices(
     bodyCache,
     signal,
     log,
-    dkimKeyFor: (account: string, fromDomain: string) => signingKeysFor(kv, account, fromDomain),
+    dkimKeyFor: (account: string, fromDomain: string) =>
+      signingKeysFor(kv, secretBox, account, fromDomain),
   };
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
   const limits = new SendLimits(kv);
-  return { kv, committer, bodyCache, signal, admin, suppressions, verp, intake, limits, stop };
+  return {
+    kv,
+    committer,
+    bodyCache,
+    signal,
+    admin,
+    suppressions,
+    verp,
+    secretBox,
+    intake,
+    limits,
+    stop,
+  };
+}
+
+/**
+ * Every node on a store must seal and open secrets under the same key. The first node records
+ * its key's id in the store; a node with another key (its own generated secret.key, say) stops
+ * at start rather than fail later on every secret another node sealed.
+ */
+async function checkSecretKey(kv: Deno.Kv, box: SecretBox): Promise<void> {
+  for (;;) {
+    const entry = await kv.get<{ id: string }>(keys.secretKeyId());
+    if (entry.value) {
+      if (entry.value.id === box.keyId) return;
+      throw new ConfigError(
+        `POSTERN_SECRET_KEY: this node's key (id ${box.keyId}) is not the key the store's ` +
+          `secrets are sealed under (id ${entry.value.id}); set the same POSTERN_SECRET_KEY on ` +
+          "every node sharing the store",
+      );
+    }
+    const res = await kv.atomic().check(entry).set(keys.secretKeyId(), { id: box.keyId })
+      .commit();
+    if (res.ok) return;
+  }
 }

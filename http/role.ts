@@ -31,6 +31,7 @@ export function httpRoleApp(
     limits: services.limits,
     resolver: denoResolver(config.dns),
     webhookAllowed: networkMatcher(config.webhookAllow),
+    secretBox: services.secretBox,
     trusted: networkMatcher(config.trustedNetworks),
     eventSettleMs: config.eventSettle,
     httpLimits: {

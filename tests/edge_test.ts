@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { freePort, repoRoot, startRelay } from "./support/relay_process.ts";
-import { clusterEnv, startDestinations } from "./support/cluster.ts";
+import { CLUSTER_SECRET_KEY, clusterEnv, startDestinations } from "./support/cluster.ts";
 import { waitUntil } from "./support/operations.ts";
 
 const ADMIN = "edge-admin-token-0123456789abcdef";
@@ -32,7 +32,13 @@ Deno.test("edge.ts under deno serve, with only --allow-net --allow-env, answers 
     ],
     cwd: repoRoot,
     clearEnv: true,
-    env: { ...env, DENO_DIR: denoDir, NO_COLOR: "1", POSTERN_ADMIN_TOKEN: ADMIN },
+    env: {
+      ...env,
+      DENO_DIR: denoDir,
+      NO_COLOR: "1",
+      POSTERN_ADMIN_TOKEN: ADMIN,
+      POSTERN_SECRET_KEY: CLUSTER_SECRET_KEY,
+    },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -33,12 +33,13 @@
  * | ["idx_rcpt", account, rcpt, msgId]    | true             | message commit: search by recipient (lower-cased) |
  * | ["idx_tag", account, tag, msgId]      | true             | message commit: search by tag |
  * | ["stat", account, hourMs, dim, value, type] | Deno.KvU64 | sum in the event's commit; dim "all" (value ""), "domain", "tag" |
- * | ["webhook", id]                       | WebhookEndpoint  | webhooks API (holds the signing secrets) |
+ * | ["webhook", id]                       | WebhookEndpoint  | webhooks API (signing secrets sealed)    |
  * | ["webhook_state", id]                 | WebhookState     | webhook actor (cursor, retries); replay API |
  * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
- * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (a secret) |
+ * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (sealed)   |
  * | ["node", nodeId]                      | NodeBeat         | every node's heartbeat (expireIn: it goes with its node) |
+ * | ["meta", "secret_key_id"]             | {id}             | start-up: which key seals the store's secrets (every node must have it) |
  * | ["win", scope, id, windowMs, index]   | Deno.KvU64       | shared limits: events of `id` in one fixed window (rate_limit, failed logins) |
  * | ["auth_lock", scope, kind, key]       | {until}          | a failed-login lockout every node honours (expireIn) |
  *
@@ -126,6 +127,7 @@ export const keys = {
   webhookLease: (id: string): Key => ["lease", "webhook", id],
   verpKey: (): Key => ["meta", "verp_key"],
   node: (id: string): Key => ["node", id],
+  secretKeyId: (): Key => ["meta", "secret_key_id"],
   windowCount: (scope: string, id: string, windowMs: number, index: number): Key => [
     "win",
     scope,

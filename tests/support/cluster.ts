@@ -72,6 +72,9 @@ export async function startDestinations(count: number): Promise<Destinations> {
   };
 }
 
+/** The secret key every node of a test cluster shares. */
+export const CLUSTER_SECRET_KEY = "cluster-secret-key-0123456789abcdef-0123";
+
 /** The settings every node of a test cluster shares. */
 export function clusterEnv(
   store: Pick<SharedStore, "env">,
@@ -88,6 +91,8 @@ export function clusterEnv(
     POSTERN_LEASE_TTL: "10s",
     // One admin token for all: the API of any node answers the test.
     POSTERN_ADMIN_TOKEN: "cluster-admin-token-0123456789abcdef",
+    // Every node on a store seals and opens its secrets under the same key.
+    POSTERN_SECRET_KEY: CLUSTER_SECRET_KEY,
     ...extra,
   };
 }
