@@ -123,7 +123,23 @@ Deno.test("a role that cannot get its local resource stops start-up with one lin
         permissions: ["--allow-all"],
         setting: "POSTERN_ROLES",
       },
+      // Nor a generated secret key: the one every node shares must be given.
+      {
+        env: { ...store.env, POSTERN_ROLES: "http" },
+        permissions: httpOnlyPermissions(store),
+        setting: "POSTERN_SECRET_KEY",
+      },
+      // A node whose key is not the one the store's secrets are sealed under.
+      {
+        env: { ...store.env, POSTERN_SECRET_KEY: "not the key the other nodes use, 32+ chars" },
+        permissions: ["--allow-all"],
+        setting: "POSTERN_SECRET_KEY",
+      },
     ];
+    // Another node recorded its key in the store.
+    const kv = await Deno.openKv(store.env.POSTERN_KV!);
+    await kv.set(["meta", "secret_key_id"], { id: "otherkey" });
+    kv.close();
     for (const c of cases) {
       const result = await run(c.env, c.permissions);
       const lines = result.stderr.trim().split("\n");
