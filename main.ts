@@ -32,6 +32,9 @@ import { startWebhooks } from "./actors/webhook.ts";
 import { startInbound } from "./smtp/inbound.ts";
 import { type NodeServices, startNodeServices } from "./core/node_services.ts";
 import { startHeartbeat } from "./core/heartbeat.ts";
+import { startSimulator } from "./smtp/simulator.ts";
+import { withSimulator } from "./actors/sandbox_route.ts";
+import { withSandboxShaping } from "./core/config/sandbox.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -71,24 +74,49 @@ async function readTls(config: Config, hostname: string) {
   }
 }
 
-/** The worker role: site actors, webhooks and retention. */
-function startWorkerRole(
+/** The worker role: site actors, webhooks, retention, and the sandbox's simulated MX. */
+async function startWorkerRole(
   config: Config,
   services: NodeServices,
-  ctx: { nodeId: string; hostname: string; log: Logger; stopping: () => boolean },
+  ctx: {
+    nodeId: string;
+    hostname: string;
+    log: Logger;
+    tls: { key: string; cert: string };
+    stopping: () => boolean;
+  },
 ) {
   const { kv, committer, bodyCache, signal, suppressions, intake, verp, secretBox } = services;
   const { nodeId, hostname, log } = ctx;
   sweepStaged(kv).catch((err) => log.warn("sweeper.failed", { err }));
+  // The sandbox's simulated MX, on a loopback port of its own: the simulator domain routes there,
+  // so the node that delivers the mail runs it.
+  const simulator = await startSimulator({
+    domain: config.simulatorDomain,
+    greylistMs: config.sandboxGreylist,
+    tls: ctx.tls,
+    log,
+    now: Date.now,
+    after: {
+      reports: { kv, committer, log, now: Date.now, suppressions, listFor: services.listFor },
+      ...(verp ? { verp } : {}),
+      hostname,
+      log,
+    },
+  });
   const resolver = denoResolver(config.dns);
-  const shaping = resolveShaping(config.shaping, {
+  const shaping = resolveShaping(withSandboxShaping(config.shaping, config.simulatorDomain), {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
     connectTimeout: config.connectTimeout,
   });
   const directory = new SiteDirectory({
-    resolve: (domain) =>
-      resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+    // The simulator domain goes to the sandbox's simulated MX, on this node's loopback.
+    resolve: withSimulator(
+      (domain) =>
+        resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+      { domain: config.simulatorDomain, port: simulator.port },
+    ),
     shaping,
     now: Date.now,
   });
@@ -101,7 +129,15 @@ function startWorkerRole(
     signal,
     nodeId,
     hostname,
-    retry: { schedule: config.retrySchedule, maxAgeMs: config.maxAge },
+    retry: {
+      schedule: config.retrySchedule,
+      maxAgeMs: config.maxAge,
+      sandbox: {
+        domain: config.simulatorDomain,
+        schedule: config.sandboxRetrySchedule,
+        maxAgeMs: config.sandboxMaxAge,
+      },
+    },
     commandTimeoutMs: config.commandTimeout,
     pollIntervalMs: config.pollInterval,
     leaseTtlMs: config.leaseTtl,
@@ -166,6 +202,7 @@ function startWorkerRole(
       clearInterval(retentionTimer);
       await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     },
+    closeSimulator: () => simulator.close(),
   };
 }
 
@@ -205,7 +242,8 @@ async function main() {
       );
     }
   }
-  const tls = roles.has("smtp") ? await readTls(config, hostname) : null;
+  // smtp's listeners and the worker's simulated MX speak TLS.
+  const tls = local ? await readTls(config, hostname) : null;
   const kvPath = config.kv ?? `${config.dataDir}/postern.kv`;
   let kv: Deno.Kv;
   try {
@@ -264,6 +302,7 @@ async function main() {
         log,
         trustedAccount: config.trustedAccount,
         limits: services.limits,
+        sandbox: services.sandbox,
       });
       const verp = services.verp;
       inbound = verp
@@ -281,6 +320,7 @@ async function main() {
             log,
             now: Date.now,
             suppressions: services.suppressions,
+            listFor: services.listFor,
           },
         })
         : null;
@@ -308,7 +348,13 @@ async function main() {
 
   let stopping = false;
   const workerRole = roles.has("worker")
-    ? startWorkerRole(config, services, { nodeId, hostname, log, stopping: () => stopping })
+    ? await startWorkerRole(config, services, {
+      nodeId,
+      hostname,
+      log,
+      tls: tls!,
+      stopping: () => stopping,
+    })
     : null;
   const worker: Worker | null = workerRole?.worker ?? null;
   if (worker) queueControl = createQueueControl(worker, { kv, now: Date.now });
@@ -343,7 +389,7 @@ async function main() {
         `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
         `    -H "Authorization: Bearer ${token}" -d '{"name":"my-app"}'`,
         `  swaks --server 127.0.0.1:${config.smtpPort} --tls --auth PLAIN \\`,
-        "    --auth-user <username> --auth-password <password> --to you@example.com",
+        `    --auth-user <username> --auth-password <password> --to delivered@${config.simulatorDomain}`,
         "",
       ].join("\n"),
     );
@@ -359,7 +405,12 @@ async function main() {
     services.stop();
     await heartbeat.stop();
     await Promise.race([
-      Promise.all([smtp?.close(), http!.shutdown(), inbound?.close()]),
+      Promise.all([
+        smtp?.close(),
+        http!.shutdown(),
+        inbound?.close(),
+        workerRole?.closeSimulator(),
+      ]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     kv.close();

@@ -19,6 +19,8 @@ import { sealDomainKeys, signingKeysFor } from "./store/domains.ts";
 import { sealWebhookSecrets } from "./store/webhooks.ts";
 import type { SecretBox } from "./auth/secret_box.ts";
 import { keys } from "./store/keys.ts";
+import { sandboxIntake } from "./sandbox/intake.ts";
+import { suppressionListFor } from "./policy/sandbox.ts";
 import { SendLimits } from "./send_limits.ts";
 import type { IntakeDeps } from "./intake.ts";
 import type { VerpConfig } from "./mail/verp.ts";
@@ -35,6 +37,10 @@ export interface NodeServices {
   secretBox: SecretBox;
   intake: IntakeDeps;
   limits: SendLimits;
+  /** The sandbox's settings, for the doors (its submission faults) and GET /v1/sandbox. */
+  sandbox: { domain: string; greylistMs: number; slowMs: number };
+  /** Which suppression list an address goes on: simulator addresses go on the sandbox's own. */
+  listFor(account: string, address: string): string;
   /** Stops the background refresh of the suppression cache. */
   stop(): void;
 }
@@ -75,6 +81,7 @@ export async function startNodeServices(
     : undefined;
   const intake: IntakeDeps = {
     ...(verp ? { verp } : {}),
+    sandbox: sandboxIntake(kv, config.simulatorDomain),
     suppressions,
     kv,
     committer,
@@ -100,6 +107,12 @@ export async function startNodeServices(
     secretBox,
     intake,
     limits,
+    sandbox: {
+      domain: config.simulatorDomain,
+      greylistMs: config.sandboxGreylist,
+      slowMs: config.sandboxSlowDelay,
+    },
+    listFor: (account, address) => suppressionListFor(account, address, config.simulatorDomain),
     stop,
   };
 }

@@ -21,6 +21,9 @@ import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { nodesApi } from "./nodes.ts";
 import { suppressionsApi } from "./suppressions.ts";
+import { sandboxApi } from "./sandbox.ts";
+import { sandboxList } from "../core/policy/sandbox.ts";
+import type { SandboxHttp } from "./sandbox_faults.ts";
 import {
   authFailureLock,
   DEFAULT_HTTP_LIMITS,
@@ -58,6 +61,8 @@ export interface HttpDeps {
   trusted: (address: string) => boolean;
   /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
   eventSettleMs: number;
+  /** The simulator domain and its clocks: GET /v1/sandbox and the send API's faults. */
+  sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
 }
@@ -114,6 +119,8 @@ export function createApp(deps: HttpDeps) {
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
   v1.route("/nodes", nodesApi({ kv: deps.kv }));
+  v1.route("/sandbox", sandboxApi(deps.sandbox));
+  v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
   app.route("/v1", v1);
   return app;
 }

@@ -34,6 +34,7 @@ export function httpRoleApp(
     secretBox: services.secretBox,
     trusted: networkMatcher(config.trustedNetworks),
     eventSettleMs: config.eventSettle,
+    sandbox: services.sandbox,
     httpLimits: {
       maxBody: config.httpMaxBody,
       maxJsonDepth: config.httpMaxJsonDepth,
