@@ -359,8 +359,16 @@ async function main() {
   const worker: Worker | null = workerRole?.worker ?? null;
   if (worker) queueControl = createQueueControl(worker, { kv, now: Date.now });
 
+  // A wildcard listen address is not one a browser can open; loopback reaches it.
+  const browseHost = config.listen === "0.0.0.0" || config.listen === "::"
+    ? "127.0.0.1"
+    : config.listen.includes(":")
+    ? `[${config.listen}]`
+    : config.listen;
+  const dashboardUrl = `http://${browseHost}:${config.httpPort}/`;
   log.info("ready", {
     hostname,
+    dashboard_url: roles.has("http") ? dashboardUrl : null,
     node: nodeId,
     roles: config.roles,
     smtp_port: smtp ? config.smtpPort : null,
@@ -382,8 +390,10 @@ async function main() {
           ]
           : []),
         `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
+        `  Dashboard:                  ${dashboardUrl}`,
         "",
         `Admin token (shown once, keep it safe): ${token}`,
+        "Open the dashboard and sign in with it, or use it as the API's bearer token.",
         "",
         "Send a first message:",
         `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,

@@ -34,6 +34,7 @@ export function httpRoleApp(
     secretBox: services.secretBox,
     trusted: networkMatcher(config.trustedNetworks),
     eventSettleMs: config.eventSettle,
+    smtp: { host: options.hostname, submissionPort: config.smtpPort, smtpsPort: config.smtpsPort },
     sandbox: services.sandbox,
     httpLimits: {
       maxBody: config.httpMaxBody,

@@ -42,6 +42,7 @@
  * | ["meta", "secret_key_id"]             | {id}             | start-up: which key seals the store's secrets (every node must have it) |
  * | ["win", scope, id, windowMs, index]   | Deno.KvU64       | shared limits: events of `id` in one fixed window (rate_limit, failed logins) |
  * | ["auth_lock", scope, kind, key]       | {until}          | a failed-login lockout every node honours (expireIn) |
+ * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -138,4 +139,5 @@ export const keys = {
   windowCountPrefix: (): Key => ["win"],
   authLock: (scope: string, kind: string, key: string): Key => ["auth_lock", scope, kind, key],
   nodePrefix: (): Key => ["node"],
+  dashboardSession: (tokenDigest: string): Key => ["dash_session", tokenDigest],
 };
