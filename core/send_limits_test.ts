@@ -30,7 +30,7 @@ Deno.test("SendLimits lets a rate's whole count through back to back, then more 
   }
 });
 
-Deno.test("SendLimits refuses once the day's count reaches the quota, until the next UTC day", async () => {
+Deno.test("SendLimits refuses recipients past what is left of the day's quota, until the next UTC day", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     let now = Date.UTC(2026, 10, 3, 23, 0);
@@ -38,21 +38,25 @@ Deno.test("SendLimits refuses once the day's count reaches the quota, until the 
     const { credential } = await createCredential(kv, {
       account: "default",
       name: "app",
-      scopes: { dailyQuota: 2 },
+      scopes: { dailyQuota: 3 },
     });
-    for (let i = 0; i < 2; i++) {
-      assert.deepEqual(await limits.take(credential), { ok: true });
-      const op = kv.atomic();
-      countAccepted(op, credential.id, now);
-      await op.commit();
-    }
-    assert.deepEqual(await limits.take(credential), {
+    assert.deepEqual(await limits.quota(credential, 4), {
+      ok: false,
+      reason: "quota",
+      retryAfterMs: 3_600_000,
+    });
+    assert.deepEqual(await limits.quota(credential, 3), { ok: true });
+    const op = kv.atomic();
+    countAccepted(op, credential.id, now, 2);
+    await op.commit();
+    assert.deepEqual(await limits.quota(credential, 1), { ok: true });
+    assert.deepEqual(await limits.quota(credential, 2), {
       ok: false,
       reason: "quota",
       retryAfterMs: 3_600_000,
     });
     now += 3_600_000;
-    assert.deepEqual(await limits.take(credential), { ok: true });
+    assert.deepEqual(await limits.quota(credential, 3), { ok: true });
   } finally {
     kv.close();
   }
