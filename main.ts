@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from "./core/config/load.ts";
 import type { Config } from "./core/config/schema.ts";
 import { createLogger } from "./core/log.ts";
 import { Committer } from "./core/store/committer.ts";
+import { boundedKv } from "./core/store/bounded_kv.ts";
 import { BodyCache } from "./core/store/body_cache.ts";
 import { QueueSignal } from "./core/queue_signal.ts";
 import { ensureAdminToken } from "./core/store/admin_token.ts";
@@ -68,8 +69,12 @@ async function main() {
   const hostname = config.hostname ?? Deno.hostname();
   await Deno.mkdir(config.dataDir, { recursive: true });
   const tls = await readTls(config, hostname);
-  const kv = await Deno.openKv(config.kv ?? `${config.dataDir}/postern.kv`);
-  const committer = new Committer(kv);
+  // Bounded: a remote store's client would otherwise wait without end while it is unreachable.
+  const kv = boundedKv(
+    await Deno.openKv(config.kv ?? `${config.dataDir}/postern.kv`),
+    config.storeRetry,
+  );
+  const committer = new Committer(kv, { storeRetryMs: config.storeRetry });
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
   const admin = await ensureAdminToken(kv, config.adminToken);

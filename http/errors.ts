@@ -4,6 +4,8 @@
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { CommitFailedError, DEFAULT_STORE_RETRY_MS } from "../core/store/committer.ts";
+import { StoreUnavailableError } from "../core/store/bounded_kv.ts";
 
 export class ApiError extends Error {
   override name = "ApiError";
@@ -12,6 +14,8 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly details?: unknown,
+    /** Sent as Retry-After (seconds). */
+    readonly retryAfterS?: number,
   ) {
     super(message);
   }
@@ -27,6 +31,17 @@ export const errors = {
   tooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Request body exceeds ${limit} bytes`),
   unavailable: (message: string) => new ApiError(503, "unavailable", message),
+  /** The store could not take the commit within POSTERN_STORE_RETRY (locked or unreachable). */
+  storeUnavailable: (retryAfterMs: number) => {
+    const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    return new ApiError(
+      503,
+      "unavailable",
+      "The queue is temporarily unavailable; retry later",
+      { retry_after_s: s },
+      s,
+    );
+  },
   /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
   rateLimited: (message: string, retryAfterMs: number) =>
     new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
@@ -64,7 +79,11 @@ export function errorItem(err: ApiError) {
 }
 
 export function renderError(err: unknown, c: Context) {
+  if (err instanceof CommitFailedError || err instanceof StoreUnavailableError) {
+    return renderError(errors.storeUnavailable(DEFAULT_STORE_RETRY_MS), c);
+  }
   if (err instanceof ApiError) {
+    if (err.retryAfterS !== undefined) c.header("retry-after", String(err.retryAfterS));
     return c.json({
       error: {
         code: err.code,

@@ -9,6 +9,7 @@ import { LIMIT_ENV_NAMES } from "./limits.ts";
 export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_DATA_DIR: "dataDir",
   POSTERN_KV: "kv",
+  POSTERN_STORE_RETRY: "storeRetry",
   POSTERN_LISTEN: "listen",
   POSTERN_SMTP_PORT: "smtpPort",
   POSTERN_SMTPS_PORT: "smtpsPort",

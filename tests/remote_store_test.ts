@@ -1,0 +1,275 @@
+/**
+ * The relay on a remote store: `POSTERN_KV=http://127.0.0.1:<port>` with DENO_KV_ACCESS_TOKEN,
+ * the way it runs on hosted Deno KV or a self-hosted denokv. The store is the KV Connect stand-in
+ * of tests/support (denokv's protocol and limits over a local KV file); the relay is the real
+ * process, the mail real SMTP, delivered to a sink on loopback.
+ */
+import assert from "node:assert/strict";
+import { type Relay, startRelay } from "./support/relay_process.ts";
+import { startSink } from "./support/sink.ts";
+import { RawSmtp } from "./support/raw_smtp.ts";
+import { countTags, TAG_HEADER, taggedMessage, waitUntil } from "./support/operations.ts";
+import { KvConnectStandin } from "./support/kv_connect_standin.ts";
+
+const TOKEN = "remote-store-test-token";
+
+async function startStandin() {
+  const dir = await Deno.makeTempDir({ prefix: "postern_remote_" });
+  const standin = await KvConnectStandin.start({ path: `${dir}/remote.kv`, token: TOKEN });
+  return {
+    standin,
+    async [Symbol.asyncDispose]() {
+      await standin.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function remoteEnv(
+  standin: KvConnectStandin,
+  sinkPort: number,
+  extra: Record<string, string> = {},
+) {
+  return {
+    POSTERN_KV: standin.url,
+    DENO_KV_ACCESS_TOKEN: TOKEN,
+    POSTERN_ROUTES: `*=127.0.0.1:${sinkPort}`,
+    POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+    POSTERN_RETRY_SCHEDULE: "1s",
+    POSTERN_POLL_INTERVAL: "200ms",
+    POSTERN_CONNECT_TIMEOUT: "2s",
+    ...extra,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One transaction to many recipients with a body of `bodyBytes`; the reply to the data. */
+async function sendBig(relay: Relay, tag: string, recipients: string[], bodyBytes: number) {
+  const client = await RawSmtp.connect(relay.smtpPort);
+  try {
+    await client.hello();
+    assert.equal((await client.command("MAIL FROM:<app@origin.test>")).code, 250);
+    for (const r of recipients) {
+      const reply = await client.command(`RCPT TO:<${r}>`);
+      assert.equal(reply.code, 250, reply.raw);
+    }
+    assert.equal((await client.command("DATA")).code, 354);
+    await client.write(
+      `From: app@origin.test\r\nTo: list@dest.test\r\nSubject: big ${tag}\r\n${TAG_HEADER}: ${tag}\r\n\r\n`,
+    );
+    const line = "x".repeat(998) + "\r\n";
+    for (let sent = 0; sent < bodyBytes; sent += line.length * 64) {
+      await client.write(line.repeat(64));
+    }
+    return await client.endData(120_000);
+  } finally {
+    await client.quit();
+  }
+}
+
+Deno.test("a relay on a KV Connect store accepts mail over SMTP and delivers it", async () => {
+  await using store = await startStandin();
+  const sink = await startSink();
+  await using relay = await startRelay({ env: remoteEnv(store.standin, sink.port) });
+  try {
+    const client = await RawSmtp.connect(relay.smtpPort);
+    const ids: string[] = [];
+    try {
+      await client.hello();
+      for (let i = 0; i < 5; i++) {
+        const reply = await client.send(
+          "app@origin.test",
+          `user${i}@dest.test`,
+          taggedMessage(`small-${i}`),
+        );
+        assert.equal(reply.code, 250, reply.raw);
+        ids.push(/queued as (\S+)/.exec(reply.raw)![1]!);
+      }
+    } finally {
+      await client.quit();
+    }
+    // A 2 MB body (staged in chunks ahead of the message commit) to 1000 long addresses: rows,
+    // due entries and index keys over one commit's limits (81 920 bytes of keys: Deno's client
+    // refused this message before commits were measured), all within denokv's limits.
+    const domain = ("d".repeat(60) + ".").repeat(3) + "test";
+    const recipients = Array.from(
+      { length: 1000 },
+      (_, i) => `${"l".repeat(58)}${String(i).padStart(5, "0")}@${i % 20}${domain}`,
+    );
+    const big = await sendBig(relay, "big-1", recipients, 2_000_000);
+    assert.equal(big.code, 250, big.raw);
+
+    await sink.waitFor(5, { timeoutMs: 60_000 });
+    await waitUntil(
+      () =>
+        sink.messages.filter((m) => m.headers.includes("big-1")).flatMap((m) => m.to).length >=
+          1000,
+      "all 1000 recipients of the big message delivered",
+      { timeoutMs: 120_000, intervalMs: 200, detail: () => `${sink.messages.length} messages` },
+    );
+    const tags = countTags(sink.messages);
+    for (let i = 0; i < 5; i++) assert.equal(tags.get(`small-${i}`), 1, `small-${i}`);
+    const bigOne = sink.messages.find((m) => m.headers.includes("big-1"))!;
+    assert.ok(bigOne.raw.length > 2_000_000, `big message arrived whole (${bigOne.raw.length})`);
+
+    // The HTTP API reads the remote store too.
+    const view = await relay.api(`/v1/messages/${ids[0]}`);
+    assert.equal(view.status, 200, JSON.stringify(view.json));
+    await waitUntil(async () => {
+      const v = await relay.api(`/v1/messages/${ids[0]}`);
+      return JSON.stringify(v.json).includes("delivered");
+    }, "message 0 shown as delivered");
+    assert.deepEqual(store.standin.refusals, [], "no request went over denokv's limits");
+  } finally {
+    await sink.close();
+  }
+});
+
+/** Submits tagged messages one per transaction until `stop()`; reconnects when cut off. */
+function startSubmitter(relay: Relay, prefix: string, maxMessages: number) {
+  const acked: string[] = [];
+  const refused: string[] = [];
+  let submitted = 0;
+  let stopping = false;
+  const done = (async () => {
+    while (!stopping && submitted < maxMessages) {
+      let client: RawSmtp | undefined;
+      try {
+        client = await RawSmtp.connect(relay.smtpPort);
+        await client.hello();
+        while (!stopping && submitted < maxMessages) {
+          const tag = `${prefix}-${submitted++}`;
+          await client.beginData("app@origin.test", `user@dest.test`);
+          await client.write(taggedMessage(tag));
+          const reply = await client.endData(120_000);
+          (reply.code === 250 ? acked : refused).push(`${tag} ${reply.raw}`);
+        }
+      } catch {
+        await sleep(100);
+      } finally {
+        client?.close();
+      }
+    }
+  })();
+  return {
+    acked,
+    refused,
+    done,
+    stop() {
+      stopping = true;
+      return done;
+    },
+  };
+}
+
+Deno.test("the store stopped mid-load and restarted: every message that got 250 arrives and the relay recovers without a restart", async () => {
+  await using store = await startStandin();
+  const sink = await startSink();
+  // A bound longer than the outage: clients wait for their reply instead of hearing 451.
+  await using relay = await startRelay({
+    env: remoteEnv(store.standin, sink.port, { POSTERN_STORE_RETRY: "60s" }),
+  });
+  const submitters = [1, 2].map((n) => startSubmitter(relay, `outage${n}`, 150));
+  const acked = () => submitters.reduce((n, s) => n + s.acked.length, 0);
+  try {
+    await waitUntil(() => acked() >= 20, "20 messages accepted before the outage", {
+      timeoutMs: 60_000,
+    });
+    await store.standin.stop();
+    const ackedAtStop = acked();
+    await sleep(3_000);
+    await store.standin.resume();
+    await waitUntil(() => acked() >= ackedAtStop + 20, "20 more messages accepted after it", {
+      timeoutMs: 90_000,
+    });
+  } finally {
+    await Promise.all(submitters.map((s) => s.stop()));
+  }
+  try {
+    const tags = submitters.flatMap((s) => s.acked.map((line) => line.split(" ")[0]!));
+    const refused = submitters.flatMap((s) => s.refused);
+    await waitUntil(
+      () => {
+        const got = countTags(sink.messages);
+        return tags.every((t) => got.has(t));
+      },
+      "every message that got 250 delivered",
+      {
+        timeoutMs: 120_000,
+        intervalMs: 250,
+        detail: () => {
+          const got = countTags(sink.messages);
+          return `missing ${tags.filter((t) => !got.has(t)).slice(0, 10).join(", ")}`;
+        },
+      },
+    );
+    const counts = countTags(sink.messages);
+    const duplicates = [...counts.values()].filter((n) => n > 1).length;
+    console.log(
+      `outage: ${tags.length} accepted, ${refused.length} refused, ${duplicates} delivered twice`,
+    );
+    assert.deepEqual(refused, [], "no 451 while the outage was shorter than the bound");
+    // The process is the same one, and answers.
+    assert.equal((await relay.api("/healthz")).status, 200);
+    assert.equal(relay.logs.some((l) => l.event === "actor.crashed"), false);
+  } finally {
+    await sink.close();
+  }
+});
+
+Deno.test("with the store unreachable past POSTERN_STORE_RETRY, SMTP answers 451 4.3.0 and HTTP 503 with Retry-After; mail after it returns is delivered", async () => {
+  await using store = await startStandin();
+  const sink = await startSink();
+  await using relay = await startRelay({
+    env: remoteEnv(store.standin, sink.port, { POSTERN_STORE_RETRY: "2s" }),
+  });
+  try {
+    // Warm: one message through, so the relay's caches hold what a message needs.
+    const first = startSubmitter(relay, "before", 1);
+    await first.done;
+    assert.equal(first.acked.length, 1, first.refused.join("; "));
+
+    await store.standin.stop();
+    const client = await RawSmtp.connect(relay.smtpPort);
+    try {
+      await client.hello();
+      await client.beginData("app@origin.test", "user@dest.test");
+      await client.write(taggedMessage("during"));
+      const started = Date.now();
+      const reply = await client.endData(60_000);
+      assert.equal(reply.code, 451, reply.raw);
+      assert.match(reply.raw, /^451 4\.3\.0/);
+      assert.ok(
+        Date.now() - started >= 1_500,
+        `451 only once the bound is spent (${Date.now() - started} ms)`,
+      );
+    } finally {
+      client.close();
+    }
+    const res = await relay.api("/v1/messages", {
+      body: { from: "app@origin.test", to: "user@dest.test", subject: "http during", text: "hi" },
+    });
+    assert.equal(res.status, 503, JSON.stringify(res.json));
+    assert.equal(res.json.error.code, "unavailable");
+    assert.ok(
+      Number(res.headers.get("retry-after")) >= 1,
+      `Retry-After ${res.headers.get("retry-after")}`,
+    );
+
+    await store.standin.resume();
+    const after = startSubmitter(relay, "after", 1);
+    await after.done;
+    assert.equal(after.acked.length, 1, after.refused.join("; "));
+    await waitUntil(
+      () => countTags(sink.messages).has("after-0"),
+      "the message after the outage delivered",
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    assert.equal((await relay.api("/healthz")).status, 200);
+  } finally {
+    await sink.close();
+  }
+});
