@@ -10,6 +10,7 @@ import { startSink } from "./support/sink.ts";
 import { RawSmtp } from "./support/raw_smtp.ts";
 import { countTags, TAG_HEADER, taggedMessage, waitUntil } from "./support/operations.ts";
 import { KvConnectStandin } from "./support/kv_connect_standin.ts";
+import { startWebhookReceiver } from "./support/webhook_receiver.ts";
 
 const TOKEN = "remote-store-test-token";
 
@@ -310,6 +311,65 @@ Deno.test("two relays on one KV Connect store deliver every message (duplicates 
     );
     assert.deepEqual(lost, []);
   } finally {
+    await sink.close();
+  }
+});
+
+Deno.test("a store outage five times POSTERN_STORE_RETRY, with retries and a webhook running, crashes nothing; the relay catches up", async () => {
+  await using store = await startStandin();
+  // Each recipient's first attempt is deferred, so the site actors retry through the outage.
+  const sink = await startSink({
+    defaultBehavior: { sequence: [{ code: 451, message: "4.7.1 try later" }, "accept"] },
+  });
+  const receiver = await startWebhookReceiver();
+  await using relay = await startRelay({
+    env: remoteEnv(store.standin, sink.port, {
+      POSTERN_STORE_RETRY: "1s",
+      POSTERN_WEBHOOK_ALLOW: "127.0.0.0/8",
+      POSTERN_EVENT_SETTLE: "1s",
+    }),
+  });
+  try {
+    const hook = await relay.api("/v1/webhooks", {
+      body: { url: receiver.url, events: ["delivered"] },
+    });
+    assert.equal(hook.status, 201, JSON.stringify(hook.json));
+    receiver.secrets.push(hook.json.secret);
+    const before = startSubmitter(relay, "before", 10);
+    await before.done;
+    assert.equal(before.acked.length, 10, before.refused.join("; "));
+    await waitUntil(() => sink.rcpts.length >= 10, "the first (deferred) attempts", {
+      timeoutMs: 60_000,
+    });
+
+    await store.standin.stop();
+    await sleep(5_000);
+    await store.standin.resume();
+
+    const after = startSubmitter(relay, "after", 5);
+    await after.done;
+    assert.equal(after.acked.length, 5, after.refused.join("; "));
+    const tags = [...before.acked, ...after.acked].map((line) => line.split(" ")[0]!);
+    await waitUntil(
+      () => tags.every((t) => countTags(sink.messages).has(t)),
+      "every accepted message delivered after the outage",
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
+    // Webhooks carry on too: the messages sent after the outage are reported delivered.
+    await receiver.waitFor(
+      () => receiver.accepted.filter((w) => w.payload?.type === "delivered").length >= 5,
+      "delivered webhooks after the outage",
+      60_000,
+    );
+    assert.equal((await relay.api("/healthz")).status, 200);
+    const failures = relay.logs.filter((l) => l.level === "error" || l.level === "warn");
+    console.log(
+      `long outage: ${failures.length} store failures logged and retried:`,
+      [...new Set(failures.map((l) => l.event))].join(", "),
+    );
+    assert.equal(failures.some((l) => /crashed/.test(String(l.event))), false);
+  } finally {
+    await receiver.close();
     await sink.close();
   }
 });
