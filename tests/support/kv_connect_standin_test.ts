@@ -244,3 +244,22 @@ Deno.test("the stand-in answers 400 where denokv's limits.rs is exceeded (reques
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a remote client's watch sees the current value, then each change", async () => {
+  await withStandin(async (_standin, kv) => {
+    await kv.set(["w"], 1);
+    const stream = kv.watch([["w"], ["absent"]]);
+    const reader = stream.getReader();
+    try {
+      const first = await reader.read();
+      assert.deepEqual(first.value?.map((e) => e.value), [1, null]);
+      await kv.set(["w"], 2);
+      for (;;) {
+        const next = await reader.read();
+        if (next.value?.[0]?.value === 2) break;
+      }
+    } finally {
+      await reader.cancel();
+    }
+  });
+});
