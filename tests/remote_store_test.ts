@@ -275,45 +275,48 @@ Deno.test("with the store unreachable past POSTERN_STORE_RETRY, SMTP answers 451
   }
 });
 
-Deno.test("two relays on one KV Connect store deliver every message (duplicates counted)", async () => {
-  await using store = await startStandin();
-  const sink = await startSink();
-  const env = remoteEnv(store.standin, sink.port);
-  await using a = await startRelay({ env });
-  await using b = await startRelay({ env });
-  const PER_NODE = 100;
-  try {
-    const submitters = [startSubmitter(a, "nodeA", PER_NODE), startSubmitter(b, "nodeB", PER_NODE)];
-    await Promise.all(submitters.map((s) => s.done));
-    const tags = submitters.flatMap((s) => s.acked.map((line) => line.split(" ")[0]!));
-    assert.equal(tags.length, 2 * PER_NODE, submitters.flatMap((s) => s.refused).join("; "));
-    await waitUntil(
-      () => tags.every((t) => countTags(sink.messages).has(t)),
-      "every accepted message delivered",
-      {
-        timeoutMs: 180_000,
-        intervalMs: 250,
-        detail: () => {
-          const got = countTags(sink.messages);
-          return `missing ${tags.filter((t) => !got.has(t)).length}`;
+for (const nodes of [2, 3]) {
+  Deno.test(`${nodes} relays on one KV Connect store deliver every message (duplicates counted)`, async () => {
+    await using store = await startStandin();
+    const sink = await startSink();
+    const env = remoteEnv(store.standin, sink.port);
+    const relays: Relay[] = [];
+    const PER_NODE = Math.floor(200 / nodes);
+    try {
+      for (let n = 0; n < nodes; n++) relays.push(await startRelay({ env }));
+      const submitters = relays.map((r, n) => startSubmitter(r, `node${n}`, PER_NODE));
+      await Promise.all(submitters.map((s) => s.done));
+      const tags = submitters.flatMap((s) => s.acked.map((line) => line.split(" ")[0]!));
+      assert.equal(tags.length, nodes * PER_NODE, submitters.flatMap((s) => s.refused).join("; "));
+      await waitUntil(
+        () => tags.every((t) => countTags(sink.messages).has(t)),
+        "every accepted message delivered",
+        {
+          timeoutMs: 180_000,
+          intervalMs: 250,
+          detail: () => {
+            const got = countTags(sink.messages);
+            return `missing ${tags.filter((t) => !got.has(t)).length}`;
+          },
         },
-      },
-    );
-    // A node that lost the site lease to the other may send its own entries late (issue 10):
-    // give that a lease period to show before counting.
-    await sleep(15_000);
-    const counts = countTags(sink.messages);
-    const lost = tags.filter((t) => !counts.has(t));
-    const duplicates = [...counts.values()].filter((n) => n > 1).length;
-    console.log(
-      `two nodes on one remote store: ${tags.length} accepted, ${lost.length} lost, ` +
-        `${duplicates} delivered more than once`,
-    );
-    assert.deepEqual(lost, []);
-  } finally {
-    await sink.close();
-  }
-});
+      );
+      // A node that lost the site lease to another may send its own entries late (issue 10):
+      // give that a lease period to show before counting.
+      await sleep(15_000);
+      const counts = countTags(sink.messages);
+      const lost = tags.filter((t) => !counts.has(t));
+      const duplicates = [...counts.values()].filter((n) => n > 1).length;
+      console.log(
+        `${nodes} nodes on one remote store: ${tags.length} accepted, ${lost.length} lost, ` +
+          `${duplicates} delivered more than once`,
+      );
+      assert.deepEqual(lost, []);
+    } finally {
+      for (const r of relays) await r[Symbol.asyncDispose]();
+      await sink.close();
+    }
+  });
+}
 
 Deno.test("a store outage five times POSTERN_STORE_RETRY, with retries and a webhook running, crashes nothing; the relay catches up", async () => {
   await using store = await startStandin();
