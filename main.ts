@@ -26,7 +26,10 @@ import { resolveShaping } from "./core/config/shaping.ts";
 import { SuppressionCache } from "./core/store/suppressions.ts";
 import type { QueueControl } from "./core/queue_control.ts";
 import { DEFAULT_ACCOUNT, ensureDefaultAccount, getAccount } from "./core/store/accounts.ts";
-import { signingKeysFor } from "./core/store/domains.ts";
+import { sealDomainKeys, signingKeysFor } from "./core/store/domains.ts";
+import { sealWebhookSecrets } from "./core/store/webhooks.ts";
+import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
+import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { SendLimits } from "./core/send_limits.ts";
 import { denoTxtLookup } from "./core/mail/txt.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
@@ -67,13 +70,23 @@ async function main() {
   }
   const log = createLogger({ level: config.logLevel });
   const hostname = config.hostname ?? Deno.hostname();
-  await Deno.mkdir(config.dataDir, { recursive: true });
+  await prepareDataDir(config.dataDir);
   const tls = await readTls(config, hostname);
   // Bounded: a remote store's client would otherwise wait without end while it is unreachable.
   const kv = boundedKv(
-    await Deno.openKv(config.kv ?? `${config.dataDir}/postern.kv`),
+    await openKvFile(config.kv ?? `${config.dataDir}/postern.kv`),
     config.storeRetry,
   );
+  // Webhook secrets and DKIM keys are sealed under a key kept outside the KV file; records
+  // written before that are sealed now (and read as they are meanwhile).
+  let secretBox: SecretBox;
+  try {
+    secretBox = await openSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
+  } catch (err) {
+    fatal(`POSTERN_SECRET_KEY: ${(err as Error).message}`);
+  }
+  const sealed = await sealWebhookSecrets(kv, secretBox) + await sealDomainKeys(kv, secretBox);
+  if (sealed > 0) log.info("secrets.sealed", { count: sealed });
   const committer = new Committer(kv, { storeRetryMs: config.storeRetry });
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
@@ -102,7 +115,7 @@ async function main() {
 
   // VERP return paths, when a bounce domain is configured; the key is shared through the store.
   const verp = config.bounceDomain
-    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
+    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
     : undefined;
   const intake = {
     ...(verp ? { verp } : {}),
@@ -115,7 +128,8 @@ async function main() {
     bodyCache,
     signal,
     log,
-    dkimKeyFor: (account: string, fromDomain: string) => signingKeysFor(kv, account, fromDomain),
+    dkimKeyFor: (account: string, fromDomain: string) =>
+      signingKeysFor(kv, secretBox, account, fromDomain),
   };
 
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
@@ -156,6 +170,7 @@ async function main() {
       limits,
       resolver: denoResolver(config.dns),
       webhookAllowed: networkMatcher(config.webhookAllow),
+      secretBox,
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
       httpLimits: {
@@ -211,6 +226,7 @@ async function main() {
     directory,
     pools: config.pools,
     credentials,
+    ...(verp ? { verp } : {}),
     bounces: {
       kv,
       intake,
@@ -237,6 +253,7 @@ async function main() {
     retentionMs: config.retention,
     resolver,
     allowed: networkMatcher(config.webhookAllow),
+    secretBox,
     now: Date.now,
   });
   // Retention: at start and hourly, in batches until the expired messages are gone.

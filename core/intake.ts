@@ -29,7 +29,7 @@ import {
 } from "./store/idempotency.ts";
 import { MAX_TAGS, takePosternHeaders } from "./mail/postern_headers.ts";
 import { dueGroups } from "./store/due_groups.ts";
-import { verpAddress, type VerpConfig } from "./mail/verp.ts";
+import type { VerpConfig } from "./mail/verp.ts";
 import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
@@ -98,7 +98,7 @@ export interface IntakeDeps {
   suppressions?: { reasonFor(account: string, address: string): string | null };
   /** The DKIM keys of `account` for mail whose From: domain is `fromDomain` ([] = do not sign). */
   dkimKeyFor?: (account: string, fromDomain: string) => Promise<DkimSigningKey[]>;
-  /** VERP: each message leaves with its own return path at this bounce domain. */
+  /** VERP: each recipient's delivery leaves with its own return path at this bounce domain. */
   verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
   maxHeaderSize?: number;
@@ -397,7 +397,7 @@ async function acceptHolding(
     ...(prefix ? { prefix } : {}),
     ...(pool ? { pool } : {}),
     // The null sender stays null: a bounce must never cause another (RFC 5321 §4.5.5).
-    ...(deps.verp && sub.mailFrom !== "" ? { returnPath: verpAddress(id, deps.verp) } : {}),
+    ...(deps.verp && sub.mailFrom !== "" ? { verp: true } : {}),
     ...(tags.length ? { tags } : {}),
     ...(sub.metadata && Object.keys(sub.metadata).length ? { metadata: { ...sub.metadata } } : {}),
   };

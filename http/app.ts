@@ -27,6 +27,7 @@ import {
   jsonDepthLimit,
   rateLimitPerKey,
 } from "./limits.ts";
+import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
 
@@ -50,6 +51,8 @@ export interface HttpDeps {
   resolver: Resolver;
   /** Networks webhooks may reach although not public (POSTERN_WEBHOOK_ALLOW). */
   webhookAllowed: (address: string) => boolean;
+  /** Seals webhook secrets and DKIM private keys before they are stored. */
+  secretBox: SecretBox;
   /** Clients that may scrape /metrics without a token (POSTERN_TRUSTED_NETWORKS). */
   trusted: (address: string) => boolean;
   /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
@@ -99,7 +102,12 @@ export function createApp(deps: HttpDeps) {
   v1.route("/events", eventsApi({ kv: deps.kv, settleMs: deps.eventSettleMs }));
   v1.route(
     "/webhooks",
-    webhooksApi({ kv: deps.kv, resolver: deps.resolver, allowed: deps.webhookAllowed }),
+    webhooksApi({
+      kv: deps.kv,
+      resolver: deps.resolver,
+      allowed: deps.webhookAllowed,
+      secretBox: deps.secretBox,
+    }),
   );
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));

@@ -7,6 +7,7 @@ import { QueueSignal } from "../core/queue_signal.ts";
 import { SendLimits } from "../core/send_limits.ts";
 import { silentLogger } from "../core/log.ts";
 import { denoResolver } from "../core/mail/mx.ts";
+import { SecretBox } from "../core/auth/secret_box.ts";
 
 Deno.test("the OpenAPI document lists every route the app serves, and nothing it does not", async () => {
   const kv = await Deno.openKv(":memory:");
@@ -30,6 +31,7 @@ Deno.test("the OpenAPI document lists every route the app serves, and nothing it
       // Never called: building the app registers routes and asks no resolver anything.
       resolver: denoResolver({ ipAddr: "127.0.0.1", port: 9 }),
       webhookAllowed: () => false,
+      secretBox: await SecretBox.fromMaterial(new Uint8Array(32)),
       trusted: () => false,
       eventSettleMs: 0,
     });

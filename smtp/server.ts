@@ -20,6 +20,8 @@ import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import { replies, type Reply } from "./replies.ts";
+import { usernameForLog } from "../core/auth/secrets.ts";
+import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthFailures } from "../core/policy/auth_failures.ts";
@@ -204,7 +206,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const lock = authFailures.locked(client, username);
       if (lock !== null) {
         metrics.limitRefusals.inc({ limit: `auth_${lock}` });
-        log.warn("smtp.auth_locked", { client, lock, username: username.slice(0, 64) });
+        log.warn("smtp.auth_locked", { client, lock, ...usernameForLog(username) });
         return callback(smtpError(
           lock === "client" ? replies.authClientLocked(deps.hostname) : replies.authUserLocked(),
         ));
@@ -225,7 +227,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           log.warn("smtp.auth_failed", {
             client: session.remoteAddress,
             method: auth.method,
-            username: username.slice(0, 64),
+            ...usernameForLog(username),
           });
           return refuse(replies.authFailed());
         }
@@ -334,9 +336,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           });
           callback(smtpError(replies.senderNotAllowed(result.domain)));
         } else if (result.reason === "bare_line_ending") {
-          metrics.limitRefusals.inc({ limit: "bare_line_ending" });
-          log.warn("smtp.rejected", { reason: "bare_line_ending", found: result.found, ...fields });
-          callback(smtpError(replies.bareLineEnding(result.found)));
+          callback(bareLineEndingRefusal(log, result.found, fields));
         } else if (result.reason === "header_too_large") {
           log.info("smtp.rejected", { reason: "header_too_large", ...fields });
           callback(smtpError(replies.headerTooLarge(result.limit)));

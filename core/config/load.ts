@@ -18,6 +18,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_TLS_CERT: "tlsCert",
   POSTERN_TLS_KEY: "tlsKey",
   POSTERN_ADMIN_TOKEN: "adminToken",
+  POSTERN_SECRET_KEY: "secretKey",
   POSTERN_DNS: "dns",
   POSTERN_MX_PORT: "mxPort",
   POSTERN_ROUTES: "routes",

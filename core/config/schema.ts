@@ -104,6 +104,13 @@ export const ConfigSchema = z.object({
   tlsCert: z.string().optional(),
   tlsKey: z.string().optional(),
   adminToken: z.string().min(16).optional(),
+  /**
+   * Key that encrypts webhook signing secrets and DKIM private keys in the store (AES-256-GCM);
+   * at least 32 characters, e.g. `openssl rand -base64 32`. Unset: a key generated once into
+   * `<dataDir>/secret.key` (mode 0600).
+   */
+  secretKey: z.string().min(32, "must be at least 32 characters (openssl rand -base64 32)")
+    .optional(),
   dns: dnsServer.optional(),
   mxPort: port.default(25),
   routes: routes.default({}),

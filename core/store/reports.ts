@@ -69,15 +69,21 @@ export function reportChange(
   };
 }
 
-/** A row of the message by recipient address (case-insensitive). */
-export async function findRow(
+/**
+ * The row a return path names: recipient `idx`, or, for an older per-message return path (idx
+ * null), the message's only recipient; null when there is no such row or more than one.
+ */
+export async function reportedRow(
   kv: Deno.Kv,
   msgId: string,
-  rcpt: string,
+  idx: number | null,
 ): Promise<Deno.KvEntry<RecipientRow> | null> {
-  const wanted = rcpt.toLowerCase();
-  for await (const e of kv.list<RecipientRow>({ prefix: keys.recipientPrefix(msgId) })) {
-    if (e.value.rcpt.toLowerCase() === wanted) return e;
+  if (idx !== null) {
+    const entry = await kv.get<RecipientRow>(keys.recipient(msgId, idx));
+    return entry.value ? entry as Deno.KvEntry<RecipientRow> : null;
   }
-  return null;
+  const rows = await Array.fromAsync(
+    kv.list<RecipientRow>({ prefix: keys.recipientPrefix(msgId) }, { limit: 2 }),
+  );
+  return rows.length === 1 ? rows[0]! : null;
 }
