@@ -570,3 +570,75 @@ function proto(body: Uint8Array): Response {
     headers: { "content-type": "application/x-protobuf" },
   });
 }
+
+/** A stand-in in a child process of its own, so a test can `kill -9` it as a crash would. */
+export interface StandinProcess {
+  url: string;
+  port: number;
+  /** SIGKILL, and wait for the process to go. */
+  kill9(): Promise<void>;
+  /** Starts a new process on the same port and file. */
+  restart(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export async function startStandinProcess(
+  options: KvConnectStandinOptions,
+): Promise<StandinProcess> {
+  let child: Deno.ChildProcess | null = null;
+  let port = options.port ?? 0;
+  const spawn = async () => {
+    const proc = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--unstable-kv", new URL(import.meta.url).pathname],
+      env: {
+        STANDIN_PATH: options.path,
+        STANDIN_TOKEN: options.token,
+        STANDIN_PORT: String(port),
+      },
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`Cannot start the stand-in: it exited before listening (${out})`);
+      out += value;
+    }
+    port = JSON.parse(out.split("\n")[0]!).port;
+    reader.releaseLock();
+    proc.stdout.cancel().catch(() => {});
+    child = proc;
+  };
+  await spawn();
+  const kill9 = async () => {
+    if (!child) return;
+    const c: Deno.ChildProcess = child;
+    child = null;
+    c.kill("SIGKILL");
+    await c.status;
+  };
+  return {
+    get url() {
+      return `http://127.0.0.1:${port}`;
+    },
+    get port() {
+      return port;
+    },
+    kill9,
+    restart: async () => {
+      await kill9();
+      await spawn();
+    },
+    [Symbol.asyncDispose]: kill9,
+  };
+}
+
+if (import.meta.main) {
+  const standin = await KvConnectStandin.start({
+    path: Deno.env.get("STANDIN_PATH")!,
+    token: Deno.env.get("STANDIN_TOKEN")!,
+    port: Number(Deno.env.get("STANDIN_PORT") ?? 0),
+  });
+  console.log(JSON.stringify({ port: standin.port }));
+}
