@@ -11,6 +11,8 @@ import { RawSmtp } from "./support/raw_smtp.ts";
 import { countTags, TAG_HEADER, taggedMessage, waitUntil } from "./support/operations.ts";
 import { KvConnectStandin, startStandinProcess } from "./support/kv_connect_standin.ts";
 import { startWebhookReceiver } from "./support/webhook_receiver.ts";
+import { boundedKv, StoreUnavailableError } from "../core/store/bounded_kv.ts";
+import { CommitFailedError, Committer } from "../core/store/committer.ts";
 
 const TOKEN = "remote-store-test-token";
 
@@ -409,5 +411,34 @@ Deno.test("a store outage five times POSTERN_STORE_RETRY, with retries and a web
   } finally {
     await receiver.close();
     await sink.close();
+  }
+});
+
+Deno.test("store calls fail within POSTERN_STORE_RETRY while a remote store is down, and work again once it is back", async () => {
+  await using store = await startStandin();
+  const before = Deno.env.get("DENO_KV_ACCESS_TOKEN");
+  Deno.env.set("DENO_KV_ACCESS_TOKEN", TOKEN);
+  const kv = boundedKv(await Deno.openKv(store.standin.url), 1_000);
+  try {
+    const committer = new Committer(kv, { storeRetryMs: 1_000 });
+    assert.equal(typeof (await committer.commit({ apply: (op) => op.set(["k"], 1) })), "string");
+    await store.standin.stop();
+    const started = Date.now();
+    await assert.rejects(() => kv.get(["k"]), StoreUnavailableError);
+    await assert.rejects(() => Array.fromAsync(kv.list({ prefix: [] })), StoreUnavailableError);
+    await assert.rejects(
+      () => committer.commit({ apply: (op) => op.set(["k"], 2) }),
+      (err: Error) => err instanceof CommitFailedError && err.locked,
+    );
+    assert.ok(Date.now() - started < 15_000, "each call gave up within its bound");
+    await store.standin.resume();
+    assert.equal(typeof (await committer.commit({ apply: (op) => op.set(["k"], 3) })), "string");
+    // The commit abandoned during the outage may still land (the client re-sends it), before or
+    // after the new one: "failed" means "unknown", which is why it is answered 451, not 5xx.
+    assert.ok([2, 3].includes((await kv.get<number>(["k"])).value!));
+  } finally {
+    kv.close();
+    if (before === undefined) Deno.env.delete("DENO_KV_ACCESS_TOKEN");
+    else Deno.env.set("DENO_KV_ACCESS_TOKEN", before);
   }
 });
