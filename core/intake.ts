@@ -34,6 +34,7 @@ import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
+import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
 export interface Submission {
   account: string;
@@ -67,6 +68,11 @@ export interface Submission {
    * smtpd_forbid_bare_newline = reject does (SMTP submission sets it: SMTP smuggling).
    */
   lineEndings?: "normalize" | "reject";
+  /**
+   * Test mode for this submission (HTTP `"test": true`); the credential's or the account's
+   * `test_mode` turns it on too. The mail leaves only for the simulated MX (core/sandbox/).
+   */
+  test?: boolean;
 }
 
 export type IntakeResult =
@@ -102,6 +108,8 @@ export interface IntakeDeps {
   verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
   maxHeaderSize?: number;
+  /** The sandbox: test mode and the simulator's addresses. */
+  sandbox?: SandboxIntake;
 }
 
 export const DEFAULT_MAX_HEADER_SIZE = 102_400;
@@ -248,6 +256,10 @@ async function acceptHolding(
     | IdempotencyLookup
     | null;
   const tags = [...(sub.tags ?? [])];
+  const test = sub.test === true ||
+    (deps.sandbox ? await deps.sandbox.testMode(sub.account, sub.credentialId) : false);
+  // Stats, search and webhooks tell test mail apart by its tag.
+  if (test && !tags.includes("test")) tags.unshift("test");
 
   const trace = {
     heloName: sub.heloName,
@@ -400,14 +412,16 @@ async function acceptHolding(
     ...(deps.verp && sub.mailFrom !== "" ? { verp: true } : {}),
     ...(tags.length ? { tags } : {}),
     ...(sub.metadata && Object.keys(sub.metadata).length ? { metadata: { ...sub.metadata } } : {}),
+    ...(test ? { test: true } : {}),
   };
   const rows: RecipientRow[] = sub.recipients.map((rcpt, idx) => {
-    const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ?? null;
+    const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ??
+      sandboxSuppression(deps.sandbox, deps.suppressions, sub.account, rcpt);
     return {
       msgId: id,
       idx,
       rcpt,
-      domain: domainOf(rcpt),
+      domain: queueDomain(deps.sandbox, test, domainOf(rcpt)),
       status: suppressed === null ? "queued" : "suppressed",
       attempts: 0,
       queuedAt: now,
@@ -551,7 +565,8 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
     putMessageIndex(op, msg);
     if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
     if (withStagedMarker) op.delete(keys.staged(msg.id));
-    if (msg.credentialId) countAccepted(op, msg.credentialId, msg.createdAt);
+    // Test mode never counts against the daily quota.
+    if (msg.credentialId && !msg.test) countAccepted(op, msg.credentialId, msg.createdAt);
     m.alsoCommit?.(op);
   };
   // Sized as if staged: the marker's delete may yet join the message commit.

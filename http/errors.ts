@@ -14,8 +14,6 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly details?: unknown,
-    /** Sent as Retry-After (seconds). */
-    readonly retryAfterS?: number,
   ) {
     super(message);
   }
@@ -31,20 +29,20 @@ export const errors = {
   tooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Request body exceeds ${limit} bytes`),
   unavailable: (message: string) => new ApiError(503, "unavailable", message),
+  /** A sandbox submission fault (smtp-421@, smtp-451@): retry after the time named. */
+  unavailableFor: (message: string, retryAfterMs: number) =>
+    new ApiError(503, "unavailable", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
   /** The store could not take the commit within POSTERN_STORE_RETRY (locked or unreachable). */
-  storeUnavailable: (retryAfterMs: number) => {
-    const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
-    return new ApiError(
-      503,
-      "unavailable",
-      "The queue is temporarily unavailable; retry later",
-      { retry_after_s: s },
-      s,
-    );
-  },
+  storeUnavailable: (retryAfterMs: number) =>
+    new ApiError(503, "unavailable", "The queue is temporarily unavailable; retry later", {
+      retry_after_s: Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    }),
   /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
   rateLimited: (message: string, retryAfterMs: number) =>
     new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
+  /** The sandbox's smtp-552@: the answer a relay gives a message over its size limit. */
+  tooLargeSimulated: () =>
+    new ApiError(413, "payload_too_large", "Message too big for system (sandbox smtp-552)"),
   /** A message whose header section is over POSTERN_MAX_HEADER_SIZE. */
   headerTooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Message header exceeds ${limit} bytes`),
@@ -83,7 +81,10 @@ export function renderError(err: unknown, c: Context) {
     return renderError(errors.storeUnavailable(DEFAULT_STORE_RETRY_MS), c);
   }
   if (err instanceof ApiError) {
-    if (err.retryAfterS !== undefined) c.header("retry-after", String(err.retryAfterS));
+    const retryAfter = (err.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
+    if (typeof retryAfter === "number" && !c.res.headers.has("retry-after")) {
+      c.header("retry-after", String(Math.max(1, retryAfter)));
+    }
     return c.json({
       error: {
         code: err.code,
