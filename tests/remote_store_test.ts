@@ -36,6 +36,8 @@ function remoteEnv(
   return {
     POSTERN_KV: standin.url,
     DENO_KV_ACCESS_TOKEN: TOKEN,
+    // Nodes on one store seal and open its secrets under one key.
+    POSTERN_SECRET_KEY: "the remote-store tests' key, shared by every node",
     POSTERN_ROUTES: `*=127.0.0.1:${sinkPort}`,
     POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
     POSTERN_RETRY_SCHEDULE: "1s",
