@@ -270,11 +270,12 @@ Deno.test("with the store unreachable past POSTERN_STORE_RETRY, SMTP answers 451
     await first.done;
     assert.equal(first.acked.length, 1, first.refused.join("; "));
 
-    await store.standin.stop();
+    // A transaction under way when the store goes: its commit is retried for the bound, then 451.
     const client = await RawSmtp.connect(relay.smtpPort);
     try {
       await client.hello();
       await client.beginData("app@origin.test", "user@dest.test");
+      await store.standin.stop();
       await client.write(taggedMessage("during"));
       const started = Date.now();
       const reply = await client.endData(60_000);
@@ -286,6 +287,28 @@ Deno.test("with the store unreachable past POSTERN_STORE_RETRY, SMTP answers 451
       );
     } finally {
       client.close();
+    }
+    // A new transaction while the store is still down hears a temporary refusal, never 250.
+    const late = await RawSmtp.connect(relay.smtpPort);
+    try {
+      await late.hello();
+      // Whichever step first needs the store answers 4xx (the end of DATA: 451 4.3.0).
+      let refused = null as string | null;
+      for (const line of ["MAIL FROM:<app@origin.test>", "RCPT TO:<user@dest.test>", "DATA"]) {
+        const r = await late.command(line, 60_000);
+        if (r.code >= 400 && r.code < 500) {
+          refused = r.raw;
+          break;
+        }
+        assert.ok(r.code === 250 || r.code === 354, r.raw);
+      }
+      if (refused === null) {
+        await late.write(taggedMessage("during-2"));
+        refused = (await late.endData(60_000)).raw;
+        assert.match(refused, /^451 4\.3\.0/);
+      }
+    } finally {
+      late.close();
     }
     const res = await relay.api("/v1/messages", {
       body: { from: "app@origin.test", to: "user@dest.test", subject: "http during", text: "hi" },
