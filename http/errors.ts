@@ -7,6 +7,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { type ScopeRefusal, SENDER_PROBLEM_TEXT } from "../core/send_scope.ts";
 import type { IntakeRejection } from "../core/intake.ts";
 import { type ByReason, byReason } from "../core/by_reason.ts";
+import { CommitFailedError, DEFAULT_STORE_RETRY_MS } from "../core/store/committer.ts";
+import { StoreUnavailableError } from "../core/store/bounded_kv.ts";
 
 export class ApiError extends Error {
   override name = "ApiError";
@@ -33,6 +35,11 @@ export const errors = {
   /** A sandbox submission fault (smtp-421@, smtp-451@): retry after the time named. */
   unavailableFor: (message: string, retryAfterMs: number) =>
     new ApiError(503, "unavailable", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
+  /** The store could not take the commit within POSTERN_STORE_RETRY (locked or unreachable). */
+  storeUnavailable: (retryAfterMs: number) =>
+    new ApiError(503, "unavailable", "The queue is temporarily unavailable; retry later", {
+      retry_after_s: Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    }),
   /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
   rateLimited: (message: string, retryAfterMs: number) =>
     new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
@@ -82,21 +89,21 @@ const SCOPE_ERRORS: ByReason<ScopeRefusal, ApiError> = {
     ),
 };
 
-/** The HTTP answer to each reason intake refuses a message. */
-const INTAKE_ERRORS: ByReason<IntakeRejection, ApiError> = {
+/** The HTTP answer to each reason intake refuses a message (`retryMs`: the store's retry). */
+const INTAKE_ERRORS: ByReason<IntakeRejection, ApiError, [retryMs: number]> = {
   too_large: (r) => errors.tooLarge(r.limit),
   scope: (r) => scopeError(r.refusal),
   header_too_large: (r) => errors.headerTooLarge(r.limit),
   bare_line_ending: (r) => errors.bareLineEnding(r.found),
-  store_failed: () => errors.unavailable("The queue is temporarily unavailable; retry later"),
+  store_failed: (_r, retryMs) => errors.storeUnavailable(retryMs),
 };
 
 export function scopeError(r: ScopeRefusal): ApiError {
   return byReason(SCOPE_ERRORS, r);
 }
 
-export function intakeError(r: IntakeRejection): ApiError {
-  return byReason(INTAKE_ERRORS, r);
+export function intakeError(r: IntakeRejection, retryMs: number): ApiError {
+  return byReason(INTAKE_ERRORS, r, retryMs);
 }
 
 /** One failed item of a batch: its status and the usual error body. */
@@ -112,6 +119,9 @@ export function errorItem(err: ApiError) {
 }
 
 export function renderError(err: unknown, c: Context) {
+  if (err instanceof CommitFailedError || err instanceof StoreUnavailableError) {
+    return renderError(errors.storeUnavailable(DEFAULT_STORE_RETRY_MS), c);
+  }
   if (err instanceof ApiError) {
     const retryAfter = (err.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
     if (typeof retryAfter === "number" && !c.res.headers.has("retry-after")) {

@@ -315,7 +315,7 @@ async function send(
   if (result.reason === "store_failed") {
     deps.intake.log.error("http.store_failed", { error: result.error });
   }
-  throw intakeError(result);
+  throw intakeError(result, deps.intake.committer.retryMs);
 }
 
 async function readJson(c: Context): Promise<{ value: unknown; text: string }> {
