@@ -177,11 +177,18 @@ export function applySmtpServerPatches(
     const own = session.disabledCommands;
     // The session's list replaces the server's, so it must carry the server's entries too.
     session.disabledCommands = [...(own ?? this._server.options.disabledCommands ?? []), "AUTH"];
-    try {
-      return ehlo.call(this, command, callback);
-    } finally {
+    // Restored before the next command can run (a pipelined AUTH still hears 538).
+    const restore = () => {
       if (own === undefined) delete session.disabledCommands;
       else session.disabledCommands = own;
+    };
+    try {
+      return ehlo.call(this, command, () => {
+        restore();
+        callback();
+      });
+    } finally {
+      restore();
     }
   };
 

@@ -212,6 +212,13 @@ Deno.test("before TLS EHLO does not offer AUTH, and AUTH sent anyway hears 538 5
   assert.equal(auth.code, 538);
   assert.match(auth.raw, /^538 5\.7\.11 /);
   await client.quit();
+  // Pipelined right behind EHLO, AUTH gets the same answer.
+  const pipelined = await RawSmtp.connect(server.port);
+  await pipelined.reply();
+  await pipelined.write("EHLO client.test\r\nAUTH PLAIN AGEAYg==\r\n");
+  assert.equal((await pipelined.reply()).code, 250);
+  assert.match((await pipelined.reply()).raw, /^538 5\.7\.11 /);
+  await pipelined.quit();
 });
 
 Deno.test("a listener that allows AUTH without TLS still offers it in EHLO", async () => {
