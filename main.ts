@@ -31,6 +31,10 @@ import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
 import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { SendLimits } from "./core/send_limits.ts";
 import { denoTxtLookup } from "./core/mail/txt.ts";
+import { readCaFile } from "./core/config/outbound_tls.ts";
+import { OutboundTls } from "./actors/outbound_tls.ts";
+import { fetchStsPolicy } from "./core/mail/mta_sts_fetch.ts";
+import { dnssecTlsaLookup } from "./core/mail/tlsa.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
 import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.ts";
 import { startWebhooks } from "./actors/webhook.ts";
@@ -226,6 +230,27 @@ async function main() {
   }
 
   const resolver = denoResolver(config.dns);
+  const caCerts = readCaFile(config.caFile);
+  const outboundTls = new OutboundTls({
+    kv,
+    log,
+    now: Date.now,
+    txt: denoTxtLookup(config.dns),
+    fetchPolicy: (domain) =>
+      fetchStsPolicy(domain, {
+        addresses: async (name) => {
+          const out: string[] = [];
+          for (const type of ["A", "AAAA"] as const) {
+            out.push(...await resolver.addresses(name, type).catch(() => []));
+          }
+          return out;
+        },
+        port: config.mtaStsPort,
+        ca: caCerts,
+      }),
+    ...(config.dnssecResolver ? { tlsa: dnssecTlsaLookup(config.dnssecResolver) } : {}),
+    ca: caCerts,
+  });
   const shaping = resolveShaping(withSandboxShaping(config.shaping, config.simulatorDomain), {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
@@ -265,6 +290,7 @@ async function main() {
     pools: config.pools,
     credentials,
     ...(verp ? { verp } : {}),
+    tls: outboundTls,
     bounces: {
       kv,
       intake,

@@ -51,6 +51,7 @@ import { openSession, type SiteConnector } from "./site_connect.ts";
 import { purgeSite } from "./site_purge.ts";
 import { viewSite } from "./site_view.ts";
 import { returnPathFor, type VerpConfig } from "../core/mail/verp.ts";
+import type { OutboundTls } from "./outbound_tls.ts";
 
 export type { Job } from "./site_job.ts";
 
@@ -72,6 +73,8 @@ export interface SiteActorDeps {
   inflight: Set<string>;
   /** VERP: each recipient's delivery gets its own return path at this bounce domain. */
   verp?: VerpConfig;
+  /** MTA-STS, DANE and TLS reports for outbound connections (actors/outbound_tls.ts). */
+  tls?: OutboundTls;
   now(): number;
   random?: () => number;
 }
@@ -470,7 +473,8 @@ export class SiteActor {
             session &&
             (!session.usable ||
               session.deliveries >= this.#shaping.profile.maxDeliveriesPerConnection ||
-              source?.address !== want.address)
+              source?.address !== want.address ||
+              session.policyKey !== this.#tlsPolicyKey(job.due.domain))
           ) {
             session.close();
             session = null;
@@ -511,6 +515,17 @@ export class SiteActor {
       {},
       { notBefore: nextDay },
     );
+  }
+
+  /**
+   * The TLS policy a domain's mail is held to, as far as known without a lookup: a session
+   * checked against one domain's MTA-STS policy carries no other domain's mail.
+   */
+  #tlsPolicyKey(domain: string): string {
+    const info = this.#deps.directory.cached(domain);
+    if (info?.destination.ok && info.destination.route) return "route";
+    if (!this.#deps.tls) return "plain";
+    return this.#deps.tls.policyKey(domain) ?? "unknown";
   }
 
   async #open(job: Job, source: Source): Promise<OutboundSession | null> {

@@ -4,18 +4,21 @@
  * An attempt that gets no connection is recorded here, with the most telling failure.
  */
 import type { Logger } from "../core/log.ts";
-import { type ConnectFailure, OutboundSession } from "../delivery/outbound_session.ts";
+import { type ConnectFailure, OutboundSession, tlsResultOf } from "../delivery/outbound_session.ts";
 import type { AttemptOutcome } from "./attempt_record.ts";
 import { describe, type HostCooldown } from "./host_cooldown.ts";
 import type { SiteInfo } from "./site_directory.ts";
 import type { Job } from "./site_job.ts";
 import { type SiteShaping, THROTTLING } from "./site_shaping.ts";
 import type { Source } from "./source_chooser.ts";
+import type { OutboundTls } from "./outbound_tls.ts";
+import { requirementFor } from "../core/policy/tls_requirement.ts";
+import type { StsPolicy } from "../core/policy/mta_sts.ts";
 
 /** What connecting needs of its site actor. */
 export interface SiteConnector {
   site: string;
-  deps: { log: Logger; commandTimeoutMs: number; now(): number };
+  deps: { log: Logger; commandTimeoutMs: number; now(): number; tls?: OutboundTls | undefined };
   hostsDown: HostCooldown;
   shaping: SiteShaping;
   /** Records an attempt that ended before any transaction. */
@@ -50,16 +53,52 @@ export async function openSession(
     return null;
   }
   const failures: { text: string; reply: string; code?: number; tls: boolean }[] = [];
+  const tls = c.deps.tls;
+  const domain = job.due.domain;
+  // MTA-STS is for MX delivery; a route's smarthost is the operator's choice, not the domain's.
+  const sts: StsPolicy | null = tls && !destination.route && info.tlsLevel !== "none"
+    ? await tls.stsPolicy(domain)
+    : null;
   for (const target of up) {
+    const daneHere = tls?.daneEnabled && info.tlsLevel !== "none" &&
+      (!destination.route || info.tlsLevel === "dane");
+    const tlsa = daneHere ? await tls!.tlsa(target.name, target.port) : null;
+    const need = requirementFor(info.tlsLevel, { name: target.name, sts, tlsa }, domain);
+    const reportPolicy = need.policy === "tlsa" && tlsa
+      ? { type: "tlsa" as const, tlsa }
+      : sts && sts.mode !== "none"
+      ? { type: "sts" as const, sts }
+      : { type: "no-policy-found" as const };
+    if (!need.ok) {
+      failures.push({ text: need.reason, reply: `ETLS: ${need.reason}`, tls: true });
+      void tls?.report(domain, reportPolicy, "validation-failure", target.name);
+      continue;
+    }
     try {
       const session = await OutboundSession.open(target, {
         heloName: source.ehlo,
         ...(source.address ? { localAddress: source.address } : {}),
         connectTimeoutMs: c.shaping.profile.connectTimeoutMs,
         commandTimeoutMs: c.deps.commandTimeoutMs,
-        requireTls: info.requireTls,
+        peer: need.check,
+        ...(tls?.ca ? { ca: tls.ca } : {}),
         ...(destination.auth ? { auth: destination.auth } : {}),
       });
+      session.policyKey = destination.route ? "route" : tls?.policyKey(domain) ?? "plain";
+      const details = session.info.tlsDetails;
+      if (details && need.check.kind !== "none") {
+        // A testing policy is reported as if enforced: would this session have passed?
+        const stsTestFailed = reportPolicy.type === "sts" && need.check.kind === "any" &&
+          !details.verified;
+        void tls?.report(
+          domain,
+          reportPolicy,
+          stsTestFailed ? tlsResultOf({ message: details.verifyError ?? "" }) : "success",
+          target.name,
+        );
+      } else if (!details && reportPolicy.type !== "no-policy-found") {
+        void tls?.report(domain, reportPolicy, "starttls-not-supported", target.name);
+      }
       log.debug("delivery.connected", {
         site: c.site,
         host: target.host,
@@ -77,22 +116,32 @@ export async function openSession(
         source: source.address ?? null,
         error: text,
       });
-      // Instead of trying a dead host once per queued message, skip it for a while.
-      c.hostsDown.markDown(target, {
-        until: now() + c.shaping.profile.failedHostCooldownMs,
-        reason: text,
-      });
+      // Instead of trying a dead host once per queued message, skip it for a while; but not
+      // for a certificate one domain's policy refused, which another domain's mail may accept.
+      const policyRefused = e.tlsFailure === true && need.check.kind !== "any";
+      if (!policyRefused) {
+        c.hostsDown.markDown(target, {
+          until: now() + c.shaping.profile.failedHostCooldownMs,
+          reason: text,
+        });
+      }
       const code = e.responseCode;
       if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
         c.shaping.noteThrottle(source.address);
       }
       // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
-      const tls = e.tlsFailure === true;
+      const tlsFailed = e.tlsFailure === true;
+      if (tlsFailed) {
+        void tls?.report(domain, reportPolicy, e.tlsResult ?? "validation-failure", target.name);
+      }
+      const why = tlsFailed && need.check.kind === "ca" && need.check.by === "mta-sts"
+        ? ` (MTA-STS policy of ${domain} requires a verified certificate for ${target.name})`
+        : "";
       failures.push({
         text,
-        reply: tls ? `ETLS: ${e.message}` : code ? e.message : text,
-        ...(code && !tls ? { code } : {}),
-        tls,
+        reply: tlsFailed ? `ETLS: ${e.message}${why}` : code ? e.message : text,
+        ...(code && !tlsFailed ? { code } : {}),
+        tls: tlsFailed,
       });
     }
   }

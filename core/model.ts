@@ -85,5 +85,12 @@ export interface MessageEvent {
   remoteHost?: string;
   localAddress?: string;
   tls?: string;
+  /** The session's TLS: cipher, and whether (and by what) the peer was verified. */
+  tlsDetails?: {
+    version: string;
+    cipher: string;
+    verified: boolean;
+    verifiedBy?: "ca" | "mta-sts" | "dane";
+  };
   nextAttemptAt?: number;
 }
