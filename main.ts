@@ -33,6 +33,7 @@ import { SendLimits } from "./core/send_limits.ts";
 import { denoTxtLookup } from "./core/mail/txt.ts";
 import { readCaFile } from "./core/config/outbound_tls.ts";
 import { OutboundTls } from "./actors/outbound_tls.ts";
+import { TlsReportSender } from "./actors/tls_report_sender.ts";
 import { fetchStsPolicy } from "./core/mail/mta_sts_fetch.ts";
 import { dnssecTlsaLookup } from "./core/mail/tlsa.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
@@ -116,6 +117,7 @@ async function main() {
   );
   // The queue API reads live actor state; the worker starts after the listeners.
   let queueControl: QueueControl | null = null;
+  let tlsReportSender: TlsReportSender | null = null;
 
   // VERP return paths, when a bounce domain is configured; the key is shared through the store.
   const verp = config.bounceDomain
@@ -194,6 +196,7 @@ async function main() {
       spfInclude: config.spfInclude ?? hostname,
       txtLookup: denoTxtLookup(config.dns),
       queue: () => queueControl,
+      tlsReports: () => tlsReportSender,
       suppressions,
       intake,
       limits,
@@ -231,6 +234,13 @@ async function main() {
 
   const resolver = denoResolver(config.dns);
   const caCerts = readCaFile(config.caFile);
+  const addressesOf = async (name: string) => {
+    const out: string[] = [];
+    for (const type of ["A", "AAAA"] as const) {
+      out.push(...await resolver.addresses(name, type).catch(() => []));
+    }
+    return out;
+  };
   const outboundTls = new OutboundTls({
     kv,
     log,
@@ -238,13 +248,7 @@ async function main() {
     txt: denoTxtLookup(config.dns),
     fetchPolicy: (domain) =>
       fetchStsPolicy(domain, {
-        addresses: async (name) => {
-          const out: string[] = [];
-          for (const type of ["A", "AAAA"] as const) {
-            out.push(...await resolver.addresses(name, type).catch(() => []));
-          }
-          return out;
-        },
+        addresses: addressesOf,
         port: config.mtaStsPort,
         ca: caCerts,
       }),
@@ -305,6 +309,18 @@ async function main() {
     now: Date.now,
   });
   queueControl = createQueueControl(worker, { kv, now: Date.now });
+  tlsReportSender = new TlsReportSender({
+    kv,
+    intake,
+    account: DEFAULT_ACCOUNT,
+    hostname,
+    log,
+    now: Date.now,
+    txt: denoTxtLookup(config.dns),
+    addresses: addressesOf,
+    ca: caCerts,
+  });
+  tlsReportSender.start();
   const webhooks = startWebhooks({
     kv,
     committer,
@@ -380,6 +396,7 @@ async function main() {
     await smtp!.drain(config.shutdownGrace);
     await worker.stop(Math.max(0, deadline - Date.now()));
     clearInterval(retentionTimer);
+    tlsReportSender?.stop();
     await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     stopSuppressionRefresh();
     await Promise.race([

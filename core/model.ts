@@ -20,7 +20,7 @@ export interface MessageRecord {
   credentialId: string | null;
   clientAddress: string;
   /** "dsn": a delivery status notification Postern wrote itself (sent from <>). */
-  via: "smtp" | "http" | "dsn";
+  via: "smtp" | "http" | "dsn" | "report";
   /** The Message-ID header (as added or found). */
   messageId: string;
   subject: string;

@@ -19,6 +19,8 @@ import type { IntakeDeps } from "../core/intake.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
+import { tlsReportsApi } from "./tls_reports.ts";
+import type { TlsReportControl } from "../core/tls_report_control.ts";
 import { suppressionsApi } from "./suppressions.ts";
 import { sandboxApi } from "./sandbox.ts";
 import { sandboxList } from "../core/policy/sandbox.ts";
@@ -44,6 +46,8 @@ export interface HttpDeps {
   txtLookup: TxtLookup;
   /** Live queue state from the worker; null on a node without one (the API answers 503). */
   queue?: () => QueueControl | null;
+  /** The TLS report sender, for POST /v1/tls-reports/send; null: none on this node. */
+  tlsReports?: () => TlsReportControl | null;
   /** This node's in-memory suppression lists, updated at once by the suppressions API. */
   suppressions?: SuppressionCache;
   /** The one door into the queue, for the send API (the same as SMTP's). */
@@ -117,6 +121,7 @@ export function createApp(deps: HttpDeps) {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/tls-reports", tlsReportsApi({ kv: deps.kv, sender: deps.tlsReports ?? (() => null) }));
   v1.route("/sandbox", sandboxApi(deps.sandbox));
   v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
   app.route("/v1", v1);

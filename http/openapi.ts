@@ -10,6 +10,7 @@ import { EventsQuery } from "./events.ts";
 import { CreateWebhook, ReplayQuery, UpdateWebhook } from "./webhooks.ts";
 import { SearchQuery } from "./search.ts";
 import { StatsQuery } from "./stats.ts";
+import { SendTlsReports, TlsReportsQuery } from "./tls_reports.ts";
 import { EVENT_TYPES } from "../core/events/vocabulary.ts";
 import { CreateAccount, UpdateAccount } from "./accounts.ts";
 import { CreateCredential, UpdateCredential } from "./credentials.ts";
@@ -305,6 +306,27 @@ const OPERATIONS: Operation[] = [
     summary: "Lift a suppression",
     responses: { "200": "the removed suppression" },
     auth: "any key",
+  },
+  {
+    method: "get",
+    path: "/v1/tls-reports",
+    summary: "Outbound TLS sessions per recipient domain and UTC day (RFC 8460 counters)",
+    description: "For each domain and day: the policy sessions were held to (sts, tlsa or " +
+      "no-policy-found), successful and failed sessions, and failures by RFC 8460 result type " +
+      "and MX host. These are the numbers of the daily aggregate report.",
+    query: TlsReportsQuery,
+    responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: "/v1/tls-reports/send",
+    summary: "Send a day's aggregate TLS reports now",
+    description: "Reports go to each domain's _smtp._tls rua (mailto: through the queue, " +
+      "https: POST), once per domain and day; the hourly sender does the same for finished days.",
+    body: SendTlsReports,
+    responses: { "200": "{day, data: [{domain, to, ok, error?}]}" },
+    auth: "admin",
   },
   {
     method: "get",
