@@ -47,7 +47,7 @@ import {
   recordAttempt,
   type RecordOptions,
 } from "./attempt_record.ts";
-import { openSession, type SiteConnector } from "./site_connect.ts";
+import { openSession, type SiteConnector, tlsPolicyKey } from "./site_connect.ts";
 import { purgeSite } from "./site_purge.ts";
 import { viewSite } from "./site_view.ts";
 import { returnPathFor, type VerpConfig } from "../core/mail/verp.ts";
@@ -517,15 +517,10 @@ export class SiteActor {
     );
   }
 
-  /**
-   * The TLS policy a domain's mail is held to, as far as known without a lookup: a session
-   * checked against one domain's MTA-STS policy carries no other domain's mail.
-   */
+  /** A session checked against one domain's TLS policy carries no mail held to another. */
   #tlsPolicyKey(domain: string): string {
     const info = this.#deps.directory.cached(domain);
-    if (info?.destination.ok && info.destination.route) return "route";
-    if (!this.#deps.tls) return "plain";
-    return this.#deps.tls.policyKey(domain) ?? "unknown";
+    return info ? tlsPolicyKey(info, this.#deps.tls) : "unknown";
   }
 
   async #open(job: Job, source: Source): Promise<OutboundSession | null> {

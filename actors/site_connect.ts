@@ -84,7 +84,7 @@ export async function openSession(
         ...(tls?.ca ? { ca: tls.ca } : {}),
         ...(destination.auth ? { auth: destination.auth } : {}),
       });
-      session.policyKey = destination.route ? "route" : tls?.policyKey(domain) ?? "plain";
+      session.policyKey = tlsPolicyKey(info, tls);
       const details = session.info.tlsDetails;
       if (details && need.check.kind !== "none") {
         // A testing policy is reported as if enforced: would this session have passed?
@@ -153,4 +153,15 @@ export async function openSession(
     ...(worst.code ? { code: worst.code } : {}),
   }, { neverBounce: true });
   return null;
+}
+
+/**
+ * The TLS policy a domain's mail is held to, as far as known without a lookup: its level, and
+ * for MX delivery whose MTA-STS policy. A session checked against one is reused for no other.
+ */
+export function tlsPolicyKey(info: SiteInfo, tls: OutboundTls | undefined): string {
+  const policy = !info.destination.ok || info.destination.route || !tls
+    ? "route"
+    : tls.policyKey(info.domain) ?? "unknown";
+  return `${info.tlsLevel}:${policy}`;
 }

@@ -23,6 +23,13 @@ export interface Zone {
    * Widened from `string[][] | string[]` so one name may mix both forms.
    */
   txt?: Record<string, (string | string[])[]>;
+  /** TLSA records (RFC 6698) by owner name (`_25._tcp.mx.example.test`); data in hex. */
+  tlsa?: Record<string, { usage: number; selector: number; matchingType: number; data: string }[]>;
+  /**
+   * Names whose answers carry the AD bit, as a validating resolver sets it for DNSSEC-secure
+   * data (RFC 4035 §3.2.3); `true`: every answer.
+   */
+  authenticated?: true | string[];
 }
 
 /** One question the server was asked, in arrival order. */
@@ -46,6 +53,8 @@ export interface DnsServer {
 const RCODE_NOERROR = 0;
 const RCODE_NXDOMAIN = 3;
 const RCODE_FORMERR = 1;
+// RFC 4035 §3.2.3: the AD bit of the header flags.
+const AUTHENTIC_DATA = 1 << 5;
 
 // RFC 1035 §3.3: a character-string holds at most 255 octets; a DKIM key is longer.
 const CHARACTER_STRING_LIMIT = 255;
@@ -120,6 +129,9 @@ export function answer_query(zone: Zone, query: Packet): Packet {
     return response;
   }
   response.answers = records_for(zone, question);
+  const secure = zone.authenticated === true ||
+    (zone.authenticated?.includes(normalize_name(question.name)) ?? false);
+  if (secure) response.flags = (response.flags ?? 0) | AUTHENTIC_DATA;
   // Echo EDNS (RFC 6891) when the client used it, so it accepts answers above 512 bytes.
   if (query.additionals?.some((record) => record.type === "OPT")) {
     response.additionals = [
@@ -134,7 +146,7 @@ function normalize_name(name: string): string {
 }
 
 function is_known_name(zone: Zone, name: string): boolean {
-  return [zone.mx, zone.a, zone.aaaa, zone.txt].some((table) =>
+  return [zone.mx, zone.a, zone.aaaa, zone.txt, zone.tlsa].some((table) =>
     table !== undefined && Object.hasOwn(table, name)
   );
 }
@@ -176,6 +188,18 @@ function records_for(zone: Zone, question: Question): Answer[] {
         name: owner,
         ttl: TTL_SECONDS,
         data: (typeof record === "string" ? [record] : record).flatMap(split_character_strings),
+      }));
+    case "TLSA":
+      return lookup(zone.tlsa, name).map((r) => ({
+        type: "TLSA",
+        name: owner,
+        ttl: TTL_SECONDS,
+        data: {
+          usage: r.usage,
+          selector: r.selector,
+          matchingType: r.matchingType,
+          certificate: Buffer.from(r.data, "hex"),
+        },
       }));
     default:
       return [];

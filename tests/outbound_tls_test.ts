@@ -1,0 +1,212 @@
+/**
+ * Outbound TLS that can be trusted, end to end against the relay process: TLS levels per route
+ * and profile, a smarthost that logs in only to a verified peer, MTA-STS (RFC 8461) with a
+ * policy server on loopback, DANE (RFC 7672) with TLSA answers and the AD bit from the test's
+ * DNS responder, and TLS reports (RFC 8460). Certificates come from a CA the test makes.
+ */
+import assert from "node:assert/strict";
+import { createHash, X509Certificate } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { Buffer } from "node:buffer";
+import { freePort, startRelay } from "./support/relay_process.ts";
+import { type Sink, startSink } from "./support/sink.ts";
+import { startDnsServer } from "./support/dns_server.ts";
+import { createTestCa, selfSignedCertificate } from "./support/test_ca.ts";
+import { startMtaStsServer, stsPolicy } from "./support/mta_sts_server.ts";
+import { submit, writeConfig } from "./support/relay_mail.ts";
+import { type MessageView, waitForMessage, waitForStatus } from "./support/relay_api.ts";
+
+const PASSWORD = "upstream-secret-9f2c";
+const AUTH = { user: "postern", pass: PASSWORD };
+
+/** Waits until the message's recipient is deferred, and returns that recipient's view. */
+async function deferred(relay: Parameters<typeof waitForStatus>[0], id: string) {
+  const view = await waitForStatus(relay, id, "deferred", 30_000);
+  return view.recipients[0]!;
+}
+
+/** The TLS facts of the message's delivery event. */
+function deliveredTls(view: MessageView) {
+  // deno-lint-ignore no-explicit-any
+  const event = view.events.find((e) => e.type === "delivered") as any;
+  assert.ok(event, `a delivered event in ${JSON.stringify(view.events)}`);
+  return { tls: event.tls as string | null, details: event.tls_details ?? null };
+}
+
+function spkiSha256(certPem: string): string {
+  const cert = new X509Certificate(certPem);
+  const spki = cert.publicKey.export({ type: "spki", format: "der" });
+  return createHash("sha256").update(spki).digest("hex");
+}
+
+function certSha256(certPem: string): string {
+  return createHash("sha256").update(new X509Certificate(certPem).raw).digest("hex");
+}
+
+async function closeAll(sinks: Sink[]) {
+  await Promise.all(sinks.map((s) => s.close()));
+}
+
+Deno.test("a smarthost route with AUTH never sends its password to a peer whose certificate does not verify", async () => {
+  const ca = await createTestCa();
+  const name = "smarthost.test";
+  const good = await startSink({ certificate: await ca.issue([name]), auth: AUTH });
+  const implicit = await startSink({
+    tls: "implicit",
+    certificate: await ca.issue([name]),
+    auth: AUTH,
+  });
+  const wrongName = await startSink({ certificate: await ca.issue(["other.test"]), auth: AUTH });
+  const expired = await startSink({
+    certificate: await ca.issue([name], { expired: true }),
+    auth: AUTH,
+  });
+  const selfSigned = await startSink({
+    certificate: await selfSignedCertificate([name]),
+    auth: AUTH,
+  });
+  const optIn = await startSink({ certificate: await selfSignedCertificate([name]), auth: AUTH });
+  const sinks = [good, implicit, wrongName, expired, selfSigned, optIn];
+  const dns = await startDnsServer({ a: { [name]: ["127.0.0.1"] } });
+  const route = (sink: Sink, extra: Record<string, unknown> = {}) => ({
+    hosts: [`${name}:${sink.port}`],
+    auth: AUTH,
+    ...extra,
+  });
+  const config = await writeConfig({
+    routes: {
+      "good.test": route(good),
+      "implicit.test": { hosts: [`smtps://${name}:${implicit.port}`], auth: AUTH },
+      "wrong-name.test": route(wrongName),
+      "expired.test": route(expired),
+      "self-signed.test": route(selfSigned),
+      // The route's own settings may accept any certificate: explicit, so allowed.
+      "opt-in.test": route(optIn, { tls: "encrypt" }),
+    },
+  });
+  try {
+    await using relay = await startRelay({
+      env: {
+        POSTERN_CONFIG: config,
+        POSTERN_DNS: `127.0.0.1:${dns.port}`,
+        POSTERN_CA_FILE: ca.file,
+        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+      },
+    });
+    const domains = ["good", "implicit", "wrong-name", "expired", "self-signed", "opt-in"];
+    const ids = await submit(
+      relay,
+      domains.map((d) => ({ from: "app@origin.test", to: `user@${d}.test`, tag: d })),
+    );
+    const byDomain = Object.fromEntries(domains.map((d, i) => [d, ids[i]!]));
+
+    const delivered = await waitForStatus(relay, byDomain["good"]!, "delivered", 30_000);
+    assert.deepEqual(deliveredTls(delivered).details?.verified_by, "ca");
+    assert.equal(deliveredTls(delivered).details?.verified, true);
+    assert.equal(good.authAttempts.length, 1);
+    assert.equal(good.authAttempts[0]!.secure, true);
+
+    const viaSmtps = await waitForStatus(relay, byDomain["implicit"]!, "delivered", 30_000);
+    assert.equal(deliveredTls(viaSmtps).details?.verified_by, "ca");
+    assert.equal(implicit.messages[0]!.secure, true);
+
+    for (
+      const [domain, sink] of [
+        ["wrong-name", wrongName],
+        ["expired", expired],
+        ["self-signed", selfSigned],
+      ] as const
+    ) {
+      const rcpt = await deferred(relay, byDomain[domain]!);
+      assert.equal(rcpt.category, "tls_failure", `${domain}: ${JSON.stringify(rcpt)}`);
+      assert.equal(sink.authAttempts.length, 0, `${domain}: the password was never sent`);
+      assert.equal(sink.messages.length, 0);
+    }
+
+    const optedIn = await waitForStatus(relay, byDomain["opt-in"]!, "delivered", 30_000);
+    assert.equal(deliveredTls(optedIn).details?.verified, false);
+    assert.equal(optIn.authAttempts.length, 1);
+    assert.ok(!relay.logs.some((l) => JSON.stringify(l).includes(PASSWORD)), "never logged");
+  } finally {
+    await closeAll(sinks);
+    await dns.close();
+  }
+});
+
+Deno.test("each TLS level holds against good and bad certificates: none, may, encrypt, verify, and a profile's level", async () => {
+  const ca = await createTestCa();
+  const name = "next-hop.test";
+  const selfSigned = await startSink({ certificate: await selfSignedCertificate([name]) });
+  const plain = await startSink({ tls: "none" });
+  const good = await startSink({ certificate: await ca.issue([name]) });
+  const expired = await startSink({ certificate: await ca.issue([name], { expired: true }) });
+  const wrongName = await startSink({ certificate: await ca.issue(["other.test"]) });
+  const sinks = [selfSigned, plain, good, expired, wrongName];
+  const strict = "strict-hop.test";
+  const dns = await startDnsServer({ a: { [name]: ["127.0.0.1"], [strict]: ["127.0.0.1"] } });
+  const hop = (s: Sink) => `${name}:${s.port}`;
+  const routes = [
+    `may-self.test=${hop(selfSigned)}`,
+    `encrypt-plain.test=${hop(plain)};tls=encrypt`,
+    `encrypt-self.test=${hop(selfSigned)};tls=encrypt`,
+    `verify-good.test=${hop(good)};tls=verify`,
+    `verify-expired.test=${hop(expired)};tls=verify`,
+    `verify-wrong.test=${hop(wrongName)};tls=verify`,
+    `none.test=${hop(good)};tls=none`,
+    // A profile's tls_level applies to a route without its own (and without AUTH).
+    `profile-verify.test=${strict}:${selfSigned.port}`,
+  ].join(",");
+  const config = await writeConfig({
+    shaping: { provider: { strict: { match: [strict], tls_level: "verify" } } },
+  });
+  try {
+    await using relay = await startRelay({
+      env: {
+        POSTERN_ROUTES: routes,
+        POSTERN_CONFIG: config,
+        POSTERN_DNS: `127.0.0.1:${dns.port}`,
+        POSTERN_CA_FILE: ca.file,
+        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+      },
+    });
+    const ids = await submit(relay, [
+      { from: "app@origin.test", to: "a@may-self.test", tag: "may-self" },
+      { from: "app@origin.test", to: "a@encrypt-plain.test", tag: "encrypt-plain" },
+      { from: "app@origin.test", to: "a@encrypt-self.test", tag: "encrypt-self" },
+      { from: "app@origin.test", to: "a@verify-good.test", tag: "verify-good" },
+      { from: "app@origin.test", to: "a@verify-expired.test", tag: "verify-expired" },
+      { from: "app@origin.test", to: "a@verify-wrong.test", tag: "verify-wrong" },
+      { from: "app@origin.test", to: "a@none.test", tag: "none" },
+      { from: "app@origin.test", to: "a@profile-verify.test", tag: "profile-verify" },
+    ]);
+    const [maySelf, encPlain, encSelf, verGood, verExpired, verWrong, none, profile] = ids;
+
+    const may = deliveredTls(await waitForStatus(relay, maySelf!, "delivered", 30_000));
+    assert.equal(may.details?.verified, false, "may: encrypted, not verified");
+    assert.match(may.tls ?? "", /^TLSv1\.[23]$/);
+    assert.ok(may.details?.cipher);
+
+    assert.equal((await deferred(relay, encPlain!)).category, "tls_failure");
+    assert.equal(plain.messages.length, 0, "encrypt never sends in clear");
+
+    const enc = deliveredTls(await waitForStatus(relay, encSelf!, "delivered", 30_000));
+    assert.equal(enc.details?.verified, false);
+
+    const ver = deliveredTls(await waitForStatus(relay, verGood!, "delivered", 30_000));
+    assert.deepEqual([ver.details?.verified, ver.details?.verified_by], [true, "ca"]);
+    assert.equal((await deferred(relay, verExpired!)).category, "tls_failure");
+    assert.equal(expired.messages.length, 0);
+    assert.equal((await deferred(relay, verWrong!)).category, "tls_failure");
+    assert.equal(wrongName.messages.length, 0);
+
+    const clear = await waitForStatus(relay, none!, "delivered", 30_000);
+    assert.equal(deliveredTls(clear).tls, null);
+    assert.equal(good.messages.find((m) => m.text.includes("Body of none"))?.secure, false);
+
+    assert.equal((await deferred(relay, profile!)).category, "tls_failure");
+    assert.ok(!selfSigned.messages.some((m) => m.text.includes("Body of profile-verify")));
+  } finally {
+    await closeAll(sinks);
+    await dns.close();
+  }
+});
