@@ -210,3 +210,142 @@ Deno.test("each TLS level holds against good and bad certificates: none, may, en
     await dns.close();
   }
 });
+
+/** Sinks for MX hosts: each on its own loopback address, all on the relay's MX port. */
+async function mxSinks(port: number, certs: Record<string, { key: string; cert: string } | null>) {
+  const sinks: Record<string, Sink> = {};
+  const a: Record<string, string[]> = {};
+  let n = 2;
+  for (const [host, certificate] of Object.entries(certs)) {
+    const address = `127.0.0.${n++}`;
+    sinks[host] = await startSink({
+      host: address,
+      port,
+      ...(certificate ? { certificate } : { tls: "none" }),
+    });
+    a[host] = [address];
+  }
+  return { sinks, a };
+}
+
+Deno.test("MTA-STS: enforce delivers only to listed MX hosts with verified certificates, testing delivers and reports, and a failed fetch never blocks", async () => {
+  const ca = await createTestCa();
+  const mxPort = await freePort();
+  const { sinks, a } = await mxSinks(mxPort, {
+    "mx.sts-good.test": await ca.issue(["mx.sts-good.test"]),
+    "mx.sts-bad.test": await selfSignedCertificate(["mx.sts-bad.test"]),
+    "mx.sts-unlisted.test": await ca.issue(["mx.sts-unlisted.test"]),
+    "mx.sts-expired.test": await ca.issue(["mx.sts-expired.test"], { expired: true }),
+    "mx.sts-testing.test": await selfSignedCertificate(["mx.sts-testing.test"]),
+    "mx.sts-nofetch.test": await selfSignedCertificate(["mx.sts-nofetch.test"]),
+    "mx.plain.test": await selfSignedCertificate(["mx.plain.test"]),
+  });
+  const reportSink = await startSink({ tls: "none" });
+  const domains = ["sts-good", "sts-bad", "sts-unlisted", "sts-expired", "sts-testing"];
+  const policyServer = await startMtaStsServer(
+    await ca.issue([...domains, "sts-nofetch"].map((d) => `mta-sts.${d}.test`)),
+    {
+      "sts-good.test": stsPolicy("enforce", ["mx.sts-good.test"]),
+      "sts-bad.test": stsPolicy("enforce", ["mx.sts-bad.test"]),
+      "sts-unlisted.test": stsPolicy("enforce", ["*.elsewhere.test"]),
+      "sts-expired.test": stsPolicy("enforce", ["*.sts-expired.test"]),
+      "sts-testing.test": stsPolicy("testing", ["mx.sts-testing.test"]),
+      // sts-nofetch.test publishes the TXT record but the server has no policy (404).
+    },
+  );
+  const mx: Record<string, { exchange: string; priority: number }[]> = {};
+  const txt: Record<string, string[]> = {};
+  for (const d of [...domains, "sts-nofetch", "plain"]) {
+    mx[`${d}.test`] = [{ exchange: `mx.${d}.test`, priority: 10 }];
+    if (d !== "plain") {
+      txt[`_mta-sts.${d}.test`] = ["v=STSv1; id=20261205"];
+      a[`mta-sts.${d}.test`] = ["127.0.0.1"];
+    }
+  }
+  txt["_smtp._tls.sts-testing.test"] = ["v=TLSRPTv1; rua=mailto:tls-reports@reports.test"];
+  const dns = await startDnsServer({ mx, a, txt });
+  try {
+    await using relay = await startRelay({
+      env: {
+        POSTERN_DNS: `127.0.0.1:${dns.port}`,
+        POSTERN_MX_PORT: String(mxPort),
+        POSTERN_MTA_STS_PORT: String(policyServer.port),
+        POSTERN_CA_FILE: ca.file,
+        POSTERN_ROUTES: `reports.test=127.0.0.1:${reportSink.port}`,
+        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+      },
+    });
+    const all = [...domains, "sts-nofetch", "plain"];
+    const ids = await submit(
+      relay,
+      all.map((d) => ({ from: "app@origin.test", to: `user@${d}.test`, tag: d })),
+    );
+    const id = Object.fromEntries(all.map((d, i) => [d, ids[i]!]));
+
+    const good = deliveredTls(await waitForStatus(relay, id["sts-good"]!, "delivered", 30_000));
+    assert.deepEqual([good.details?.verified, good.details?.verified_by], [true, "mta-sts"]);
+
+    for (const d of ["sts-bad", "sts-unlisted", "sts-expired"]) {
+      const rcpt = await deferred(relay, id[d]!);
+      assert.equal(rcpt.category, "tls_failure", `${d}: ${JSON.stringify(rcpt)}`);
+      assert.match(rcpt.last_reply ?? "", new RegExp(`MTA-STS policy of ${d}\\.test`), d);
+      assert.equal(sinks[`mx.${d}.test`]!.messages.length, 0, `${d}: nothing delivered`);
+    }
+    assert.equal(sinks["mx.sts-unlisted.test"]!.connections, 0, "an unlisted MX is not even tried");
+
+    // testing: delivered over whatever TLS the MX has; the failure goes into the report.
+    const testing = await waitForStatus(relay, id["sts-testing"]!, "delivered", 30_000);
+    assert.equal(deliveredTls(testing).details?.verified, false);
+    // A policy that cannot be fetched, and no policy at all, never block delivery.
+    await waitForStatus(relay, id["sts-nofetch"]!, "delivered", 30_000);
+    await waitForStatus(relay, id["plain"]!, "delivered", 30_000);
+    assert.ok(policyServer.requests.includes("mta-sts.sts-good.test"));
+
+    const reports = await relay.api("/v1/tls-reports");
+    assert.equal(reports.status, 200);
+    // deno-lint-ignore no-explicit-any
+    const byDomain = (d: string) => reports.json.data.find((r: any) => r.domain === d);
+    const goodReport = byDomain("sts-good.test").policies[0];
+    assert.equal(goodReport.policy_type, "sts");
+    assert.equal(goodReport.successful_sessions, 1);
+    const testingReport = byDomain("sts-testing.test").policies[0];
+    assert.equal(testingReport.policy_type, "sts");
+    assert.equal(testingReport.failed_sessions, 1);
+    assert.equal(testingReport.failures[0].result_type, "certificate-not-trusted");
+    assert.equal(testingReport.failures[0].receiving_mx_hostname, "mx.sts-testing.test");
+    const badReport = byDomain("sts-bad.test").policies[0];
+    assert.ok(badReport.failed_sessions >= 1);
+    assert.equal(byDomain("plain.test").policies[0].policy_type, "no-policy-found");
+
+    // The daily report, sent now: gzipped RFC 8460 JSON through the queue to the rua.
+    const day = new Date().toISOString().slice(0, 10);
+    const sent = await relay.api("/v1/tls-reports/send", { body: { day } });
+    assert.equal(sent.status, 200, JSON.stringify(sent.json));
+    assert.deepEqual(sent.json.data, [{
+      domain: "sts-testing.test",
+      to: "mailto:tls-reports@reports.test",
+      ok: true,
+    }]);
+    const [mail] = await reportSink.waitFor(1, { timeoutMs: 30_000 });
+    assert.deepEqual(mail!.to, ["tls-reports@reports.test"]);
+    assert.match(mail!.headers, /^TLS-Report-Domain: sts-testing\.test$/m);
+    assert.match(mail!.headers, /report-type="tlsrpt"/);
+    const attachment = /Content-Type: application\/tlsrpt\+gzip[^]*?\r\n\r\n([A-Za-z0-9+/=\r\n]+)/
+      .exec(mail!.text);
+    assert.ok(attachment, mail!.text);
+    const json = JSON.parse(
+      new TextDecoder().decode(gunzipSync(Buffer.from(attachment[1]!, "base64"))),
+    );
+    assert.equal(json.policies[0].policy["policy-type"], "sts");
+    assert.equal(json.policies[0].policy["policy-domain"], "sts-testing.test");
+    assert.equal(json.policies[0].summary["total-failure-session-count"], 1);
+    assert.equal(json.policies[0]["failure-details"][0]["result-type"], "certificate-not-trusted");
+    // Once per domain and day.
+    const again = await relay.api("/v1/tls-reports/send", { body: { day } });
+    assert.deepEqual(again.json.data, []);
+  } finally {
+    await closeAll([...Object.values(sinks), reportSink]);
+    await policyServer.close();
+    await dns.close();
+  }
+});

@@ -49,7 +49,8 @@ export function requirementFor(level: TlsLevel, host: HostPolicies, domain: stri
       return {
         ok: false,
         policy: "sts",
-        reason: `MTA-STS policy of ${domain} (mode enforce) does not list MX host ${host.name}`,
+        reason: `MTA-STS policy of ${domain} (mode enforce) does not list MX host ${host.name}: ` +
+          "no TLS session to it",
       };
     }
     return { ok: true, check: { kind: "ca", name: host.name, by: "mta-sts" }, policy: "sts" };
