@@ -349,3 +349,114 @@ Deno.test("MTA-STS: enforce delivers only to listed MX hosts with verified certi
     await dns.close();
   }
 });
+
+Deno.test("DANE: a certificate must match the MX host's DNSSEC-validated TLSA records, and DANE beats MTA-STS", async () => {
+  const ca = await createTestCa();
+  const mxPort = await freePort();
+  const eeCert = await selfSignedCertificate(["mx.dane-ee.test"]);
+  const overCert = await selfSignedCertificate(["mx.dane-over-sts.test"]);
+  const insecureCert = await selfSignedCertificate(["mx.dane-insecure.test"]);
+  const { sinks, a } = await mxSinks(mxPort, {
+    "mx.dane-ee.test": eeCert,
+    "mx.dane-bad.test": await selfSignedCertificate(["mx.dane-bad.test"]),
+    "mx.dane-ta.test": await ca.issue(["mx.dane-ta.test"]),
+    "mx.dane-ta-wrong.test": await ca.issue(["other.test"]),
+    "mx.dane-insecure.test": insecureCert,
+    "mx.dane-over-sts.test": overCert,
+    "mx.dane-plain.test": null,
+  });
+  const policyServer = await startMtaStsServer(await ca.issue(["mta-sts.dane-over-sts.test"]), {
+    "dane-over-sts.test": stsPolicy("enforce", ["mx.dane-over-sts.test"]),
+  });
+  const names = [
+    "dane-ee",
+    "dane-bad",
+    "dane-ta",
+    "dane-ta-wrong",
+    "dane-insecure",
+    "dane-over-sts",
+    "dane-plain",
+  ];
+  const mx: Record<string, { exchange: string; priority: number }[]> = {};
+  for (const d of names) mx[`${d}.test`] = [{ exchange: `mx.${d}.test`, priority: 10 }];
+  const owner = (d: string) => `_${mxPort}._tcp.mx.${d}.test`;
+  const caCert = ca.cert;
+  const tlsa = {
+    [owner("dane-ee")]: [{ usage: 3, selector: 1, matchingType: 1, data: spkiSha256(eeCert.cert) }],
+    // Pins another key: the MX's certificate does not match.
+    [owner("dane-bad")]: [{
+      usage: 3,
+      selector: 1,
+      matchingType: 1,
+      data: spkiSha256(overCert.cert),
+    }],
+    [owner("dane-ta")]: [{ usage: 2, selector: 0, matchingType: 1, data: certSha256(caCert) }],
+    [owner("dane-ta-wrong")]: [{
+      usage: 2,
+      selector: 0,
+      matchingType: 1,
+      data: certSha256(caCert),
+    }],
+    // Unsigned (no AD bit): not usable, so delivery goes on as without DANE.
+    [owner("dane-insecure")]: [{
+      usage: 3,
+      selector: 1,
+      matchingType: 1,
+      data: spkiSha256(eeCert.cert),
+    }],
+    [owner("dane-over-sts")]: [{
+      usage: 3,
+      selector: 1,
+      matchingType: 1,
+      data: spkiSha256(overCert.cert),
+    }],
+    // TLSA says TLS, the MX offers none: never in clear.
+    [owner("dane-plain")]: [{ usage: 3, selector: 1, matchingType: 1, data: spkiSha256(caCert) }],
+  };
+  const dns = await startDnsServer({
+    mx,
+    a: { ...a, "mta-sts.dane-over-sts.test": ["127.0.0.1"] },
+    txt: { "_mta-sts.dane-over-sts.test": ["v=STSv1; id=1"] },
+    tlsa,
+    authenticated: Object.keys(tlsa).filter((n) => !n.includes("dane-insecure")),
+  });
+  try {
+    await using relay = await startRelay({
+      env: {
+        POSTERN_DNS: `127.0.0.1:${dns.port}`,
+        POSTERN_DNSSEC_RESOLVER: `127.0.0.1:${dns.port}`,
+        POSTERN_MX_PORT: String(mxPort),
+        POSTERN_MTA_STS_PORT: String(policyServer.port),
+        POSTERN_CA_FILE: ca.file,
+        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+      },
+    });
+    const ids = await submit(
+      relay,
+      names.map((d) => ({ from: "app@origin.test", to: `user@${d}.test`, tag: d })),
+    );
+    const id = Object.fromEntries(names.map((d, i) => [d, ids[i]!]));
+
+    for (const d of ["dane-ee", "dane-ta", "dane-over-sts"]) {
+      const tls = deliveredTls(await waitForStatus(relay, id[d]!, "delivered", 30_000));
+      assert.deepEqual([tls.details?.verified, tls.details?.verified_by], [true, "dane"], d);
+    }
+    for (const d of ["dane-bad", "dane-ta-wrong", "dane-plain"]) {
+      const rcpt = await deferred(relay, id[d]!);
+      assert.equal(rcpt.category, "tls_failure", `${d}: ${JSON.stringify(rcpt)}`);
+      assert.equal(sinks[`mx.${d}.test`]!.messages.length, 0, d);
+    }
+    const insecure = await waitForStatus(relay, id["dane-insecure"]!, "delivered", 30_000);
+    assert.equal(deliveredTls(insecure).details?.verified, false);
+
+    const reports = await relay.api("/v1/tls-reports");
+    // deno-lint-ignore no-explicit-any
+    const ee = reports.json.data.find((r: any) => r.domain === "dane-ee.test").policies[0];
+    assert.equal(ee.policy_type, "tlsa");
+    assert.equal(ee.successful_sessions, 1);
+  } finally {
+    await closeAll(Object.values(sinks));
+    await policyServer.close();
+    await dns.close();
+  }
+});
