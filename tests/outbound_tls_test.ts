@@ -14,7 +14,7 @@ import { startDnsServer } from "./support/dns_server.ts";
 import { createTestCa, selfSignedCertificate } from "./support/test_ca.ts";
 import { startMtaStsServer, stsPolicy } from "./support/mta_sts_server.ts";
 import { submit, writeConfig } from "./support/relay_mail.ts";
-import { type MessageView, waitForMessage, waitForStatus } from "./support/relay_api.ts";
+import { type MessageView, waitForStatus } from "./support/relay_api.ts";
 
 const PASSWORD = "upstream-secret-9f2c";
 const AUTH = { user: "postern", pass: PASSWORD };
