@@ -205,6 +205,7 @@ async function main() {
       secretBox,
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
+      smtp: { host: hostname, submissionPort: config.smtpPort, smtpsPort: config.smtpsPort },
       sandbox: sandboxSettings,
       httpLimits: {
         maxBody: config.httpMaxBody,
@@ -358,8 +359,16 @@ async function main() {
   sweepRetention();
   const retentionTimer = setInterval(sweepRetention, 3_600_000);
 
+  // A wildcard listen address is not one a browser can open; loopback reaches it.
+  const browseHost = config.listen === "0.0.0.0" || config.listen === "::"
+    ? "127.0.0.1"
+    : config.listen.includes(":")
+    ? `[${config.listen}]`
+    : config.listen;
+  const dashboardUrl = `http://${browseHost}:${config.httpPort}/`;
   log.info("ready", {
     hostname,
+    dashboard_url: dashboardUrl,
     node: nodeId,
     smtp_port: config.smtpPort,
     smtps_port: config.smtpsPort,
@@ -374,8 +383,10 @@ async function main() {
         `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
         `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
         `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
+        `  Dashboard:                  ${dashboardUrl}`,
         "",
         `Admin token (shown once, keep it safe): ${admin.printOnce}`,
+        "Open the dashboard and sign in with it, or use it as the API's bearer token.",
         "",
         "Send a first message:",
         `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,

@@ -35,6 +35,7 @@ import {
 import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
+import { dashboardApp } from "./dashboard/app.tsx";
 
 export interface HttpDeps {
   kv: Deno.Kv;
@@ -68,6 +69,8 @@ export interface HttpDeps {
   sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
+  smtp?: { host: string; submissionPort: number; smtpsPort: number };
 }
 
 export function createApp(deps: HttpDeps) {
@@ -99,9 +102,24 @@ export function createApp(deps: HttpDeps) {
     const isSend = c.req.method === "POST" && /^\/v1\/messages(\/batch)?\/?$/.test(c.req.path);
     return isSend ? sendLimit(c, next) : jsonLimit(c, next);
   });
-  v1.use("*", authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs));
+  // One lock for the API and the dashboard's sign-in: a client locked out of one is out of both.
+  const authLock = authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs);
+  v1.use("*", authLock);
   v1.use("*", bearerAuth(deps));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
+  const resources = resourceRoutes(deps);
+  v1.route("/", resources);
+  app.route("/v1", v1);
+  app.route("/", dashboardApp({ ...deps, authLock, resources }));
+  return app;
+}
+
+/**
+ * Every /v1 resource, behind whatever authenticated the principal: the API's bearer key, or a
+ * dashboard session (http/dashboard calls these same routes in-process).
+ */
+export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
+  const v1 = new Hono<AppEnv>();
   v1.route("/accounts", accountsApi(deps.kv));
   v1.route("/credentials", credentialsApi(deps.kv));
   v1.route("/domains", domainsApi(deps));
@@ -124,6 +142,5 @@ export function createApp(deps: HttpDeps) {
   v1.route("/tls-reports", tlsReportsApi({ kv: deps.kv, sender: deps.tlsReports ?? (() => null) }));
   v1.route("/sandbox", sandboxApi(deps.sandbox));
   v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
-  app.route("/v1", v1);
-  return app;
+  return v1;
 }

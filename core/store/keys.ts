@@ -42,6 +42,7 @@
  * | ["tlsrpt", day, domain, policy]       | TlsReportPolicy  | site connect: the policy a day's sessions were held to |
  * | ["tlsrpt_n", day, domain, policy, result, mx] | Deno.KvU64 | site connect: sessions per result ("success" or an RFC 8460 result type) |
  * | ["tlsrpt_sent", day, domain]          | {at, to}         | daily TLS report sender: the day's report went out |
+ * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -143,4 +144,5 @@ export const keys = {
   tlsReportCountPrefix: (day: string, domain?: string): Key =>
     domain ? ["tlsrpt_n", day, domain] : ["tlsrpt_n", day],
   tlsReportSent: (day: string, domain: string): Key => ["tlsrpt_sent", day, domain],
+  dashboardSession: (tokenDigest: string): Key => ["dash_session", tokenDigest],
 };
