@@ -153,6 +153,8 @@ Deno.test("each TLS level holds against good and bad certificates: none, may, en
     `verify-expired.test=${hop(expired)};tls=verify`,
     `verify-wrong.test=${hop(wrongName)};tls=verify`,
     `none.test=${hop(good)};tls=none`,
+    `may-good.test=${hop(good)};tls=may`,
+    `encrypt-good.test=${hop(good)};tls=encrypt`,
     // A profile's tls_level applies to a route without its own (and without AUTH).
     `profile-verify.test=${strict}:${selfSigned.port}`,
   ].join(",");
@@ -178,8 +180,15 @@ Deno.test("each TLS level holds against good and bad certificates: none, may, en
       { from: "app@origin.test", to: "a@verify-wrong.test", tag: "verify-wrong" },
       { from: "app@origin.test", to: "a@none.test", tag: "none" },
       { from: "app@origin.test", to: "a@profile-verify.test", tag: "profile-verify" },
+      { from: "app@origin.test", to: "a@may-good.test", tag: "may-good" },
+      { from: "app@origin.test", to: "a@encrypt-good.test", tag: "encrypt-good" },
     ]);
     const [maySelf, encPlain, encSelf, verGood, verExpired, verWrong, none, profile] = ids;
+    // A certificate that does verify is recorded as such at the opportunistic levels too.
+    for (const goodId of ids.slice(8)) {
+      const tls = deliveredTls(await waitForStatus(relay, goodId, "delivered", 30_000));
+      assert.deepEqual([tls.details?.verified, tls.details?.verified_by], [true, "ca"]);
+    }
 
     const may = deliveredTls(await waitForStatus(relay, maySelf!, "delivered", 30_000));
     assert.equal(may.details?.verified, false, "may: encrypted, not verified");
