@@ -519,7 +519,8 @@ export class SiteActor {
 
   /** A session checked against one domain's TLS policy carries no mail held to another. */
   #tlsPolicyKey(domain: string): string {
-    const info = this.#deps.directory.cached(domain);
+    // Fresh or not: a stale entry must not make the connection wait for a new lookup.
+    const info = this.#deps.directory.peek(domain);
     return info ? tlsPolicyKey(info, this.#deps.tls) : "unknown";
   }
 
