@@ -234,7 +234,12 @@ async function main() {
   }
 
   const resolver = denoResolver(config.dns);
-  const caCerts = readCaFile(config.caFile);
+  let caCerts: string[] | undefined;
+  try {
+    caCerts = readCaFile(config.caFile);
+  } catch (err) {
+    fatal(`POSTERN_CA_FILE: ${(err as Error).message}`);
+  }
   const addressesOf = async (name: string) => {
     const out: string[] = [];
     for (const type of ["A", "AAAA"] as const) {

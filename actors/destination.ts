@@ -469,12 +469,13 @@ export class SiteActor {
             await this.#warmupExhausted(job);
             continue;
           }
+          const policyKey = session ? await this.#tlsPolicyKey(job.due.domain) : null;
           if (
             session &&
             (!session.usable ||
               session.deliveries >= this.#shaping.profile.maxDeliveriesPerConnection ||
               source?.address !== want.address ||
-              session.policyKey !== this.#tlsPolicyKey(job.due.domain))
+              session.policyKey !== policyKey)
           ) {
             session.close();
             session = null;
@@ -518,10 +519,16 @@ export class SiteActor {
   }
 
   /** A session checked against one domain's TLS policy carries no mail held to another. */
-  #tlsPolicyKey(domain: string): string {
+  async #tlsPolicyKey(domain: string): Promise<string> {
     // Fresh or not: a stale entry must not make the connection wait for a new lookup.
     const info = this.#deps.directory.peek(domain);
-    return info ? tlsPolicyKey(info, this.#deps.tls) : "unknown";
+    if (!info) return "unknown";
+    const tls = this.#deps.tls;
+    // The domain's MTA-STS policy (cached in memory; a TXT lookup the first time).
+    if (tls && info.destination.ok && !info.destination.route && info.tlsLevel !== "none") {
+      await tls.stsPolicy(domain);
+    }
+    return tlsPolicyKey(info, tls);
   }
 
   async #open(job: Job, source: Source): Promise<OutboundSession | null> {

@@ -29,6 +29,6 @@ export function readCaFile(path: string | undefined): string[] | undefined {
   if (!path) return undefined;
   const pem = Deno.readTextFileSync(path);
   const certs = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
-  if (!certs) throw new Error(`POSTERN_CA_FILE: ${path} holds no PEM certificate`);
+  if (!certs) throw new Error(`${path} holds no PEM certificate`);
   return certs;
 }
