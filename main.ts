@@ -12,13 +12,15 @@ import { ensureAdminToken } from "./core/store/admin_token.ts";
 import { prepareLoginChecks } from "./core/store/credentials.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
 import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
-import { denoResolver } from "./core/mail/mx.ts";
+import { dnsResolver } from "./core/mail/mx.ts";
 import { claimNodeId } from "./core/node_id.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { createApp } from "./http/app.ts";
 import { startWorker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
 import { SiteDirectory } from "./actors/site_directory.ts";
+import { ConnectionCap } from "./actors/connection_cap.ts";
+import { replyTimeouts } from "./core/config/outbound.ts";
 import { CredentialSettingsCache } from "./actors/credential_settings.ts";
 import { createQueueControl } from "./actors/queue_control.ts";
 import { resolveShaping } from "./core/config/shaping.ts";
@@ -200,7 +202,7 @@ async function main() {
       suppressions,
       intake,
       limits,
-      resolver: denoResolver(config.dns),
+      resolver: dnsResolver(config.dns),
       webhookAllowed: networkMatcher(config.webhookAllow),
       secretBox,
       trusted: networkMatcher(config.trustedNetworks),
@@ -233,7 +235,7 @@ async function main() {
     throw err;
   }
 
-  const resolver = denoResolver(config.dns);
+  const resolver = dnsResolver(config.dns);
   let caCerts: string[] | undefined;
   try {
     caCerts = readCaFile(config.caFile);
@@ -294,7 +296,8 @@ async function main() {
         maxAgeMs: config.sandboxMaxAge,
       },
     },
-    commandTimeoutMs: config.commandTimeout,
+    timeouts: replyTimeouts(config),
+    connections: new ConnectionCap(config.outboundMaxConnections),
     pollIntervalMs: config.pollInterval,
     directory,
     pools: config.pools,

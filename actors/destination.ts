@@ -33,6 +33,8 @@ import { utcDay } from "../core/policy/source_pick.ts";
 import type { SiteView } from "../core/queue_control.ts";
 import type { SiteDirectory } from "./site_directory.ts";
 import type { OutboundSession, RecipientOutcome } from "../delivery/outbound_session.ts";
+import type { ReplyTimeouts } from "../delivery/reply_timeouts.ts";
+import type { ConnectionCap } from "./connection_cap.ts";
 import type { RetryPolicy } from "./outcome.ts";
 import type { BounceDeps } from "./bounces.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
@@ -49,6 +51,7 @@ import {
 } from "./attempt_record.ts";
 import { openSession, type SiteConnector, tlsPolicyKey } from "./site_connect.ts";
 import { purgeSite } from "./site_purge.ts";
+import { UncommittedOutcomes } from "./uncommitted_outcomes.ts";
 import { viewSite } from "./site_view.ts";
 import { returnPathFor, type VerpConfig } from "../core/mail/verp.ts";
 import type { OutboundTls } from "./outbound_tls.ts";
@@ -63,7 +66,10 @@ export interface SiteActorDeps {
   nodeId: string;
   hostname: string;
   retry: RetryPolicy;
-  commandTimeoutMs: number;
+  /** How long each SMTP step may wait for the server (the connect timeout is the profile's). */
+  timeouts: ReplyTimeouts;
+  /** Outbound connections open at once over every site of this node. */
+  connections: ConnectionCap;
   pollIntervalMs: number;
   directory: SiteDirectory;
   pools: Pools;
@@ -131,6 +137,8 @@ export class SiteActor {
   #scanAt = 0;
   #recorder: AttemptRecorder;
   #connector: SiteConnector;
+  /** Outcomes the store refused: while any waits, the site takes no new work. */
+  #uncommitted: UncommittedOutcomes;
 
   constructor(
     site: string,
@@ -151,7 +159,15 @@ export class SiteActor {
       deps,
       learn: (results, source) => this.#shaping.learn(results, source),
       noteNextAttempts: (domain, results) => this.#noteNextAttempts(domain, results),
+      holdUncommitted: (job, commit, err) =>
+        this.#uncommitted.hold(keyId(job.due.key), commit, err),
     };
+    this.#uncommitted = new UncommittedOutcomes({
+      site,
+      log: deps.log,
+      committed: (id) => this.#release(id),
+      drained: () => this.wake(),
+    });
     this.#connector = {
       site,
       deps,
@@ -262,7 +278,9 @@ export class SiteActor {
   }
 
   #finish(job: Job) {
-    this.#release(keyId(job.due.key));
+    const id = keyId(job.due.key);
+    // Its outcome waits for the store: the entry stays claimed until that outcome is committed.
+    if (!this.#uncommitted.has(id)) this.#release(id);
   }
 
   #release(id: string) {
@@ -347,6 +365,7 @@ export class SiteActor {
       }
     }
     while (this.#shaping.window.current > 0) await sleep(20);
+    await this.#uncommitted.settled(); // the worker's grace bounds this wait
     // Instead of leaving the lease to run out, hand the site over now: a restarted or
     // surviving node takes it at once.
     await releaseLease(kv, keys.siteLease(this.site), this.#deps.nodeId).catch(() => {});
@@ -365,10 +384,10 @@ export class SiteActor {
     if (this.#scanAt <= now() || (more && lowOnWork)) {
       this.#scanAt = now() + pollIntervalMs;
       this.#suspended = (await getSiteControl(kv, this.site))?.suspended ?? false;
-      if (!this.#suspended && !this.#purging) await this.#fill();
+      if (!this.#suspended && !this.#purging && this.#uncommitted.size === 0) await this.#fill();
     }
     this.#shaping.noteRecovery();
-    if (this.#suspended || this.#purging) {
+    if (this.#suspended || this.#purging || this.#uncommitted.size > 0) {
       await this.#sleep(pollIntervalMs);
       return false;
     }
@@ -429,11 +448,18 @@ export class SiteActor {
   }
 
   #spawnWorkers() {
-    while (this.#ready.length > this.#idle) {
+    const { connections } = this.#deps;
+    while (this.#ready.length > this.#idle && this.#uncommitted.size === 0) {
       if (!this.#shaping.acquire()) break;
+      // The node-wide cap, on top of the site's window: woken when another site frees a slot.
+      if (!connections.tryAcquire(() => this.wake())) {
+        this.#shaping.release();
+        break;
+      }
       this.#connectionWorker().catch((err) => {
         this.#deps.log.error("actor.worker_failed", { site: this.site, err });
       }).finally(() => {
+        connections.release();
         this.#shaping.release();
         this.wake();
       });
@@ -448,9 +474,12 @@ export class SiteActor {
       while (!this.#stopping && !this.#suspended && !this.#purging) {
         // The window shrank under a backoff: this connection is one too many.
         if (this.#shaping.window.current > this.#shaping.window.limit) break;
+        // An outcome waits for the store: send nothing more until it is committed.
+        if (this.#uncommitted.size > 0) break;
         const job = this.#ready.shift();
         if (!job) {
-          if (!session) break;
+          // Idle: no need to keep a slot of the node-wide cap another site is waiting for.
+          if (!session || this.#deps.connections.contended) break;
           this.#idle++;
           this.wake(); // the loop now sleeps until the next due entry, not a whole poll
           const got = await this.#waitForJob(this.#shaping.profile.idleTimeoutMs);
@@ -477,11 +506,11 @@ export class SiteActor {
               source?.address !== want.address ||
               session.policyKey !== policyKey)
           ) {
-            session.close();
+            await session.close();
             session = null;
           }
           if (session && session.deliveries > 0 && !(await session.reset())) {
-            session.close();
+            await session.close();
             session = null;
           }
           if (!session) {
@@ -498,7 +527,8 @@ export class SiteActor {
         }
       }
     } finally {
-      session?.close();
+      // The connection counts against the site's window and the node's cap until it is closed.
+      await session?.close();
     }
   }
 
@@ -541,16 +571,18 @@ export class SiteActor {
   #recordUnsent(
     job: Job,
     outcome: AttemptOutcome,
-    options: { neverBounce?: boolean } = {},
+    options: { neverBounce?: boolean; ms?: number } = {},
   ) {
+    const { ms, ...record } = options;
     this.#deps.log.info("delivery.attempt", {
       msg: job.msg.id,
       rcpts: job.rows.length,
       site: this.site,
       result: outcome.kind,
       reply: outcome.reply.slice(0, 300),
+      ms: ms ?? 0,
     });
-    return this.#recordAll(job, () => outcome, {}, options);
+    return this.#recordAll(job, () => outcome, {}, record);
   }
 
   async #deliver(session: OutboundSession, job: Job, source: Source) {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { type Job, SiteActor, type SiteActorDeps } from "./destination.ts";
 import { SiteDirectory } from "./site_directory.ts";
+import { ConnectionCap } from "./connection_cap.ts";
 import { startWorker } from "./worker.ts";
 import { CredentialSettingsCache } from "./credential_settings.ts";
 import { Committer } from "../core/store/committer.ts";
@@ -176,7 +177,16 @@ async function setUp() {
     nodeId: "node-a",
     hostname: "relay.test",
     retry: { schedule: [3_600_000], maxAgeMs: 86_400_000 },
-    commandTimeoutMs: 30_000,
+    timeouts: {
+      greetingMs: 30_000,
+      commandMs: 30_000,
+      mailMs: 30_000,
+      rcptMs: 30_000,
+      dataMs: 30_000,
+      dataBlockMs: 30_000,
+      dataDoneMs: 30_000,
+    },
+    connections: new ConnectionCap(100),
     pollIntervalMs: 3_600_000, // the actor reads KV only when told to
     directory,
     pools: {},

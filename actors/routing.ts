@@ -4,7 +4,8 @@
  */
 import { type RouteAuth, routeFor, type Routes } from "../core/config/routes.ts";
 import type { RouteTls } from "../core/policy/tls_level.ts";
-import { NoRecordsError, resolveMx, type Resolver } from "../core/mail/mx.ts";
+import { resolveMx, type Resolver } from "../core/mail/mx.ts";
+import type { DnsFailure } from "../core/policy/dns_outcome.ts";
 import { mxSiteKey, routeSiteKey } from "../core/policy/site.ts";
 
 export interface Target {
@@ -30,7 +31,7 @@ export type Destination =
     /** Set for a static route (a smarthost): what it says about TLS. MX delivery: unset. */
     route?: RouteTls;
   }
-  | { ok: false; site: string; permanent: boolean; reason: string };
+  | { ok: false; site: string; permanent: boolean; failure: DnsFailure; reason: string };
 
 const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]+)$/i;
 
@@ -53,8 +54,8 @@ export async function resolveDestination(
           for (const address of await options.resolver.addresses(hop.host, type)) {
             targets.push({ name: hop.host, host: address, port: hop.port, ...implicit });
           }
-        } catch (err) {
-          if (!(err instanceof NoRecordsError)) continue;
+        } catch {
+          // No address now: the route's other hosts may have one; none at all defers below.
         }
       }
     }
@@ -63,6 +64,7 @@ export async function resolveDestination(
         ok: false,
         site,
         permanent: false,
+        failure: "temporary",
         reason: `route hosts for ${domain} did not resolve`,
       };
     }

@@ -9,23 +9,25 @@ import type { AttemptOutcome } from "./attempt_record.ts";
 import { describe, type HostCooldown } from "./host_cooldown.ts";
 import type { SiteInfo } from "./site_directory.ts";
 import type { Job } from "./site_job.ts";
-import { type SiteShaping, THROTTLING } from "./site_shaping.ts";
+import type { SiteShaping } from "./site_shaping.ts";
+import { isThrottling } from "../core/policy/classify.ts";
 import type { Source } from "./source_chooser.ts";
 import type { OutboundTls } from "./outbound_tls.ts";
 import { requirementFor } from "../core/policy/tls_requirement.ts";
 import type { StsPolicy } from "../core/policy/mta_sts.ts";
+import type { ReplyTimeouts } from "../delivery/reply_timeouts.ts";
 
 /** What connecting needs of its site actor. */
 export interface SiteConnector {
   site: string;
-  deps: { log: Logger; commandTimeoutMs: number; now(): number; tls?: OutboundTls | undefined };
+  deps: { log: Logger; timeouts: ReplyTimeouts; now(): number; tls?: OutboundTls | undefined };
   hostsDown: HostCooldown;
   shaping: SiteShaping;
   /** Records an attempt that ended before any transaction. */
   recordUnsent(
     job: Job,
     outcome: AttemptOutcome,
-    options?: { neverBounce?: boolean },
+    options?: { neverBounce?: boolean; ms?: number },
   ): Promise<unknown>;
 }
 
@@ -42,6 +44,7 @@ export async function openSession(
     await c.recordUnsent(job, {
       kind: destination.permanent ? "permanent" : "transient",
       reply: destination.reason,
+      dns: destination.failure,
     });
     return null;
   }
@@ -59,7 +62,9 @@ export async function openSession(
   const sts: StsPolicy | null = tls && !destination.route && info.tlsLevel !== "none"
     ? await tls.stsPolicy(domain)
     : null;
+  const started = performance.now();
   for (const target of up) {
+    const tried = performance.now();
     const daneHere = tls?.daneEnabled && info.tlsLevel !== "none" &&
       (!destination.route || info.tlsLevel === "dane");
     const tlsa = daneHere ? await tls!.tlsa(target.name, target.port) : null;
@@ -79,7 +84,7 @@ export async function openSession(
         heloName: source.ehlo,
         ...(source.address ? { localAddress: source.address } : {}),
         connectTimeoutMs: c.shaping.profile.connectTimeoutMs,
-        commandTimeoutMs: c.deps.commandTimeoutMs,
+        timeouts: c.deps.timeouts,
         peer: need.check,
         ...(tls?.ca ? { ca: tls.ca } : {}),
         ...(destination.auth ? { auth: destination.auth } : {}),
@@ -115,6 +120,7 @@ export async function openSession(
         host: `${target.host}:${target.port}`,
         source: source.address ?? null,
         error: text,
+        ms: Math.round(performance.now() - tried),
       });
       // Instead of trying a dead host once per queued message, skip it for a while; but not
       // for a certificate one domain's policy refused, which another domain's mail may accept.
@@ -126,7 +132,7 @@ export async function openSession(
         });
       }
       const code = e.responseCode;
-      if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
+      if (code && code >= 400 && code < 500 && isThrottling(e.message)) {
         c.shaping.noteThrottle(source.address);
       }
       // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
@@ -151,7 +157,7 @@ export async function openSession(
     kind: "transient",
     reply: worst.reply,
     ...(worst.code ? { code: worst.code } : {}),
-  }, { neverBounce: true });
+  }, { neverBounce: true, ms: Math.round(performance.now() - started) });
   return null;
 }
 

@@ -9,6 +9,7 @@ import { X509Certificate } from "node:crypto";
 import type { ConnectionOptions, TLSSocket } from "node:tls";
 import type { PeerCheck, VerifiedBy } from "../core/policy/tls_requirement.ts";
 import { matchTlsa } from "../core/policy/dane.ts";
+import { applyReplyTimeouts, initialSocketTimeout, type ReplyTimeouts } from "./reply_timeouts.ts";
 
 export interface Target {
   host: string;
@@ -22,8 +23,10 @@ export interface Target {
 export interface SessionOptions {
   heloName: string;
   localAddress?: string;
+  /** TCP connect only: the next host is tried once it passes. */
   connectTimeoutMs: number;
-  commandTimeoutMs: number;
+  /** How long each step may wait for the server's reply (RFC 5321 §4.5.3.2). */
+  timeouts: ReplyTimeouts;
   /** Never send in clear: defer when STARTTLS is missing or fails (when `peer` is unset). */
   requireTls?: boolean;
   /** What the peer must prove (core/policy/tls_requirement.ts); wins over `requireTls`. */
@@ -119,8 +122,8 @@ export class OutboundSession {
       name: options.heloName,
       ...(options.localAddress ? { localAddress: options.localAddress } : {}),
       connectionTimeout: options.connectTimeoutMs,
-      greetingTimeout: options.commandTimeoutMs,
-      socketTimeout: options.commandTimeoutMs,
+      greetingTimeout: options.timeouts.greetingMs,
+      socketTimeout: initialSocketTimeout(options.timeouts),
       ...(peer.kind === "none"
         ? { ignoreTLS: true }
         : peer.kind === "any" && !peer.required
@@ -130,6 +133,7 @@ export class OutboundSession {
       tls: tlsOptions(peer, name, options.ca),
       logger: false,
     });
+    applyReplyTimeouts(conn, options.timeouts);
     return new Promise((resolve, reject) => {
       let settled = false;
       const fail = (err: NodemailerError, result?: string) => {
@@ -243,14 +247,25 @@ export class OutboundSession {
     });
   }
 
-  close() {
+  /** QUIT, then close; resolves once the connection is gone (at most a second later). */
+  close(): Promise<void> {
+    const wasUsable = this.usable;
     this.#broken = true;
-    try {
-      this.#conn.quit();
-    } catch {
-      // already gone
-    }
-    setTimeout(() => this.#conn.close(), 1000).unref?.();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#conn.close();
+        resolve();
+      }, wasUsable ? 1000 : 0);
+      this.#conn.once("end", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      try {
+        if (wasUsable) this.#conn.quit();
+      } catch {
+        // already gone
+      }
+    });
   }
 }
 

@@ -18,6 +18,7 @@ import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
 import { OUTBOUND_TLS_FIELDS } from "./outbound_tls.ts";
 import { TLS_LEVELS } from "../policy/tls_level.ts";
+import { OUTBOUND_FIELDS } from "./outbound.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -112,12 +113,13 @@ export const ConfigSchema = z.object({
   /** How long SIGTERM waits for open transactions and deliveries. */
   shutdownGrace: duration.default(parseDuration("20s")),
   /**
-   * Outbound connect timeout (default 5s, from the shaping default profile) and command timeout.
-   * connectTimeout, connectionLimit and maxDeliveriesPerConnection feed the `default` shaping
-   * profile when set; unset, the profile's own values apply (core/config/shaping.ts).
+   * Outbound connect timeout (default 30s, from the shaping default profile) and the timeout of
+   * commands RFC 5321 names none for (EHLO, STARTTLS, AUTH, RSET, QUIT); the others are in
+   * outbound.ts. connectTimeout, connectionLimit and maxDeliveriesPerConnection feed the
+   * `default` shaping profile when set; unset, the profile's own values apply (shaping.ts).
    */
   connectTimeout: duration.optional(),
-  commandTimeout: duration.default(parseDuration("60s")),
+  commandTimeout: duration.default(parseDuration("5m")),
   /** Per site: parallel connections and messages sent over one connection (default 10 / 100). */
   connectionLimit: z.coerce.number().int().positive().optional(),
   maxDeliveriesPerConnection: z.coerce.number().int().positive().optional(),
@@ -159,6 +161,8 @@ export const ConfigSchema = z.object({
   ...LIMIT_FIELDS,
   /** Outbound TLS: trust store, MTA-STS port, DNSSEC resolver (core/config/outbound_tls.ts). */
   ...OUTBOUND_TLS_FIELDS,
+  /** Outbound timeouts per SMTP step and the global outbound connection cap. */
+  ...OUTBOUND_FIELDS,
   /** The sandbox: simulator domain and its short clocks (core/config/sandbox.ts). */
   ...SANDBOX_FIELDS,
 }).strict();
