@@ -8,7 +8,10 @@
  *
  * It holds the site's lease, takes due entries from KV (filed per domain), runs connections that
  * each carry up to `max_deliveries_per_connection` transactions, and records every attempt in one
- * commit. A due entry is in flight at most once: the worker's shared set guards this node, the
+ * commit. Only the lease holder delivers: intake's in-memory hand-over is taken only while the
+ * lease is held (another node's actor leaves the entry in KV, where the holder's poll finds it),
+ * and an actor that loses its lease drops what it had ready and starts no new attempt; it reads
+ * the store afresh when it holds the lease again. A due entry is in flight at most once: the worker's shared set guards this node, the
  * lease guards other nodes, and the versionstamp check in the outcome commit makes replays no-ops.
  * That check keeps the store right, not the wire: so an entry read from KV is claimed in the
  * shared set *before* it is loaded, and loading re-reads the entry itself. A listing can predate
@@ -19,7 +22,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Committer } from "../core/store/committer.ts";
 import { type DueEntry, listDue, nextDueAfter, nextDueAt } from "../core/store/queue.ts";
 import type { RecipientResult } from "../core/store/deliveries.ts";
-import { acquireLease, releaseLease } from "../core/store/leases.ts";
+import { releaseLease, tryLease } from "../core/store/leases.ts";
 import { readBody, withPrefix } from "../core/store/bodies.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
 import { keys } from "../core/store/keys.ts";
@@ -77,6 +80,8 @@ export interface SiteActorDeps {
   bounces: BounceDeps;
   /** Due entries in flight on this node, across all actors (a domain may change sites). */
   inflight: Set<string>;
+  /** How long a site lease lasts unrenewed: a dead node's sites move after this. @default 30000 */
+  leaseTtlMs?: number;
   /** VERP: each recipient's delivery gets its own return path at this bounce domain. */
   verp?: VerpConfig;
   /** MTA-STS, DANE and TLS reports for outbound connections (actors/outbound_tls.ts). */
@@ -105,7 +110,9 @@ interface DomainQueue {
   touchedAt: number;
 }
 
-const LEASE_TTL_MS = 30_000;
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+/** A node that did not get the lease asks again no sooner than this, however often it is woken. */
+const LEASE_RETRY_MIN_MS = 250;
 const LIST_BATCH = 500;
 const MAX_READY = 5_000;
 
@@ -134,6 +141,13 @@ export class SiteActor {
   #done: Promise<void>;
   #leaseRenewedAt = 0;
   #leased = false;
+  #leaseTtl: number;
+  /** A lease attempt under way: the loop and the connections share it instead of racing. */
+  #leasing: Promise<boolean> | null = null;
+  /** Not before this is the lease asked for again (another node holds it). */
+  #leaseRetryAt = 0;
+  /** When another node's lease on the site runs out unless renewed. */
+  #leaseFreeAt = 0;
   #scanAt = 0;
   #recorder: AttemptRecorder;
   #connector: SiteConnector;
@@ -148,6 +162,7 @@ export class SiteActor {
   ) {
     this.site = site;
     this.#deps = deps;
+    this.#leaseTtl = deps.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     this.#sources = new SourceChooser(site, deps);
     this.#shaping = new SiteShaping(site, profile, {
       log: deps.log,
@@ -187,6 +202,11 @@ export class SiteActor {
 
   get domains(): string[] {
     return [...this.#domains.keys()];
+  }
+
+  /** Whether this node holds the site's lease. */
+  get leased(): boolean {
+    return this.#leased;
   }
 
   wake() {
@@ -244,6 +264,9 @@ export class SiteActor {
    */
   offer(job: Job) {
     this.adopt(job.due.domain);
+    // Not the lease holder: the entry is the holder's (its poll finds it). Knock, so that a lease
+    // nobody holds is taken and the store read.
+    if (!this.#leaseFresh()) return this.#recheck(job.due.domain);
     const id = keyId(job.due.key);
     if (this.#stopping || this.#deps.inflight.has(id)) return;
     if (this.#ready.length >= MAX_READY) {
@@ -253,6 +276,13 @@ export class SiteActor {
     this.#hold(id);
     this.#ready.push(job);
     this.#notifyJobs();
+    this.wake();
+  }
+
+  #recheck(domain: string) {
+    const q = this.#domains.get(domain);
+    if (q) q.nextDueAt = null;
+    this.#scanAt = 0;
     this.wake();
   }
 
@@ -345,12 +375,70 @@ export class SiteActor {
     });
   }
 
-  async #holdLease(): Promise<boolean> {
+  /**
+   * The lease is held and was renewed recently enough to start an attempt on it. The margin (a
+   * third of the TTL) covers the attempt's own start, so no attempt begins on a lease about to
+   * run out while the loop that renews it is held up.
+   */
+  #leaseFresh(): boolean {
+    return this.#leased && this.#deps.now() - this.#leaseRenewedAt < (this.#leaseTtl * 2) / 3;
+  }
+
+  /** Takes or renews the lease when due; concurrent callers share one attempt. */
+  #holdLease(): Promise<boolean> {
+    const { now } = this.#deps;
+    if (this.#leased && now() - this.#leaseRenewedAt < this.#leaseTtl / 3) {
+      return Promise.resolve(true);
+    }
+    if (!this.#leased && now() < this.#leaseRetryAt) return Promise.resolve(false);
+    this.#leasing ??= this.#renewLease().finally(() => (this.#leasing = null));
+    return this.#leasing;
+  }
+
+  async #renewLease(): Promise<boolean> {
     const { kv, nodeId, now } = this.#deps;
-    if (now() - this.#leaseRenewedAt < LEASE_TTL_MS / 3) return true;
-    this.#leased = await acquireLease(kv, keys.siteLease(this.site), nodeId, LEASE_TTL_MS, now());
-    if (this.#leased) this.#leaseRenewedAt = now();
-    return this.#leased;
+    const had = this.#leased;
+    const at = now();
+    let attempt;
+    try {
+      attempt = await tryLease(kv, keys.siteLease(this.site), nodeId, this.#leaseTtl, at);
+    } catch (err) {
+      // The store did not answer: the lease counts as held only while it surely is.
+      if (had && !this.#leaseFresh()) this.#loseLease(null);
+      throw err;
+    }
+    if (attempt.ok) {
+      this.#leased = true;
+      this.#leaseRenewedAt = at;
+      if (!had) this.#gainLease();
+      return true;
+    }
+    if (had) this.#loseLease(attempt.owner);
+    // Ask again when the holder's lease would run out, unless woken (a knock) sooner.
+    this.#leaseRetryAt = now() + LEASE_RETRY_MIN_MS;
+    this.#leaseFreeAt = attempt.until;
+    return false;
+  }
+
+  /** Taken (again): what another node did meanwhile is only in the store, so read it afresh. */
+  #gainLease() {
+    for (const q of this.#domains.values()) {
+      q.nextDueAt = null;
+      q.more = false;
+    }
+    this.#scanAt = 0;
+  }
+
+  /**
+   * Lost (another node took it after this one failed to renew in time): stop at once. What was
+   * ready is dropped, the holder sends it; attempts already on the wire finish, and their
+   * outcome commits are checked against the due entries, so the store stays right.
+   */
+  #loseLease(holder: string | null) {
+    this.#leased = false;
+    this.#deps.log.warn("lease.lost", { site: this.site, holder: holder || null });
+    for (const job of this.#ready.splice(0)) this.#finish(job);
+    for (const q of this.#domains.values()) q.nextDueAt = null;
   }
 
   async #run() {
@@ -368,6 +456,7 @@ export class SiteActor {
     await this.#uncommitted.settled(); // the worker's grace bounds this wait
     // Instead of leaving the lease to run out, hand the site over now: a restarted or
     // surviving node takes it at once.
+    this.#leased = false;
     await releaseLease(kv, keys.siteLease(this.site), this.#deps.nodeId).catch(() => {});
   }
 
@@ -376,7 +465,11 @@ export class SiteActor {
     const { kv, now, pollIntervalMs } = this.#deps;
     this.#wokenEarly = false; // this turn looks at everything a wake-up so far asked for
     if (!(await this.#holdLease())) {
-      await this.#sleep(LEASE_TTL_MS / 3);
+      // Another node works the site: wait for its lease to run out (it renews it while alive),
+      // or for a knock (an offer, a touch) to ask again.
+      // Asked at least every poll: a holder that let the site go wakes nobody here.
+      const wait = Math.min(this.#leaseTtl / 3, pollIntervalMs, this.#leaseFreeAt - now() + 50);
+      await this.#sleep(Math.max(wait, LEASE_RETRY_MIN_MS));
       return false;
     }
     const lowOnWork = this.#ready.length < this.#shaping.window.limit;
@@ -476,6 +569,11 @@ export class SiteActor {
         if (this.#shaping.window.current > this.#shaping.window.limit) break;
         // An outcome waits for the store: send nothing more until it is committed.
         if (this.#uncommitted.size > 0) break;
+        // No attempt starts on a lease that may have gone to another node.
+        if (!(await this.#holdLease().catch(() => false)) || !this.#leaseFresh()) {
+          if (this.#leased) this.#loseLease(null);
+          break;
+        }
         const job = this.#ready.shift();
         if (!job) {
           // Idle: no need to keep a slot of the node-wide cap another site is waiting for.
@@ -694,6 +792,7 @@ export class SiteActor {
       if (res.ok) this.#domains.delete(domain);
     }
     if (this.#domains.size > 0 || this.#mine.size > 0) return false;
+    this.#leased = false;
     await releaseLease(kv, keys.siteLease(this.site), nodeId);
     return true;
   }

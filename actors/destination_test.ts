@@ -13,6 +13,7 @@ import { Committer } from "../core/store/committer.ts";
 import { BodyCache } from "../core/store/body_cache.ts";
 import { SuppressionCache } from "../core/store/suppressions.ts";
 import { keys } from "../core/store/keys.ts";
+import { tryLease } from "../core/store/leases.ts";
 import { type QueuedMessage, QueueSignal } from "../core/queue_signal.ts";
 import { accept, type IntakeDeps } from "../core/intake.ts";
 import { resolveShaping, ShapingSchema } from "../core/config/shaping.ts";
@@ -369,6 +370,57 @@ Deno.test("a hand-over that waited for a lookup does not bring back an entry a s
     assert.equal(t.sink.messages.filter((m) => m.to.includes(`h@${DOMAIN}`)).length, 1);
   } finally {
     await worker.stop(5_000);
+    await t.close();
+  }
+});
+
+Deno.test("an actor whose lease another node took while it could not renew drops its ready jobs and sends none of them", async () => {
+  const t = await setUp();
+  // This node's clock, moved forward to play a node stalled past its lease.
+  let stalledMs = 0;
+  const deps: SiteActorDeps = {
+    ...t.deps,
+    now: () => Date.now() + stalledMs,
+    leaseTtlMs: 3_000,
+    // A stuck reply ends after 3 s, whichever step it is owed for.
+    timeouts: {
+      ...t.deps.timeouts,
+      commandMs: 3_000,
+      mailMs: 3_000,
+      rcptMs: 3_000,
+      dataMs: 3_000,
+      dataBlockMs: 3_000,
+      dataDoneMs: 3_000,
+    },
+  };
+  const warm = await t.submit(`w@${DOMAIN}`);
+  const actor = new SiteActor(t.site, t.directory.peek(DOMAIN)!.profile, deps, () => {});
+  actor.adopt(DOMAIN);
+  try {
+    await until(async () => (await t.row(warm.msg.id)).status === "delivered", "the warm-up sent");
+    // The one connection is stuck on a recipient whose server never answers...
+    t.sink.setBehavior(`hang@${DOMAIN}`, "hang");
+    actor.offer(t.jobOf(await t.submit(`hang@${DOMAIN}`)));
+    await until(() => t.sink.attempts.has(`hang@${DOMAIN}`), "the stuck attempt under way");
+    // ...so two more wait in the ready list.
+    const waiting = [await t.submit(`q1@${DOMAIN}`), await t.submit(`q2@${DOMAIN}`)];
+    for (const q of waiting) actor.offer(t.jobOf(q));
+    // Past the lease's end without a renewal, another node takes the site.
+    stalledMs = 3_001;
+    const taken = await tryLease(t.deps.kv, keys.siteLease(t.site), "node-b", 60_000, deps.now());
+    assert.ok(taken.ok);
+    actor.wake();
+    await until(() => t.lines.some((l) => l.event === "lease.lost"), "the loss noticed");
+    // The stuck attempt ends (a timeout); nothing else leaves this node.
+    await until(() => t.inflight.size === 0, "the stuck attempt over");
+    await new Promise((r) => setTimeout(r, 500));
+    for (const q of waiting) {
+      assert.equal(t.sink.attempts.get(q.rows[0]!.rcpt), undefined, `${q.rows[0]!.rcpt} sent`);
+      assert.equal((await t.row(q.msg.id)).status, "queued", "left in the store for node-b");
+    }
+    assert.equal(actor.leased, false);
+  } finally {
+    await actor.stop();
     await t.close();
   }
 });

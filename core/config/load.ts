@@ -12,6 +12,8 @@ import { OUTBOUND_TLS_ENV_NAMES } from "./outbound_tls.ts";
 export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_DATA_DIR: "dataDir",
   POSTERN_KV: "kv",
+  POSTERN_ROLES: "roles",
+  POSTERN_LEASE_TTL: "leaseTtl",
   POSTERN_LISTEN: "listen",
   POSTERN_SMTP_PORT: "smtpPort",
   POSTERN_SMTPS_PORT: "smtpsPort",

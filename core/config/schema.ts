@@ -75,7 +75,31 @@ const webhookSchedule = z.union([z.string(), z.array(z.string())]).transform((v,
   }
 });
 
+export const ROLES = ["smtp", "http", "worker"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** "smtp,worker" or ["smtp", "worker"]: which roles this node runs; at least one, no repeats. */
+const roles = z.union([z.string(), z.array(z.string())]).transform((v, ctx): Role[] => {
+  const items = (typeof v === "string" ? v.split(",") : v).map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  const bad = items.find((r) => !(ROLES as readonly string[]).includes(r));
+  if (bad !== undefined || items.length === 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: `expected a comma-separated list of ${ROLES.join(", ")}, got "${bad ?? v}"`,
+    });
+    return z.NEVER;
+  }
+  return ROLES.filter((r) => items.includes(r));
+});
+
 export const ConfigSchema = z.object({
+  /** The roles this node runs: SMTP listeners, the HTTP API, delivery (and webhooks, retention). */
+  roles: roles.default([...ROLES]),
+  /** How long a node's hold on a destination site lasts unrenewed: a dead node's sites move then. */
+  leaseTtl: duration.default(parseDuration("30s")).refine((v) => v >= 3_000, {
+    message: "must be at least 3s",
+  }),
   /** Folder for the KV file and the generated dev certificate. */
   dataDir: z.string().default("./data"),
   /** KV path or KV Connect URL; default `<dataDir>/postern.kv`. */

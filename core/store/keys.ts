@@ -42,6 +42,10 @@
  * | ["tlsrpt", day, domain, policy]       | TlsReportPolicy  | site connect: the policy a day's sessions were held to |
  * | ["tlsrpt_n", day, domain, policy, result, mx] | Deno.KvU64 | site connect: sessions per result ("success" or an RFC 8460 result type) |
  * | ["tlsrpt_sent", day, domain]          | {at, to}         | daily TLS report sender: the day's report went out |
+ * | ["node", nodeId]                      | NodeBeat         | every node's heartbeat (expireIn: it goes with its node) |
+ * | ["meta", "secret_key_id"]             | {id}             | start-up: which key seals the store's secrets (every node must have it) |
+ * | ["win", scope, id, windowMs, index]   | Deno.KvU64       | shared limits: events of `id` in one fixed window (rate_limit, failed logins) |
+ * | ["auth_lock", scope, kind, key]       | {until}          | a failed-login lockout every node honours (expireIn) |
  * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
@@ -83,6 +87,7 @@ export const keys = {
   domainByName: (name: string): Key => ["domain_name", name],
   destinationLease: (domain: string): Key => ["lease", "dest", domain],
   siteLease: (site: string): Key => ["lease", "site", site],
+  siteLeasePrefix: (): Key => ["lease", "site"],
   siteControl: (site: string): Key => ["site_ctl", site],
   suppression: (account: string, address: string): Key => ["supp", account, address],
   suppressionPrefix: (account?: string): Key =>
@@ -144,5 +149,17 @@ export const keys = {
   tlsReportCountPrefix: (day: string, domain?: string): Key =>
     domain ? ["tlsrpt_n", day, domain] : ["tlsrpt_n", day],
   tlsReportSent: (day: string, domain: string): Key => ["tlsrpt_sent", day, domain],
+  node: (id: string): Key => ["node", id],
+  secretKeyId: (): Key => ["meta", "secret_key_id"],
+  windowCount: (scope: string, id: string, windowMs: number, index: number): Key => [
+    "win",
+    scope,
+    id,
+    windowMs,
+    index,
+  ],
+  windowCountPrefix: (): Key => ["win"],
+  authLock: (scope: string, kind: string, key: string): Key => ["auth_lock", scope, kind, key],
+  nodePrefix: (): Key => ["node"],
   dashboardSession: (tokenDigest: string): Key => ["dash_session", tokenDigest],
 };
