@@ -382,16 +382,6 @@ Deno.test("an actor whose lease another node took while it could not renew drops
     ...t.deps,
     now: () => Date.now() + stalledMs,
     leaseTtlMs: 3_000,
-    // A stuck reply ends after 3 s, whichever step it is owed for.
-    timeouts: {
-      ...t.deps.timeouts,
-      commandMs: 3_000,
-      mailMs: 3_000,
-      rcptMs: 3_000,
-      dataMs: 3_000,
-      dataBlockMs: 3_000,
-      dataDoneMs: 3_000,
-    },
   };
   const warm = await t.submit(`w@${DOMAIN}`);
   const actor = new SiteActor(t.site, t.directory.peek(DOMAIN)!.profile, deps, () => {});
