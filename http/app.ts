@@ -7,7 +7,7 @@ import { messagesApi } from "./messages.ts";
 import { accountsApi } from "./accounts.ts";
 import { domainsApi } from "./domains.ts";
 import type { TxtLookup } from "../core/mail/dns_records.ts";
-import { errors, renderError } from "./errors.ts";
+import { errorRenderer, errors } from "./errors.ts";
 import { sendApi } from "./send.ts";
 import { searchApi } from "./search.ts";
 import { eventsApi } from "./events.ts";
@@ -60,7 +60,7 @@ export interface HttpDeps {
 
 export function createApp(deps: HttpDeps) {
   const app = new Hono<AppEnv>();
-  app.onError(renderError);
+  app.onError(errorRenderer(deps.intake.log));
   app.notFound(() => {
     throw errors.notFound("route");
   });

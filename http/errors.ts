@@ -4,6 +4,8 @@
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "../core/log.ts";
+import { shortId } from "../core/ids.ts";
 
 export class ApiError extends Error {
   override name = "ApiError";
@@ -63,7 +65,35 @@ export function errorItem(err: ApiError) {
   };
 }
 
-export function renderError(err: unknown, c: Context) {
+/**
+ * The app's onError. An unexpected error is logged with a request id that the 500's body also
+ * carries (`details.request_id`, and the `X-Request-Id` header), so a user's report finds the
+ * log line; the error itself stays in the log.
+ */
+export function errorRenderer(log: Logger) {
+  return (err: unknown, c: Context) => {
+    const known = renderKnownError(err, c);
+    if (known) return known;
+    const requestId = shortId("req_");
+    log.error("http.internal_error", {
+      request_id: requestId,
+      method: c.req.method,
+      path: c.req.path,
+      err: err instanceof Error ? err : String(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
+    c.header("x-request-id", requestId);
+    return c.json({
+      error: {
+        code: "internal",
+        message: `Internal error (request ${requestId})`,
+        details: { request_id: requestId },
+      },
+    }, 500);
+  };
+}
+
+function renderKnownError(err: unknown, c: Context) {
   if (err instanceof ApiError) {
     return c.json({
       error: {
@@ -79,5 +109,5 @@ export function renderError(err: unknown, c: Context) {
       400,
     );
   }
-  return c.json({ error: { code: "internal", message: "Internal error" } }, 500);
+  return null;
 }
