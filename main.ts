@@ -16,6 +16,7 @@ import { denoResolver } from "./core/mail/mx.ts";
 import { claimNodeId } from "./core/node_id.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { createApp } from "./http/app.ts";
+import { type HttpListener, serveHttp } from "./http/listener.ts";
 import { startWorker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
 import { SiteDirectory } from "./actors/site_directory.ts";
@@ -116,7 +117,7 @@ async function main() {
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
   const limits = new SendLimits(kv);
   let smtp;
-  let http: Deno.HttpServer;
+  let http: HttpListener;
   let inbound: { close(): Promise<void> } | null = null;
   try {
     smtp = await startSmtp({
@@ -162,15 +163,22 @@ async function main() {
       },
     });
     try {
-      http = Deno.serve({
+      http = await serveHttp({
         hostname: config.listen,
         port: config.httpPort,
-        onListen() {},
-      }, app.fetch);
+        log,
+        limits: {
+          headersTimeoutMs: config.httpHeadersTimeout,
+          requestTimeoutMs: config.httpRequestTimeout,
+          minBodyRate: config.httpMinBodyRate,
+          maxConnections: config.httpMaxConnections,
+        },
+        fetch: app.fetch,
+      });
     } catch (err) {
       throw new ListenError(
         `POSTERN_HTTP_PORT: cannot listen on ${config.listen}:${config.httpPort} (${
-          (err as Error).name
+          (err as { code?: string }).code ?? (err as Error).name
         }); set POSTERN_HTTP_PORT to a free port`,
       );
     }

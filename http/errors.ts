@@ -74,6 +74,15 @@ export function errorRenderer(log: Logger) {
   return (err: unknown, c: Context) => {
     const known = renderKnownError(err, c);
     if (known) return known;
+    if (c.req.raw.signal.aborted) {
+      // The client left (or was cut off by a listener deadline) while its body was read: no one
+      // is there to answer, and nothing failed on our side.
+      log.info("http.aborted", { method: c.req.method, path: c.req.path });
+      return c.json(
+        { error: { code: "aborted", message: "The request did not arrive whole" } },
+        400,
+      );
+    }
     const requestId = shortId("req_");
     log.error("http.internal_error", {
       request_id: requestId,

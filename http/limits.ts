@@ -123,9 +123,10 @@ export function jsonDepthLimit(maxDepth: number): MiddlewareHandler {
 }
 
 /**
- * Failed API keys per client address, as the SMTP side counts failed AUTH: a wrong `pst_` key
- * costs two scrypt derivations to refuse, and a client that rotates random keys would get a
- * fresh rate bucket with each. Past the limit the client hears 429 before any token is checked
+ * Failed bearer tokens per client address, as the SMTP side counts failed AUTH: a wrong `pst_`
+ * key costs two scrypt derivations to refuse, a wrong admin token is a guess at the one token
+ * that opens every account, and a client that rotates random tokens would get a fresh rate
+ * bucket with each. Past the limit the client hears 429 before any token is checked
  * (the admin token too), until the lockout has passed since its last failure.
  */
 export function authFailureLock(limit: number, lockoutMs: number): MiddlewareHandler {
@@ -138,9 +139,10 @@ export function authFailureLock(limit: number, lockoutMs: number): MiddlewareHan
       throw errors.tooManyAuthFailures(lockoutMs);
     }
     await next();
-    // Hono renders a thrown error where it is thrown, so the 401 is seen on the response. Only
-    // a refused `pst_` key counts: that is the one that cost scrypt work to refuse.
-    const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-    if (c.res.status === 401 && token.startsWith("pst_")) failures.fail(client, "");
+    // Hono renders a thrown error where it is thrown, so the 401 is seen on the response. Every
+    // refused bearer token counts, a wrong admin token as much as a wrong `pst_` key: guessing
+    // either must cost the same lockout.
+    const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    if (c.res.status === 401 && token !== undefined) failures.fail(client, "");
   };
 }
