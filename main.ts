@@ -34,6 +34,7 @@ import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.
 import { startWebhooks } from "./actors/webhook.ts";
 import { ensureVerpKey } from "./core/store/verp_key.ts";
 import { startInbound } from "./smtp/inbound.ts";
+import { MemoryBudget } from "./core/policy/memory_budget.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -116,6 +117,14 @@ async function main() {
 
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
   const limits = new SendLimits(kv);
+  // One memory budget for both doors too: bytes held are bytes held, whichever door they came by.
+  const memory = new MemoryBudget(
+    config.memoryBudget,
+    Math.min(
+      config.memoryBudget,
+      config.memoryBudgetPerClient ?? Math.floor(config.memoryBudget * 3 / 4),
+    ),
+  );
   let smtp;
   let http: HttpListener;
   let inbound: { close(): Promise<void> } | null = null;
@@ -128,6 +137,7 @@ async function main() {
       log,
       trustedAccount: config.trustedAccount,
       limits,
+      memory,
     });
     inbound = verp
       ? await startInbound({
@@ -154,6 +164,7 @@ async function main() {
       webhookAllowed: networkMatcher(config.webhookAllow),
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
+      memory,
       httpLimits: {
         maxBody: config.httpMaxBody,
         maxJsonDepth: config.httpMaxJsonDepth,

@@ -25,8 +25,10 @@ import {
   DEFAULT_HTTP_LIMITS,
   type HttpLimits,
   jsonDepthLimit,
+  memoryBudgetLimit,
   rateLimitPerKey,
 } from "./limits.ts";
+import type { MemoryBudget } from "../core/policy/memory_budget.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
 
@@ -56,6 +58,8 @@ export interface HttpDeps {
   eventSettleMs: number;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** Message bytes held in memory, shared with the SMTP side (POSTERN_MEMORY_BUDGET). */
+  memory?: MemoryBudget;
 }
 
 export function createApp(deps: HttpDeps) {
@@ -89,6 +93,7 @@ export function createApp(deps: HttpDeps) {
   });
   v1.use("*", authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs));
   v1.use("*", bearerAuth(deps));
+  if (deps.memory) v1.use("*", memoryBudgetLimit(deps.memory));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
   v1.route("/accounts", accountsApi(deps.kv));
   v1.route("/credentials", credentialsApi(deps.kv));

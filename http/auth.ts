@@ -11,6 +11,7 @@ import { touchCredential, verifyApiKey } from "../core/store/credentials.ts";
 import { getAccount } from "../core/store/accounts.ts";
 import { errors } from "./errors.ts";
 import { metrics } from "../core/metrics.ts";
+import type { MemoryHold } from "../core/policy/memory_budget.ts";
 
 export interface Principal {
   kind: "admin" | "credential";
@@ -18,7 +19,13 @@ export interface Principal {
   credentialId: string | null;
 }
 
-export type AppEnv = { Variables: { principal: Principal } };
+export type AppEnv = {
+  Variables: {
+    principal: Principal;
+    /** The request's hold on the memory budget (http/limits.ts memoryBudgetLimit), if any. */
+    memory: MemoryHold | undefined;
+  };
+};
 
 export const ACCOUNT_HEADER = "x-postern-account";
 

@@ -29,6 +29,14 @@ export const errors = {
   tooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Request body exceeds ${limit} bytes`),
   unavailable: (message: string) => new ApiError(503, "unavailable", message),
+  /** POSTERN_MEMORY_BUDGET, or the client's share of it, is held by mail in transit. */
+  memoryBusy: (retryAfterMs: number) =>
+    new ApiError(
+      503,
+      "memory_busy",
+      "The relay holds as much mail in memory as it may; retry later",
+      { retry_after_s: Math.ceil(retryAfterMs / 1000) },
+    ),
   /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
   rateLimited: (message: string, retryAfterMs: number) =>
     new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),

@@ -71,6 +71,14 @@ export const LIMIT_FIELDS = {
   httpMinBodyRate: count.default(500),
   /** HTTP connections open at once; past it new connections are closed unanswered; 0 = no cap. */
   httpMaxConnections: count.default(1000),
+  /**
+   * Message bytes held in memory at once over all SMTP transactions and HTTP requests; past it
+   * bodies go to the store as they arrive, or the client hears 452 4.3.1 / 503. The default suits
+   * a 1 GB host (the relay itself needs about 200 MB).
+   */
+  memoryBudget: z.coerce.number().int().min(1024 * 1024).default(512 * 1024 * 1024),
+  /** What one client address may hold of it; default three quarters of the budget. */
+  memoryBudgetPerClient: z.coerce.number().int().min(64 * 1024).optional(),
 };
 
 /** Env variable → field, merged into load.ts's table. */
@@ -98,4 +106,6 @@ export const LIMIT_ENV_NAMES = {
   POSTERN_HTTP_REQUEST_TIMEOUT: "httpRequestTimeout",
   POSTERN_HTTP_MIN_BODY_RATE: "httpMinBodyRate",
   POSTERN_HTTP_MAX_CONNECTIONS: "httpMaxConnections",
+  POSTERN_MEMORY_BUDGET: "memoryBudget",
+  POSTERN_MEMORY_BUDGET_PER_CLIENT: "memoryBudgetPerClient",
 } as const;
