@@ -26,7 +26,10 @@ import { resolveShaping } from "./core/config/shaping.ts";
 import { SuppressionCache } from "./core/store/suppressions.ts";
 import type { QueueControl } from "./core/queue_control.ts";
 import { DEFAULT_ACCOUNT, ensureDefaultAccount, getAccount } from "./core/store/accounts.ts";
-import { signingKeysFor } from "./core/store/domains.ts";
+import { sealDomainKeys, signingKeysFor } from "./core/store/domains.ts";
+import { sealWebhookSecrets } from "./core/store/webhooks.ts";
+import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
+import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { SendLimits } from "./core/send_limits.ts";
 import { denoTxtLookup } from "./core/mail/txt.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
@@ -35,6 +38,11 @@ import { startWebhooks } from "./actors/webhook.ts";
 import { ensureVerpKey } from "./core/store/verp_key.ts";
 import { startInbound } from "./smtp/inbound.ts";
 import { MemoryBudget } from "./core/policy/memory_budget.ts";
+import { startSimulator } from "./smtp/simulator.ts";
+import { sandboxIntake } from "./core/sandbox/intake.ts";
+import { withSimulator } from "./actors/sandbox_route.ts";
+import { withSandboxShaping } from "./core/config/sandbox.ts";
+import { suppressionListFor } from "./core/policy/sandbox.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -68,9 +76,19 @@ async function main() {
   }
   const log = createLogger({ level: config.logLevel });
   const hostname = config.hostname ?? Deno.hostname();
-  await Deno.mkdir(config.dataDir, { recursive: true });
+  await prepareDataDir(config.dataDir);
   const tls = await readTls(config, hostname);
-  const kv = await Deno.openKv(config.kv ?? `${config.dataDir}/postern.kv`);
+  const kv = await openKvFile(config.kv ?? `${config.dataDir}/postern.kv`);
+  // Webhook secrets and DKIM keys are sealed under a key kept outside the KV file; records
+  // written before that are sealed now (and read as they are meanwhile).
+  let secretBox: SecretBox;
+  try {
+    secretBox = await openSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
+  } catch (err) {
+    fatal(`POSTERN_SECRET_KEY: ${(err as Error).message}`);
+  }
+  const sealed = await sealWebhookSecrets(kv, secretBox) + await sealDomainKeys(kv, secretBox);
+  if (sealed > 0) log.info("secrets.sealed", { count: sealed });
   const committer = new Committer(kv);
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
@@ -99,10 +117,15 @@ async function main() {
 
   // VERP return paths, when a bounce domain is configured; the key is shared through the store.
   const verp = config.bounceDomain
-    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv) }
+    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
     : undefined;
+  const sandbox = sandboxIntake(kv, config.simulatorDomain);
+  // Simulator addresses that bounce or complain go on the sandbox's own list, not the account's.
+  const listFor = (account: string, address: string) =>
+    suppressionListFor(account, address, config.simulatorDomain);
   const intake = {
     ...(verp ? { verp } : {}),
+    sandbox,
     suppressions,
     kv,
     committer,
@@ -112,7 +135,8 @@ async function main() {
     bodyCache,
     signal,
     log,
-    dkimKeyFor: (account: string, fromDomain: string) => signingKeysFor(kv, account, fromDomain),
+    dkimKeyFor: (account: string, fromDomain: string) =>
+      signingKeysFor(kv, secretBox, account, fromDomain),
   };
 
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
@@ -128,6 +152,25 @@ async function main() {
   let smtp;
   let http: HttpListener;
   let inbound: { close(): Promise<void> } | null = null;
+  // The sandbox's simulated MX, on a loopback port of its own; the simulator domain routes there.
+  const simulator = await startSimulator({
+    domain: config.simulatorDomain,
+    greylistMs: config.sandboxGreylist,
+    tls,
+    log,
+    now: Date.now,
+    after: {
+      reports: { kv, committer, log, now: Date.now, suppressions, listFor },
+      ...(verp ? { verp } : {}),
+      hostname,
+      log,
+    },
+  });
+  const sandboxSettings = {
+    domain: config.simulatorDomain,
+    greylistMs: config.sandboxGreylist,
+    slowMs: config.sandboxSlowDelay,
+  };
   try {
     smtp = await startSmtp({
       config,
@@ -138,6 +181,7 @@ async function main() {
       trustedAccount: config.trustedAccount,
       limits,
       memory,
+      sandbox: sandboxSettings,
     });
     inbound = verp
       ? await startInbound({
@@ -147,7 +191,7 @@ async function main() {
         tls,
         log,
         config,
-        reports: { kv, committer, verp, log, now: Date.now, suppressions },
+        reports: { kv, committer, verp, log, now: Date.now, suppressions, listFor },
       })
       : null;
     const app = createApp({
@@ -162,9 +206,12 @@ async function main() {
       limits,
       resolver: denoResolver(config.dns),
       webhookAllowed: networkMatcher(config.webhookAllow),
+      secretBox,
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
       memory,
+      smtp: { host: hostname, submissionPort: config.smtpPort, smtpsPort: config.smtpsPort },
+      sandbox: sandboxSettings,
       httpLimits: {
         maxBody: config.httpMaxBody,
         maxJsonDepth: config.httpMaxJsonDepth,
@@ -199,14 +246,18 @@ async function main() {
   }
 
   const resolver = denoResolver(config.dns);
-  const shaping = resolveShaping(config.shaping, {
+  const shaping = resolveShaping(withSandboxShaping(config.shaping, config.simulatorDomain), {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
     connectTimeout: config.connectTimeout,
   });
   const directory = new SiteDirectory({
-    resolve: (domain) =>
-      resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+    // The simulator domain goes to the sandbox's simulated MX, on this node's loopback.
+    resolve: withSimulator(
+      (domain) =>
+        resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+      { domain: config.simulatorDomain, port: simulator.port },
+    ),
     shaping,
     now: Date.now,
   });
@@ -219,12 +270,21 @@ async function main() {
     signal,
     nodeId,
     hostname,
-    retry: { schedule: config.retrySchedule, maxAgeMs: config.maxAge },
+    retry: {
+      schedule: config.retrySchedule,
+      maxAgeMs: config.maxAge,
+      sandbox: {
+        domain: config.simulatorDomain,
+        schedule: config.sandboxRetrySchedule,
+        maxAgeMs: config.sandboxMaxAge,
+      },
+    },
     commandTimeoutMs: config.commandTimeout,
     pollIntervalMs: config.pollInterval,
     directory,
     pools: config.pools,
     credentials,
+    ...(verp ? { verp } : {}),
     bounces: {
       kv,
       intake,
@@ -251,6 +311,7 @@ async function main() {
     retentionMs: config.retention,
     resolver,
     allowed: networkMatcher(config.webhookAllow),
+    secretBox,
     now: Date.now,
   });
   // Retention: at start and hourly, in batches until the expired messages are gone.
@@ -275,8 +336,16 @@ async function main() {
   sweepRetention();
   const retentionTimer = setInterval(sweepRetention, 3_600_000);
 
+  // A wildcard listen address is not one a browser can open; loopback reaches it.
+  const browseHost = config.listen === "0.0.0.0" || config.listen === "::"
+    ? "127.0.0.1"
+    : config.listen.includes(":")
+    ? `[${config.listen}]`
+    : config.listen;
+  const dashboardUrl = `http://${browseHost}:${config.httpPort}/`;
   log.info("ready", {
     hostname,
+    dashboard_url: dashboardUrl,
     node: nodeId,
     smtp_port: config.smtpPort,
     smtps_port: config.smtpsPort,
@@ -291,14 +360,16 @@ async function main() {
         `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
         `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
         `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
+        `  Dashboard:                  ${dashboardUrl}`,
         "",
         `Admin token (shown once, keep it safe): ${admin.printOnce}`,
+        "Open the dashboard and sign in with it, or use it as the API's bearer token.",
         "",
         "Send a first message:",
         `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
         `    -H "Authorization: Bearer ${admin.printOnce}" -d '{"name":"my-app"}'`,
         `  swaks --server 127.0.0.1:${config.smtpPort} --tls --auth PLAIN \\`,
-        "    --auth-user <username> --auth-password <password> --to you@example.com",
+        `    --auth-user <username> --auth-password <password> --to delivered@${config.simulatorDomain}`,
         "",
       ].join("\n"),
     );
@@ -316,7 +387,7 @@ async function main() {
     await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     stopSuppressionRefresh();
     await Promise.race([
-      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close()]),
+      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close(), simulator.close()]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     kv.close();

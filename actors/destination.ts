@@ -32,7 +32,7 @@ import type { Pools } from "../core/config/pools.ts";
 import { utcDay } from "../core/policy/source_pick.ts";
 import type { SiteView } from "../core/queue_control.ts";
 import type { SiteDirectory } from "./site_directory.ts";
-import type { OutboundSession } from "../delivery/outbound_session.ts";
+import type { OutboundSession, RecipientOutcome } from "../delivery/outbound_session.ts";
 import type { RetryPolicy } from "./outcome.ts";
 import type { BounceDeps } from "./bounces.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
@@ -50,6 +50,7 @@ import {
 import { openSession, type SiteConnector } from "./site_connect.ts";
 import { purgeSite } from "./site_purge.ts";
 import { viewSite } from "./site_view.ts";
+import { returnPathFor, type VerpConfig } from "../core/mail/verp.ts";
 
 export type { Job } from "./site_job.ts";
 
@@ -69,8 +70,20 @@ export interface SiteActorDeps {
   bounces: BounceDeps;
   /** Due entries in flight on this node, across all actors (a domain may change sites). */
   inflight: Set<string>;
+  /** VERP: each recipient's delivery gets its own return path at this bounce domain. */
+  verp?: VerpConfig;
   now(): number;
   random?: () => number;
+}
+
+/** A job's transactions: one per distinct envelope sender, recipients in row order. */
+function envelopes(job: Job, verp: VerpConfig | undefined): { from: string; rcpts: string[] }[] {
+  const byFrom = new Map<string, string[]>();
+  for (const row of job.rows) {
+    const from = returnPathFor(job.msg, row.idx, verp);
+    byFrom.set(from, [...byFrom.get(from) ?? [], row.rcpt]);
+  }
+  return [...byFrom].map(([from, rcpts]) => ({ from, rcpts }));
 }
 
 /** One recipient domain's due queue, as this actor knows it. */
@@ -524,15 +537,27 @@ export class SiteActor {
 
   async #deliver(session: OutboundSession, job: Job, source: Source) {
     const { kv, bodyCache, log } = this.#deps;
-    const cached = bodyCache.get(job.msg.id);
-    const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg.id, job.msg.chunks));
     const started = performance.now();
-    const outcomes = await session.send(
-      job.msg.returnPath ?? job.msg.mailFrom,
-      job.rows.map((r) => r.rcpt),
-      body,
-      job.msg.size + (job.msg.prefix?.length ?? 0),
-    );
+    const outcomes: RecipientOutcome[] = [];
+    // With VERP every recipient has its own return path, so its own transaction (as KumoMTA and
+    // Postal send): a report that comes back names one delivery, never its neighbours.
+    for (const [i, group] of envelopes(job, this.#deps.verp).entries()) {
+      if (i > 0 && !(await session.reset())) {
+        const reply = "Connection lost between transactions; not attempted";
+        outcomes.push(...group.rcpts.map((rcpt) => ({ rcpt, kind: "transient" as const, reply })));
+        continue;
+      }
+      const cached = bodyCache.get(job.msg.id);
+      const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg.id, job.msg.chunks));
+      outcomes.push(
+        ...await session.send(
+          group.from,
+          group.rcpts,
+          body,
+          job.msg.size + (job.msg.prefix?.length ?? 0),
+        ),
+      );
+    }
     metrics.attemptSeconds.observe((performance.now() - started) / 1000);
     const byRcpt = new Map(outcomes.map((o) => [o.rcpt, o]));
     for (const row of job.rows) {

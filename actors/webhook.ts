@@ -29,6 +29,7 @@ import {
   webhookStateChange,
 } from "../core/store/webhooks.ts";
 import { afterFailure, isPastDeadline } from "../core/policy/webhook_retry.ts";
+import type { SecretBox } from "../core/auth/secret_box.ts";
 import { checkHttpTarget, type TargetCheck } from "../core/net/public_address.ts";
 import { eventView } from "../core/events/vocabulary.ts";
 import { webhookHeaders } from "../core/events/signing.ts";
@@ -52,6 +53,8 @@ export interface WebhookDeps {
   resolver: Resolver;
   /** Networks an operator allowed although not public (POSTERN_WEBHOOK_ALLOW). */
   allowed(address: string): boolean;
+  /** Opens the signing secrets, stored sealed. */
+  secretBox: SecretBox;
   now(): number;
 }
 
@@ -250,7 +253,7 @@ export class WebhookActor {
   }
 
   async #post(endpoint: WebhookEndpoint, ev: MessageEvent): Promise<WebhookPostOutcome> {
-    const { now, timeoutMs } = this.#deps;
+    const { now, timeoutMs, secretBox } = this.#deps;
     const url = new URL(endpoint.url);
     const target = await this.#checkTarget(url);
     if (!target.ok) return { ok: false, status: null, error: `refused: ${target.reason}` };
@@ -263,7 +266,7 @@ export class WebhookActor {
       url,
       address: target.address,
       family: target.family,
-      headers: webhookHeaders(liveSecrets(endpoint, now()), ev.id, now(), body),
+      headers: webhookHeaders(await liveSecrets(endpoint, now(), secretBox), ev.id, now(), body),
       body,
       timeoutMs,
       agent: url.protocol === "https:" ? this.#agents.https : this.#agents.http,

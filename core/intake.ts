@@ -32,12 +32,13 @@ import {
 } from "./store/idempotency.ts";
 import { MAX_TAGS, takePosternHeaders } from "./mail/postern_headers.ts";
 import { dueGroups } from "./store/due_groups.ts";
-import { verpAddress, type VerpConfig } from "./mail/verp.ts";
+import type { VerpConfig } from "./mail/verp.ts";
 import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
 import type { MemoryHold } from "./policy/memory_budget.ts";
+import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
 export interface Submission {
   account: string;
@@ -78,6 +79,11 @@ export interface Submission {
    * refuses the message (`memory_busy`). Absent: nothing is limited.
    */
   memory?: MemoryHold;
+  /**
+   * Test mode for this submission (HTTP `"test": true`); the credential's or the account's
+   * `test_mode` turns it on too. The mail leaves only for the simulated MX (core/sandbox/).
+   */
+  test?: boolean;
 }
 
 export type IntakeResult =
@@ -110,10 +116,12 @@ export interface IntakeDeps {
   suppressions?: { reasonFor(account: string, address: string): string | null };
   /** The DKIM keys of `account` for mail whose From: domain is `fromDomain` ([] = do not sign). */
   dkimKeyFor?: (account: string, fromDomain: string) => Promise<DkimSigningKey[]>;
-  /** VERP: each message leaves with its own return path at this bounce domain. */
+  /** VERP: each recipient's delivery leaves with its own return path at this bounce domain. */
   verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
   maxHeaderSize?: number;
+  /** The sandbox: test mode and the simulator's addresses. */
+  sandbox?: SandboxIntake;
 }
 
 export const DEFAULT_MAX_HEADER_SIZE = 102_400;
@@ -288,6 +296,10 @@ async function acceptHolding(
     | IdempotencyLookup
     | null;
   const tags = [...(sub.tags ?? [])];
+  const test = sub.test === true ||
+    (deps.sandbox ? await deps.sandbox.testMode(sub.account, sub.credentialId) : false);
+  // Stats, search and webhooks tell test mail apart by its tag.
+  if (test && !tags.includes("test")) tags.unshift("test");
 
   const trace = {
     heloName: sub.heloName,
@@ -460,17 +472,19 @@ async function acceptHolding(
     ...(prefix ? { prefix } : {}),
     ...(pool ? { pool } : {}),
     // The null sender stays null: a bounce must never cause another (RFC 5321 §4.5.5).
-    ...(deps.verp && sub.mailFrom !== "" ? { returnPath: verpAddress(id, deps.verp) } : {}),
+    ...(deps.verp && sub.mailFrom !== "" ? { verp: true } : {}),
     ...(tags.length ? { tags } : {}),
     ...(sub.metadata && Object.keys(sub.metadata).length ? { metadata: { ...sub.metadata } } : {}),
+    ...(test ? { test: true } : {}),
   };
   const rows: RecipientRow[] = sub.recipients.map((rcpt, idx) => {
-    const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ?? null;
+    const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ??
+      sandboxSuppression(deps.sandbox, deps.suppressions, sub.account, rcpt);
     return {
       msgId: id,
       idx,
       rcpt,
-      domain: domainOf(rcpt),
+      domain: queueDomain(deps.sandbox, test, domainOf(rcpt)),
       status: suppressed === null ? "queued" : "suppressed",
       attempts: 0,
       queuedAt: now,
@@ -656,7 +670,8 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
       if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
       for (const [k, v] of pieces) op.set(k, v);
       if (staged) op.delete(keys.staged(msg.id));
-      if (msg.credentialId) countAccepted(op, msg.credentialId, msg.createdAt);
+      // Test mode never counts against the daily quota.
+      if (msg.credentialId && !msg.test) countAccepted(op, msg.credentialId, msg.createdAt);
       m.alsoCommit?.(op);
     },
     bytes,

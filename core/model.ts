@@ -33,10 +33,17 @@ export interface MessageRecord {
   tags?: string[];
   /** Caller's own key/value strings (HTTP `metadata`), echoed in events and webhooks. */
   metadata?: Record<string, string>;
-  /** The envelope sender used on the wire when it differs from mailFrom (a VERP address). */
+  /**
+   * Accepted with VERP: each recipient's delivery leaves with its own return path at the bounce
+   * domain (core/mail/verp.ts returnPathFor), never mailFrom.
+   */
+  verp?: boolean;
+  /** Older records: one VERP return path for the whole message (now per recipient instead). */
   returnPath?: string;
   /** The IP pool named by the `X-Postern-Pool` header (removed from the message at intake). */
   pool?: string;
+  /** Test mode: delivered only to the simulated MX (core/sandbox/), never counted in quotas. */
+  test?: boolean;
 }
 
 export interface RecipientRow {

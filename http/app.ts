@@ -20,6 +20,9 @@ import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { suppressionsApi } from "./suppressions.ts";
+import { sandboxApi } from "./sandbox.ts";
+import { sandboxList } from "../core/policy/sandbox.ts";
+import type { SandboxHttp } from "./sandbox_faults.ts";
 import {
   authFailureLock,
   DEFAULT_HTTP_LIMITS,
@@ -29,8 +32,10 @@ import {
   rateLimitPerKey,
 } from "./limits.ts";
 import type { MemoryBudget } from "../core/policy/memory_budget.ts";
+import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
+import { dashboardApp } from "./dashboard/app.tsx";
 
 export interface HttpDeps {
   kv: Deno.Kv;
@@ -52,14 +57,20 @@ export interface HttpDeps {
   resolver: Resolver;
   /** Networks webhooks may reach although not public (POSTERN_WEBHOOK_ALLOW). */
   webhookAllowed: (address: string) => boolean;
+  /** Seals webhook secrets and DKIM private keys before they are stored. */
+  secretBox: SecretBox;
   /** Clients that may scrape /metrics without a token (POSTERN_TRUSTED_NETWORKS). */
   trusted: (address: string) => boolean;
   /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
   eventSettleMs: number;
+  /** The simulator domain and its clocks: GET /v1/sandbox and the send API's faults. */
+  sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
   /** Message bytes held in memory, shared with the SMTP side (POSTERN_MEMORY_BUDGET). */
   memory?: MemoryBudget;
+  /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
+  smtp?: { host: string; submissionPort: number; smtpsPort: number };
 }
 
 export function createApp(deps: HttpDeps) {
@@ -91,10 +102,25 @@ export function createApp(deps: HttpDeps) {
     const isSend = c.req.method === "POST" && /^\/v1\/messages(\/batch)?\/?$/.test(c.req.path);
     return isSend ? sendLimit(c, next) : jsonLimit(c, next);
   });
-  v1.use("*", authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs));
+  // One lock for the API and the dashboard's sign-in: a client locked out of one is out of both.
+  const authLock = authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs);
+  v1.use("*", authLock);
   v1.use("*", bearerAuth(deps));
   if (deps.memory) v1.use("*", memoryBudgetLimit(deps.memory));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
+  const resources = resourceRoutes(deps);
+  v1.route("/", resources);
+  app.route("/v1", v1);
+  app.route("/", dashboardApp({ ...deps, authLock, resources }));
+  return app;
+}
+
+/**
+ * Every /v1 resource, behind whatever authenticated the principal: the API's bearer key, or a
+ * dashboard session (http/dashboard calls these same routes in-process).
+ */
+export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
+  const v1 = new Hono<AppEnv>();
   v1.route("/accounts", accountsApi(deps.kv));
   v1.route("/credentials", credentialsApi(deps.kv));
   v1.route("/domains", domainsApi(deps));
@@ -104,11 +130,17 @@ export function createApp(deps: HttpDeps) {
   v1.route("/events", eventsApi({ kv: deps.kv, settleMs: deps.eventSettleMs }));
   v1.route(
     "/webhooks",
-    webhooksApi({ kv: deps.kv, resolver: deps.resolver, allowed: deps.webhookAllowed }),
+    webhooksApi({
+      kv: deps.kv,
+      resolver: deps.resolver,
+      allowed: deps.webhookAllowed,
+      secretBox: deps.secretBox,
+    }),
   );
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
-  app.route("/v1", v1);
-  return app;
+  v1.route("/sandbox", sandboxApi(deps.sandbox));
+  v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
+  return v1;
 }

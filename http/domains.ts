@@ -5,6 +5,7 @@
  * them and ask for a verification (it only reads DNS). A private key never leaves the store:
  * views list selectors, algorithms, states and the public records only.
  */
+import type { SecretBox } from "../core/auth/secret_box.ts";
 import { Hono } from "hono";
 import { z } from "zod";
 import {
@@ -37,6 +38,8 @@ export interface DomainsDeps {
   spfInclude: string;
   /** TXT lookups through POSTERN_DNS. */
   txtLookup: TxtLookup;
+  /** Seals DKIM private keys before they are stored. */
+  secretBox: SecretBox;
 }
 
 const iso = (ms: number | null) => ms === null ? null : new Date(ms).toISOString();
@@ -81,7 +84,7 @@ export function domainsApi(deps: DomainsDeps) {
 
   app.post("/", requireAdmin(), async (c) => {
     const input = await parseJson(c, CreateDomain);
-    const domain = await createDomain(kv, {
+    const domain = await createDomain(kv, deps.secretBox, {
       account: c.get("principal").account,
       name: input.name,
       algorithms: input.dkim.algorithms,
@@ -123,7 +126,7 @@ export function domainsApi(deps: DomainsDeps) {
   /** Starts a key rotation: new selector(s) to publish; signing moves once they verify. */
   app.post("/:id/rotate-dkim", requireAdmin(), async (c) => {
     const domain = await ownDomain(c.get("principal").account, c.req.param("id"));
-    const rotated = await rotateDomainKeys(kv, domain.id);
+    const rotated = await rotateDomainKeys(kv, deps.secretBox, domain.id);
     if (rotated === null) throw errors.notFound("domain");
     if (rotated === "pending") {
       throw errors.conflict(

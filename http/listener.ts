@@ -71,6 +71,19 @@ function watchBodyRate(req: http.IncomingMessage, limits: ListenerLimits, log: L
   req.once("close", () => clearInterval(timer));
 }
 
+/**
+ * The URL as Deno.serve builds it, from the Host header: the dashboard's CSRF check compares a
+ * form's Origin with it. A Host that makes no URL falls back to "localhost".
+ */
+function requestUrl(req: http.IncomingMessage): URL {
+  const path = req.url ?? "/";
+  try {
+    return new URL(`http://${req.headers.host ?? "localhost"}${path}`);
+  } catch {
+    return new URL(path, "http://localhost");
+  }
+}
+
 function toRequest(req: http.IncomingMessage, signal: AbortSignal): Request {
   const headers = new Headers();
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
@@ -78,8 +91,7 @@ function toRequest(req: http.IncomingMessage, signal: AbortSignal): Request {
   }
   const method = req.method ?? "GET";
   const hasBody = method !== "GET" && method !== "HEAD";
-  // The host is not the client's to choose: routing uses the path only.
-  return new Request(new URL(req.url ?? "/", "http://postern.invalid"), {
+  return new Request(requestUrl(req), {
     method,
     headers,
     signal,

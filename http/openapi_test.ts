@@ -7,7 +7,7 @@ Deno.test("the OpenAPI document lists every route the app serves, and nothing it
   const kv = await Deno.openKv(":memory:");
   try {
     // Building the app registers routes and asks no resolver anything.
-    const app = createApp(appDeps(kv));
+    const app = createApp(await appDeps(kv));
     const served = new Set(
       app.routes
         .filter((r) => r.method !== "ALL" && /^\/(v1|metrics)/.test(r.path))

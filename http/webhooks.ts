@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { EventTypeSchema } from "../core/events/vocabulary.ts";
+import type { SecretBox } from "../core/auth/secret_box.ts";
 import { checkHttpTarget } from "../core/net/public_address.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { idTimePrefix } from "../core/ids.ts";
@@ -34,6 +35,8 @@ export interface WebhooksDeps {
   resolver: Resolver;
   /** Networks allowed although not public (POSTERN_WEBHOOK_ALLOW). */
   allowed(address: string): boolean;
+  /** Seals signing secrets before they are stored. */
+  secretBox: SecretBox;
   now?: () => number;
 }
 
@@ -116,7 +119,7 @@ export function webhooksApi(deps: WebhooksDeps) {
   app.post("/", async (c) => {
     const input = await parseJson(c, CreateWebhook);
     await checkUrl(input.url);
-    const { endpoint, secret } = await createWebhook(deps.kv, {
+    const { endpoint, secret } = await createWebhook(deps.kv, deps.secretBox, {
       account: c.get("principal").account,
       url: input.url,
       events: input.events,
@@ -157,7 +160,7 @@ export function webhooksApi(deps: WebhooksDeps) {
 
   app.post("/:id/rotate", async (c) => {
     const endpoint = await owned(c.get("principal").account, c.req.param("id"));
-    const rotated = await rotateWebhookSecret(deps.kv, endpoint.id, now());
+    const rotated = await rotateWebhookSecret(deps.kv, deps.secretBox, endpoint.id, now());
     if (!rotated) throw errors.notFound("webhook");
     return c.json({ ...view(rotated.endpoint), secret: rotated.secret });
   });

@@ -1,5 +1,5 @@
 /**
- * `deno task bench`: Postern under ../shared/bench/relay-bench.sh (Postfix's smtp-source → relay →
+ * `deno task bench`: Postern under bench/relay-bench.sh (Postfix's smtp-source → relay →
  * smtp-sink, loopback only), optionally followed by Postfix itself in the same run, so the figures
  * are read side by side. Options: --n 10000 --sessions 20 --sizes 2048,10240 --postfix
  *   --reuse (smtp-source -d) --rcpts 1.
@@ -15,7 +15,7 @@ const { values } = parseArgs({
     rcpts: { type: "string", default: "1" },
     postfix: { type: "boolean", default: false },
     reuse: { type: "boolean", default: false },
-    harness: { type: "string", default: new URL("../../shared/bench", import.meta.url).pathname },
+    harness: { type: "string", default: new URL("../bench", import.meta.url).pathname },
   },
 });
 

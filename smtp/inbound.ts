@@ -12,6 +12,8 @@ import type { Logger } from "../core/log.ts";
 import { replies, type Reply } from "./replies.ts";
 import { ListenError, sessionGuards } from "./server.ts";
 import { applySmtpServerPatches } from "./smtp_server_patches.ts";
+import { bareLineEndingRefusal } from "./bare_line_ending.ts";
+import { type BareLineEnding, bareLineEndingFinder } from "../core/mail/line_endings.ts";
 import type { Config } from "../core/config/schema.ts";
 
 export interface InboundDeps {
@@ -51,22 +53,41 @@ export async function startInbound(deps: InboundDeps): Promise<{ close(): Promis
     cert: deps.tls.cert,
     logger: false,
     socketTimeout: 60_000,
-    onRcptTo(address, _session, callback) {
+    onRcptTo(address, session, callback) {
       const rcpt = address.address;
       if (!isBounceDomain(rcpt, verp)) return callback(smtpError(replies.relayDenied()));
       // A VERP-shaped address must carry a tag that verifies; other mailboxes at the bounce
       // domain (a feedback-loop address) are accepted and matched by the report's contents.
-      if (/^b-/i.test(rcpt) && parseVerp(rcpt, verp) === null) {
+      if (parseVerp(rcpt, verp) === "forged") {
+        deps.log.warn("report.forged", {
+          client: session.remoteAddress,
+          return_path: rcpt.slice(0, 100),
+        });
         return callback(smtpError(replies.unknownBounceAddress()));
       }
       callback();
     },
     onData(stream, session, callback) {
       const chunks: Uint8Array[] = [];
-      stream.on("data", (c: Uint8Array) => chunks.push(c));
+      // Reports come from the open internet: smuggling is refused here as on the submission ports.
+      const findBare = bareLineEndingFinder();
+      let bare: BareLineEnding | null = null;
+      stream.on("data", (c: Uint8Array) => {
+        bare ??= findBare(c);
+        if (bare === null) chunks.push(c); // refused anyway: hold no more of it
+      });
       stream.on("end", () => {
         if ((stream as unknown as { sizeExceeded?: boolean }).sizeExceeded) {
           return callback(smtpError(replies.tooLarge(maxSize)));
+        }
+        bare ??= findBare(new Uint8Array(0), true);
+        if (bare !== null) {
+          return callback(
+            bareLineEndingRefusal(deps.log, bare, {
+              client: session.remoteAddress,
+              port: "inbound",
+            }),
+          );
         }
         const raw = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
         let o = 0;

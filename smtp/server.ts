@@ -21,9 +21,20 @@ import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import { replies, type Reply } from "./replies.ts";
+import { usernameForLog } from "../core/auth/secrets.ts";
+import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthFailures } from "../core/policy/auth_failures.ts";
+import type { SubmissionFault } from "../core/policy/sandbox.ts";
+import {
+  faultAtData,
+  faultAtRcpt,
+  late,
+  refuseAfterData,
+  sandboxReplies,
+  type SandboxSubmission,
+} from "./sandbox_faults.ts";
 
 export interface SmtpDeps {
   config: Config;
@@ -37,6 +48,8 @@ export interface SmtpDeps {
   limits: SendLimits;
   /** Message bytes held in memory, shared with the HTTP side; absent = unlimited. */
   memory?: MemoryBudget;
+  /** Submission faults at the simulator domain (smtp/sandbox_faults.ts). */
+  sandbox?: SandboxSubmission;
 }
 
 interface SessionUser {
@@ -45,6 +58,8 @@ interface SessionUser {
   username: string;
   /** The credential's sender domains as of this transaction's MAIL FROM ([] = any). */
   domains: readonly string[];
+  /** The credential's `sandbox_submission` fault, as of this transaction's MAIL FROM. */
+  sandboxSubmission?: SubmissionFault | null;
 }
 
 function smtpError(r: Reply): Error {
@@ -143,6 +158,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       return replies.senderNotAllowed(domainOf(mailFrom));
     }
     user.domains = c.domains;
+    user.sandboxSubmission = c.sandboxSubmission;
     const allowance = await deps.limits.take(c);
     if (allowance.ok) return null;
     return allowance.reason === "rate" ? replies.rateLimited() : replies.quotaExceeded();
@@ -214,7 +230,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const lock = authFailures.locked(client, username);
       if (lock !== null) {
         metrics.limitRefusals.inc({ limit: `auth_${lock}` });
-        log.warn("smtp.auth_locked", { client, lock, username: username.slice(0, 64) });
+        log.warn("smtp.auth_locked", { client, lock, ...usernameForLog(username) });
         return callback(smtpError(
           lock === "client" ? replies.authClientLocked(deps.hostname) : replies.authUserLocked(),
         ));
@@ -235,7 +251,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           log.warn("smtp.auth_failed", {
             client: session.remoteAddress,
             method: auth.method,
-            username: username.slice(0, 64),
+            ...usernameForLog(username),
           });
           return refuse(replies.authFailed());
         }
@@ -315,7 +331,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const problem = checkRelayAddress(address.address);
       if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
       if (problem) return callback(smtpError(replies.badRecipient(problem)));
-      callback();
+      const user = session.user as unknown as SessionUser | undefined;
+      const fault = faultAtRcpt(deps.sandbox, address.address, user?.sandboxSubmission);
+      callback(fault ? smtpError(fault) : undefined); // a 421 closes the connection
     },
 
     onData(stream, session, callback) {
@@ -323,6 +341,11 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const envelope = session.envelope;
       const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : "";
       const recipients = envelope.rcptTo.map((r) => r.address);
+      const fault = faultAtData(deps.sandbox, recipients, user?.sandboxSubmission);
+      if (fault === "smtp-451" || fault === "smtp-552") {
+        return refuseAfterData(stream, sandboxReplies[fault], callback);
+      }
+      if (fault === "smtp-slow") callback = late(callback, deps.sandbox!.slowMs);
       const started = performance.now();
       openTransactions++;
       accept(deps.intake, {
@@ -361,9 +384,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           });
           callback(smtpError(replies.senderNotAllowed(result.domain)));
         } else if (result.reason === "bare_line_ending") {
-          metrics.limitRefusals.inc({ limit: "bare_line_ending" });
-          log.warn("smtp.rejected", { reason: "bare_line_ending", found: result.found, ...fields });
-          callback(smtpError(replies.bareLineEnding(result.found)));
+          callback(bareLineEndingRefusal(log, result.found, fields));
         } else if (result.reason === "header_too_large") {
           log.info("smtp.rejected", { reason: "header_too_large", ...fields });
           callback(smtpError(replies.headerTooLarge(result.limit)));

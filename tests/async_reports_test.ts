@@ -139,7 +139,7 @@ Deno.test("mail leaves with a VERP return path; a later DSN bounces the recipien
     assert.equal(sent.status, 202);
     const [delivered] = await sink.waitFor(1);
     const verp = delivered!.from;
-    assert.match(verp, new RegExp(`^b-${sent.json.id.toLowerCase()}-[0-9a-f]{10}@${BOUNCES}$`));
+    assert.match(verp, new RegExp(`^b-${sent.json.id.toLowerCase()}-0-[0-9a-f]{16}@${BOUNCES}$`));
     assert.ok(/^From: app@origin\.test$/m.test(delivered!.headers), "the From header is kept");
     await waitUntil(
       async () => (await getMessage(relay, sent.json.id)).recipients[0]!.status === "delivered",
@@ -226,7 +226,7 @@ Deno.test("the inbound listener refuses forged VERP tags and other domains, and 
     const [id] = await submit(relay, [{ from: "", to: "x@dest.test", tag: "null-sender" }]);
     const [m] = await sink.waitFor(1);
     assert.equal(m!.from, "", "a message with the null sender keeps it (no VERP)");
-    const forged = `b-${id!.toLowerCase()}-0000000000@${BOUNCES}`;
+    const forged = `b-${id!.toLowerCase()}-0-0000000000000000@${BOUNCES}`;
     const r1 = await report(inboundPort, "", forged, dsn(forged, "x@dest.test"));
     assert.equal(r1.rcpt.code, 550, r1.rcpt.raw);
     const r2 = await report(inboundPort, "", "postmaster@elsewhere.test", "x");
@@ -234,6 +234,142 @@ Deno.test("the inbound listener refuses forged VERP tags and other domains, and 
     const r3 = await report(inboundPort, "", `fbl@${BOUNCES}`, "Subject: hi\n\nnot a report\n");
     assert.equal(r3.data?.code, 250, "taken, and ignored");
     await relay.waitForLog((l) => l.event === "inbound.report" && typeof l.ignored === "string");
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await sink.close();
+  }
+});
+
+Deno.test("the inbound listener refuses a bare LF, bare CR or NUL in DATA with 550 5.5.2 and records nothing", async () => {
+  const sink = await startSink();
+  const { relay, inboundPort } = await setup(sink);
+  try {
+    const [id] = await submit(relay, [{ from: "app@origin.test", to: "gone@dest.test", tag: "s" }]);
+    const [delivered] = await sink.waitFor(1);
+    const verp = delivered!.from;
+    await waitUntil(
+      async () => (await getMessage(relay, id!)).recipients[0]!.status === "delivered",
+      "the delivery recorded",
+    );
+    // A genuine DSN whose text carries the smuggling bytes: refused whole, never applied.
+    const genuine = dsn(verp, "gone@dest.test").replace(/\n/g, "\r\n");
+    const client = await RawSmtp.connect(inboundPort);
+    try {
+      await client.hello("mx.dest.test");
+      for (const [name, bad] of [["bare LF", "\n"], ["bare CR", "\r"], ["NUL", "\0"]]) {
+        await client.beginData("", verp);
+        await client.write(genuine.replace("Your message", `Your${bad}message`));
+        const reply = await client.endData();
+        assert.match(reply.raw, /^550 5\.5\.2 /, `${name}: ${reply.raw}`);
+      }
+    } finally {
+      await client.quit();
+    }
+    const refusals = relay.logs.filter((l) =>
+      l.event === "smtp.rejected" && l.reason === "bare_line_ending"
+    );
+    assert.equal(refusals.length, 3, "each refusal is logged");
+    assert.ok(!relay.logs.some((l) => l.event === "inbound.report"), "no report was read");
+    assert.equal((await getMessage(relay, id!)).recipients[0]!.status, "delivered");
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await sink.close();
+  }
+});
+
+/** Each recipient's own return path, from what the sink received. */
+function returnPaths(sink: Sink): Map<string, string> {
+  return new Map(sink.messages.flatMap((m) => m.to.map((rcpt) => [rcpt, m.from] as const)));
+}
+
+/** Waits for the inbound listener to have read `n` reports in all. */
+function reportsRead(relay: Relay, n: number) {
+  return waitUntil(
+    () => relay.logs.filter((l) => l.event === "inbound.report").length >= n,
+    `${n} reports read`,
+  );
+}
+
+Deno.test("one recipient cannot bounce or complain for another: each has its own MAC'd return path, and a report applies only to the recipient it names", async () => {
+  const sink = await startSink();
+  const { relay, inboundPort } = await setup(sink);
+  try {
+    const bob = "bob@dest.test", carol = "carol@dest.test";
+    const [id] = await submit(relay, [{ from: "app@origin.test", to: [bob, carol], tag: "two" }]);
+    await sink.waitFor(2);
+    const paths = returnPaths(sink);
+    assert.equal(sink.messages.length, 2, "one transaction per recipient");
+    assert.match(paths.get(bob)!, new RegExp(`^b-${id!.toLowerCase()}-0-[0-9a-f]{16}@${BOUNCES}$`));
+    assert.match(
+      paths.get(carol)!,
+      new RegExp(`^b-${id!.toLowerCase()}-1-[0-9a-f]{16}@${BOUNCES}$`),
+    );
+    await waitUntil(
+      async () => (await getMessage(relay, id!)).recipients.every((r) => r.status === "delivered"),
+      "both deliveries recorded",
+    );
+    const carolUntouched = async (why: string) => {
+      const view = await getMessage(relay, id!);
+      const row = view.recipients.find((r) => r.address === carol)!;
+      assert.equal(row.status, "delivered", why);
+      assert.ok(!view.events.some((e) => e.recipient === carol && e.type !== "delivered"), why);
+      const listed = await relay.api(`/v1/suppressions/${carol}`);
+      assert.equal(listed.status, 404, `${why}: carol is not suppressed`);
+    };
+
+    // Bob mails a DSN naming Carol to the return path he received.
+    const fromBob = paths.get(bob)!;
+    const r1 = await report(inboundPort, "", fromBob, dsn(fromBob, carol));
+    assert.equal(r1.data?.code, 250, r1.data?.raw ?? r1.rcpt.raw);
+    await reportsRead(relay, 1);
+    await carolUntouched("a DSN naming carol, sent to bob's return path");
+
+    // Bob files an abuse report naming Carol, through the feedback-loop mailbox.
+    const r2 = await report(
+      inboundPort,
+      "abuse@provider.test",
+      `fbl@${BOUNCES}`,
+      arf(fromBob, carol),
+    );
+    assert.equal(r2.data?.code, 250, r2.data?.raw ?? r2.rcpt.raw);
+    await reportsRead(relay, 2);
+    await carolUntouched("an ARF report naming carol, with bob's return path");
+
+    // Bob edits his return path to name Carol's index: the MAC fails, at RCPT and inside a report.
+    const edited = fromBob.replace(`${id!.toLowerCase()}-0-`, `${id!.toLowerCase()}-1-`);
+    const r3 = await report(inboundPort, "", edited, dsn(edited, carol));
+    assert.equal(r3.rcpt.code, 550, r3.rcpt.raw);
+    await relay.waitForLog((l) => l.event === "report.forged" && l.return_path === edited);
+    const tampered = paths.get(carol)!.replace(/-[0-9a-f]{16}@/, `-${"0".repeat(16)}@`);
+    const r4 = await report(
+      inboundPort,
+      "abuse@provider.test",
+      `fbl@${BOUNCES}`,
+      arf(tampered, carol),
+    );
+    assert.equal(r4.data?.code, 250, "taken, and dropped");
+    await reportsRead(relay, 3);
+    await relay.waitForLog((l) => l.event === "report.forged" && l.return_path === tampered);
+    assert.ok(
+      relay.logs.some((l) =>
+        l.event === "inbound.report" && l.recorded === 0 && /MAC/.test(String(l.ignored))
+      ),
+      "the forged report is logged as dropped",
+    );
+    await carolUntouched("reports with a tampered MAC");
+
+    // A genuine DSN for Carol, to her own return path, still works.
+    const r5 = await report(inboundPort, "", paths.get(carol)!, dsn(paths.get(carol)!, carol));
+    assert.equal(r5.data?.code, 250, r5.data?.raw ?? r5.rcpt.raw);
+    await waitUntil(
+      async () =>
+        (await getMessage(relay, id!)).recipients.find((r) => r.address === carol)!.status ===
+          "bounced",
+      "carol's genuine bounce recorded",
+    );
+    const suppression = await relay.api(`/v1/suppressions/${carol}`);
+    assert.equal(suppression.status, 200);
+    assert.equal(suppression.json.reason, "invalid_recipient");
   } finally {
     await relay[Symbol.asyncDispose]();
     await sink.close();

@@ -15,7 +15,7 @@ Deno.test("a 500 carries a request id in its body and header, and the error is l
   const log = createLogger({ write: (line) => lines.push(JSON.parse(line)) });
   try {
     const app = createApp(
-      appDeps(kv, { adminTokenHash: sha256("admin-token-0123456789"), log }),
+      await appDeps(kv, { adminTokenHash: sha256("admin-token-0123456789"), log }),
     );
     // A real fault: the store is gone under the running app.
     kv.close();

@@ -154,6 +154,69 @@ Deno.test("URLs that reach loopback, private or link-local addresses are refused
   }
 });
 
+Deno.test("IPv6 forms that embed a loopback or link-local IPv4 address are refused at registration and at send time", async () => {
+  const sink = await startSink();
+  const dns = await startDnsServer({
+    aaaa: {
+      "mapped.test": ["::ffff:a9fe:a9fe"],
+      "nat64.test": ["64:ff9b::7f00:1"],
+      "compat.test": ["::127.0.0.1"],
+    },
+  });
+  const relay = await startRelay({
+    env: { ...env(sink), POSTERN_WEBHOOK_ALLOW: "", POSTERN_DNS: `127.0.0.1:${dns.port}` },
+  });
+  let second: Relay | undefined;
+  try {
+    for (
+      const url of [
+        "http://[::127.0.0.1]/hook", // IPv4-compatible
+        "http://[::a9fe:a9fe]/latest/meta-data",
+        "http://[::ffff:a9fe:a9fe]/latest/meta-data", // IPv4-mapped
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::ffff:0:a9fe:a9fe]/hook", // IPv4-translated
+        "http://[64:ff9b::a9fe:a9fe]/hook", // NAT64
+        "http://[64:ff9b::127.0.0.1]/hook",
+        "http://[2002:a9fe:a9fe::1]/hook", // 6to4
+        "http://[2002:7f00:1::]/hook",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook", // Teredo, client 127.0.0.1
+        "http://[2001:0:a9fe:a9fe:8000:63bf:f7f7:f7f7]/hook", // Teredo, server 169.254.169.254
+        "http://mapped.test/hook",
+        "http://nat64.test/hook",
+        "http://compat.test/hook",
+      ]
+    ) {
+      const res = await relay.api("/v1/webhooks", { body: { url, events: ["accepted"] } });
+      assert.equal(res.status, 400, `${url}: ${JSON.stringify(res.json)}`);
+      assert.equal(res.json.error.code, "invalid_request");
+      assert.match(
+        JSON.stringify(res.json.error.details),
+        /a (loopback|linkLocal) address/,
+        url,
+      );
+    }
+
+    // Allowed while the operator allows loopback; at send time, without it, refused again.
+    second = await relay.restart({ POSTERN_WEBHOOK_ALLOW: "127.0.0.0/8" });
+    const res = await second.api("/v1/webhooks", {
+      body: { url: "http://compat.test/hook", events: ["accepted"] },
+    });
+    assert.equal(res.status, 201, JSON.stringify(res.json));
+    const third = await second.restart({ POSTERN_WEBHOOK_ALLOW: "" });
+    second = third;
+    await send(third, "user@dest.test");
+    const refused = await third.waitForLog((l) =>
+      l.event === "webhook.attempt_failed" && String(l.error).startsWith("refused:")
+    );
+    assert.match(String(refused.error), /embedding 127\.0\.0\.1/);
+  } finally {
+    await (second ?? relay)[Symbol.asyncDispose]();
+    await relay[Symbol.asyncDispose]();
+    await dns.close();
+    await sink.close();
+  }
+});
+
 Deno.test("a host name is resolved through POSTERN_DNS, the checked address is dialled, and a restart without the allowance stops delivery", async () => {
   const sink = await startSink();
   const receiver = await startWebhookReceiver();

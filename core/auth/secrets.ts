@@ -66,3 +66,16 @@ export function safeEqual(a: string, b: string): boolean {
   const hb = createHash("sha256").update(b).digest();
   return timingSafeEqual(ha, hb) && a.length === b.length;
 }
+
+/**
+ * How a username given at login is written to the log. Only a credential's username (`cr_…`, an
+ * identifier) is logged as typed: an API key typed into the username field names its credential
+ * and nothing more, and anything else (a password in the wrong field, say) is logged as a short
+ * digest that lets an operator tell repeats apart without reading it.
+ */
+export function usernameForLog(username: string): Record<string, string> {
+  if (/^cr_[a-z0-9]{16}$/.test(username)) return { username };
+  const key = /^pst_([a-z0-9]{16})_/.exec(username);
+  if (key) return { credential: `cr_${key[1]}`, username_was: "api_key" };
+  return { username_sha256: sha256(username).slice(0, 12) };
+}

@@ -4,6 +4,7 @@
  */
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
+import { SANDBOX_ENV_NAMES } from "./sandbox.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
@@ -17,6 +18,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_TLS_CERT: "tlsCert",
   POSTERN_TLS_KEY: "tlsKey",
   POSTERN_ADMIN_TOKEN: "adminToken",
+  POSTERN_SECRET_KEY: "secretKey",
   POSTERN_DNS: "dns",
   POSTERN_MX_PORT: "mxPort",
   POSTERN_ROUTES: "routes",
@@ -42,6 +44,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_BOUNCE_DOMAIN: "bounceDomain",
   POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
+  ...SANDBOX_ENV_NAMES,
 };
 
 /** A setting that stops start-up; its message is one line naming the setting and the reason. */

@@ -11,7 +11,8 @@ import {
 } from "../policy/webhook_retry.ts";
 import { parseRouteHost, parseRoutes, type Route, type Routes } from "./routes.ts";
 import { parseCidr } from "../net/cidr.ts";
-import { duration } from "./fields.ts";
+import { duration, retrySchedule as schedule } from "./fields.ts";
+import { SANDBOX_FIELDS } from "./sandbox.ts";
 import { ShapingSchema } from "./shaping.ts";
 import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
@@ -59,15 +60,6 @@ const cidrList = z.union([z.string(), z.array(z.string())]).transform((v, ctx) =
   return items;
 });
 
-const schedule = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
-  try {
-    return parseRetrySchedule(typeof v === "string" ? v : v.join(","));
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
-});
-
 const webhookSchedule = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
   try {
     return parseWebhookRetrySchedule(typeof v === "string" ? v : v.join(","));
@@ -99,6 +91,13 @@ export const ConfigSchema = z.object({
   tlsCert: z.string().optional(),
   tlsKey: z.string().optional(),
   adminToken: z.string().min(16).optional(),
+  /**
+   * Key that encrypts webhook signing secrets and DKIM private keys in the store (AES-256-GCM);
+   * at least 32 characters, e.g. `openssl rand -base64 32`. Unset: a key generated once into
+   * `<dataDir>/secret.key` (mode 0600).
+   */
+  secretKey: z.string().min(32, "must be at least 32 characters (openssl rand -base64 32)")
+    .optional(),
   dns: dnsServer.optional(),
   mxPort: port.default(25),
   routes: routes.default({}),
@@ -162,6 +161,8 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Abuse limits: connections, lines, headers, recipients, errors, timeouts, AUTH, HTTP. */
   ...LIMIT_FIELDS,
+  /** The sandbox: simulator domain and its short clocks (core/config/sandbox.ts). */
+  ...SANDBOX_FIELDS,
 }).strict();
 
 export type Config = z.output<typeof ConfigSchema>;

@@ -1,7 +1,8 @@
 /**
  * Sending domains and their DKIM keys. A domain belongs to one account (its name is unique across
  * the store, so two tenants never publish competing selectors for one name). Its private keys are
- * secrets: they leave this module only as signing keys handed to intake, never in a view or log.
+ * secrets: stored sealed (core/auth/secret_box.ts, each bound to its domain and selector), they
+ * leave this module only as signing keys handed to intake, never in a view or log.
  *
  * Key life: a new domain's keys are `active` but sign nothing until the domain is verified.
  * Rotation adds `pending` keys under a new selector; signing stays with the active ones until a
@@ -15,6 +16,7 @@ import { keys } from "./keys.ts";
 import { shortId } from "../ids.ts";
 import { type DkimAlgorithm, type DkimSigningKey, generateDkimKey } from "../mail/dkim.ts";
 import type { RecordPurpose, RecordState } from "../mail/dns_records.ts";
+import { SecretBox } from "../auth/secret_box.ts";
 
 export type KeyStatus = "active" | "pending" | "retired";
 
@@ -23,7 +25,7 @@ export interface DomainKey {
   algorithm: DkimAlgorithm;
   /** The DNS `p=` value. */
   publicKey: string;
-  /** PKCS#8 PEM; null once retired. */
+  /** PKCS#8 PEM, sealed (records from before encryption: in clear); null once retired. */
   privateKey: string | null;
   status: KeyStatus;
   createdAt: number;
@@ -86,18 +88,35 @@ function newKeys(
   });
 }
 
+function sealContext(domainId: string, selector: string): string {
+  return `dkim:${domainId}:${selector}`;
+}
+
+/** The keys with their private keys sealed (those already sealed, or retired, as they are). */
+function sealKeys(keyList: DomainKey[], box: SecretBox, domainId: string): Promise<DomainKey[]> {
+  return Promise.all(
+    keyList.map(async (k) =>
+      k.privateKey === null || SecretBox.isSealed(k.privateKey)
+        ? k
+        : { ...k, privateKey: await box.seal(k.privateKey, sealContext(domainId, k.selector)) }
+    ),
+  );
+}
+
 /** A new domain with fresh keys, or "exists" when any account already has that name. */
 export async function createDomain(
   kv: Deno.Kv,
+  box: SecretBox,
   input: { account: string; name: string; algorithms: readonly DkimAlgorithm[]; now?: number },
 ): Promise<SendingDomain | "exists"> {
   const now = input.now ?? Date.now();
+  const id = shortId("dom_", 16);
   const domain: SendingDomain = {
-    id: shortId("dom_", 16),
+    id,
     account: input.account,
     name: input.name,
     createdAt: now,
-    keys: newKeys(input.algorithms, [], "active", now),
+    keys: await sealKeys(newKeys(input.algorithms, [], "active", now), box, id),
     verified: false,
     verifiedAt: null,
     lastCheck: null,
@@ -157,24 +176,32 @@ async function mutate<R extends string>(
  * Starts a key rotation: pending keys (same algorithms as the active ones) under a new selector.
  * "pending" when a rotation is already waiting for its DNS records.
  */
-export function rotateDomainKeys(
+export async function rotateDomainKeys(
   kv: Deno.Kv,
+  box: SecretBox,
   id: string,
   now = Date.now(),
 ): Promise<SendingDomain | "pending" | null> {
-  let fresh: DomainKey[] | null = null;
-  return mutate(kv, id, (d) => {
-    if (d.keys.some((k) => k.status === "pending")) return "pending" as const;
-    const algorithms = [
-      ...new Set(d.keys.filter((k) => k.status === "active").map((k) => k.algorithm)),
-    ];
-    // Generated once: a retried compare-and-set must not hand out a second set of keys.
-    fresh ??= newKeys(
+  const current = await getDomain(kv, id);
+  if (!current) return null;
+  const algorithms = [
+    ...new Set(current.keys.filter((k) => k.status === "active").map((k) => k.algorithm)),
+  ];
+  // Generated and sealed once: a retried compare-and-set must not hand out a second set of keys.
+  const fresh = await sealKeys(
+    newKeys(
       algorithms.length ? algorithms : ["rsa"],
-      d.keys.map((k) => k.selector),
+      current.keys.map((k) => k.selector),
       "pending",
       now,
-    );
+    ),
+    box,
+    id,
+  );
+  return mutate(kv, id, (d) => {
+    if (d.keys.some((k) => k.status === "pending")) return "pending" as const;
+    // A rotation that finished meanwhile took these selectors: this one is then already done.
+    if (d.keys.some((k) => fresh.some((f) => f.selector === k.selector))) return "pending" as const;
     return { ...d, keys: [...d.keys, ...fresh] };
   });
 }
@@ -240,6 +267,7 @@ function candidateNames(domain: string): string[] {
  */
 export async function signingKeysFor(
   kv: Deno.Kv,
+  box: SecretBox,
   account: string,
   fromDomain: string,
   now = Date.now(),
@@ -252,19 +280,41 @@ export async function signingKeysFor(
     const id = (await kv.get<string>(keys.domainByName(name))).value;
     const domain = id ? await getDomain(kv, id) : null;
     if (!domain || domain.account !== account || !domain.verified) continue;
-    found = domain.keys.flatMap((k) =>
-      k.status === "active" && k.privateKey
-        ? [{
-          domain: domain.name,
-          selector: k.selector,
-          algorithm: k.algorithm,
-          privateKey: k.privateKey,
-        }]
-        : []
+    found = await Promise.all(
+      domain.keys.filter((k) => k.status === "active" && k.privateKey).map(async (k) => ({
+        domain: domain.name,
+        selector: k.selector,
+        algorithm: k.algorithm,
+        privateKey: await box.open(k.privateKey!, sealContext(domain.id, k.selector)),
+      })),
     );
     break;
   }
   if (signingCache.size > 10_000) signingCache.clear();
   signingCache.set(cacheKey, { keys: found, until: now + SIGNING_CACHE_TTL_MS });
   return found;
+}
+
+/** Seals the private keys of domains stored before encryption; returns how many were sealed. */
+export async function sealDomainKeys(kv: Deno.Kv, box: SecretBox): Promise<number> {
+  let sealed = 0;
+  const plain = (d: SendingDomain) =>
+    d.keys.filter((k) => k.privateKey !== null && !SecretBox.isSealed(k.privateKey)).length;
+  for await (const e of kv.list<SendingDomain>({ prefix: keys.domainPrefix() })) {
+    const count = plain(e.value);
+    if (count === 0) continue;
+    const keyList = await sealKeys(e.value.keys, box, e.value.id);
+    // mutate() retries on a concurrent write; the keys sealed above stay valid for the record.
+    const sealedKey = new Map(keyList.map((k) => [k.selector, k.privateKey]));
+    await mutate<never>(kv, e.value.id, (d) => ({
+      ...d,
+      keys: d.keys.map((k) =>
+        k.privateKey !== null && !SecretBox.isSealed(k.privateKey) && sealedKey.get(k.selector)
+          ? { ...k, privateKey: sealedKey.get(k.selector)! }
+          : k
+      ),
+    }));
+    sealed += count;
+  }
+  return sealed;
 }

@@ -33,11 +33,12 @@
  * | ["idx_rcpt", account, rcpt, msgId]    | true             | message commit: search by recipient (lower-cased) |
  * | ["idx_tag", account, tag, msgId]      | true             | message commit: search by tag |
  * | ["stat", account, hourMs, dim, value, type] | Deno.KvU64 | sum in the event's commit; dim "all" (value ""), "domain", "tag" |
- * | ["webhook", id]                       | WebhookEndpoint  | webhooks API (holds the signing secrets) |
+ * | ["webhook", id]                       | WebhookEndpoint  | webhooks API (signing secrets sealed)    |
  * | ["webhook_state", id]                 | WebhookState     | webhook actor (cursor, retries); replay API |
  * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
- * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (a secret) |
+ * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (sealed)   |
+ * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -121,4 +122,5 @@ export const keys = {
   webhookFailurePrefix: (id: string): Key => ["webhook_failed", id],
   webhookLease: (id: string): Key => ["lease", "webhook", id],
   verpKey: (): Key => ["meta", "verp_key"],
+  dashboardSession: (tokenDigest: string): Key => ["dash_session", tokenDigest],
 };

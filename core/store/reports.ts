@@ -18,6 +18,8 @@ export interface ReportOutcome {
   category: string;
   /** Set when the address goes on the account's suppression list. */
   suppress: Suppression | null;
+  /** The list it goes on, when not the account's own (the sandbox's, for a simulator address). */
+  list?: string;
 }
 
 export function reportChange(
@@ -61,7 +63,7 @@ export function reportChange(
       }
       putEvent(op, msg.account, { ...event, id: monotonicId() } as MessageEvent);
       tally.apply(op);
-      if (outcome.suppress) suppressOps(op, msg.account, outcome.suppress);
+      if (outcome.suppress) suppressOps(op, outcome.list ?? msg.account, outcome.suppress);
     },
     bytes: 3_000 + tally.size * 120,
     mutations: 1 + EVENT_MUTATIONS + tally.size + (outcome.suppress ? 2 : 0),
@@ -69,15 +71,21 @@ export function reportChange(
   };
 }
 
-/** A row of the message by recipient address (case-insensitive). */
-export async function findRow(
+/**
+ * The row a return path names: recipient `idx`, or, for an older per-message return path (idx
+ * null), the message's only recipient; null when there is no such row or more than one.
+ */
+export async function reportedRow(
   kv: Deno.Kv,
   msgId: string,
-  rcpt: string,
+  idx: number | null,
 ): Promise<Deno.KvEntry<RecipientRow> | null> {
-  const wanted = rcpt.toLowerCase();
-  for await (const e of kv.list<RecipientRow>({ prefix: keys.recipientPrefix(msgId) })) {
-    if (e.value.rcpt.toLowerCase() === wanted) return e;
+  if (idx !== null) {
+    const entry = await kv.get<RecipientRow>(keys.recipient(msgId, idx));
+    return entry.value ? entry as Deno.KvEntry<RecipientRow> : null;
   }
-  return null;
+  const rows = await Array.fromAsync(
+    kv.list<RecipientRow>({ prefix: keys.recipientPrefix(msgId) }, { limit: 2 }),
+  );
+  return rows.length === 1 ? rows[0]! : null;
 }

@@ -1,19 +1,23 @@
 /**
  * Webhook endpoints, their delivery state and the events they gave up on.
  *
- * The signing secret must stay usable by the server, so unlike credentials it is stored as
- * issued; it leaves the server only in the answer that creates or rotates it, and the store's
+ * The signing secret must stay usable by the server, so unlike credentials it cannot be hashed:
+ * it is stored sealed (core/auth/secret_box.ts, bound to the endpoint's id) and opened only to
+ * sign; it leaves the server only in the answer that creates or rotates it, and the store's
  * other readers see endpoints through publicView(). A rotation keeps the old secret live for
- * 24 h so receivers can switch over; both signatures are sent meanwhile.
+ * 24 h so receivers can switch over; both signatures are sent meanwhile. A deleted endpoint's
+ * secrets are overwritten before its record goes.
  */
 import { keys } from "./keys.ts";
 import { idTimePrefix, shortId } from "../ids.ts";
 import { newWebhookSecret } from "../events/signing.ts";
 import type { EventType } from "../model.ts";
+import { SecretBox } from "../auth/secret_box.ts";
 
 export const ROTATION_OVERLAP_MS = 24 * 3_600_000;
 
 export interface WebhookSecret {
+  /** Sealed under the server's secret box (records from before encryption: as issued). */
   secret: string;
   createdAt: number;
   /** Set on rotation: the old secret signs until then. */
@@ -68,10 +72,20 @@ export function publicView(endpoint: WebhookEndpoint): PublicWebhook {
   };
 }
 
+function sealContext(id: string): string {
+  return `webhook:${id}`;
+}
+
 /** The secrets that sign now (the current one, and a rotated one within its overlap). */
-export function liveSecrets(endpoint: WebhookEndpoint, now: number): string[] {
-  return endpoint.secrets.filter((s) => s.expiresAt === null || s.expiresAt > now)
-    .map((s) => s.secret);
+export function liveSecrets(
+  endpoint: WebhookEndpoint,
+  now: number,
+  box: SecretBox,
+): Promise<string[]> {
+  return Promise.all(
+    endpoint.secrets.filter((s) => s.expiresAt === null || s.expiresAt > now)
+      .map((s) => box.open(s.secret, sealContext(endpoint.id))),
+  );
 }
 
 export function initialState(after: string): WebhookState {
@@ -90,16 +104,22 @@ export function initialState(after: string): WebhookState {
 
 export async function createWebhook(
   kv: Deno.Kv,
+  box: SecretBox,
   input: { account: string; url: string; events: EventType[]; description?: string; now: number },
 ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
   const secret = newWebhookSecret();
+  const id = shortId("wh_", 16);
   const endpoint: WebhookEndpoint = {
-    id: shortId("wh_", 16),
+    id,
     account: input.account,
     url: input.url,
     events: [...new Set(input.events)],
     description: input.description ?? "",
-    secrets: [{ secret, createdAt: input.now, expiresAt: null }],
+    secrets: [{
+      secret: await box.seal(secret, sealContext(id)),
+      createdAt: input.now,
+      expiresAt: null,
+    }],
     createdAt: input.now,
   };
   // A new endpoint hears of events from its creation on; replay reaches further back.
@@ -144,9 +164,24 @@ export async function updateWebhook(
   }
 }
 
+/**
+ * Deletes an endpoint. Its secrets are first overwritten in place (same length, so the store
+ * rewrites the record where it lies): deleting alone would leave the bytes in the file's free
+ * space, where a copy of the file could still find them.
+ */
 export async function deleteWebhook(kv: Deno.Kv, id: string): Promise<boolean> {
-  const entry = await kv.get(keys.webhook(id));
-  if (!entry.value) return false;
+  let entry = await kv.get<WebhookEndpoint>(keys.webhook(id));
+  for (;;) {
+    if (!entry.value) return false;
+    const scrubbed: WebhookEndpoint = {
+      ...entry.value,
+      secrets: entry.value.secrets.map((s) => ({ ...s, secret: "0".repeat(s.secret.length) })),
+    };
+    const res = await kv.atomic().check(entry).set(entry.key, scrubbed).commit();
+    if (res.ok) break;
+    entry = await kv.get<WebhookEndpoint>(keys.webhook(id));
+  }
+  entry = await kv.get<WebhookEndpoint>(keys.webhook(id));
   await kv.atomic().check(entry).delete(entry.key).delete(keys.webhookState(id)).commit();
   const doomed: Deno.KvKey[] = [];
   for await (const e of kv.list({ prefix: keys.webhookFailurePrefix(id) })) doomed.push(e.key);
@@ -161,13 +196,15 @@ export async function deleteWebhook(kv: Deno.Kv, id: string): Promise<boolean> {
 /** Issues a new secret; the ones in use keep signing for ROTATION_OVERLAP_MS. */
 export async function rotateWebhookSecret(
   kv: Deno.Kv,
+  box: SecretBox,
   id: string,
   now: number,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string } | null> {
+  const secret = newWebhookSecret();
+  const sealed = await box.seal(secret, sealContext(id));
   for (;;) {
     const entry = await kv.get<WebhookEndpoint>(keys.webhook(id));
     if (!entry.value) return null;
-    const secret = newWebhookSecret();
     const kept = entry.value.secrets
       .filter((s) => s.expiresAt === null || s.expiresAt > now)
       .map((s) => ({
@@ -176,7 +213,7 @@ export async function rotateWebhookSecret(
       }));
     const endpoint = {
       ...entry.value,
-      secrets: [...kept, { secret, createdAt: now, expiresAt: null }],
+      secrets: [...kept, { secret: sealed, createdAt: now, expiresAt: null }],
     };
     const res = await kv.atomic().check(entry).set(entry.key, endpoint).commit();
     if (res.ok) return { endpoint, secret };
@@ -246,4 +283,30 @@ export async function listWebhookFailures(
   const iter = kv.list<WebhookFailure>({ prefix: keys.webhookFailurePrefix(id) }, { limit });
   for await (const e of iter) out.push(e.value);
   return out;
+}
+
+/** Seals the secrets of endpoints stored before encryption; returns how many were sealed. */
+export async function sealWebhookSecrets(kv: Deno.Kv, box: SecretBox): Promise<number> {
+  let sealed = 0;
+  for await (const listed of kv.list<WebhookEndpoint>({ prefix: keys.webhookPrefix() })) {
+    for (let entry = listed; entry.value;) {
+      const plain = entry.value.secrets.filter((s) => !SecretBox.isSealed(s.secret)).length;
+      if (plain === 0) break;
+      const secrets = await Promise.all(
+        entry.value.secrets.map(async (s) =>
+          SecretBox.isSealed(s.secret)
+            ? s
+            : { ...s, secret: await box.seal(s.secret, sealContext(entry.value.id)) }
+        ),
+      );
+      const res = await kv.atomic().check(entry).set(entry.key, { ...entry.value, secrets })
+        .commit();
+      if (res.ok) {
+        sealed += plain;
+        break;
+      }
+      entry = await kv.get<WebhookEndpoint>(entry.key) as Deno.KvEntry<WebhookEndpoint>;
+    }
+  }
+  return sealed;
 }

@@ -11,11 +11,12 @@ import { QueueSignal } from "../../core/queue_signal.ts";
 import { SendLimits } from "../../core/send_limits.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
 import { denoResolver } from "../../core/mail/mx.ts";
+import { SecretBox } from "../../core/auth/secret_box.ts";
 
-export function appDeps(
+export async function appDeps(
   kv: Deno.Kv,
   options: { adminTokenHash?: string; log?: Logger } = {},
-): HttpDeps {
+): Promise<HttpDeps> {
   return {
     kv,
     adminTokenHash: options.adminTokenHash ?? "x",
@@ -35,6 +36,7 @@ export function appDeps(
     // Nothing listens on port 9: a lookup fails instead of reaching anything.
     resolver: denoResolver({ ipAddr: "127.0.0.1", port: 9 }),
     webhookAllowed: () => false,
+    secretBox: await SecretBox.fromMaterial(new Uint8Array(32)),
     trusted: () => false,
     eventSettleMs: 0,
   };
