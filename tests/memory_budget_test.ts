@@ -14,7 +14,7 @@ import { procStatusBytes } from "./support/operations.ts";
 
 const MB = 1024 * 1024;
 /** What the relay may grow by beyond its budget: KV, stream buffers, garbage not yet collected. */
-const MARGIN = 64 * MB;
+const MARGIN = 96 * MB;
 const mb = (n: number) => `${(n / MB).toFixed(1)} MB`;
 
 /** About `size` bytes of whole 76-character lines, each ending in CRLF (no "." to stuff). */
