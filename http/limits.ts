@@ -12,7 +12,7 @@ import type { Rate } from "../core/policy/duration.ts";
 import { sha256 } from "../core/auth/secrets.ts";
 import { metrics } from "../core/metrics.ts";
 import { ApiError, errors } from "./errors.ts";
-import { AuthFailures } from "../core/policy/auth_failures.ts";
+import { AuthLockout } from "../core/auth_lockout.ts";
 import type { MemoryBudget } from "../core/policy/memory_budget.ts";
 import type { AppEnv } from "./auth.ts";
 
@@ -129,13 +129,25 @@ export function jsonDepthLimit(maxDepth: number): MiddlewareHandler {
  * key costs two scrypt derivations to refuse, a wrong admin token is a guess at the one token
  * that opens every account, and a client that rotates random tokens would get a fresh rate
  * bucket with each. Past the limit the client hears 429 before any token is checked
- * (the admin token too), until the lockout has passed since its last failure.
+ * (the admin token too), until the lockout has passed since its last failure. With `kv`, the
+ * failures and the lock are shared by every node on the store (core/auth_lockout.ts).
  */
-export function authFailureLock(limit: number, lockoutMs: number): MiddlewareHandler {
-  const failures = new AuthFailures({ limit, coolDownMs: lockoutMs, delayMs: 0, now: Date.now });
+export function authFailureLock(
+  limit: number,
+  lockoutMs: number,
+  kv: Deno.Kv | null = null,
+): MiddlewareHandler {
+  const failures = new AuthLockout({
+    limit,
+    coolDownMs: lockoutMs,
+    delayMs: 0,
+    now: Date.now,
+    kv,
+    scope: "http",
+  });
   return async (c, next) => {
     const client = clientAddress(c);
-    if (failures.locked(client, "") === "client") {
+    if ((await failures.locked(client, "")) === "client") {
       metrics.limitRefusals.inc({ limit: "http_auth_client" });
       c.header("retry-after", String(Math.ceil(lockoutMs / 1000)));
       throw errors.tooManyAuthFailures(lockoutMs);
@@ -145,7 +157,7 @@ export function authFailureLock(limit: number, lockoutMs: number): MiddlewareHan
     // refused bearer token counts, a wrong admin token as much as a wrong `pst_` key: guessing
     // either must cost the same lockout.
     const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
-    if (c.res.status === 401 && token !== undefined) failures.fail(client, "");
+    if (c.res.status === 401 && token !== undefined) await failures.fail(client, "");
   };
 }
 

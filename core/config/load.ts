@@ -4,12 +4,15 @@
  */
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
+import { OUTBOUND_ENV_NAMES } from "./outbound.ts";
 import { SANDBOX_ENV_NAMES } from "./sandbox.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_DATA_DIR: "dataDir",
   POSTERN_KV: "kv",
+  POSTERN_ROLES: "roles",
+  POSTERN_LEASE_TTL: "leaseTtl",
   POSTERN_LISTEN: "listen",
   POSTERN_SMTP_PORT: "smtpPort",
   POSTERN_SMTPS_PORT: "smtpsPort",
@@ -44,6 +47,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_BOUNCE_DOMAIN: "bounceDomain",
   POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
+  ...OUTBOUND_ENV_NAMES,
   ...SANDBOX_ENV_NAMES,
 };
 

@@ -43,6 +43,8 @@ export class CommitFailedError extends Error {
   override name = "CommitFailedError";
   /** The store was locked or busy throughout: every change in the batch would fail alike. */
   locked = false;
+  /** The change exceeds KV's commit limits: it can never be committed as it is. */
+  tooLarge = false;
 }
 
 export class Committer {
@@ -62,12 +64,12 @@ export class Committer {
    */
   commit(change: Change): Promise<string | null> {
     if (change.bytes > MAX_BYTES || change.mutations > MAX_MUTATIONS) {
-      return Promise.reject(
-        new CommitFailedError(
-          `Cannot commit a change of ${change.bytes} bytes and ${change.mutations} mutations: ` +
-            `a commit holds at most ${MAX_BYTES} bytes and ${MAX_MUTATIONS} mutations`,
-        ),
+      const err = new CommitFailedError(
+        `Cannot commit a change of ${change.bytes} bytes and ${change.mutations} mutations: ` +
+          `a commit holds at most ${MAX_BYTES} bytes and ${MAX_MUTATIONS} mutations`,
       );
+      err.tooLarge = true;
+      return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ change, resolve, reject });

@@ -10,7 +10,7 @@ import { BodyCache } from "../../core/store/body_cache.ts";
 import { QueueSignal } from "../../core/queue_signal.ts";
 import { SendLimits } from "../../core/send_limits.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
-import { denoResolver } from "../../core/mail/mx.ts";
+import { dnsResolver } from "../../core/mail/mx.ts";
 import { SecretBox } from "../../core/auth/secret_box.ts";
 
 export async function appDeps(
@@ -34,7 +34,7 @@ export async function appDeps(
     },
     limits: new SendLimits(kv),
     // Nothing listens on port 9: a lookup fails instead of reaching anything.
-    resolver: denoResolver({ ipAddr: "127.0.0.1", port: 9 }),
+    resolver: dnsResolver({ ipAddr: "127.0.0.1", port: 9 }),
     webhookAllowed: () => false,
     secretBox: await SecretBox.fromMaterial(new Uint8Array(32)),
     trusted: () => false,
