@@ -10,6 +10,7 @@ import { createLogger } from "./core/log.ts";
 import { startNodeServices } from "./core/node_services.ts";
 import { httpRoleApp } from "./http/role.ts";
 import { openSecretBox } from "./core/auth/secret_box.ts";
+import { boundedKv } from "./core/store/bounded_kv.ts";
 
 type Handler = (request: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
 
@@ -24,7 +25,10 @@ async function build(): Promise<Handler> {
     );
   }
   const secretBox = await openSecretBox({ secretKey: config.secretKey, dataDir: "" });
-  const kv = config.kv ? await Deno.openKv(config.kv) : await Deno.openKv();
+  const kv = boundedKv(
+    config.kv ? await Deno.openKv(config.kv) : await Deno.openKv(),
+    config.storeRetry,
+  );
   const hostname = config.hostname ?? "postern-edge";
   const services = await startNodeServices(kv, config, { hostname, log, secretBox });
   const app = httpRoleApp(config, services, { hostname });

@@ -16,6 +16,7 @@ import { claimNodeId, type NodeIdentity } from "./core/node_id.ts";
 import { shortId } from "./core/ids.ts";
 import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
 import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
+import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { healthOnlyApp, httpRoleApp } from "./http/role.ts";
 import { type HttpListener, serveHttp } from "./http/listener.ts";
@@ -251,7 +252,8 @@ async function main() {
   const kvPath = config.kv ?? `${config.dataDir}/postern.kv`;
   let kv: Deno.Kv;
   try {
-    kv = await openKvFile(kvPath);
+    // Bounded: a remote store's client would otherwise wait without end while it is unreachable.
+    kv = boundedKv(await openKvFile(kvPath), config.storeRetry);
   } catch (err) {
     fatal(`POSTERN_KV: cannot open the store ${kvPath}: ${(err as Error).message}`);
   }

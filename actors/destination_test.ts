@@ -382,7 +382,6 @@ Deno.test("an actor whose lease another node took while it could not renew drops
     ...t.deps,
     now: () => Date.now() + stalledMs,
     leaseTtlMs: 3_000,
-    commandTimeoutMs: 3_000,
   };
   const warm = await t.submit(`w@${DOMAIN}`);
   const actor = new SiteActor(t.site, t.directory.peek(DOMAIN)!.profile, deps, () => {});

@@ -59,7 +59,7 @@ export async function startNodeServices(
   // Records written before secrets were sealed are sealed now (and read as they are meanwhile).
   const sealed = await sealWebhookSecrets(kv, secretBox) + await sealDomainKeys(kv, secretBox);
   if (sealed > 0) log.info("secrets.sealed", { count: sealed });
-  const committer = new Committer(kv);
+  const committer = new Committer(kv, { storeRetryMs: config.storeRetry });
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
   const admin = await ensureAdminToken(kv, config.adminToken);

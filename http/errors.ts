@@ -6,6 +6,8 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { createLogger, type Logger } from "../core/log.ts";
 import { shortId } from "../core/ids.ts";
+import { CommitFailedError, DEFAULT_STORE_RETRY_MS } from "../core/store/committer.ts";
+import { StoreUnavailableError } from "../core/store/bounded_kv.ts";
 
 export class ApiError extends Error {
   override name = "ApiError";
@@ -40,6 +42,11 @@ export const errors = {
   /** A sandbox submission fault (smtp-421@, smtp-451@): retry after the time named. */
   unavailableFor: (message: string, retryAfterMs: number) =>
     new ApiError(503, "unavailable", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
+  /** The store could not take the commit within POSTERN_STORE_RETRY (locked or unreachable). */
+  storeUnavailable: (retryAfterMs: number) =>
+    new ApiError(503, "unavailable", "The queue is temporarily unavailable; retry later", {
+      retry_after_s: Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    }),
   /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
   rateLimited: (message: string, retryAfterMs: number) =>
     new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
@@ -122,7 +129,10 @@ export function errorRenderer(log: Logger) {
  */
 export const renderError = errorRenderer(createLogger());
 
-function renderKnownError(err: unknown, c: Context) {
+function renderKnownError(err: unknown, c: Context): Response | null {
+  if (err instanceof CommitFailedError || err instanceof StoreUnavailableError) {
+    return renderKnownError(errors.storeUnavailable(DEFAULT_STORE_RETRY_MS), c);
+  }
   if (err instanceof ApiError) {
     const retryAfter = (err.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
     if (typeof retryAfter === "number" && !c.res.headers.has("retry-after")) {

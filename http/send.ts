@@ -358,7 +358,7 @@ async function send(
   if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
   if (result.reason === "memory_busy") throw errors.memoryBusy(10_000);
   deps.intake.log.error("http.store_failed", { error: result.error });
-  throw errors.unavailable("The queue is temporarily unavailable; retry later");
+  throw errors.storeUnavailable(deps.intake.committer.retryMs);
 }
 
 /**

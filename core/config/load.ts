@@ -13,6 +13,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_KV: "kv",
   POSTERN_ROLES: "roles",
   POSTERN_LEASE_TTL: "leaseTtl",
+  POSTERN_STORE_RETRY: "storeRetry",
   POSTERN_LISTEN: "listen",
   POSTERN_SMTP_PORT: "smtpPort",
   POSTERN_SMTPS_PORT: "smtpsPort",

@@ -108,6 +108,11 @@ export const ConfigSchema = z.object({
   dataDir: z.string().default("./data"),
   /** KV path or KV Connect URL; default `<dataDir>/postern.kv`. */
   kv: z.string().optional(),
+  /**
+   * How long a commit keeps trying while the store is locked or unreachable before the client
+   * hears 451 (SMTP) or 503 (HTTP).
+   */
+  storeRetry: duration.default(parseDuration("10s")),
   listen: z.string().default("0.0.0.0"),
   smtpPort: port.default(587),
   smtpsPort: port.default(465),

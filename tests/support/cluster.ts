@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { startStandinProcess } from "./kv_connect_standin.ts";
 import { type Relay, startRelay } from "./relay_process.ts";
 import { type Sink, startSink } from "./sink.ts";
 import { RawSmtp } from "./raw_smtp.ts";
@@ -33,42 +34,17 @@ export async function fileStore(): Promise<SharedStore> {
   };
 }
 
-/**
- * Every kind of store the multi-node tests run on. A KV Connect stand-in joins this list as
- * `{ name: "KV Connect", open: () => … }` returning `POSTERN_KV=http://127.0.0.1:<port>` and
- * `DENO_KV_ACCESS_TOKEN` in `env`, and no `files`.
- */
-const STANDIN = new URL("./kv_connect_standin.ts", import.meta.url);
-
+/** Every kind of store the multi-node tests run on: a shared KV file and KV Connect. */
 export const SHARED_STORES: { name: string; open: () => Promise<SharedStore> }[] = [
   { name: "a KV file", open: fileStore },
-  ...(standinAvailable()
-    ? [{ name: "KV Connect (a stand-in for denokv)", open: kvConnectStore }]
-    : []),
+  { name: "KV Connect (a stand-in for denokv)", open: kvConnectStore },
 ];
-
-/** Whether the KV Connect stand-in (tests/support/kv_connect_standin.ts) is in this tree. */
-function standinAvailable(): boolean {
-  try {
-    return Deno.statSync(STANDIN).isFile;
-  } catch {
-    return false;
-  }
-}
-
-interface StandinProcess {
-  url: string;
-  [Symbol.asyncDispose](): Promise<void>;
-}
 
 /**
  * A KV Connect server on loopback, in a process of its own (the stand-in for denokv), backed by
- * a KV file in a fresh temp dir. Loaded by URL: the multi-node tests run on it where it exists.
+ * a KV file in a fresh temp dir.
  */
 export async function kvConnectStore(): Promise<SharedStore> {
-  const { startStandinProcess } = await import(STANDIN.href) as {
-    startStandinProcess(o: { path: string; token: string }): Promise<StandinProcess>;
-  };
   const dir = await Deno.makeTempDir({ prefix: "postern_standin_" });
   const token = "standin-token-0123456789abcdef";
   const standin = await startStandinProcess({ path: `${dir}/standin.kv`, token });
