@@ -36,6 +36,9 @@ import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.
 import { startWebhooks } from "./actors/webhook.ts";
 import { ensureVerpKey } from "./core/store/verp_key.ts";
 import { startInbound } from "./smtp/inbound.ts";
+import { RspamdClient } from "./core/content/rspamd.ts";
+import { ContentGate } from "./core/content/gate.ts";
+import { HoldQueue } from "./core/content/hold_queue.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -112,8 +115,28 @@ async function main() {
   const verp = config.bounceDomain
     ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
     : undefined;
+  // Content filtering: rspamd scans at intake when POSTERN_RSPAMD_URL is set.
+  const scanner = config.rspamdUrl
+    ? new RspamdClient({
+      url: config.rspamdUrl,
+      timeoutMs: config.rspamdTimeout,
+      ...(config.rspamdPassword ? { password: config.rspamdPassword } : {}),
+    })
+    : null;
+  const contentFilter = scanner
+    ? new ContentGate({
+      kv,
+      committer,
+      scanner,
+      log,
+      holdExpiryMs: config.holdExpiry,
+      brake: { limit: config.abuseBrakeLimit, windowMs: config.abuseBrakeWindow },
+    })
+    : null;
+  const holds = new HoldQueue({ kv, committer, signal, log, scanner });
   const intake = {
     ...(verp ? { verp } : {}),
+    ...(contentFilter ? { contentFilter } : {}),
     suppressions,
     kv,
     committer,
@@ -168,6 +191,7 @@ async function main() {
       secretBox,
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
+      holds,
       httpLimits: {
         maxBody: config.httpMaxBody,
         maxJsonDepth: config.httpMaxJsonDepth,
@@ -272,6 +296,10 @@ async function main() {
   };
   sweepRetention();
   const retentionTimer = setInterval(sweepRetention, 3_600_000);
+  // Held mail nobody released within POSTERN_HOLD_EXPIRY is dropped.
+  const holdTimer = setInterval(() => {
+    holds.expire().catch((err) => log.warn("hold.expiry_failed", { err }));
+  }, Math.min(config.pollInterval, Math.max(1_000, config.holdExpiry)));
 
   log.info("ready", {
     hostname,
@@ -311,6 +339,7 @@ async function main() {
     await smtp!.drain(config.shutdownGrace);
     await worker.stop(Math.max(0, deadline - Date.now()));
     clearInterval(retentionTimer);
+    clearInterval(holdTimer);
     await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     stopSuppressionRefresh();
     await Promise.race([

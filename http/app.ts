@@ -30,6 +30,8 @@ import {
 import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
+import { HoldQueue } from "../core/content/hold_queue.ts";
+import { holdsApi } from "./holds.ts";
 
 export interface HttpDeps {
   kv: Deno.Kv;
@@ -59,6 +61,8 @@ export interface HttpDeps {
   eventSettleMs: number;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** Held mail (content filtering); by default one that cannot recheck (no rspamd). */
+  holds?: HoldQueue;
 }
 
 export function createApp(deps: HttpDeps) {
@@ -112,6 +116,14 @@ export function createApp(deps: HttpDeps) {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  const holds = deps.holds ?? new HoldQueue({
+    kv: deps.kv,
+    committer: deps.intake.committer,
+    signal: deps.intake.signal,
+    log: deps.intake.log,
+    scanner: null,
+  });
+  v1.route("/holds", holdsApi({ kv: deps.kv, holds }));
   app.route("/v1", v1);
   return app;
 }

@@ -24,7 +24,12 @@ import { bytesToBinary, parseHeaderFields } from "../core/mail/headers.ts";
 import { domainOf } from "../core/mail/address.ts";
 import { IDEMPOTENCY_KEY_PATTERN, MAX_TAGS, TAG_PATTERN } from "../core/mail/postern_headers.ts";
 import { sha256 } from "../core/auth/secrets.ts";
-import { allowsAddress, allowsSenderDomain, getCredential } from "../core/store/credentials.ts";
+import {
+  allowsAddress,
+  allowsSenderDomain,
+  getCredential,
+  isSuspended,
+} from "../core/store/credentials.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { AppEnv, Principal } from "./auth.ts";
 import { ApiError, errorItem, errors } from "./errors.ts";
@@ -253,6 +258,7 @@ async function checkScopes(
   if (principal.kind !== "credential" || !principal.credentialId) return [];
   const credential = await getCredential(deps.intake.kv, principal.credentialId);
   if (!credential || credential.revokedAt !== null) throw errors.unauthorized();
+  if (isSuspended(credential)) throw errors.credentialSuspended();
   if (!allowsAddress(credential, client)) {
     throw errors.forbidden(`sending from ${client} with this credential`);
   }
@@ -313,6 +319,10 @@ async function send(
   }
   if (result.reason === "header_too_large") throw errors.headerTooLarge(result.limit);
   if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
+  if (result.reason === "content_rejected") throw errors.contentRejected(result.message);
+  if (result.reason === "content_unavailable") {
+    throw errors.unavailable("The content filter is unavailable; retry later");
+  }
   deps.intake.log.error("http.store_failed", { error: result.error });
   throw errors.unavailable("The queue is temporarily unavailable; retry later");
 }

@@ -35,6 +35,7 @@ export function statsApi(deps: { kv: Deno.Kv; now?: () => number }) {
         [q.by]: r.key,
         counts: r.counts,
         delivery_latency_ms: r.latency,
+        scan_latency_ms: r.scanLatency,
       })),
     });
   });

@@ -31,6 +31,14 @@ export const replies = {
     reply(550, "5.7.1", `Sender domain ${printable(domain)} not allowed for this credential`),
   rateLimited: () => reply(451, "4.7.0", "Sending rate limit exceeded, try again later"),
   quotaExceeded: () => reply(451, "4.7.0", "Daily sending quota exceeded, try again tomorrow"),
+  /** The content scan refused the message: rspamd's short reason (made printable by the policy). */
+  contentRejected: (reason: string) => reply(550, "5.7.1", printableLine(reason)),
+  /** rspamd failed and the account's on_error is tempfail. */
+  contentUnavailable: () =>
+    reply(451, "4.7.1", "Content filter temporarily unavailable, try again later"),
+  /** The abuse brake suspended the credential (too many messages rejected or held). */
+  credentialSuspended: () =>
+    reply(550, "5.7.1", "Credential suspended for abuse; contact the relay's administrator"),
 
   // Abuse limits (core/config/limits.ts). Postfix's wording where Postfix has the limit.
   /** smtpd_forbid_bare_newline = reject: a bare CR or LF (or a NUL) in DATA. */
@@ -71,6 +79,11 @@ export const replies = {
 /** Client-supplied text echoed in a reply: one line of printable ASCII, bounded. */
 function printable(text: string): string {
   return text.replace(/[^\x21-\x7e]/g, "?").slice(0, 100);
+}
+
+/** A sentence echoed in a reply: printable ASCII with spaces, one line, bounded. */
+function printableLine(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, " ").slice(0, 200);
 }
 
 /** Enhanced codes for replies smtp-server writes itself (RFC 3463, RFC 4954 §6 for 538). */

@@ -12,6 +12,7 @@ import {
   allowsSenderDomain,
   type Credential,
   getCredential,
+  isSuspended,
   touchCredential,
   verifyApiKey,
   verifyLogin,
@@ -131,6 +132,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     const c = await checkCredential(user);
     if (!c) return replies.credentialRevoked();
     if (!allowsAddress(c, remoteAddress)) return replies.addressNotAllowed();
+    if (isSuspended(c)) return replies.credentialSuspended();
     // The null sender <> names no domain; the From: header is still checked after DATA.
     if (mailFrom !== "" && !allowsSenderDomain(c, domainOf(mailFrom))) {
       return replies.senderNotAllowed(domainOf(mailFrom));
@@ -323,7 +325,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           ms: Math.round(performance.now() - started),
         };
         if (result.ok) {
-          log.info("smtp.accepted", { msg: result.id, size: result.size, ...fields });
+          log.info("smtp.accepted", {
+            msg: result.id,
+            size: result.size,
+            ...(result.held ? { held: true } : {}),
+            ...fields,
+          });
           callback(null, replies.queued(result.id));
         } else if (result.reason === "too_large") {
           log.info("smtp.rejected", { reason: "too_large", ...fields });
@@ -340,6 +347,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         } else if (result.reason === "header_too_large") {
           log.info("smtp.rejected", { reason: "header_too_large", ...fields });
           callback(smtpError(replies.headerTooLarge(result.limit)));
+        } else if (result.reason === "content_rejected") {
+          log.info("smtp.rejected", { reason: "content", message: result.message, ...fields });
+          callback(smtpError(replies.contentRejected(result.message)));
+        } else if (result.reason === "content_unavailable") {
+          log.info("smtp.rejected", { reason: "content_unavailable", ...fields });
+          callback(smtpError(replies.contentUnavailable()));
         } else if (stream.destroyed) {
           // The client left (or was cut off by a deadline) before the end of DATA.
           log.info("smtp.aborted", { error: result.error, ...fields });

@@ -4,6 +4,7 @@
  */
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
+import { CONTENT_ENV_NAMES } from "./content.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
@@ -43,6 +44,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_BOUNCE_DOMAIN: "bounceDomain",
   POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
+  ...CONTENT_ENV_NAMES,
 };
 
 /** A setting that stops start-up; its message is one line naming the setting and the reason. */

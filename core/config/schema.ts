@@ -15,6 +15,7 @@ import { duration } from "./fields.ts";
 import { ShapingSchema } from "./shaping.ts";
 import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
+import { CONTENT_FIELDS } from "./content.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -169,6 +170,8 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Abuse limits: connections, lines, headers, recipients, errors, timeouts, AUTH, HTTP. */
   ...LIMIT_FIELDS,
+  /** Content filtering with rspamd, the hold queue and the abuse brake. */
+  ...CONTENT_FIELDS,
 }).strict();
 
 export type Config = z.output<typeof ConfigSchema>;

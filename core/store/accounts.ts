@@ -7,6 +7,7 @@
  */
 import { keys } from "./keys.ts";
 import { shortId } from "../ids.ts";
+import { type ContentPolicy, DEFAULT_CONTENT_POLICY } from "../policy/content_policy.ts";
 
 export const DEFAULT_ACCOUNT = "default";
 
@@ -14,6 +15,30 @@ export interface Account {
   id: string;
   name: string;
   createdAt: number;
+  /** What rspamd's score does to this account's mail; absent = DEFAULT_CONTENT_POLICY. */
+  contentPolicy?: ContentPolicy;
+}
+
+export function contentPolicyOf(account: Account | null): ContentPolicy {
+  return { ...DEFAULT_CONTENT_POLICY, ...account?.contentPolicy };
+}
+
+/** Changes an account's content policy (the fields given); null when there is no such account. */
+export async function updateContentPolicy(
+  kv: Deno.Kv,
+  id: string,
+  patch: Partial<ContentPolicy>,
+): Promise<Account | null> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const entry = await kv.get<Account>(keys.account(id));
+    if (!entry.value) return null;
+    const next: Account = {
+      ...entry.value,
+      contentPolicy: { ...contentPolicyOf(entry.value), ...patch },
+    };
+    if ((await kv.atomic().check(entry).set(keys.account(id), next).commit()).ok) return next;
+  }
+  throw new Error(`Cannot update account ${id}: it kept changing under concurrent writes`);
 }
 
 /** Creates the default account on first start; harmless on every later one. */

@@ -38,6 +38,8 @@
  * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
  * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (sealed)   |
+ * | ["hold", msgId]                       | HoldRecord       | message commit of a held message; deleted by its release, drop or expiry |
+ * | ["cstrike", credId, id]               | {msgId}          | content gate: a message rejected or held (expires after the abuse brake's window) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -121,4 +123,8 @@ export const keys = {
   webhookFailurePrefix: (id: string): Key => ["webhook_failed", id],
   webhookLease: (id: string): Key => ["lease", "webhook", id],
   verpKey: (): Key => ["meta", "verp_key"],
+  hold: (msgId: string): Key => ["hold", msgId],
+  holdPrefix: (): Key => ["hold"],
+  contentStrike: (credentialId: string, id: string): Key => ["cstrike", credentialId, id],
+  contentStrikePrefix: (credentialId: string): Key => ["cstrike", credentialId],
 };
