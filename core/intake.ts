@@ -393,7 +393,8 @@ async function acceptHolding(
   }
   const signature = signer?.sign(signedHead, new Date(now)) ?? "";
   // The content scan sees the message as it will be sent, and answers before the 250.
-  const content = deps.contentFilter
+  // (A DSN is the relay's own report, not a tenant's content.)
+  const content = deps.contentFilter && sub.via !== "dsn"
     ? await deps.contentFilter.scan(scanInput(deps.kv, sub, id, signature, writer))
     : null;
   if (content?.action === "reject" || content?.action === "tempfail") {
