@@ -40,6 +40,8 @@ export interface Rspamd {
   log(): Promise<string>;
   /** SIGTERM to the main process; resolves when it has exited. */
   stop(): Promise<void>;
+  /** SIGTERM at once, without waiting: for an `unload` handler, which cannot await. */
+  signalStop(): void;
 }
 
 function config(dir: string, port: number, dnsPort: number): string {
@@ -129,6 +131,9 @@ export async function startRspamd(options: { dnsPort: number }): Promise<Rspamd>
     url,
     dir,
     log: () => Deno.readTextFile(`${dir}/rspamd.log`),
+    signalStop() {
+      if (!exited) child.kill("SIGTERM");
+    },
     stop() {
       stopped ??= (async () => {
         if (!exited) child.kill("SIGTERM");
