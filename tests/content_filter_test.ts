@@ -15,7 +15,7 @@ import { type DnsServer, startDnsServer } from "./support/dns_server.ts";
 import { type Sink, startSink } from "./support/sink.ts";
 import { getMessage, queuedId, waitForStatus } from "./support/relay_api.ts";
 import { queuedId as rawQueuedId, RawSmtp } from "./support/raw_smtp.ts";
-import { procStatusBytes, taggedMessage } from "./support/operations.ts";
+import { procStatusBytes, randomBody, taggedMessage } from "./support/operations.ts";
 import {
   call,
   type Issued,
@@ -402,22 +402,6 @@ contentTest(
   },
 );
 
-/** `size` bytes of 76-column base64-alphabet lines (CRLF-ended): nothing to stuff or fold. */
-function randomLines(size: number): Uint8Array {
-  const alphabet = new TextEncoder().encode(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-  );
-  const out = new Uint8Array(size);
-  for (let o = 0; o < size; o += 65_536) {
-    crypto.getRandomValues(out.subarray(o, Math.min(size, o + 65_536)));
-  }
-  for (let i = 0; i < size; i++) {
-    const column = i % 78;
-    out[i] = column === 76 ? 13 : column === 77 ? 10 : alphabet[out[i]! & 63]!;
-  }
-  return out;
-}
-
 const BIG_BYTES = 20_000_000;
 
 contentTest(
@@ -436,7 +420,7 @@ contentTest(
 
       const head = "Subject: big\r\nContent-Type: text/plain\r\n\r\n";
       const tail = `${HOLD_PHRASE}\r\n`;
-      const lines = randomLines(BIG_BYTES - head.length - tail.length);
+      const lines = randomBody(BIG_BYTES - head.length - tail.length);
       await client.beginData("app@origin.test", "user@dest.test");
       await client.write(head);
       for (let o = 0; o < lines.length; o += 1 << 20) {
