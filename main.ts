@@ -39,6 +39,11 @@ import { startInbound } from "./smtp/inbound.ts";
 import { RspamdClient } from "./core/content/rspamd.ts";
 import { ContentGate } from "./core/content/gate.ts";
 import { HoldQueue } from "./core/content/hold_queue.ts";
+import { startSimulator } from "./smtp/simulator.ts";
+import { sandboxIntake } from "./core/sandbox/intake.ts";
+import { withSimulator } from "./actors/sandbox_route.ts";
+import { withSandboxShaping } from "./core/config/sandbox.ts";
+import { suppressionListFor } from "./core/policy/sandbox.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -134,9 +139,14 @@ async function main() {
     })
     : null;
   const holds = new HoldQueue({ kv, committer, signal, log, scanner });
+  const sandbox = sandboxIntake(kv, config.simulatorDomain);
+  // Simulator addresses that bounce or complain go on the sandbox's own list, not the account's.
+  const listFor = (account: string, address: string) =>
+    suppressionListFor(account, address, config.simulatorDomain);
   const intake = {
     ...(verp ? { verp } : {}),
     ...(contentFilter ? { contentFilter } : {}),
+    sandbox,
     suppressions,
     kv,
     committer,
@@ -155,6 +165,25 @@ async function main() {
   let smtp;
   let http: Deno.HttpServer;
   let inbound: { close(): Promise<void> } | null = null;
+  // The sandbox's simulated MX, on a loopback port of its own; the simulator domain routes there.
+  const simulator = await startSimulator({
+    domain: config.simulatorDomain,
+    greylistMs: config.sandboxGreylist,
+    tls,
+    log,
+    now: Date.now,
+    after: {
+      reports: { kv, committer, log, now: Date.now, suppressions, listFor },
+      ...(verp ? { verp } : {}),
+      hostname,
+      log,
+    },
+  });
+  const sandboxSettings = {
+    domain: config.simulatorDomain,
+    greylistMs: config.sandboxGreylist,
+    slowMs: config.sandboxSlowDelay,
+  };
   try {
     smtp = await startSmtp({
       config,
@@ -164,6 +193,7 @@ async function main() {
       log,
       trustedAccount: config.trustedAccount,
       limits,
+      sandbox: sandboxSettings,
     });
     inbound = verp
       ? await startInbound({
@@ -173,7 +203,7 @@ async function main() {
         tls,
         log,
         config,
-        reports: { kv, committer, verp, log, now: Date.now, suppressions },
+        reports: { kv, committer, verp, log, now: Date.now, suppressions, listFor },
       })
       : null;
     const app = createApp({
@@ -192,6 +222,8 @@ async function main() {
       trusted: networkMatcher(config.trustedNetworks),
       eventSettleMs: config.eventSettle,
       holds,
+      smtp: { host: hostname, submissionPort: config.smtpPort, smtpsPort: config.smtpsPort },
+      sandbox: sandboxSettings,
       httpLimits: {
         maxBody: config.httpMaxBody,
         maxJsonDepth: config.httpMaxJsonDepth,
@@ -219,14 +251,18 @@ async function main() {
   }
 
   const resolver = denoResolver(config.dns);
-  const shaping = resolveShaping(config.shaping, {
+  const shaping = resolveShaping(withSandboxShaping(config.shaping, config.simulatorDomain), {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
     connectTimeout: config.connectTimeout,
   });
   const directory = new SiteDirectory({
-    resolve: (domain) =>
-      resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+    // The simulator domain goes to the sandbox's simulated MX, on this node's loopback.
+    resolve: withSimulator(
+      (domain) =>
+        resolveDestination(domain, { routes: config.routes, resolver, mxPort: config.mxPort }),
+      { domain: config.simulatorDomain, port: simulator.port },
+    ),
     shaping,
     now: Date.now,
   });
@@ -239,7 +275,15 @@ async function main() {
     signal,
     nodeId,
     hostname,
-    retry: { schedule: config.retrySchedule, maxAgeMs: config.maxAge },
+    retry: {
+      schedule: config.retrySchedule,
+      maxAgeMs: config.maxAge,
+      sandbox: {
+        domain: config.simulatorDomain,
+        schedule: config.sandboxRetrySchedule,
+        maxAgeMs: config.sandboxMaxAge,
+      },
+    },
     commandTimeoutMs: config.commandTimeout,
     pollIntervalMs: config.pollInterval,
     directory,
@@ -301,8 +345,16 @@ async function main() {
     holds.expire().catch((err) => log.warn("hold.expiry_failed", { err }));
   }, Math.min(config.pollInterval, Math.max(1_000, config.holdExpiry)));
 
+  // A wildcard listen address is not one a browser can open; loopback reaches it.
+  const browseHost = config.listen === "0.0.0.0" || config.listen === "::"
+    ? "127.0.0.1"
+    : config.listen.includes(":")
+    ? `[${config.listen}]`
+    : config.listen;
+  const dashboardUrl = `http://${browseHost}:${config.httpPort}/`;
   log.info("ready", {
     hostname,
+    dashboard_url: dashboardUrl,
     node: nodeId,
     smtp_port: config.smtpPort,
     smtps_port: config.smtpsPort,
@@ -317,14 +369,16 @@ async function main() {
         `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
         `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
         `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
+        `  Dashboard:                  ${dashboardUrl}`,
         "",
         `Admin token (shown once, keep it safe): ${admin.printOnce}`,
+        "Open the dashboard and sign in with it, or use it as the API's bearer token.",
         "",
         "Send a first message:",
         `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
         `    -H "Authorization: Bearer ${admin.printOnce}" -d '{"name":"my-app"}'`,
         `  swaks --server 127.0.0.1:${config.smtpPort} --tls --auth PLAIN \\`,
-        "    --auth-user <username> --auth-password <password> --to you@example.com",
+        `    --auth-user <username> --auth-password <password> --to delivered@${config.simulatorDomain}`,
         "",
       ].join("\n"),
     );
@@ -343,7 +397,7 @@ async function main() {
     await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     stopSuppressionRefresh();
     await Promise.race([
-      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close()]),
+      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close(), simulator.close()]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     kv.close();

@@ -15,7 +15,7 @@ import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import { utcDay } from "../core/policy/source_pick.ts";
 import type { RecipientOutcome } from "../delivery/outbound_session.ts";
-import { decide, type RetryPolicy } from "./outcome.ts";
+import { decide, type RetryPolicy, retryPolicyFor } from "./outcome.ts";
 import { type BounceDeps, bounceEffects } from "./bounces.ts";
 import type { Job } from "./site_job.ts";
 
@@ -68,7 +68,7 @@ export async function recordAttempt(
   const { committer, kv, bodyCache, now, retry } = recorder.deps;
   const at = now();
   const results: RecipientResult[] = job.rows.map((row) =>
-    decide(row, outcomeOf(row), retry, at, {
+    decide(row, outcomeOf(row), retryPolicyFor(retry, job.due.domain), at, {
       notBefore: options.notBefore,
       neverBounce: options.neverBounce,
     })

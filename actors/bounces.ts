@@ -36,6 +36,8 @@ import type { RecipientResult } from "../core/store/deliveries.ts";
 import type { MessageRecord } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { newId } from "../core/ids.ts";
+import { isSimulatorAddress } from "../core/sandbox/intake.ts";
+import { suppressionListFor } from "../core/policy/sandbox.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
 
 export interface BounceDeps {
@@ -91,19 +93,29 @@ export async function bounceEffects(
     };
   }
   const now = deps.now();
-  const suppress: Suppression[] = [];
+  /** Each with the list it goes on: the account's, or the sandbox's for a simulator address. */
+  const suppress: (Suppression & { list: string })[] = [];
+  const sandbox = deps.intake.sandbox;
+  const listOf = (address: string) =>
+    sandbox ? suppressionListFor(account, address, sandbox.domain) : account;
   const expired = failed.filter((r) => r.event === "expired");
   const streaks = expired.length > 0
     ? await loadStreaks(deps.kv, account, expired.map((r) => r.row.rcpt))
     : new Map();
   const streakWrites: { address: string; count: number }[] = [];
   for (const r of failed) {
+    // Test-mode mail never suppresses (nor counts toward suppressing) a real address.
+    if (msg.test && !isSimulatorAddress(sandbox, r.row.rcpt)) continue;
     const address = normalizeAddress(r.row.rcpt);
+    const list = listOf(address);
+    // A simulator address's expiries (timeout@) are rehearsals: no streak toward suppression.
+    if (r.event === "expired" && list !== account) continue;
     if (r.event === "expired") {
       const count = (streaks.get(address)?.count ?? 0) + 1;
       streakWrites.push({ address, count });
       if (count >= deps.suppressAfterExpiries) {
         suppress.push({
+          list,
           address,
           reason: "expired",
           source: "expiry",
@@ -114,6 +126,7 @@ export async function bounceEffects(
       }
     } else if (r.category && HARD_BOUNCE.has(r.category)) {
       suppress.push({
+        list,
         address,
         reason: r.category,
         source: "bounce",
@@ -131,7 +144,7 @@ export async function bounceEffects(
       for (const s of streakWrites) {
         setStreakOp(op, account, s.address, { count: s.count, lastAt: now });
       }
-      for (const s of suppress) suppressOps(op, account, s);
+      for (const { list, ...s } of suppress) suppressOps(op, list, s);
       if (request) dsnRequestOp(op, request);
     },
     bytes: 200 * (delivered.length + streakWrites.length) + 900 * suppress.length +
@@ -139,8 +152,13 @@ export async function bounceEffects(
     mutations: delivered.length + streakWrites.length + 2 * suppress.length + (request ? 1 : 0),
     after(stamp) {
       for (const s of suppress) {
-        deps.suppressions.remember(account, s.address, s.reason);
-        deps.log.info("suppression.added", { account, rcpt: s.address, reason: s.reason });
+        deps.suppressions.remember(s.list, s.address, s.reason);
+        deps.log.info("suppression.added", {
+          account,
+          rcpt: s.address,
+          reason: s.reason,
+          ...(s.list !== account ? { list: s.list } : {}),
+        });
       }
       if (request) {
         const pending = {
@@ -182,6 +200,7 @@ async function dsnRequestFor(
     account: msg.account,
     msgId: msg.id,
     to: msg.mailFrom,
+    ...(msg.test ? { test: true } : {}),
     arrivalAt: msg.createdAt,
     headers,
     recipients,
@@ -227,6 +246,8 @@ export async function sendDsn(deps: BounceDeps, pending: PendingDsn): Promise<vo
     heloName: deps.hostname,
     protocol: "LOCAL",
     via: "dsn",
+    // A DSN about test-mode mail is test-mode mail too: it goes to the simulated MX.
+    ...(r.test ? { test: true } : {}),
     body: (async function* () {
       yield body;
     })(),

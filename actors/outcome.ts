@@ -18,6 +18,13 @@ export const GREYLIST_MARGIN_MS = 10_000;
 export interface RetryPolicy {
   schedule: readonly number[];
   maxAgeMs: number;
+  /** Sandbox mail (filed under the simulator domain) runs on its own short clock. */
+  sandbox?: { domain: string; schedule: readonly number[]; maxAgeMs: number };
+}
+
+/** The policy for mail filed under `domain`. */
+export function retryPolicyFor(policy: RetryPolicy, domain: string): RetryPolicy {
+  return policy.sandbox && domain === policy.sandbox.domain ? policy.sandbox : policy;
 }
 
 export function classifyOutcome(outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">) {

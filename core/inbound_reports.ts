@@ -21,6 +21,8 @@ export interface ReportDeps {
   verp: VerpConfig;
   log: Logger;
   now(): number;
+  /** The list a suppressed address goes on; default the account's own. */
+  listFor?: (account: string, address: string) => string;
   /** This node's suppression cache, told at once (other nodes reload it on their poll). */
   suppressions?: { remember(account: string, address: string, reason: string): void };
 }
@@ -120,7 +122,19 @@ export async function acceptReport(
     deps.log.warn("report.forged", { return_path: located.forged.slice(0, 100) });
     return { recorded: 0, ignored: "a return path fails its MAC" };
   }
-  const { msgId, idx } = located.target;
+  return await recordReport(deps, located.target, report);
+}
+
+/**
+ * Records a parsed report about one delivery: found through its VERP return path, or known to
+ * the sandbox's simulated MX that received it.
+ */
+export async function recordReport(
+  deps: Omit<ReportDeps, "verp">,
+  target: VerpTarget,
+  report: Report,
+): Promise<ReportResult> {
+  const { msgId, idx } = target;
   const msg = await loadMessage(deps.kv, msgId);
   if (!msg) return { recorded: 0, ignored: `message ${msgId} is no longer stored` };
   // The report is about the recipient its return path names, and no other: whatever addresses
@@ -138,10 +152,12 @@ export async function acceptReport(
   if (timeline.some((e) => e.type === outcome.type && e.rcpt?.toLowerCase() === rcpt)) {
     return ignored;
   }
+  const list = deps.listFor?.(msg.account, row.value.rcpt) ?? msg.account;
+  if (list !== msg.account) outcome.list = list;
   const stamp = await deps.committer.commit(reportChange(msg, row, outcome, now));
   if (stamp === null) return ignored; // the row moved meanwhile: a concurrent copy of this report
   if (outcome.suppress) {
-    deps.suppressions?.remember(msg.account, outcome.suppress.address, outcome.suppress.reason);
+    deps.suppressions?.remember(list, outcome.suppress.address, outcome.suppress.reason);
   }
   deps.log.info("report.recorded", {
     msg: msgId,

@@ -39,6 +39,7 @@ import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
 import type { ContentVerdict, GateInput } from "./content/gate.ts";
 import { HOLD_MUTATIONS, type HoldRecord, putHold } from "./store/holds.ts";
+import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
 export interface Submission {
   account: string;
@@ -72,6 +73,11 @@ export interface Submission {
    * smtpd_forbid_bare_newline = reject does (SMTP submission sets it: SMTP smuggling).
    */
   lineEndings?: "normalize" | "reject";
+  /**
+   * Test mode for this submission (HTTP `"test": true`); the credential's or the account's
+   * `test_mode` turns it on too. The mail leaves only for the simulated MX (core/sandbox/).
+   */
+  test?: boolean;
 }
 
 export type IntakeResult =
@@ -115,6 +121,8 @@ export interface IntakeDeps {
   maxHeaderSize?: number;
   /** Content filtering (core/content/gate.ts); absent = no scan. */
   contentFilter?: { scan(input: GateInput): Promise<ContentVerdict> };
+  /** The sandbox: test mode and the simulator's addresses. */
+  sandbox?: SandboxIntake;
 }
 
 export const DEFAULT_MAX_HEADER_SIZE = 102_400;
@@ -261,6 +269,10 @@ async function acceptHolding(
     | IdempotencyLookup
     | null;
   const tags = [...(sub.tags ?? [])];
+  const test = sub.test === true ||
+    (deps.sandbox ? await deps.sandbox.testMode(sub.account, sub.credentialId) : false);
+  // Stats, search and webhooks tell test mail apart by its tag.
+  if (test && !tags.includes("test")) tags.unshift("test");
 
   const trace = {
     heloName: sub.heloName,
@@ -436,14 +448,16 @@ async function acceptHolding(
     ...(deps.verp && sub.mailFrom !== "" ? { verp: true } : {}),
     ...(tags.length ? { tags } : {}),
     ...(sub.metadata && Object.keys(sub.metadata).length ? { metadata: { ...sub.metadata } } : {}),
+    ...(test ? { test: true } : {}),
   };
   const rows: RecipientRow[] = sub.recipients.map((rcpt, idx) => {
-    const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ?? null;
+    const suppressed = deps.suppressions?.reasonFor(sub.account, rcpt) ??
+      sandboxSuppression(deps.sandbox, deps.suppressions, sub.account, rcpt);
     return {
       msgId: id,
       idx,
       rcpt,
-      domain: domainOf(rcpt),
+      domain: queueDomain(deps.sandbox, test, domainOf(rcpt)),
       status: suppressed !== null ? "suppressed" : hold ? "held" : "queued",
       attempts: 0,
       queuedAt: now,
@@ -670,7 +684,8 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
       for (const [k, v] of pieces) op.set(k, v);
       if (m.hold) putHold(op, m.hold);
       if (staged) op.delete(keys.staged(msg.id));
-      if (msg.credentialId) countAccepted(op, msg.credentialId, msg.createdAt);
+      // Test mode never counts against the daily quota.
+      if (msg.credentialId && !msg.test) countAccepted(op, msg.credentialId, msg.createdAt);
       m.alsoCommit?.(op);
     },
     bytes,

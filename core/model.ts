@@ -54,6 +54,8 @@ export interface MessageRecord {
   returnPath?: string;
   /** The IP pool named by the `X-Postern-Pool` header (removed from the message at intake). */
   pool?: string;
+  /** Test mode: delivered only to the simulated MX (core/sandbox/), never counted in quotas. */
+  test?: boolean;
 }
 
 export interface RecipientRow {

@@ -20,6 +20,9 @@ import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
 import { suppressionsApi } from "./suppressions.ts";
+import { sandboxApi } from "./sandbox.ts";
+import { sandboxList } from "../core/policy/sandbox.ts";
+import type { SandboxHttp } from "./sandbox_faults.ts";
 import {
   authFailureLock,
   DEFAULT_HTTP_LIMITS,
@@ -32,6 +35,7 @@ import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
 import { HoldQueue } from "../core/content/hold_queue.ts";
 import { holdsApi } from "./holds.ts";
+import { dashboardApp } from "./dashboard/app.tsx";
 
 export interface HttpDeps {
   kv: Deno.Kv;
@@ -59,10 +63,14 @@ export interface HttpDeps {
   trusted: (address: string) => boolean;
   /** How far short of now the event log is served (POSTERN_EVENT_SETTLE). */
   eventSettleMs: number;
+  /** The simulator domain and its clocks: GET /v1/sandbox and the send API's faults. */
+  sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
   /** Held mail (content filtering); by default one that cannot recheck (no rspamd). */
   holds?: HoldQueue;
+  /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
+  smtp?: { host: string; submissionPort: number; smtpsPort: number };
 }
 
 export function createApp(deps: HttpDeps) {
@@ -94,9 +102,24 @@ export function createApp(deps: HttpDeps) {
     const isSend = c.req.method === "POST" && /^\/v1\/messages(\/batch)?\/?$/.test(c.req.path);
     return isSend ? sendLimit(c, next) : jsonLimit(c, next);
   });
-  v1.use("*", authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs));
+  // One lock for the API and the dashboard's sign-in: a client locked out of one is out of both.
+  const authLock = authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs);
+  v1.use("*", authLock);
   v1.use("*", bearerAuth(deps));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
+  const resources = resourceRoutes(deps);
+  v1.route("/", resources);
+  app.route("/v1", v1);
+  app.route("/", dashboardApp({ ...deps, authLock, resources }));
+  return app;
+}
+
+/**
+ * Every /v1 resource, behind whatever authenticated the principal: the API's bearer key, or a
+ * dashboard session (http/dashboard calls these same routes in-process).
+ */
+export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
+  const v1 = new Hono<AppEnv>();
   v1.route("/accounts", accountsApi(deps.kv));
   v1.route("/credentials", credentialsApi(deps.kv));
   v1.route("/domains", domainsApi(deps));
@@ -116,6 +139,8 @@ export function createApp(deps: HttpDeps) {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/sandbox", sandboxApi(deps.sandbox));
+  v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
   const holds = deps.holds ?? new HoldQueue({
     kv: deps.kv,
     committer: deps.intake.committer,
@@ -124,6 +149,5 @@ export function createApp(deps: HttpDeps) {
     scanner: null,
   });
   v1.route("/holds", holdsApi({ kv: deps.kv, holds }));
-  app.route("/v1", v1);
-  return app;
+  return v1;
 }

@@ -21,6 +21,7 @@ import { type AppEnv, requireAdmin } from "./auth.ts";
 import { errors } from "./errors.ts";
 import { cidr, domainName, label, rate } from "./fields.ts";
 import { parseJson } from "./validate.ts";
+import { SUBMISSION_FAULTS } from "../core/policy/sandbox.ts";
 
 const scopeFields = {
   domains: z.array(domainName).max(100),
@@ -30,6 +31,8 @@ const scopeFields = {
   pool: z.string().trim().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, . _ -")
     .nullable(),
   dsn: z.boolean(),
+  test_mode: z.boolean(),
+  sandbox_submission: z.enum(SUBMISSION_FAULTS).nullable(),
 };
 
 export const CreateCredential = z.object({
@@ -40,6 +43,12 @@ export const CreateCredential = z.object({
   daily_quota: scopeFields.daily_quota.optional(),
   pool: scopeFields.pool.optional(),
   dsn: scopeFields.dsn.optional(),
+  test_mode: scopeFields.test_mode.optional().describe(
+    "Mail goes through everything but is delivered only to the sandbox's simulated MX",
+  ),
+  sandbox_submission: scopeFields.sandbox_submission.optional().describe(
+    "A submission fault every transaction plays (GET /v1/sandbox); null = none",
+  ),
 }).strict();
 
 export const UpdateCredential = CreateCredential.partial().extend({
@@ -65,6 +74,8 @@ function scopesOf(input: ScopeInput): Partial<CredentialScopes> & { name?: strin
   if (input.daily_quota !== undefined) out.dailyQuota = input.daily_quota;
   if (input.pool !== undefined) out.pool = input.pool;
   if (input.dsn !== undefined) out.dsn = input.dsn;
+  if (input.test_mode !== undefined) out.testMode = input.test_mode;
+  if (input.sandbox_submission !== undefined) out.sandboxSubmission = input.sandbox_submission;
   return out;
 }
 
@@ -83,6 +94,8 @@ function view(c: Credential) {
     daily_quota: c.dailyQuota,
     pool: c.pool,
     dsn: c.dsn,
+    test_mode: c.testMode,
+    sandbox_submission: c.sandboxSubmission,
     secrets: c.secrets.map((s) => ({ id: s.id, created_at: iso(s.createdAt) })),
     created_at: iso(c.createdAt),
     revoked_at: iso(c.revokedAt),

@@ -27,9 +27,15 @@ export const errors = {
   tooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Request body exceeds ${limit} bytes`),
   unavailable: (message: string) => new ApiError(503, "unavailable", message),
+  /** A sandbox submission fault (smtp-421@, smtp-451@): retry after the time named. */
+  unavailableFor: (message: string, retryAfterMs: number) =>
+    new ApiError(503, "unavailable", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
   /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
   rateLimited: (message: string, retryAfterMs: number) =>
     new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
+  /** The sandbox's smtp-552@: the answer a relay gives a message over its size limit. */
+  tooLargeSimulated: () =>
+    new ApiError(413, "payload_too_large", "Message too big for system (sandbox smtp-552)"),
   /** A message whose header section is over POSTERN_MAX_HEADER_SIZE. */
   headerTooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Message header exceeds ${limit} bytes`),
@@ -75,6 +81,10 @@ export function errorItem(err: ApiError) {
 
 export function renderError(err: unknown, c: Context) {
   if (err instanceof ApiError) {
+    const retryAfter = (err.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
+    if (typeof retryAfter === "number" && !c.res.headers.has("retry-after")) {
+      c.header("retry-after", String(Math.max(1, retryAfter)));
+    }
     return c.json({
       error: {
         code: err.code,

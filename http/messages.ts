@@ -28,6 +28,7 @@ export function messagesApi(kv: Deno.Kv) {
       created_at: new Date(msg.createdAt).toISOString(),
       via: msg.via,
       tags: msg.tags ?? [],
+      test: msg.test === true,
       metadata: msg.metadata ?? {},
       recipients: rows.map((r) => ({
         address: r.rcpt,

@@ -47,10 +47,11 @@ const OPERATIONS: Operation[] = [
       "400": "invalid field (header injection is refused, never rewritten)",
       "403": "outside the credential's scopes",
       "409": "Idempotency-Key reused for a different request",
-      "413": "larger than the size limit",
+      "413": "larger than the size limit (also the sandbox's smtp-552@)",
       "422": "refused by the content filter (rspamd)",
       "429": "rate_limit or daily_quota reached",
-      "503": "the content filter is unavailable and the account's on_error is tempfail",
+      "503": "the queue or the content filter (on_error tempfail) is unavailable (also the " +
+        "sandbox's smtp-421@ and smtp-451@, with Retry-After)",
     },
     auth: "any key",
   },
@@ -178,10 +179,11 @@ const OPERATIONS: Operation[] = [
   {
     method: "patch",
     path: `/v1/accounts/${ID}`,
-    summary: "Set an account's content policy (what rspamd's score does to its mail)",
-    description: "reject_score: refused (SMTP 550 5.7.1, HTTP 422); hold_score: accepted but " +
-      "held; add_headers: X-Spam-* headers on mail that passes; on_error: accept or tempfail " +
-      "(451 4.7.1) while rspamd is down. Fields not given keep their value.",
+    summary: "Change an account's default test mode or its content policy",
+    description: "content_policy (what rspamd's score does to its mail): reject_score: refused " +
+      "(SMTP 550 5.7.1, HTTP 422); hold_score: accepted but held; add_headers: X-Spam-* " +
+      "headers on mail that passes; on_error: accept or tempfail (451 4.7.1) while rspamd is " +
+      "down. Fields not given keep their value.",
     body: UpdateAccount,
     responses: { "200": "the account", "404": "no such account" },
     auth: "admin",
@@ -364,6 +366,40 @@ const OPERATIONS: Operation[] = [
     summary: `${action[0]!.toUpperCase()}${action.slice(1)} a site's queue`,
     responses: { "200": "the site" },
     auth: "admin",
+  })),
+  {
+    method: "get",
+    path: "/v1/sandbox",
+    summary: "The sandbox: simulator addresses and what each does",
+    description:
+      "Addresses at the simulator domain (POSTERN_SIMULATOR_DOMAIN) work from any credential: " +
+      "delivery behaviours are played by a simulated MX the relay really delivers to; " +
+      "submission faults (smtp-421@, smtp-451@, smtp-slow@, smtp-552@) by the relay's own " +
+      'SMTP and HTTP doors. Test mode (credential or account test_mode, or "test": true on ' +
+      "a send) delivers every recipient to the simulated MX.",
+    responses: { "200": "{domain, test_mode, plus_suffix, addresses}" },
+    auth: "any key",
+  },
+  ...([
+    [
+      "get",
+      "",
+      "The sandbox's own suppression list: simulator addresses that bounced or complained",
+    ],
+    ["post", "", "Put a simulator address on the sandbox's list"],
+    ["get", "/{address}", "Whether a simulator address is on the sandbox's list"],
+    [
+      "delete",
+      "/{address}",
+      "Take a simulator address off the sandbox's list, to send to it again",
+    ],
+  ] as const).map(([method, tail, summary]): Operation => ({
+    method,
+    path: `/v1/sandbox/suppressions${tail}`,
+    summary,
+    ...(method === "post" ? { body: AddSuppression } : {}),
+    responses: { "200": "as for /v1/suppressions" },
+    auth: "any key",
   })),
   {
     method: "delete",

@@ -48,6 +48,7 @@ export function searchApi(kv: Deno.Kv) {
         created_at: new Date(msg.createdAt).toISOString(),
         via: msg.via,
         tags: msg.tags ?? [],
+        test: msg.test === true,
         metadata: msg.metadata ?? {},
         recipients: rows.map((r) => ({ address: r.rcpt, status: r.status })),
       })),

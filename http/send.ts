@@ -27,16 +27,20 @@ import { sha256 } from "../core/auth/secrets.ts";
 import {
   allowsAddress,
   allowsSenderDomain,
+  type Credential,
   getCredential,
   isSuspended,
 } from "../core/store/credentials.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { AppEnv, Principal } from "./auth.ts";
 import { ApiError, errorItem, errors } from "./errors.ts";
+import { playSubmissionFault, type SandboxHttp } from "./sandbox_faults.ts";
 
 export interface SendDeps {
   intake: IntakeDeps;
   limits: SendLimits;
+  /** Submission faults at the simulator domain (http/sandbox_faults.ts). */
+  sandbox?: SandboxHttp;
 }
 
 const MAX_RECIPIENTS = 1000;
@@ -108,6 +112,10 @@ export const SendMessageSchema = z.object({
   attachments: z.array(AttachmentSchema).max(100).optional(),
   tags: TagsSchema.optional(),
   metadata: MetadataSchema.optional(),
+  test: z.boolean().optional().describe(
+    "Test mode: the message goes through everything but is delivered only to the sandbox's " +
+      "simulated MX (GET /v1/sandbox)",
+  ),
 }).strict().superRefine((m, ctx) => {
   const count = [m.to, m.cc, m.bcc].reduce((n, l) => n + (l ? [l].flat().length : 0), 0);
   if (count === 0) ctx.addIssue({ code: "custom", message: "name at least one of to, cc, bcc" });
@@ -153,6 +161,7 @@ interface Prepared {
   tags: string[];
   metadata: Record<string, string>;
   fingerprint: string;
+  test: boolean;
 }
 
 function prepareJson(m: SendMessage, fingerprint: string): Prepared {
@@ -181,6 +190,7 @@ function prepareJson(m: SendMessage, fingerprint: string): Prepared {
     tags: [...new Set(m.tags ?? [])],
     metadata: m.metadata ?? {},
     fingerprint,
+    test: m.test === true,
   };
 }
 
@@ -231,6 +241,7 @@ function prepareRaw(c: Context, raw: Uint8Array): Prepared {
     tags: [...new Set(tags)],
     metadata: {},
     fingerprint: sha256(bytesToBinary(raw)),
+    test: c.req.query("test") === "true",
   };
 }
 
@@ -254,8 +265,8 @@ async function checkScopes(
   principal: Principal,
   client: string,
   mailFrom: string,
-): Promise<readonly string[]> {
-  if (principal.kind !== "credential" || !principal.credentialId) return [];
+): Promise<Credential | null> {
+  if (principal.kind !== "credential" || !principal.credentialId) return null;
   const credential = await getCredential(deps.intake.kv, principal.credentialId);
   if (!credential || credential.revokedAt !== null) throw errors.unauthorized();
   if (isSuspended(credential)) throw errors.credentialSuspended();
@@ -274,7 +285,7 @@ async function checkScopes(
       allowance.retryAfterMs,
     );
   }
-  return credential.domains;
+  return credential;
 }
 
 /** Queues one prepared message; returns its id or throws the ApiError that says why not. */
@@ -286,7 +297,8 @@ async function send(
 ): Promise<{ id: string; replayed: boolean }> {
   const principal = c.get("principal");
   const client = clientAddress(c);
-  const domains = await checkScopes(deps, principal, client, p.mailFrom);
+  const credential = await checkScopes(deps, principal, client, p.mailFrom);
+  await playSubmissionFault(deps.sandbox, p.recipients, credential?.sandboxSubmission);
   const submission: Submission = {
     account: principal.account,
     credentialId: principal.credentialId,
@@ -297,9 +309,10 @@ async function send(
     protocol: "HTTP",
     via: "http",
     body: p.body,
-    allowedFromDomains: domains,
+    allowedFromDomains: credential?.domains ?? [],
     tags: p.tags,
     metadata: p.metadata,
+    ...(p.test ? { test: true } : {}),
     ...(idempotencyKey !== undefined
       ? { idempotencyKey, idempotencyFingerprint: p.fingerprint }
       : {}),

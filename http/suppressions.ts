@@ -38,7 +38,15 @@ function view(s: Suppression) {
   };
 }
 
-export function suppressionsApi(kv: Deno.Kv, cache?: SuppressionCache) {
+/**
+ * `listOf` names the list a caller's account reads and writes: its own, or (mounted at
+ * /v1/sandbox/suppressions) the sandbox's list of its simulator addresses.
+ */
+export function suppressionsApi(
+  kv: Deno.Kv,
+  cache?: SuppressionCache,
+  listOf: (account: string) => string = (account) => account,
+) {
   const app = new Hono<AppEnv>();
 
   app.get("/", async (c) => {
@@ -50,7 +58,7 @@ export function suppressionsApi(kv: Deno.Kv, cache?: SuppressionCache) {
     const cursor = c.req.query("cursor");
     let page;
     try {
-      page = await listSuppressions(kv, c.get("principal").account, { cursor, limit });
+      page = await listSuppressions(kv, listOf(c.get("principal").account), { cursor, limit });
     } catch {
       throw errors.invalid("cursor is not valid");
     }
@@ -58,14 +66,14 @@ export function suppressionsApi(kv: Deno.Kv, cache?: SuppressionCache) {
   });
 
   app.get("/:address", async (c) => {
-    const s = await getSuppression(kv, c.get("principal").account, c.req.param("address"));
+    const s = await getSuppression(kv, listOf(c.get("principal").account), c.req.param("address"));
     if (!s) throw errors.notFound("suppression");
     return c.json(view(s));
   });
 
   app.post("/", async (c) => {
     const input = await parseJson(c, AddSuppression);
-    const account = c.get("principal").account;
+    const account = listOf(c.get("principal").account);
     const s: Suppression = {
       address: normalizeAddress(input.address),
       reason: input.reason,
@@ -78,7 +86,7 @@ export function suppressionsApi(kv: Deno.Kv, cache?: SuppressionCache) {
   });
 
   app.delete("/:address", async (c) => {
-    const account = c.get("principal").account;
+    const account = listOf(c.get("principal").account);
     const address = normalizeAddress(c.req.param("address"));
     if (!(await removeSuppression(kv, account, address))) throw errors.notFound("suppression");
     cache?.forget(account, address);

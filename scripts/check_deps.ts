@@ -16,7 +16,7 @@ async function* walk(dir: string): AsyncGenerator<string> {
   for await (const e of Deno.readDir(dir)) {
     const path = `${dir}/${e.name}`;
     if (e.isDirectory) yield* walk(path);
-    else if (e.name.endsWith(".ts") && !e.name.endsWith("_test.ts")) yield path;
+    else if (/\.tsx?$/.test(e.name) && !/_test\.tsx?$/.test(e.name)) yield path;
   }
 }
 

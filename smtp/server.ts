@@ -26,6 +26,15 @@ import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthFailures } from "../core/policy/auth_failures.ts";
+import type { SubmissionFault } from "../core/policy/sandbox.ts";
+import {
+  faultAtData,
+  faultAtRcpt,
+  late,
+  refuseAfterData,
+  sandboxReplies,
+  type SandboxSubmission,
+} from "./sandbox_faults.ts";
 
 export interface SmtpDeps {
   config: Config;
@@ -37,6 +46,8 @@ export interface SmtpDeps {
   trustedAccount: string;
   /** Credentials' rate_limit and daily_quota, asked at each MAIL FROM. */
   limits: SendLimits;
+  /** Submission faults at the simulator domain (smtp/sandbox_faults.ts). */
+  sandbox?: SandboxSubmission;
 }
 
 interface SessionUser {
@@ -45,6 +56,8 @@ interface SessionUser {
   username: string;
   /** The credential's sender domains as of this transaction's MAIL FROM ([] = any). */
   domains: readonly string[];
+  /** The credential's `sandbox_submission` fault, as of this transaction's MAIL FROM. */
+  sandboxSubmission?: SubmissionFault | null;
 }
 
 function smtpError(r: Reply): Error {
@@ -138,6 +151,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       return replies.senderNotAllowed(domainOf(mailFrom));
     }
     user.domains = c.domains;
+    user.sandboxSubmission = c.sandboxSubmission;
     const allowance = await deps.limits.take(c);
     if (allowance.ok) return null;
     return allowance.reason === "rate" ? replies.rateLimited() : replies.quotaExceeded();
@@ -293,7 +307,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const problem = checkRelayAddress(address.address);
       if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
       if (problem) return callback(smtpError(replies.badRecipient(problem)));
-      callback();
+      const user = session.user as unknown as SessionUser | undefined;
+      const fault = faultAtRcpt(deps.sandbox, address.address, user?.sandboxSubmission);
+      callback(fault ? smtpError(fault) : undefined); // a 421 closes the connection
     },
 
     onData(stream, session, callback) {
@@ -301,6 +317,11 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const envelope = session.envelope;
       const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : "";
       const recipients = envelope.rcptTo.map((r) => r.address);
+      const fault = faultAtData(deps.sandbox, recipients, user?.sandboxSubmission);
+      if (fault === "smtp-451" || fault === "smtp-552") {
+        return refuseAfterData(stream, sandboxReplies[fault], callback);
+      }
+      if (fault === "smtp-slow") callback = late(callback, deps.sandbox!.slowMs);
       const started = performance.now();
       openTransactions++;
       accept(deps.intake, {

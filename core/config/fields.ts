@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDuration, parseRate, type Rate } from "../policy/duration.ts";
+import { parseRetrySchedule } from "../policy/retry_schedule.ts";
 
 /** A duration as text ("5m") or as milliseconds. */
 export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -19,6 +20,16 @@ export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => 
 export const rate = z.string().transform((v, ctx): Rate => {
   try {
     return parseRate(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** A retry schedule: "1m,5m,1h" or a list of such items. */
+export const retrySchedule = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  try {
+    return parseRetrySchedule(typeof v === "string" ? v : v.join(","));
   } catch (e) {
     ctx.addIssue({ code: "custom", message: (e as Error).message });
     return z.NEVER;

@@ -5,6 +5,7 @@
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
 import { CONTENT_ENV_NAMES } from "./content.ts";
+import { SANDBOX_ENV_NAMES } from "./sandbox.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
@@ -45,6 +46,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
   ...CONTENT_ENV_NAMES,
+  ...SANDBOX_ENV_NAMES,
 };
 
 /** A setting that stops start-up; its message is one line naming the setting and the reason. */

@@ -11,7 +11,8 @@ import {
 } from "../policy/webhook_retry.ts";
 import { parseRouteHost, parseRoutes, type Route, type Routes } from "./routes.ts";
 import { parseCidr } from "../net/cidr.ts";
-import { duration } from "./fields.ts";
+import { duration, retrySchedule as schedule } from "./fields.ts";
+import { SANDBOX_FIELDS } from "./sandbox.ts";
 import { ShapingSchema } from "./shaping.ts";
 import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
@@ -58,15 +59,6 @@ const cidrList = z.union([z.string(), z.array(z.string())]).transform((v, ctx) =
     }
   }
   return items;
-});
-
-const schedule = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
-  try {
-    return parseRetrySchedule(typeof v === "string" ? v : v.join(","));
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
 });
 
 const webhookSchedule = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
@@ -172,6 +164,8 @@ export const ConfigSchema = z.object({
   ...LIMIT_FIELDS,
   /** Content filtering with rspamd, the hold queue and the abuse brake. */
   ...CONTENT_FIELDS,
+  /** The sandbox: simulator domain and its short clocks (core/config/sandbox.ts). */
+  ...SANDBOX_FIELDS,
 }).strict();
 
 export type Config = z.output<typeof ConfigSchema>;

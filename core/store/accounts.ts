@@ -15,30 +15,14 @@ export interface Account {
   id: string;
   name: string;
   createdAt: number;
+  /** Test mode for every credential of the account (a credential may also set its own). */
+  testMode?: boolean;
   /** What rspamd's score does to this account's mail; absent = DEFAULT_CONTENT_POLICY. */
   contentPolicy?: ContentPolicy;
 }
 
 export function contentPolicyOf(account: Account | null): ContentPolicy {
   return { ...DEFAULT_CONTENT_POLICY, ...account?.contentPolicy };
-}
-
-/** Changes an account's content policy (the fields given); null when there is no such account. */
-export async function updateContentPolicy(
-  kv: Deno.Kv,
-  id: string,
-  patch: Partial<ContentPolicy>,
-): Promise<Account | null> {
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const entry = await kv.get<Account>(keys.account(id));
-    if (!entry.value) return null;
-    const next: Account = {
-      ...entry.value,
-      contentPolicy: { ...contentPolicyOf(entry.value), ...patch },
-    };
-    if ((await kv.atomic().check(entry).set(keys.account(id), next).commit()).ok) return next;
-  }
-  throw new Error(`Cannot update account ${id}: it kept changing under concurrent writes`);
 }
 
 /** Creates the default account on first start; harmless on every later one. */
@@ -55,12 +39,13 @@ export async function ensureDefaultAccount(kv: Deno.Kv, now = Date.now()): Promi
 /** A new account, or null when the name is taken (names are unique, ignoring case). */
 export async function createAccount(
   kv: Deno.Kv,
-  input: { name: string; now?: number },
+  input: { name: string; testMode?: boolean; now?: number },
 ): Promise<Account | null> {
   const account: Account = {
     id: shortId("acc_", 16),
     name: input.name,
     createdAt: input.now ?? Date.now(),
+    ...(input.testMode ? { testMode: true } : {}),
   };
   const res = await kv.atomic()
     .check({ key: keys.accountByName(account.name), versionstamp: null })
@@ -78,4 +63,41 @@ export async function listAccounts(kv: Deno.Kv): Promise<Account[]> {
   const out: Account[] = [];
   for await (const e of kv.list<Account>({ prefix: keys.accountPrefix() })) out.push(e.value);
   return out.sort((a, b) => a.createdAt - b.createdAt);
+}
+
+/** Sets the account's default test mode; null when there is no such account. */
+/** Applies `change` to the stored account with a compare-and-set; null when there is none. */
+async function mutateAccount(
+  kv: Deno.Kv,
+  id: string,
+  change: (a: Account) => Account,
+): Promise<Account | null> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const entry = await kv.get<Account>(keys.account(id));
+    if (!entry.value) return null;
+    const next = change(entry.value);
+    const res = await kv.atomic().check(entry).set(keys.account(id), next).commit();
+    if (res.ok) return next;
+  }
+  throw new Error(`Cannot update account ${id}: it kept changing under concurrent writes`);
+}
+
+export function setAccountTestMode(
+  kv: Deno.Kv,
+  id: string,
+  testMode: boolean,
+): Promise<Account | null> {
+  return mutateAccount(kv, id, (a) => ({ ...a, testMode }));
+}
+
+/** Changes an account's content policy (the fields given); null when there is no such account. */
+export function updateContentPolicy(
+  kv: Deno.Kv,
+  id: string,
+  patch: Partial<ContentPolicy>,
+): Promise<Account | null> {
+  return mutateAccount(kv, id, (a) => ({
+    ...a,
+    contentPolicy: { ...contentPolicyOf(a), ...patch },
+  }));
 }

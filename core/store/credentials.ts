@@ -13,6 +13,7 @@ import { hashSecret, randomToken, type SecretHash, sha256, verifySecret } from "
 import { shortId } from "../ids.ts";
 import { networkMatcher } from "../net/cidr.ts";
 import { alignsWith } from "../mail/sender_domains.ts";
+import type { SubmissionFault } from "../policy/sandbox.ts";
 
 export interface CredentialSecret {
   id: string;
@@ -34,6 +35,10 @@ export interface CredentialScopes {
   pool: string | null;
   /** Whether bounces send a DSN to the sender. */
   dsn: boolean;
+  /** Test mode: mail goes through everything but leaves only for the simulated MX. */
+  testMode: boolean;
+  /** A submission fault every transaction plays (core/policy/sandbox.ts); null = none. */
+  sandboxSubmission: SubmissionFault | null;
 }
 
 export const DEFAULT_SCOPES: Readonly<CredentialScopes> = {
@@ -43,6 +48,8 @@ export const DEFAULT_SCOPES: Readonly<CredentialScopes> = {
   dailyQuota: null,
   pool: null,
   dsn: true,
+  testMode: false,
+  sandboxSubmission: null,
 };
 
 export interface Credential extends CredentialScopes {

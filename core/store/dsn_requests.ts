@@ -19,6 +19,8 @@ export interface DsnRequest {
   headers: Uint8Array;
   recipients: DsnRecipient[];
   createdAt: number;
+  /** About test-mode mail: the DSN is test-mode mail too. */
+  test?: boolean;
 }
 
 export interface PendingDsn {

@@ -40,6 +40,7 @@
  * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (sealed)   |
  * | ["hold", msgId]                       | HoldRecord       | message commit of a held message; deleted by its release, drop or expiry |
  * | ["cstrike", credId, id]               | {msgId}          | content gate: a message rejected or held (expires after the abuse brake's window) |
+ * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
  */
@@ -127,4 +128,5 @@ export const keys = {
   holdPrefix: (): Key => ["hold"],
   contentStrike: (credentialId: string, id: string): Key => ["cstrike", credentialId, id],
   contentStrikePrefix: (credentialId: string): Key => ["cstrike", credentialId],
+  dashboardSession: (tokenDigest: string): Key => ["dash_session", tokenDigest],
 };

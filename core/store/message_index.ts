@@ -9,7 +9,7 @@
 import { keys } from "./keys.ts";
 import { idTimePrefix } from "../ids.ts";
 import type { MessageRecord, RecipientRow, RecipientStatus } from "../model.ts";
-import { listRows } from "./queue.ts";
+import { listRows, loadRows } from "./queue.ts";
 
 /** Recipient index entries: they may be written ahead with the rows of a huge recipient list. */
 export function recipientIndexEntries(
@@ -109,15 +109,15 @@ export async function searchMessages(kv: Deno.Kv, q: SearchQuery): Promise<Searc
   let lastScanned: string | null = null;
   let batch: string[] = [];
 
+  // A batch's candidates are read ten to a round trip, all round trips at once, then taken in
+  // index order, so the page and its cursor are what a one-by-one walk would give.
   const flush = async (): Promise<boolean> => {
-    for (const msgId of batch) {
-      const msg = await matchMessage(kv, q, msgId);
-      if (msg) {
-        const rows = await listRows(kv, msgId);
-        if (!q.status || rows.some((r) => r.status === q.status)) hits.push({ msg, rows });
-      }
+    const checked = await checkBatch(kv, q, batch);
+    for (let i = 0; i < batch.length; i++) {
+      const hit = checked[i];
+      if (hit) hits.push(hit);
       if (hits.length >= q.limit) {
-        lastScanned = msgId;
+        lastScanned = batch[i]!;
         return true;
       }
     }
@@ -143,13 +143,37 @@ export async function searchMessages(kv: Deno.Kv, q: SearchQuery): Promise<Searc
   return { hits, nextCursor: null, scanned };
 }
 
+/** Rows of messages with at most this many recipients are read by key, in one round trip. */
+const ROWS_BY_KEY = 10;
+
+/** Each candidate as a hit, or null where it does not match. */
+async function checkBatch(
+  kv: Deno.Kv,
+  q: SearchQuery,
+  ids: readonly string[],
+): Promise<(SearchHit | null)[]> {
+  const chunks: string[][] = [];
+  for (let i = 0; i < ids.length; i += 10) chunks.push(ids.slice(i, i + 10));
+  const msgs = (await Promise.all(
+    chunks.map((c) => kv.getMany<MessageRecord[]>(c.map((id) => keys.message(id)))),
+  )).flat().map((e) => e.value);
+  return await Promise.all(ids.map(async (msgId, i): Promise<SearchHit | null> => {
+    const msg = await matchMessage(kv, q, msgs[i] ?? null, msgId);
+    if (!msg) return null;
+    const rows = msg.recipients <= ROWS_BY_KEY
+      ? await loadRows(kv, msgId, Array.from({ length: msg.recipients }, (_, n) => n))
+      : await listRows(kv, msgId);
+    return !q.status || rows.some((r) => r.status === q.status) ? { msg, rows } : null;
+  }));
+}
+
 /** The message when it exists and matches the terms the driving index did not. */
 async function matchMessage(
   kv: Deno.Kv,
   q: SearchQuery,
+  msg: MessageRecord | null,
   msgId: string,
 ): Promise<MessageRecord | null> {
-  const msg = (await kv.get<MessageRecord>(keys.message(msgId))).value;
   if (!msg || msg.account !== q.account) return null; // an entry written ahead of a lost commit
   if (q.from && msg.mailFrom.toLowerCase() !== q.from.toLowerCase()) return null;
   if (q.tag && !(msg.tags ?? []).includes(q.tag)) return null;

@@ -18,6 +18,8 @@ export interface ReportOutcome {
   category: string;
   /** Set when the address goes on the account's suppression list. */
   suppress: Suppression | null;
+  /** The list it goes on, when not the account's own (the sandbox's, for a simulator address). */
+  list?: string;
 }
 
 export function reportChange(
@@ -61,7 +63,7 @@ export function reportChange(
       }
       putEvent(op, msg.account, { ...event, id: monotonicId() } as MessageEvent);
       tally.apply(op);
-      if (outcome.suppress) suppressOps(op, msg.account, outcome.suppress);
+      if (outcome.suppress) suppressOps(op, outcome.list ?? msg.account, outcome.suppress);
     },
     bytes: 3_000 + tally.size * 120,
     mutations: 1 + EVENT_MUTATIONS + tally.size + (outcome.suppress ? 2 : 0),
