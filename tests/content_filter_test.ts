@@ -21,6 +21,7 @@ import {
   type Issued,
   mailauthVerify,
   message,
+  newAccount,
   newCredential,
   publish,
   send,
@@ -272,6 +273,12 @@ contentTest(
     assert.ok(heldEvent.score >= HOLD_PHRASE_SCORE, JSON.stringify(heldEvent));
     assert.ok(heldEvent.symbols.includes("POSTERN_TEST_HOLD"), JSON.stringify(heldEvent));
 
+    const stats = await call(relay, "/v1/stats");
+    const heldCount = stats.json.data.reduce(
+      (n: number, r: { counts: Record<string, number> }) => n + (r.counts.held ?? 0),
+      0,
+    );
+    assert.equal(heldCount, 2, stats.text);
     const metrics = await relay.api("/metrics");
     assert.match(metrics.json, /postern_content_scans_total\{result="hold"\} 2/);
     assert.match(metrics.json, /postern_holds_total\{outcome="released"\} 1/);
@@ -302,6 +309,17 @@ contentTest(
     const reply = await submit(relay, key, { subject: "recheck me", body: heldBody });
     assert.equal(reply.code, 250, reply.raw);
     const id = queuedId(reply.raw);
+    // Holds are per account: another account's key sees none; the admin token sees every
+    // account's, or one account's with X-Postern-Account.
+    const other = await newAccount(relay, "other");
+    const otherKey = await newCredential(relay, {}, other);
+    assert.deepEqual((await call(relay, "/v1/holds", { token: otherKey.password })).json.data, []);
+    assert.equal((await call(relay, `/v1/holds/${id}`, { token: otherKey.password })).status, 404);
+    assert.deepEqual((await call(relay, "/v1/holds", { account: other })).json.data, []);
+    assert.deepEqual(
+      (await call(relay, "/v1/holds")).json.data.map((h: { id: string }) => h.id),
+      [id],
+    );
     const same = await call(relay, `/v1/holds/${id}/recheck`, { method: "POST" });
     assert.equal(same.status, 200, same.text);
     assert.equal(same.json.outcome, "held");
