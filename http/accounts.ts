@@ -1,53 +1,88 @@
 /**
  * /v1/accounts: tenants. Admin token only. Everything else (credentials, domains, messages)
  * belongs to an account; the admin token picks one with `X-Postern-Account` (http/auth.ts).
- * PATCH sets the account's content policy: what rspamd's score does to its mail (README
- * "Content filtering").
  */
 import { Hono } from "hono";
 import { z } from "zod";
 import {
   type Account,
+  type AccountSettings,
   contentPolicyOf,
   createAccount,
+  getAccount,
   listAccounts,
-  setAccountTestMode,
-  updateContentPolicy,
+  updateAccount,
 } from "../core/store/accounts.ts";
 import type { ContentPolicy } from "../core/policy/content_policy.ts";
 import { type AppEnv, requireAdmin } from "./auth.ts";
 import { errors } from "./errors.ts";
-import { label } from "./fields.ts";
+import { label, poolList } from "./fields.ts";
 import { parseJson } from "./validate.ts";
 
-const testMode = z.boolean().describe(
-  "Default test mode for every credential of the account (sandbox: nothing leaves the relay)",
-);
+const settingFields = {
+  require_verified_sender: z.boolean().describe(
+    "Senders (MAIL FROM, From, Sender) must be the account's verified domains",
+  ),
+  pools: poolList.describe("IP pools every credential of the account may choose"),
+  test_mode: z.boolean().describe(
+    "Default test mode for every credential of the account (sandbox: nothing leaves the relay)",
+  ),
+};
 
-export const CreateAccount = z.object({ name: label, test_mode: testMode.optional() }).strict();
+export const CreateAccount = z.object({
+  name: label,
+  require_verified_sender: settingFields.require_verified_sender.optional(),
+  pools: settingFields.pools.optional(),
+  test_mode: settingFields.test_mode.optional(),
+}).strict();
 
 const score = z.number().min(-1000).max(1000);
 
+/** What rspamd's score does to the account's mail (README "Content filtering"). */
+const ContentPolicyInput = z.object({
+  reject_score: score.nullable().optional().describe(
+    "at or above: refused (SMTP 550 5.7.1, HTTP 422); null = rspamd's own reject threshold",
+  ),
+  hold_score: score.nullable().optional().describe(
+    "at or above (below reject_score): accepted but held; null = never held",
+  ),
+  add_headers: z.boolean().optional().describe(
+    "add rspamd's X-Spam-* headers to mail that passes",
+  ),
+  on_error: z.enum(["accept", "tempfail"]).optional().describe(
+    "rspamd down or slow: accept (logged, counted) or tempfail (451 4.7.1)",
+  ),
+}).strict();
+
 export const UpdateAccount = z.object({
-  test_mode: testMode.optional(),
-  content_policy: z.object({
-    reject_score: score.nullable().optional().describe(
-      "at or above: refused (SMTP 550 5.7.1, HTTP 422); null = rspamd's own reject threshold",
-    ),
-    hold_score: score.nullable().optional().describe(
-      "at or above (below reject_score): accepted but held; null = never held",
-    ),
-    add_headers: z.boolean().optional().describe(
-      "add rspamd's X-Spam-* headers to mail that passes",
-    ),
-    on_error: z.enum(["accept", "tempfail"]).optional().describe(
-      "rspamd down or slow: accept (logged, counted) or tempfail (451 4.7.1)",
-    ),
-  }).strict().optional(),
-}).strict().refine(
-  (v) => v.test_mode !== undefined || v.content_policy !== undefined,
-  "name test_mode or content_policy",
-);
+  require_verified_sender: settingFields.require_verified_sender.optional(),
+  pools: settingFields.pools.optional(),
+  test_mode: settingFields.test_mode.optional(),
+  content_policy: ContentPolicyInput.optional(),
+}).strict().refine((v) => Object.keys(v).length > 0, "name at least one setting to change");
+
+function settingsOf(
+  input: z.output<typeof UpdateAccount>,
+): Partial<AccountSettings> & { testMode?: boolean; contentPolicy?: Partial<ContentPolicy> } {
+  const p = input.content_policy;
+  return {
+    ...(p !== undefined ? { contentPolicy: contentPolicyPatch(p) } : {}),
+    ...(input.require_verified_sender !== undefined
+      ? { requireVerifiedSender: input.require_verified_sender }
+      : {}),
+    ...(input.pools !== undefined ? { pools: [...new Set(input.pools)] } : {}),
+    ...(input.test_mode !== undefined ? { testMode: input.test_mode } : {}),
+  };
+}
+
+function contentPolicyPatch(p: z.output<typeof ContentPolicyInput>): Partial<ContentPolicy> {
+  const patch: Partial<ContentPolicy> = {};
+  if (p.reject_score !== undefined) patch.rejectScore = p.reject_score;
+  if (p.hold_score !== undefined) patch.holdScore = p.hold_score;
+  if (p.add_headers !== undefined) patch.addHeaders = p.add_headers;
+  if (p.on_error !== undefined) patch.onError = p.on_error;
+  return patch;
+}
 
 function policyView(p: ContentPolicy) {
   return {
@@ -62,6 +97,8 @@ function view(a: Account) {
   return {
     id: a.id,
     name: a.name,
+    require_verified_sender: a.requireVerifiedSender,
+    pools: a.pools,
     test_mode: a.testMode === true,
     created_at: new Date(a.createdAt).toISOString(),
     content_policy: policyView(contentPolicyOf(a)),
@@ -73,34 +110,27 @@ export function accountsApi(kv: Deno.Kv) {
   app.use("*", requireAdmin());
 
   app.post("/", async (c) => {
-    const input = await parseJson(c, CreateAccount);
+    const { name, test_mode, ...settings } = await parseJson(c, CreateAccount);
     const account = await createAccount(kv, {
-      name: input.name,
-      ...(input.test_mode ? { testMode: true } : {}),
+      name,
+      settings: settingsOf(settings),
+      ...(test_mode ? { testMode: true } : {}),
     });
-    if (!account) throw errors.conflict(`An account named "${input.name}" exists`);
+    if (!account) throw errors.conflict(`An account named "${name}" exists`);
     return c.json(view(account), 201);
   });
 
   app.get("/", async (c) => c.json({ data: (await listAccounts(kv)).map(view) }));
 
+  app.get("/:id", async (c) => {
+    const account = await getAccount(kv, c.req.param("id").slice(0, 64));
+    if (!account) throw errors.notFound("account");
+    return c.json(view(account));
+  });
+
   app.patch("/:id", async (c) => {
     const input = await parseJson(c, UpdateAccount);
-    const id = c.req.param("id");
-    let updated: Account | null = null;
-    if (id.length <= 64 && input.test_mode !== undefined) {
-      updated = await setAccountTestMode(kv, id, input.test_mode);
-      if (!updated) throw errors.notFound("account");
-    }
-    const p = input.content_policy;
-    if (id.length <= 64 && p !== undefined) {
-      const patch: Partial<ContentPolicy> = {};
-      if (p.reject_score !== undefined) patch.rejectScore = p.reject_score;
-      if (p.hold_score !== undefined) patch.holdScore = p.hold_score;
-      if (p.add_headers !== undefined) patch.addHeaders = p.add_headers;
-      if (p.on_error !== undefined) patch.onError = p.on_error;
-      updated = await updateContentPolicy(kv, id, patch);
-    }
+    const updated = await updateAccount(kv, c.req.param("id").slice(0, 64), settingsOf(input));
     if (!updated) throw errors.notFound("account");
     return c.json(view(updated));
   });

@@ -177,9 +177,17 @@ const OPERATIONS: Operation[] = [
     auth: "admin",
   },
   {
+    method: "get",
+    path: `/v1/accounts/${ID}`,
+    summary: "An account and its settings",
+    responses: { "200": "the account", "404": "no such account" },
+    auth: "admin",
+  },
+  {
     method: "patch",
     path: `/v1/accounts/${ID}`,
-    summary: "Change an account's default test mode or its content policy",
+    summary: "Change an account's settings (require_verified_sender, pools, test_mode, " +
+      "content_policy)",
     description: "content_policy (what rspamd's score does to its mail): reject_score: refused " +
       "(SMTP 550 5.7.1, HTTP 422); hold_score: accepted but held; add_headers: X-Spam-* " +
       "headers on mail that passes; on_error: accept or tempfail (451 4.7.1) while rspamd is " +
