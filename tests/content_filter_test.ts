@@ -58,6 +58,11 @@ function rspamdOnce() {
 globalThis.addEventListener("unload", () => {
   // A filtered or cut-short run still stops rspamd (the last test stops it otherwise).
   started?.signalStop();
+  try {
+    if (started) Deno.removeSync(started.dir, { recursive: true });
+  } catch {
+    // rspamd may still be writing its log as it stops: a temp dir left behind, no more.
+  }
 });
 
 /** The shared rspamd stays up between tests, which the resource sanitizer would call a leak. */
