@@ -349,7 +349,7 @@ async function send(
     throw errors.unavailable("The content filter is unavailable; retry later");
   }
   deps.intake.log.error("http.store_failed", { error: result.error });
-  throw errors.unavailable("The queue is temporarily unavailable; retry later");
+  throw errors.storeUnavailable(deps.intake.committer.retryMs);
 }
 
 async function readJson(c: Context): Promise<{ value: unknown; text: string }> {

@@ -5,12 +5,16 @@
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
 import { CONTENT_ENV_NAMES } from "./content.ts";
+import { OUTBOUND_ENV_NAMES } from "./outbound.ts";
 import { SANDBOX_ENV_NAMES } from "./sandbox.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_DATA_DIR: "dataDir",
   POSTERN_KV: "kv",
+  POSTERN_ROLES: "roles",
+  POSTERN_LEASE_TTL: "leaseTtl",
+  POSTERN_STORE_RETRY: "storeRetry",
   POSTERN_LISTEN: "listen",
   POSTERN_SMTP_PORT: "smtpPort",
   POSTERN_SMTPS_PORT: "smtpsPort",
@@ -46,6 +50,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
   ...CONTENT_ENV_NAMES,
+  ...OUTBOUND_ENV_NAMES,
   ...SANDBOX_ENV_NAMES,
 };
 

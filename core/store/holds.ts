@@ -30,9 +30,6 @@ export interface HoldRecord {
   recheckedAt?: number;
 }
 
-/** KV mutations putHold() adds to a commit. */
-export const HOLD_MUTATIONS = 1;
-
 export function putHold(op: Deno.AtomicOperation, hold: HoldRecord) {
   op.set(keys.hold(hold.msgId), hold);
 }

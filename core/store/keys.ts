@@ -40,6 +40,10 @@
  * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (sealed)   |
  * | ["hold", msgId]                       | HoldRecord       | message commit of a held message; deleted by its release, drop or expiry |
  * | ["cstrike", credId, id]               | {msgId}          | content gate: a message rejected or held (expires after the abuse brake's window) |
+ * | ["node", nodeId]                      | NodeBeat         | every node's heartbeat (expireIn: it goes with its node) |
+ * | ["meta", "secret_key_id"]             | {id}             | start-up: which key seals the store's secrets (every node must have it) |
+ * | ["win", scope, id, windowMs, index]   | Deno.KvU64       | shared limits: events of `id` in one fixed window (rate_limit, failed logins) |
+ * | ["auth_lock", scope, kind, key]       | {until}          | a failed-login lockout every node honours (expireIn) |
  * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
@@ -81,6 +85,7 @@ export const keys = {
   domainByName: (name: string): Key => ["domain_name", name],
   destinationLease: (domain: string): Key => ["lease", "dest", domain],
   siteLease: (site: string): Key => ["lease", "site", site],
+  siteLeasePrefix: (): Key => ["lease", "site"],
   siteControl: (site: string): Key => ["site_ctl", site],
   suppression: (account: string, address: string): Key => ["supp", account, address],
   suppressionPrefix: (account?: string): Key =>
@@ -128,5 +133,17 @@ export const keys = {
   holdPrefix: (): Key => ["hold"],
   contentStrike: (credentialId: string, id: string): Key => ["cstrike", credentialId, id],
   contentStrikePrefix: (credentialId: string): Key => ["cstrike", credentialId],
+  node: (id: string): Key => ["node", id],
+  secretKeyId: (): Key => ["meta", "secret_key_id"],
+  windowCount: (scope: string, id: string, windowMs: number, index: number): Key => [
+    "win",
+    scope,
+    id,
+    windowMs,
+    index,
+  ],
+  windowCountPrefix: (): Key => ["win"],
+  authLock: (scope: string, kind: string, key: string): Key => ["auth_lock", scope, kind, key],
+  nodePrefix: (): Key => ["node"],
   dashboardSession: (tokenDigest: string): Key => ["dash_session", tokenDigest],
 };
