@@ -247,6 +247,10 @@ async function startWorkerRole(
     ca: caCerts,
   });
   tlsReports.start();
+  // Held mail nobody released within POSTERN_HOLD_EXPIRY is dropped.
+  const holdTimer = setInterval(() => {
+    services.holds.expire().catch((err) => log.warn("hold.expiry_failed", { err }));
+  }, Math.min(config.pollInterval, Math.max(1_000, config.holdExpiry)));
   return {
     worker,
     tlsReports,
@@ -254,6 +258,7 @@ async function startWorkerRole(
       await worker.stop(Math.max(0, deadline - Date.now()));
       clearInterval(retentionTimer);
       tlsReports.stop();
+      clearInterval(holdTimer);
       await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     },
     closeSimulator: () => simulator.close(),

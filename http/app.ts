@@ -38,6 +38,8 @@ import type { MemoryBudget } from "../core/policy/memory_budget.ts";
 import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
+import { HoldQueue } from "../core/content/hold_queue.ts";
+import { holdsApi } from "./holds.ts";
 import { dashboardApp } from "./dashboard/app.tsx";
 
 export interface HttpDeps {
@@ -72,6 +74,8 @@ export interface HttpDeps {
   sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** Held mail (content filtering); by default one that cannot recheck (no rspamd). */
+  holds?: HoldQueue;
   /** Message bytes held in memory, shared with the SMTP side (POSTERN_MEMORY_BUDGET). */
   memory?: MemoryBudget;
   /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
@@ -149,5 +153,13 @@ export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
   v1.route("/nodes", nodesApi({ kv: deps.kv }));
   v1.route("/sandbox", sandboxApi(deps.sandbox));
   v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
+  const holds = deps.holds ?? new HoldQueue({
+    kv: deps.kv,
+    committer: deps.intake.committer,
+    signal: deps.intake.signal,
+    log: deps.intake.log,
+    scanner: null,
+  });
+  v1.route("/holds", holdsApi({ kv: deps.kv, holds }));
   return v1;
 }

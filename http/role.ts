@@ -43,6 +43,7 @@ export function httpRoleApp(
     eventSettleMs: config.eventSettle,
     smtp: { host: options.hostname, submissionPort: config.smtpPort, smtpsPort: config.smtpsPort },
     sandbox: services.sandbox,
+    holds: services.holds,
     httpLimits: {
       maxBody: config.httpMaxBody,
       maxJsonDepth: config.httpMaxJsonDepth,

@@ -18,6 +18,7 @@ import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
 import { OUTBOUND_TLS_FIELDS } from "./outbound_tls.ts";
 import { TLS_LEVELS } from "../policy/tls_level.ts";
+import { CONTENT_FIELDS } from "./content.ts";
 import { OUTBOUND_FIELDS } from "./outbound.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -190,6 +191,8 @@ export const ConfigSchema = z.object({
   ...LIMIT_FIELDS,
   /** Outbound TLS: trust store, MTA-STS port, DNSSEC resolver (core/config/outbound_tls.ts). */
   ...OUTBOUND_TLS_FIELDS,
+  /** Content filtering with rspamd, the hold queue and the abuse brake. */
+  ...CONTENT_FIELDS,
   /** Outbound timeouts per SMTP step and the global outbound connection cap. */
   ...OUTBOUND_FIELDS,
   /** The sandbox: simulator domain and its short clocks (core/config/sandbox.ts). */
