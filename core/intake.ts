@@ -7,7 +7,7 @@
  */
 import type { Committer } from "./store/committer.ts";
 import { keys } from "./store/keys.ts";
-import { CHUNK_SIZE, concatChunks, deleteBody } from "./store/bodies.ts";
+import { CHUNK_SIZE, concatChunks, deleteBody, readBody } from "./store/bodies.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
@@ -35,6 +35,9 @@ import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
+import type { ContentVerdict, GateInput } from "./content/gate.ts";
+import { type HoldRecord, putHold } from "./store/holds.ts";
+import type { MemoryHold } from "./policy/memory_budget.ts";
 import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
 export interface Submission {
@@ -74,6 +77,13 @@ export interface Submission {
    */
   lineEndings?: "normalize" | "reject";
   /**
+   * The caller's hold on the memory budget (core/policy/memory_budget.ts), of at least
+   * INTAKE_WORKING_BYTES. Body chunks wait in memory for the final commit only while it can grow;
+   * past that they are written to the store as they arrive. A header section it cannot hold
+   * refuses the message (`memory_busy`). Absent: nothing is limited.
+   */
+  memory?: MemoryHold;
+  /**
    * Test mode for this submission (HTTP `"test": true`); the credential's or the account's
    * `test_mode` turns it on too. The mail leaves only for the simulated MX (core/sandbox/).
    */
@@ -86,6 +96,11 @@ export type IntakeRejection =
   | { reason: "scope"; refusal: ScopeRefusal }
   | { reason: "bare_line_ending"; found: BareLineEnding }
   | { reason: "header_too_large"; limit: number }
+  /** The content scan refused it; `message` is rspamd's short reason. */
+  | { reason: "content_rejected"; message: string }
+  /** rspamd failed and the account's on_error is tempfail. */
+  | { reason: "content_unavailable" }
+  | { reason: "memory_busy" }
   | { reason: "store_failed"; error: string };
 
 export type IntakeResult =
@@ -97,6 +112,8 @@ export type IntakeResult =
     duplicate?: boolean;
     /** For a repeat: the first request's fingerprint, so the caller can tell a conflict. */
     firstFingerprint?: string;
+    /** The content scan held it: accepted, but not delivered until an operator releases it. */
+    held?: boolean;
   }
   | ({ ok: false } & IntakeRejection);
 
@@ -117,11 +134,16 @@ export interface IntakeDeps {
   verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
   maxHeaderSize?: number;
+  /** Content filtering (core/content/gate.ts); absent = no scan. */
+  contentFilter?: { scan(input: GateInput): Promise<ContentVerdict> };
   /** The sandbox: test mode and the simulator's addresses. */
   sandbox?: SandboxIntake;
 }
 
 export const DEFAULT_MAX_HEADER_SIZE = 102_400;
+
+/** What one intake holds whatever its hold allows: the chunk being filled. */
+export const INTAKE_WORKING_BYTES = CHUNK_SIZE;
 
 /** Bodies up to this size ride in the final commit; larger ones are written ahead, staged. */
 const INLINE_BODY_LIMIT = 6 * CHUNK_SIZE;
@@ -163,8 +185,10 @@ class ChunkWriter {
   size = 0;
   #current = new Uint8Array(CHUNK_SIZE);
   #fill = 0;
+  /** Full chunks in `chunks` whose bytes the memory hold counts. */
+  #counted = 0;
 
-  constructor(private deps: IntakeDeps, private id: string) {}
+  constructor(private deps: IntakeDeps, private id: string, private memory?: MemoryHold) {}
 
   async write(bytes: Uint8Array) {
     this.size += bytes.length;
@@ -178,13 +202,31 @@ class ChunkWriter {
         this.chunks.push(this.#current);
         this.#current = new Uint8Array(CHUNK_SIZE);
         this.#fill = 0;
-        if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
+        if (!this.#hold()) {
+          // The memory budget is spent: this body goes to the store as it arrives.
+          while (this.chunks.length > 0) await this.#stage();
+        } else if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
       }
     }
   }
 
   finish() {
     if (this.#fill > 0) this.chunks.push(this.#current.slice(0, this.#fill));
+  }
+
+  /** Counts the newest full chunk in the memory hold; false when the hold cannot grow. */
+  #hold(): boolean {
+    if (!this.memory) return true;
+    if (!this.memory.grow(CHUNK_SIZE)) return false;
+    this.#counted++;
+    return true;
+  }
+
+  /** Gives back the hold on `n` chunks that left memory for the store. */
+  #unhold(n: number) {
+    const back = Math.min(n, this.#counted);
+    this.#counted -= back;
+    this.memory?.shrink(back * CHUNK_SIZE);
   }
 
   /** Writes the pending chunks ahead of the message commit, under a staged marker. */
@@ -209,6 +251,7 @@ class ChunkWriter {
       });
       if (!ok) throw new Error("staged chunk commit failed");
       this.written += batch.length;
+      this.#unhold(batch.length);
       if (this.chunks.length < STAGE_BATCH) break;
     }
   }
@@ -237,25 +280,26 @@ async function acceptHolding(
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
   const normalize = crlfNormalizer();
-  const writer = new ChunkWriter(deps, id);
+  const writer = new ChunkWriter(deps, id, sub.memory);
   let rawBytes = 0;
-  /**
-   * Why the message is refused, once known; the rest is drained so the client reaches the end
-   * of DATA and hears it. Too large wins over every other reason (it is known last).
-   */
-  let rejected = null as IntakeRejection | null;
+  let tooLarge = false;
   // The header section is held until its blank line, as parts: instead of copying the whole
   // head again for each chunk (quadratic when a client trickles bytes), only the newest bytes
   // and the three before them are scanned, and the head is joined once.
   let headParts: Uint8Array[] | null = [];
   let headLength = 0;
+  /** Bytes of the header section counted in the memory hold, given back once it is written. */
+  let headHeld = 0;
   const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
-  const headerTooLarge: IntakeRejection = { reason: "header_too_large", limit: maxHeaderSize };
+  let headerTooLarge = false;
+  /** The header section could not be held within the memory budget. */
+  let memoryBusy = false;
   const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
-  const bareFound = (found: BareLineEnding | null): IntakeRejection | null =>
-    found === null ? null : { reason: "bare_line_ending", found };
+  let bare = null as BareLineEnding | null;
   let headers = { messageId: "", subject: "" };
   let pool: string | undefined;
+  /** Why the scope refuses the message, once the header section showed it. */
+  let refused = null as ScopeRefusal | null;
   // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
   let signer = null as DkimSigner | null;
   let signedHead: Uint8Array = new Uint8Array(0);
@@ -296,13 +340,10 @@ async function acceptHolding(
     headers = done;
     pool = done.pool;
     if (sub.scope) {
-      const refusal = await checkSendScope({ kv: deps.kv }, sub.scope, {
+      refused = await checkSendScope({ kv: deps.kv }, sub.scope, {
         headers: { ...done.senders, pool: done.pool },
       });
-      if (refusal !== null) {
-        rejected = { reason: "scope", refusal };
-        return;
-      }
+      if (refused !== null) return;
     }
     const fromDomains = fromHeaderDomains(done.senders.from[0] ?? "");
     const dkimKeys = fromDomains[0] && deps.dkimKeyFor
@@ -321,14 +362,23 @@ async function acceptHolding(
     await writer.write(rest);
   }
 
+  function releaseHead() {
+    sub.memory?.shrink(headHeld);
+    headHeld = 0;
+  }
+
   try {
     for await (const raw of sub.body) {
       rawBytes += raw.length;
-      if (rawBytes > deps.maxMessageSize) {
-        rejected = { reason: "too_large", limit: deps.maxMessageSize };
+      if (tooLarge || rawBytes > deps.maxMessageSize) {
+        tooLarge = true;
+        continue; // keep draining so the client reaches the end of DATA and hears 552
       }
-      if (rejected !== null || idem?.existing) continue; // drained, to hear why (or the repeat)
-      if (findBare !== null && (rejected = bareFound(findBare(raw))) !== null) continue;
+      if (refused !== null) continue; // likewise, to hear 550 5.7.1 / 550 5.6.0
+      if (idem?.existing) continue;
+      // Drained, to hear 550 5.5.2 / 552 5.3.4 / 452 4.3.1.
+      if (bare !== null || headerTooLarge || memoryBusy) continue;
+      if (findBare !== null && (bare = findBare(raw)) !== null) continue;
       const norm = normalize(raw);
       if (headParts === null) {
         signer?.update(norm);
@@ -344,32 +394,42 @@ async function acceptHolding(
       }
       const before = lastBytes(headParts, 3);
       const end = findHeaderEnd(concatParts([before, norm]), 0);
+      // The working bytes cover a header section that fits in them (the chunk being filled is
+      // still empty); a larger one must be held, or the message is refused.
+      const needed = Math.max(0, headLength + norm.length - INTAKE_WORKING_BYTES) - headHeld;
+      if (needed > 0) {
+        if (sub.memory && !sub.memory.grow(needed)) {
+          memoryBusy = true;
+          headParts = null;
+          continue;
+        }
+        headHeld += needed;
+      }
       headParts.push(norm);
       if (end >= 0) {
         const cut = headLength - before.length + end + 2;
         if (cut > maxHeaderSize) {
-          rejected = headerTooLarge;
+          headerTooLarge = true;
         } else {
           const joined = concatParts(headParts);
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
         }
         headParts = null;
+        releaseHead();
         continue;
       }
       headLength += norm.length;
       if (headLength > maxHeaderSize) {
-        rejected = headerTooLarge;
+        headerTooLarge = true;
         headParts = null;
+        releaseHead();
       }
     }
-    // A bare CR at the very end is found only now; it outranks an over-long header section.
-    if (findBare !== null && (rejected === null || rejected === headerTooLarge)) {
-      rejected = bareFound(findBare(new Uint8Array(0), true)) ?? rejected;
-    }
-    if (rejected === null) {
+    if (findBare !== null && bare === null && !tooLarge) bare = findBare(new Uint8Array(0), true);
+    if (!tooLarge && refused === null && bare === null && !headerTooLarge && !memoryBusy) {
       const tail = normalize(new Uint8Array(0), true);
       if (headParts !== null) {
-        if (headLength + tail.length > maxHeaderSize) rejected = headerTooLarge;
+        if (headLength + tail.length > maxHeaderSize) headerTooLarge = true;
         // A message with no blank line is all header (RFC 5322 §3.5: the body is optional).
         else await emitHead(concatParts([...headParts, tail]), new Uint8Array([13, 10]));
       } else if (tail.length) {
@@ -384,15 +444,54 @@ async function acceptHolding(
     return { ok: false, reason: "store_failed", error: (err as Error).message };
   }
 
-  if (rejected !== null) {
+  if (tooLarge) {
     await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, ...rejected };
+    return { ok: false, reason: "too_large", limit: deps.maxMessageSize };
+  }
+  if (refused !== null) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "scope", refusal: refused };
+  }
+  if (bare !== null) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "bare_line_ending", found: bare };
+  }
+  if (headerTooLarge) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "header_too_large", limit: maxHeaderSize };
+  }
+  if (memoryBusy) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "memory_busy" };
   }
   if (idem?.existing) {
     await discardStaged(deps.kv, id, writer.written);
     return repeatResult(idem.existing);
   }
-  const prefix = signer?.sign(signedHead, new Date(now)) ?? "";
+  const signature = signer?.sign(signedHead, new Date(now)) ?? "";
+  // The content scan sees the message as it will be sent, and answers before the 250.
+  // (A DSN is the relay's own report, not a tenant's content.)
+  const content = deps.contentFilter && sub.via !== "dsn"
+    ? await deps.contentFilter.scan(scanInput(deps.kv, sub, id, signature, writer))
+    : null;
+  if (content?.action === "reject" || content?.action === "tempfail") {
+    await discardStaged(deps.kv, id, writer.written);
+    return content.action === "reject"
+      ? { ok: false, reason: "content_rejected", message: content.reason }
+      : { ok: false, reason: "content_unavailable" };
+  }
+  const prefix = signature + (content?.action === "accept" ? content.headers : "");
+  const hold: HoldRecord | null = content?.action === "hold"
+    ? {
+      msgId: id,
+      account: sub.account,
+      credentialId: sub.credentialId,
+      score: content.score,
+      symbols: content.symbols,
+      heldAt: now,
+      expiresAt: content.expiresAt,
+    }
+    : null;
 
   const totalChunks = writer.written + writer.chunks.length;
   const msg: MessageRecord = {
@@ -424,10 +523,10 @@ async function acceptHolding(
       idx,
       rcpt,
       domain: queueDomain(deps.sandbox, test, domainOf(rcpt)),
-      status: suppressed === null ? "queued" : "suppressed",
+      status: suppressed !== null ? "suppressed" : hold ? "held" : "queued",
       attempts: 0,
       queuedAt: now,
-      nextAttemptAt: suppressed === null ? now : null,
+      nextAttemptAt: suppressed === null && !hold ? now : null,
       ...(suppressed === null ? {} : {
         lastReply: `Not attempted: the address is on the suppression list (${suppressed})`,
         lastCategory: suppressed,
@@ -455,6 +554,16 @@ async function acceptHolding(
     byDomain.set(row.domain, list);
   }
   const event: MessageEvent = { id: newId(now), msgId: id, type: "accepted", at: now };
+  if (hold) {
+    suppressedEvents.push({
+      id: newId(now),
+      msgId: id,
+      type: "held",
+      at: now,
+      score: hold.score,
+      symbols: hold.symbols,
+    });
+  }
 
   const inlineChunks = writer.chunks;
   const baseChunk = writer.written;
@@ -467,6 +576,7 @@ async function acceptHolding(
     baseChunk,
     staged: writer.staged,
     suppressedEvents,
+    hold,
     ...(sub.alsoCommit ? { alsoCommit: sub.alsoCommit } : {}),
     idempotency: idem
       ? {
@@ -498,7 +608,32 @@ async function acceptHolding(
     deps.signal.notify({ msg, rows: queued, versionstamp: stamp, staged: writer.staged });
   }
   metrics.messagesAccepted.inc({ via: sub.via });
-  return { ok: true, id, size: writer.size };
+  return { ok: true, id, size: writer.size, ...(hold ? { held: true } : {}) };
+}
+
+/** What the content scan reads: the envelope, and the body streamed from where intake put it. */
+function scanInput(
+  kv: Deno.Kv,
+  sub: Submission,
+  id: string,
+  signature: string,
+  writer: ChunkWriter,
+): GateInput {
+  return {
+    account: sub.account,
+    mailFrom: sub.mailFrom,
+    recipients: sub.recipients,
+    clientAddress: sub.clientAddress,
+    heloName: sub.heloName,
+    user: sub.credentialId,
+    queueId: id,
+    // A staged body is all in KV already and is read back in batches, never joined.
+    body: async function* () {
+      if (signature) yield new TextEncoder().encode(signature);
+      if (writer.staged) yield* readBody(kv, id, writer.written);
+      else yield* writer.chunks;
+    },
+  };
 }
 
 function repeatResult(first: IdempotencyRecord): IntakeResult {
@@ -520,6 +655,8 @@ interface MessageCommit {
   baseChunk: number;
   staged: boolean;
   suppressedEvents: MessageEvent[];
+  /** Held by the content scan: the hold record rides in the message commit. */
+  hold?: HoldRecord | null;
   alsoCommit?: (op: Deno.AtomicOperation) => void;
   idempotency: { lookup: IdempotencyLookup; record: IdempotencyRecord } | null;
 }
@@ -552,6 +689,7 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
     ...(msg.tags ? { tags: msg.tags } : {}),
   });
   for (const ev of m.suppressedEvents) {
+    if (ev.type !== "suppressed") continue;
     tally.add(msg.account, "suppressed", ev.at, {
       domain: domainOf(ev.rcpt ?? ""),
       ...(msg.tags ? { tags: msg.tags } : {}),
@@ -566,6 +704,7 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
     tally.apply(op);
     putMessageIndex(op, msg);
     if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
+    if (m.hold) putHold(op, m.hold);
     if (withStagedMarker) op.delete(keys.staged(msg.id));
     // Test mode never counts against the daily quota.
     if (msg.credentialId && !msg.test) {
