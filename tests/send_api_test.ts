@@ -363,6 +363,10 @@ Deno.test("/openapi.json is generated from the request schemas and /docs renders
       "complained",
       "expired",
       "failed",
+      "held",
+      "released",
+      "dropped",
+      "suspended",
     ]);
     const params = doc.paths["/v1/messages"].get.parameters.map((p: { name: string }) => p.name);
     assert.deepEqual(params, [
@@ -370,6 +374,8 @@ Deno.test("/openapi.json is generated from the request schemas and /docs renders
       "from",
       "status",
       "tag",
+      "credential",
+      "subject",
       "since",
       "until",
       "cursor",
