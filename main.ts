@@ -11,7 +11,11 @@ import { QueueSignal } from "./core/queue_signal.ts";
 import { ensureAdminToken } from "./core/store/admin_token.ts";
 import { prepareLoginChecks } from "./core/store/credentials.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
-import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
+import { type LoadedTls, loadTls, openTlsSource, watchTlsFiles } from "./core/tls_source.ts";
+import { TlsPairError } from "./core/tls_pair.ts";
+import { helpText } from "./core/config/help.ts";
+import { watchLaunchers } from "./core/launcher.ts";
+import denoJson from "./deno.json" with { type: "json" };
 import { denoResolver } from "./core/mail/mx.ts";
 import { claimNodeId } from "./core/node_id.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
@@ -47,24 +51,22 @@ function fatal(message: string): never {
   Deno.exit(2);
 }
 
-async function readTls(config: Config, hostname: string) {
-  if (config.tlsCert || config.tlsKey) {
-    if (!config.tlsCert || !config.tlsKey) {
-      fatal("POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together");
-    }
-    try {
-      return {
-        cert: await Deno.readTextFile(config.tlsCert),
-        key: await Deno.readTextFile(config.tlsKey),
-      };
-    } catch (err) {
-      fatal(`POSTERN_TLS_CERT/POSTERN_TLS_KEY: cannot read: ${(err as Error).message}`);
-    }
+/** `--help` and `--version` answer and exit; nothing is started or read. */
+function answerArguments(args: string[]): void {
+  const version = (denoJson as { version?: string }).version ?? "unknown";
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(helpText(version));
+    Deno.exit(0);
   }
-  return await loadOrCreateDevCertificate(config.dataDir, hostname);
+  if (args.includes("--version") || args.includes("-V")) {
+    console.log(`postern ${version}`);
+    Deno.exit(0);
+  }
+  if (args.length > 0) fatal(`unknown argument ${args[0]}; see --help`);
 }
 
 async function main() {
+  answerArguments(Deno.args);
   let config: Config;
   try {
     config = loadConfig(Deno.env.toObject());
@@ -75,7 +77,21 @@ async function main() {
   const log = createLogger({ level: config.logLevel });
   const hostname = config.hostname ?? Deno.hostname();
   await prepareDataDir(config.dataDir);
-  const tls = await readTls(config, hostname);
+  let tlsSource;
+  let loadedTls: LoadedTls;
+  try {
+    const opened = await openTlsSource(config, {
+      dataDir: config.dataDir,
+      hostname,
+      now: Date.now(),
+    });
+    tlsSource = opened.source;
+    loadedTls = opened.loaded;
+  } catch (err) {
+    if (err instanceof TlsPairError) fatal(err.message);
+    throw err;
+  }
+  const tls = loadedTls.pair;
   const kv = await openKvFile(config.kv ?? `${config.dataDir}/postern.kv`);
   // Webhook secrets and DKIM keys are sealed under a key kept outside the KV file; records
   // written before that are sealed now (and read as they are meanwhile).
@@ -141,7 +157,9 @@ async function main() {
   const limits = new SendLimits(kv);
   let smtp;
   let http: Deno.HttpServer;
-  let inbound: { close(): Promise<void> } | null = null;
+  let inbound:
+    | { close(): Promise<void>; updateTls(tls: { key: string; cert: string }): void }
+    | null = null;
   // The sandbox's simulated MX, on a loopback port of its own; the simulator domain routes there.
   const simulator = await startSimulator({
     domain: config.simulatorDomain,
@@ -324,6 +342,33 @@ async function main() {
     ? `[${config.listen}]`
     : config.listen;
   const dashboardUrl = `http://${browseHost}:${config.httpPort}/`;
+  // Certificates reload without a restart: on SIGHUP and when the files change. New sessions
+  // take the new pair; a pair that fails its check leaves the old one in place.
+  const reloadTls = async (reason: string) => {
+    try {
+      const next = await loadTls(tlsSource, Date.now());
+      if (next.pair.cert === loadedTls.pair.cert && next.pair.key === loadedTls.pair.key) return;
+      smtp!.updateTls(next.pair);
+      inbound?.updateTls(next.pair);
+      loadedTls = next;
+      log.info("tls.reloaded", {
+        reason,
+        cert: tlsSource.certPath,
+        names: next.facts.names,
+        not_after: next.facts.notAfter.toISOString(),
+      });
+    } catch (err) {
+      log.warn("tls.reload_failed", {
+        reason,
+        cert: tlsSource.certPath,
+        error: err instanceof TlsPairError ? err.message : String(err),
+        kept: "the previous certificate",
+      });
+    }
+  };
+  const tlsWatch = watchTlsFiles(tlsSource, () => reloadTls("files_changed"));
+  Deno.addSignalListener("SIGHUP", () => reloadTls("SIGHUP"));
+
   log.info("ready", {
     hostname,
     dashboard_url: dashboardUrl,
@@ -332,30 +377,48 @@ async function main() {
     smtps_port: config.smtpsPort,
     http_port: config.httpPort,
     data_dir: config.dataDir,
+    tls_cert: tlsSource.certPath,
+    tls_names: loadedTls.facts.names,
+    tls_not_after: loadedTls.facts.notAfter.toISOString(),
+    tls_generated: tlsSource.generated,
   });
-  if (admin.printOnce) {
-    console.error(
-      [
-        "",
-        `Postern is running on ${hostname}.`,
-        `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
-        `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
-        `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
-        `  Dashboard:                  ${dashboardUrl}`,
-        "",
-        `Admin token (shown once, keep it safe): ${admin.printOnce}`,
-        "Open the dashboard and sign in with it, or use it as the API's bearer token.",
-        "",
-        "Send a first message:",
-        `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
-        `    -H "Authorization: Bearer ${admin.printOnce}" -d '{"name":"my-app"}'`,
-        `  swaks --server 127.0.0.1:${config.smtpPort} --tls --auth PLAIN \\`,
-        `    --auth-user <username> --auth-password <password> --to delivered@${config.simulatorDomain}`,
-        "",
-      ].join("\n"),
-    );
-  }
+  console.error(
+    [
+      "",
+      `Postern ${(denoJson as { version?: string }).version ?? ""} is running on ${hostname}.`,
+      `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
+      `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
+      `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
+      `  Dashboard:                  ${dashboardUrl}`,
+      `  TLS certificate:            ${tlsSource.certPath}${
+        tlsSource.generated ? " (generated, self-signed: see README, TLS certificates)" : ""
+      }`,
+      `    covers ${loadedTls.facts.names.join(", ")}; valid until ${
+        loadedTls.facts.notAfter.toISOString().slice(0, 10)
+      }`,
+      ...(admin.printOnce
+        ? [
+          "",
+          `Admin token (shown once, keep it safe): ${admin.printOnce}`,
+          "Open the dashboard and sign in with it, or use it as the API's bearer token.",
+          "",
+          "Send a first message:",
+          `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
+          `    -H "Authorization: Bearer ${admin.printOnce}" -d '{"name":"my-app"}'`,
+          `  swaks --server 127.0.0.1:${config.smtpPort} --tls --tls-ca-path ${tlsSource.certPath} \\`,
+          `    --auth PLAIN --auth-user <username> --auth-password <password> \\`,
+          `    --from app@example.com --to delivered@${config.simulatorDomain}`,
+        ]
+        : []),
+      "",
+    ].join("\n"),
+  );
 
+  // A launcher that exits (npx killed with SIGTERM) stops the relay too: see core/launcher.ts.
+  const launchers = watchLaunchers((pid) => {
+    log.info("launcher.exited", { pid });
+    shutdown("launcher_exited");
+  });
   let stopping = false;
   async function shutdown(signalName: string) {
     if (stopping) return;
@@ -367,6 +430,8 @@ async function main() {
     clearInterval(retentionTimer);
     await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     stopSuppressionRefresh();
+    tlsWatch.close();
+    launchers.stop();
     await Promise.race([
       Promise.all([smtp!.close(), http!.shutdown(), inbound?.close(), simulator.close()]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),

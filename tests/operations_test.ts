@@ -3,7 +3,12 @@
  * and an HTTP API that answers every failure in JSON.
  */
 import assert from "node:assert/strict";
-import { freePorts, type Relay, repoRoot, startRelay } from "./support/relay_process.ts";
+import {
+  type ExitResult,
+  type Relay,
+  runRelayToExit,
+  startRelay,
+} from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
 import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
 import { countTags, TAG_HEADER, waitUntil } from "./support/operations.ts";
@@ -57,53 +62,8 @@ Deno.test("SIGTERM refuses new sessions with 421 4.3.2, lets the open transactio
   }
 });
 
-interface StartResult {
-  code: number;
-  stderr: string;
-  stdout: string;
-}
-
-/** Runs main.ts once with only `env` as POSTERN_* settings and waits for it to exit. */
-async function startExpectingExit(env: Record<string, string>): Promise<StartResult> {
-  const dataDir = await Deno.makeTempDir({ prefix: "postern_test_config_" });
-  const [smtpPort, smtpsPort, httpPort] = await freePorts(3);
-  const inherited = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([name]) => !name.startsWith("POSTERN_")),
-  );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-kv", "main.ts"],
-    cwd: repoRoot,
-    clearEnv: true,
-    env: {
-      ...inherited,
-      NO_COLOR: "1",
-      POSTERN_DATA_DIR: dataDir,
-      POSTERN_LISTEN: "127.0.0.1",
-      POSTERN_SMTP_PORT: String(smtpPort),
-      POSTERN_SMTPS_PORT: String(smtpsPort),
-      POSTERN_HTTP_PORT: String(httpPort),
-      POSTERN_HOSTNAME: "relay.test",
-      POSTERN_ADMIN_TOKEN: "config-test-admin-token-0123456789",
-      ...env,
-    },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  // A relay that starts after all would run forever; it must exit on its own, and soon.
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  try {
-    const output = await child.output();
-    return {
-      code: output.code,
-      stdout: new TextDecoder().decode(output.stdout),
-      stderr: new TextDecoder().decode(output.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-  }
-}
+type StartResult = ExitResult;
+const startExpectingExit = (env: Record<string, string>) => runRelayToExit(env);
 
 function assertOneLineNaming(result: StartResult, setting: string) {
   const shown = `exit ${result.code}, stderr ${JSON.stringify(result.stderr)}`;

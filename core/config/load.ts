@@ -5,6 +5,7 @@
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
 import { SANDBOX_ENV_NAMES } from "./sandbox.ts";
+import { didYouMean } from "./suggest.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
@@ -47,12 +48,44 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   ...SANDBOX_ENV_NAMES,
 };
 
+/** The environment variable of a config field: `smtpsPort` → `POSTERN_SMTPS_PORT`. */
+export function envNameOf(field: string): string {
+  return `POSTERN_${field.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** The config file's top-level keys: every field of the schema. */
+export const CONFIG_FIELDS: readonly string[] = Object.keys(ConfigSchema.shape);
+
+/**
+ * Every environment variable start-up reads: the documented table, and for a field added to the
+ * schema without a row there, its derived name, so a new setting is never refused as unknown.
+ */
+export function envSettings(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const field of CONFIG_FIELDS) out[envNameOf(field)] = field;
+  for (const [name, field] of Object.entries(ENV_NAMES)) {
+    delete out[envNameOf(field)];
+    out[name] = field;
+  }
+  return out;
+}
+
+/** Read before the config itself, so not a field of it. */
+const META_ENV = ["POSTERN_CONFIG"];
+
 /** A setting that stops start-up; its message is one line naming the setting and the reason. */
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
 export function loadConfig(env: Record<string, string | undefined>): Config {
+  const settings = envSettings();
+  const knownEnv = [...Object.keys(settings), ...META_ENV];
+  for (const name of Object.keys(env).sort()) {
+    if (name.startsWith("POSTERN_") && !knownEnv.includes(name)) {
+      throw new ConfigError(`${name}: unknown setting${didYouMean(name, knownEnv)}`);
+    }
+  }
   let input: Record<string, unknown> = {};
   const file = env.POSTERN_CONFIG;
   if (file) {
@@ -61,9 +94,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     } catch (e) {
       throw new ConfigError(`POSTERN_CONFIG: cannot read ${file}: ${(e as Error).message}`);
     }
+    if (typeof input !== "object" || input === null || Array.isArray(input)) {
+      throw new ConfigError(`POSTERN_CONFIG: ${file} must hold a JSON object`);
+    }
+    for (const key of Object.keys(input).sort()) {
+      if (!CONFIG_FIELDS.includes(key)) {
+        throw new ConfigError(
+          `${key} in ${file}: unknown setting${didYouMean(key, CONFIG_FIELDS)}`,
+        );
+      }
+    }
   }
   const fromEnv = new Map<string, string>();
-  for (const [name, field] of Object.entries(ENV_NAMES)) {
+  for (const [name, field] of Object.entries(settings)) {
     const value = env[name];
     if (value !== undefined && value !== "") {
       input[field] = value;
