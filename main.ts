@@ -370,6 +370,7 @@ async function main() {
   Deno.addSignalListener("SIGHUP", () => reloadTls("SIGHUP"));
 
   log.info("ready", {
+    pid: Deno.pid,
     hostname,
     dashboard_url: dashboardUrl,
     node: nodeId,
