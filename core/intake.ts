@@ -571,7 +571,7 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
     m.suppressedEvents.length * 600 + tally.size * 120 + JSON.stringify(msg.metadata ?? {}).length;
   let bytes = headBytes + pieces.reduce((s, p) => s + p[2], 0);
   let staged = m.staged;
-  // Write ahead what does not fit one commit (limits from ARCHITECTURE.md, with headroom).
+  // Write ahead what does not fit one commit (limits from docs/ARCHITECTURE.md, with headroom).
   // (What must ride in the message commit itself stays: with nothing left to move, the commit is
   // tried as it is and the committer refuses it if it is still too large.)
   while (pieces.length > 0 && (pieces.length + fixed > 900 || bytes > 700_000)) {
