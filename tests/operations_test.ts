@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import {
   type ExitResult,
-  freePorts,
   type Relay,
+  relayEnvironment,
   repoRoot,
   runCommand,
   runRelayToExit,
@@ -17,17 +17,22 @@ import { startSink } from "./support/sink.ts";
 import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
 import { countTags, TAG_HEADER, waitUntil } from "./support/operations.ts";
 
+/** A relay that routes everything to a sink and lets loopback relay, with a long shutdown grace. */
+function drainingRelay(sinkPort: number): Promise<Relay> {
+  return startRelay({
+    env: {
+      POSTERN_ROUTES: `*=127.0.0.1:${sinkPort}`,
+      POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+      POSTERN_SHUTDOWN_GRACE: "15s",
+    },
+  });
+}
+
 Deno.test("SIGTERM refuses new sessions with 421 4.3.2, lets the open transaction finish with 250, then exits 0", async () => {
   const sink = await startSink();
   const relays: Relay[] = [];
   try {
-    const relay = await startRelay({
-      env: {
-        POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
-        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
-        POSTERN_SHUTDOWN_GRACE: "15s",
-      },
-    });
+    const relay = await drainingRelay(sink.port);
     relays.push(relay);
     const open = await RawSmtp.connect(relay.smtpPort);
     await open.hello();
@@ -291,13 +296,7 @@ Deno.test("SIGTERM lets a transaction already past MAIL FROM finish with 250 wit
   const sink = await startSink();
   const relays: Relay[] = [];
   try {
-    const relay = await startRelay({
-      env: {
-        POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
-        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
-        POSTERN_SHUTDOWN_GRACE: "15s",
-      },
-    });
+    const relay = await drainingRelay(sink.port);
     relays.push(relay);
     const open = await RawSmtp.connect(relay.smtpPort);
     await open.hello();
@@ -364,25 +363,13 @@ Deno.test("deno task admin-token issues a new admin token into a stopped relay's
 
 Deno.test("SIGTERM to the README's `npx … task start` process stops the relay and frees its ports", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "postern_test_npx_" });
-  const [smtpPort, smtpsPort, httpPort] = await freePorts(3);
-  const inherited = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([name]) => !name.startsWith("POSTERN_")),
-  );
+  const env = await relayEnvironment(dataDir);
+  const httpPort = Number(env.POSTERN_HTTP_PORT);
   const npx = new Deno.Command("npx", {
     args: ["-y", `deno@${Deno.version.deno}`, "task", "start"],
     cwd: repoRoot,
     clearEnv: true,
-    env: {
-      ...inherited,
-      NO_COLOR: "1",
-      POSTERN_DATA_DIR: dataDir,
-      POSTERN_LISTEN: "127.0.0.1",
-      POSTERN_SMTP_PORT: String(smtpPort),
-      POSTERN_SMTPS_PORT: String(smtpsPort),
-      POSTERN_HTTP_PORT: String(httpPort),
-      POSTERN_HOSTNAME: "relay.test",
-      POSTERN_ADMIN_TOKEN: "npx-test-admin-token-0123456789",
-    },
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "null",
@@ -417,7 +404,7 @@ Deno.test("SIGTERM to the README's `npx … task start` process stops the relay 
     assert.ok(lines.some((line) => line.includes('"event":"launcher.exited"')), lines.join("\n"));
     assert.ok(lines.some((line) => line.includes('"event":"shutdown.done"')), lines.join("\n"));
     await assert.rejects(
-      Deno.connect({ hostname: "127.0.0.1", port: httpPort! }),
+      Deno.connect({ hostname: "127.0.0.1", port: httpPort }),
       "the HTTP port is free",
     );
     relayPid = null;

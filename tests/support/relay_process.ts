@@ -263,6 +263,25 @@ async function spawn_relay(plan: SpawnPlan): Promise<Relay> {
   return relay;
 }
 
+/**
+ * The environment of a relay started by hand (not by startRelay): the caller's, without its
+ * POSTERN_* variables, plus a data dir, loopback, free ports and a fixed admin token.
+ */
+export async function relayEnvironment(dataDir: string): Promise<Record<string, string>> {
+  const [smtpPort, smtpsPort, httpPort] = await freePorts(3);
+  return {
+    ...inherited_env(),
+    NO_COLOR: "1",
+    POSTERN_DATA_DIR: dataDir,
+    POSTERN_LISTEN: "127.0.0.1",
+    POSTERN_SMTP_PORT: String(smtpPort),
+    POSTERN_SMTPS_PORT: String(smtpsPort),
+    POSTERN_HTTP_PORT: String(httpPort),
+    POSTERN_HOSTNAME: "relay.test",
+    POSTERN_ADMIN_TOKEN: "hand-started-admin-token-0123456789",
+  };
+}
+
 export interface ExitResult {
   code: number;
   stderr: string;
@@ -280,23 +299,11 @@ export async function runRelayToExit(
   args: string[] = [],
 ): Promise<ExitResult> {
   const dataDir = await Deno.makeTempDir({ prefix: "postern_test_exit_" });
-  const [smtpPort, smtpsPort, httpPort] = await freePorts(3);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", "main.ts", ...args],
     cwd: repoRoot,
     clearEnv: true,
-    env: {
-      ...inherited_env(),
-      NO_COLOR: "1",
-      POSTERN_DATA_DIR: dataDir,
-      POSTERN_LISTEN: "127.0.0.1",
-      POSTERN_SMTP_PORT: String(smtpPort),
-      POSTERN_SMTPS_PORT: String(smtpsPort),
-      POSTERN_HTTP_PORT: String(httpPort),
-      POSTERN_HOSTNAME: "relay.test",
-      POSTERN_ADMIN_TOKEN: "config-test-admin-token-0123456789",
-      ...env,
-    },
+    env: { ...await relayEnvironment(dataDir), ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
