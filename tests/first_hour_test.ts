@@ -23,7 +23,11 @@ Deno.test("the start banner names the certificate file and what it covers: the h
   assert.match(banner[2]!, /relay\.test, localhost, 127\.0\.0\.1/);
   // What the banner says is what a client gets.
   const pem = await Deno.readTextFile(certPath);
-  assert.equal(await presentedFingerprint(relay.smtpPort, "starttls"), fingerprintOf(pem));
+  assert.equal(await presentedFingerprint(relay.smtpPort, "starttls"), fingerprintOf(pem)); // The dashboard URL it prints leads somewhere: / goes to the dashboard.
+  const root = await fetch(`http://127.0.0.1:${relay.httpPort}/`, { redirect: "manual" });
+  await root.body?.cancel();
+  assert.equal(root.status, 302);
+  assert.match(root.headers.get("location") ?? "", /\/dashboard/);
 });
 
 Deno.test("the README's first message: a client that verifies the certificate sends to the simulator, it is delivered, and nothing is suppressed", async () => {
