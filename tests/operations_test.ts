@@ -8,7 +8,6 @@ import {
   type Relay,
   relayEnvironment,
   repoRoot,
-  runCommand,
   runRelayToExit,
   startRelay,
 } from "./support/relay_process.ts";
@@ -335,11 +334,19 @@ Deno.test("deno task admin-token issues a new admin token into a stopped relay's
     const banner = /Admin token \(shown once, keep it safe\): (\S+)/;
     await waitUntil(() => banner.test(first.stderr), "the admin token on stderr");
     const printed = banner.exec(first.stderr)![1]!;
-    const issue = () =>
-      runCommand(Deno.execPath(), ["task", "-q", "admin-token"], {
+    // The relay's own settings, as an operator would have them in the shell.
+    const env = { ...await relayEnvironment(first.dataDir), POSTERN_ADMIN_TOKEN: "" };
+    const issue = async () => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "-q", "admin-token"],
         cwd: repoRoot,
-        env: { POSTERN_DATA_DIR: first.dataDir, NO_COLOR: "1" },
-      });
+        clearEnv: true,
+        env,
+        stdin: "null",
+      }).output();
+      const text = new TextDecoder();
+      return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+    };
 
     const whileRunning = await issue();
     assert.notEqual(whileRunning.code, 0, whileRunning.stdout);

@@ -70,8 +70,12 @@ export function envSettings(): Record<string, string> {
   return out;
 }
 
-/** Read before the config itself, so not a field of it. */
-const META_ENV = ["POSTERN_CONFIG"];
+/**
+ * Known although not config fields: POSTERN_CONFIG is read before the config itself; the others
+ * belong to the test suite (README "Development"), and a shell that exports them for a test run
+ * must still start the relay.
+ */
+const META_ENV = ["POSTERN_CONFIG", "POSTERN_DASHBOARD_SHOTS", "POSTERN_CHAOS_SEED"];
 
 /** A setting that stops start-up; its message is one line naming the setting and the reason. */
 export class ConfigError extends Error {
