@@ -11,9 +11,10 @@ import { CHUNK_SIZE, concatChunks, deleteBody } from "./store/bodies.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
-import { domainOf } from "./mail/address.ts";
+import { asciiDomain, domainOf } from "./mail/address.ts";
 import { DkimSigner, type DkimSigningKey } from "./mail/dkim.ts";
-import { alignsWith, fromHeaderDomains } from "./mail/sender_domains.ts";
+import { fromHeaderDomains } from "./mail/sender_domains.ts";
+import { checkSendScope, type ScopeRefusal, type SendScope } from "./send_scope.ts";
 import { countAccepted } from "./store/send_counts.ts";
 import { monotonicId, newId } from "./ids.ts";
 import { EVENT_MUTATIONS, putEvent } from "./store/events.ts";
@@ -52,8 +53,12 @@ export interface Submission {
   body: AsyncIterable<Uint8Array>;
   /** Checks and mutations that must commit with the message (a DSN claims its request). */
   alsoCommit?: (op: Deno.AtomicOperation) => void;
-  /** Domains every From: mailbox must align with (exactly or as a subdomain); absent/[] = any. */
-  allowedFromDomains?: readonly string[];
+  /**
+   * The sender's scope (core/send_scope.ts), checked against the header section: one From and
+   * at most one Sender, every domain they name, the pool X-Postern-Pool asks for. Absent for
+   * mail Postern writes itself (DSNs).
+   */
+  scope?: SendScope;
   /** Labels for search, stats and webhooks; X-Postern-Tags in the message adds to them. */
   tags?: readonly string[];
   /** The caller's own strings, echoed in events and webhooks. */
@@ -89,7 +94,7 @@ export type IntakeResult =
     firstFingerprint?: string;
   }
   | { ok: false; reason: "too_large"; limit: number }
-  | { ok: false; reason: "sender_not_allowed"; domain: string }
+  | { ok: false; reason: "scope"; refusal: ScopeRefusal }
   | { ok: false; reason: "bare_line_ending"; found: BareLineEnding }
   | { ok: false; reason: "header_too_large"; limit: number }
   | { ok: false; reason: "store_failed"; error: string };
@@ -245,8 +250,8 @@ async function acceptHolding(
   let bare = null as BareLineEnding | null;
   let headers = { messageId: "", subject: "" };
   let pool: string | undefined;
-  /** The From: domain the credential may not use, once the header section showed one. */
-  let refused = null as string | null;
+  /** Why the scope refuses the message, once the header section showed it. */
+  let refused = null as ScopeRefusal | null;
   // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
   let signer = null as DkimSigner | null;
   let signedHead: Uint8Array = new Uint8Array(0);
@@ -286,16 +291,15 @@ async function acceptHolding(
     const done = completeHeaders(instructions.block, trace);
     headers = done;
     pool = done.pool;
-    const fromDomains = fromHeaderDomains(done.from);
-    const allowed = sub.allowedFromDomains ?? [];
-    if (allowed.length > 0) {
-      refused = fromDomains.length === 0
-        ? "(no From: address)"
-        : fromDomains.find((d) => !alignsWith(d, allowed)) ?? null;
+    if (sub.scope) {
+      refused = await checkSendScope({ kv: deps.kv }, sub.scope, {
+        headers: { ...done.senders, pool: done.pool },
+      });
       if (refused !== null) return;
     }
+    const fromDomains = fromHeaderDomains(done.senders.from[0] ?? "");
     const dkimKeys = fromDomains[0] && deps.dkimKeyFor
-      ? await deps.dkimKeyFor(sub.account, fromDomains[0])
+      ? await deps.dkimKeyFor(sub.account, asciiDomain(fromDomains[0]))
       : [];
     if (dkimKeys.length > 0) {
       try {
@@ -317,7 +321,7 @@ async function acceptHolding(
         tooLarge = true;
         continue; // keep draining so the client reaches the end of DATA and hears 552
       }
-      if (refused !== null) continue; // likewise, to hear 550 5.7.1
+      if (refused !== null) continue; // likewise, to hear 550 5.7.1 / 550 5.6.0
       if (idem?.existing) continue;
       if (bare !== null || headerTooLarge) continue; // drained, to hear 550 5.5.2 / 552 5.3.4
       if (findBare !== null && (bare = findBare(raw)) !== null) continue;
@@ -379,7 +383,7 @@ async function acceptHolding(
   }
   if (refused !== null) {
     await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "sender_not_allowed", domain: refused };
+    return { ok: false, reason: "scope", refusal: refused };
   }
   if (bare !== null) {
     await discardStaged(deps.kv, id, writer.written);
@@ -611,7 +615,9 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
       for (const [k, v] of pieces) op.set(k, v);
       if (staged) op.delete(keys.staged(msg.id));
       // Test mode never counts against the daily quota.
-      if (msg.credentialId && !msg.test) countAccepted(op, msg.credentialId, msg.createdAt);
+      if (msg.credentialId && !msg.test) {
+        countAccepted(op, msg.credentialId, msg.createdAt, msg.recipients);
+      }
       m.alsoCommit?.(op);
     },
     bytes,

@@ -2,14 +2,18 @@
  * Bearer authentication: the admin token (compared in constant time) or a credential's API key.
  * Resolves the principal once per request and leaves it on the context.
  *
+ * A key's `allowed_ips` hold for every request made with it, reads included: a key copied off
+ * its network reads nothing, as it sends nothing.
+ *
  * Tenancy: a credential key acts on its own account only. The admin token acts on the default
  * account, or on the one named by `X-Postern-Account: <id>` (404 when there is no such account).
  */
 import type { MiddlewareHandler } from "hono";
 import { safeEqual, sha256 } from "../core/auth/secrets.ts";
-import { touchCredential, verifyApiKey } from "../core/store/credentials.ts";
+import { allowsAddress, touchCredential, verifyApiKey } from "../core/store/credentials.ts";
 import { getAccount } from "../core/store/accounts.ts";
 import { errors } from "./errors.ts";
+import { clientAddress } from "./limits.ts";
 import { metrics } from "../core/metrics.ts";
 
 export interface Principal {
@@ -46,6 +50,10 @@ export function bearerAuth(
     if (!credential) {
       metrics.authFailures.inc({ protocol: "http" });
       throw errors.unauthorized();
+    }
+    const client = clientAddress(c);
+    if (!allowsAddress(credential, client)) {
+      throw errors.forbidden(`using this credential from ${client}`);
     }
     if (named !== undefined && named !== "" && named !== credential.account) {
       throw errors.forbidden("a credential key acts on its own account only");

@@ -19,7 +19,7 @@ import {
 } from "../core/store/credentials.ts";
 import { type AppEnv, requireAdmin } from "./auth.ts";
 import { errors } from "./errors.ts";
-import { cidr, domainName, label, rate } from "./fields.ts";
+import { cidr, domainName, label, poolList, poolName, rate } from "./fields.ts";
 import { parseJson } from "./validate.ts";
 import { SUBMISSION_FAULTS } from "../core/policy/sandbox.ts";
 
@@ -28,8 +28,8 @@ const scopeFields = {
   allowed_ips: z.array(cidr).max(100),
   rate_limit: rate.nullable(),
   daily_quota: z.number().int().positive().max(1_000_000_000).nullable(),
-  pool: z.string().trim().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, . _ -")
-    .nullable(),
+  pool: poolName.nullable(),
+  pools: poolList,
   dsn: z.boolean(),
   test_mode: z.boolean(),
   sandbox_submission: z.enum(SUBMISSION_FAULTS).nullable(),
@@ -42,6 +42,7 @@ export const CreateCredential = z.object({
   rate_limit: scopeFields.rate_limit.optional(),
   daily_quota: scopeFields.daily_quota.optional(),
   pool: scopeFields.pool.optional(),
+  pools: scopeFields.pools.optional(),
   dsn: scopeFields.dsn.optional(),
   test_mode: scopeFields.test_mode.optional().describe(
     "Mail goes through everything but is delivered only to the sandbox's simulated MX",
@@ -69,6 +70,7 @@ function scopesOf(input: ScopeInput): Partial<CredentialScopes> & { name?: strin
   if (input.rate_limit !== undefined) out.rateLimit = input.rate_limit;
   if (input.daily_quota !== undefined) out.dailyQuota = input.daily_quota;
   if (input.pool !== undefined) out.pool = input.pool;
+  if (input.pools !== undefined) out.pools = [...new Set(input.pools)];
   if (input.dsn !== undefined) out.dsn = input.dsn;
   if (input.test_mode !== undefined) out.testMode = input.test_mode;
   if (input.sandbox_submission !== undefined) out.sandboxSubmission = input.sandbox_submission;
@@ -89,6 +91,7 @@ function view(c: Credential) {
     rate_limit: c.rateLimit,
     daily_quota: c.dailyQuota,
     pool: c.pool,
+    pools: c.pools,
     dsn: c.dsn,
     test_mode: c.testMode,
     sandbox_submission: c.sandboxSubmission,

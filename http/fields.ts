@@ -43,3 +43,12 @@ export const rate = z.string().trim().max(32).refine((s) => {
     return false;
   }
 }, 'expected a count per period such as "100/min", "10/s" or "5000/day"');
+
+/** The name of an IP pool (config `pools`). */
+export const poolName = z.string().trim().min(1).max(64).regex(
+  /^[A-Za-z0-9_.-]+$/,
+  "letters, digits, . _ -",
+);
+
+/** Pools granted to a credential or an account, for `X-Postern-Pool`. */
+export const poolList = z.array(poolName).max(100);

@@ -38,7 +38,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 
 const MAX_TRACKED = 100_000;
 
-function clientAddress(c: Context): string {
+export function clientAddress(c: Context): string {
   const info = c.env as { remoteAddr?: { hostname?: string } } | undefined;
   return info?.remoteAddr?.hostname ?? "unknown";
 }

@@ -184,9 +184,16 @@ const OPERATIONS: Operation[] = [
     auth: "admin",
   },
   {
+    method: "get",
+    path: `/v1/accounts/${ID}`,
+    summary: "An account and its settings",
+    responses: { "200": "the account", "404": "no such account" },
+    auth: "admin",
+  },
+  {
     method: "patch",
     path: `/v1/accounts/${ID}`,
-    summary: "Change an account's default test mode",
+    summary: "Change an account's settings (require_verified_sender, pools, test_mode)",
     body: UpdateAccount,
     responses: { "200": "the account", "404": "no such account" },
     auth: "admin",

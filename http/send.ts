@@ -1,9 +1,10 @@
 /**
  * The send API: `POST /v1/messages` (JSON, or a whole MIME message as `message/rfc822`) and
  * `POST /v1/messages/batch`. A JSON message is built into MIME by MailComposer and then takes the
- * same path as SMTP mail: core/intake.accept, one commit, `202 {id}` only after it. A credential
- * key sends under the same scopes as over SMTP (source address, sender domains, rate, quota); the
- * admin token sends for the account it acts on, unscoped.
+ * same path as SMTP mail: core/intake.accept, one commit, `202 {id}` only after it. Every send is
+ * checked by the same core/send_scope.ts as SMTP: a credential key under its scopes (source
+ * address, sender domains, pools, rate, quota in recipients), the admin token under the rules of
+ * the account it acts on (other accounts' domains, require_verified_sender).
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
@@ -21,18 +22,19 @@ import {
   parseAddressList,
 } from "../core/mail/compose.ts";
 import { bytesToBinary, parseHeaderFields } from "../core/mail/headers.ts";
-import { domainOf } from "../core/mail/address.ts";
 import { IDEMPOTENCY_KEY_PATTERN, MAX_TAGS, TAG_PATTERN } from "../core/mail/postern_headers.ts";
 import { sha256 } from "../core/auth/secrets.ts";
 import {
-  allowsAddress,
-  allowsSenderDomain,
-  type Credential,
-  getCredential,
-} from "../core/store/credentials.ts";
+  checkSendScope,
+  loadSendScope,
+  type ScopeRefusal,
+  SENDER_PROBLEM_TEXT,
+  type SendScope,
+} from "../core/send_scope.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { AppEnv, Principal } from "./auth.ts";
 import { ApiError, errorItem, errors } from "./errors.ts";
+import { clientAddress } from "./limits.ts";
 import { playSubmissionFault, type SandboxHttp } from "./sandbox_faults.ts";
 
 export interface SendDeps {
@@ -253,37 +255,49 @@ function idempotencyKeyOf(c: Context): string | undefined {
   return key;
 }
 
-function clientAddress(c: Context): string {
-  const info = c.env as { remoteAddr?: { hostname?: string } } | undefined;
-  return info?.remoteAddr?.hostname ?? "unknown";
+/** The HTTP answer to a send-scope refusal (smtp/replies.ts scopeRefused is its SMTP twin). */
+function scopeError(r: ScopeRefusal): ApiError {
+  switch (r.reason) {
+    case "revoked":
+      return errors.unauthorized();
+    case "client_not_allowed":
+      return errors.forbidden(`sending from ${r.client} with this credential`);
+    case "sender_not_allowed":
+      return errors.forbidden(`sending as ${r.domain}, which ${SENDER_PROBLEM_TEXT[r.why]}`);
+    case "multiple_senders":
+      return errors.invalid(`The message has more than one ${r.field} header field`);
+    case "pool_not_allowed":
+      return errors.forbidden(`pool ${r.pool} with this credential`);
+    case "rate":
+      return errors.rateLimited(
+        "The credential's rate_limit is reached; retry later",
+        r.retryAfterMs,
+      );
+    case "quota":
+      return errors.rateLimited(
+        "The credential's daily_quota (recipients per UTC day) has no room for this message; " +
+          "retry tomorrow (UTC)",
+        r.retryAfterMs,
+      );
+  }
 }
 
-/** Scope checks for a credential key: the same the SMTP side makes at MAIL FROM. */
+/** The same checks SMTP makes at MAIL FROM and RCPT TO, with every recipient known at once. */
 async function checkScopes(
   deps: SendDeps,
   principal: Principal,
   client: string,
-  mailFrom: string,
-): Promise<Credential | null> {
-  if (principal.kind !== "credential" || !principal.credentialId) return null;
-  const credential = await getCredential(deps.intake.kv, principal.credentialId);
-  if (!credential || credential.revokedAt !== null) throw errors.unauthorized();
-  if (!allowsAddress(credential, client)) {
-    throw errors.forbidden(`sending from ${client} with this credential`);
-  }
-  if (!allowsSenderDomain(credential, domainOf(mailFrom))) {
-    throw errors.forbidden(`sending as ${domainOf(mailFrom)} with this credential`);
-  }
-  const allowance = await deps.limits.take(credential);
-  if (!allowance.ok) {
-    throw errors.rateLimited(
-      allowance.reason === "rate"
-        ? "The credential's rate_limit is reached; retry later"
-        : "The credential's daily_quota is spent; retry tomorrow (UTC)",
-      allowance.retryAfterMs,
-    );
-  }
-  return credential;
+  p: Prepared,
+): Promise<SendScope> {
+  const scope = await loadSendScope(deps.intake.kv, principal.account, principal.credentialId);
+  const refusal = await checkSendScope({ kv: deps.intake.kv, limits: deps.limits }, scope, {
+    client,
+    envelopeSender: p.mailFrom,
+    recipients: p.recipients.length,
+    takeRate: true,
+  });
+  if (refusal) throw scopeError(refusal);
+  return scope!;
 }
 
 /** Queues one prepared message; returns its id or throws the ApiError that says why not. */
@@ -295,8 +309,8 @@ async function send(
 ): Promise<{ id: string; replayed: boolean }> {
   const principal = c.get("principal");
   const client = clientAddress(c);
-  const credential = await checkScopes(deps, principal, client, p.mailFrom);
-  await playSubmissionFault(deps.sandbox, p.recipients, credential?.sandboxSubmission);
+  const scope = await checkScopes(deps, principal, client, p);
+  await playSubmissionFault(deps.sandbox, p.recipients, scope.credential?.sandboxSubmission);
   const submission: Submission = {
     account: principal.account,
     credentialId: principal.credentialId,
@@ -307,7 +321,7 @@ async function send(
     protocol: "HTTP",
     via: "http",
     body: p.body,
-    allowedFromDomains: credential?.domains ?? [],
+    scope,
     tags: p.tags,
     metadata: p.metadata,
     ...(p.test ? { test: true } : {}),
@@ -325,9 +339,7 @@ async function send(
     return { id: result.id, replayed: result.duplicate === true };
   }
   if (result.reason === "too_large") throw errors.tooLarge(result.limit);
-  if (result.reason === "sender_not_allowed") {
-    throw errors.forbidden(`From: ${result.domain} with this credential`);
-  }
+  if (result.reason === "scope") throw scopeError(result.refusal);
   if (result.reason === "header_too_large") throw errors.headerTooLarge(result.limit);
   if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
   deps.intake.log.error("http.store_failed", { error: result.error });

@@ -1,3 +1,5 @@
+import { type ScopeRefusal, SENDER_PROBLEM_TEXT, type SenderProblem } from "../core/send_scope.ts";
+
 /**
  * The only place SMTP reply codes are chosen. Each reply carries its RFC 3463 enhanced code in the
  * text; smtp_server_patches.ts makes smtp-server send it as-is instead of adding a generic one.
@@ -30,10 +32,25 @@ export const replies = {
     reply(552, "5.3.4", `Message exceeds the size limit of ${limit} bytes`),
   storeFailed: () => reply(451, "4.3.0", "Queue temporarily unavailable, try again later"),
   addressNotAllowed: () => reply(535, "5.7.8", "Credential not valid from this address"),
-  senderNotAllowed: (domain: string) =>
-    reply(550, "5.7.1", `Sender domain ${printable(domain)} not allowed for this credential`),
+  senderNotAllowed: (domain: string, why: SenderProblem = "credential_domains") =>
+    reply(550, "5.7.1", `Sender domain ${printable(domain)} ${SENDER_PROBLEM_TEXT[why]}`),
+  /** RFC 5322 §3.6: at most one From and one Sender field. */
+  multipleSenders: (field: "From" | "Sender") =>
+    reply(550, "5.6.0", `Message has more than one ${field} header field`),
+  poolNotAllowed: (pool: string) =>
+    reply(550, "5.7.1", `Pool ${printable(pool)} not allowed for this credential`),
+  /** RFC 6531 §3.4: a UTF-8 address needs the SMTPUTF8 parameter on MAIL FROM. */
+  utf8WithoutSmtputf8: () =>
+    reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter on MAIL FROM"),
   rateLimited: () => reply(451, "4.7.0", "Sending rate limit exceeded, try again later"),
   quotaExceeded: () => reply(451, "4.7.0", "Daily sending quota exceeded, try again tomorrow"),
+  /**
+   * A recipient past the room left in the daily quota (which counts recipients): 452, as for
+   * too many recipients (RFC 5321 §4.5.3.1.10), so clients keep the rest for later and the
+   * refusals do not count as session errors.
+   */
+  recipientOverQuota: () =>
+    reply(452, "4.7.0", "Daily sending quota has no room for more recipients, try again tomorrow"),
 
   // Abuse limits (core/config/limits.ts). Postfix's wording where Postfix has the limit.
   /** smtpd_forbid_bare_newline = reject: a bare CR or LF (or a NUL) in DATA. */
@@ -70,6 +87,26 @@ export const replies = {
   /** Inbound reports: taken, whether or not it named a message of ours. */
   reportAccepted: () => "2.0.0 Report accepted",
 };
+
+/** The reply for a send-scope refusal (core/send_scope.ts). */
+export function scopeRefused(r: ScopeRefusal): Reply {
+  switch (r.reason) {
+    case "revoked":
+      return replies.credentialRevoked();
+    case "client_not_allowed":
+      return replies.addressNotAllowed();
+    case "sender_not_allowed":
+      return replies.senderNotAllowed(r.domain, r.why);
+    case "multiple_senders":
+      return replies.multipleSenders(r.field);
+    case "pool_not_allowed":
+      return replies.poolNotAllowed(r.pool);
+    case "rate":
+      return replies.rateLimited();
+    case "quota":
+      return replies.quotaExceeded();
+  }
+}
 
 /** Client-supplied text echoed in a reply: one line of printable ASCII, bounded. */
 function printable(text: string): string {

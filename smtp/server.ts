@@ -5,21 +5,19 @@
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import type { Config } from "../core/config/schema.ts";
 import { accept, type IntakeDeps } from "../core/intake.ts";
-import { checkRelayAddress, checkSenderAddress, domainOf } from "../core/mail/address.ts";
+import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
 import {
   allowsAddress,
-  allowsSenderDomain,
-  type Credential,
-  getCredential,
   touchCredential,
   verifyApiKey,
   verifyLogin,
 } from "../core/store/credentials.ts";
+import { checkSendScope, loadSendScope, type SendScope } from "../core/send_scope.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
-import { replies, type Reply } from "./replies.ts";
+import { replies, type Reply, scopeRefused } from "./replies.ts";
 import { usernameForLog } from "../core/auth/secrets.ts";
 import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { listenerErrorLogger } from "./listener_errors.ts";
@@ -44,7 +42,7 @@ export interface SmtpDeps {
   log: Logger;
   /** The account trusted-network relaying is charged to. */
   trustedAccount: string;
-  /** Credentials' rate_limit and daily_quota, asked at each MAIL FROM. */
+  /** Credentials' rate_limit and daily_quota, asked at MAIL FROM and RCPT TO. */
   limits: SendLimits;
   /** Submission faults at the simulator domain (smtp/sandbox_faults.ts). */
   sandbox?: SandboxSubmission;
@@ -54,10 +52,17 @@ interface SessionUser {
   credentialId: string;
   account: string;
   username: string;
-  /** The credential's sender domains as of this transaction's MAIL FROM ([] = any). */
-  domains: readonly string[];
-  /** The credential's `sandbox_submission` fault, as of this transaction's MAIL FROM. */
-  sandboxSubmission?: SubmissionFault | null;
+}
+
+/** An address as the client wrote it (smtp_server_patches.ts keeps it), else as parsed. */
+function writtenAddress(address: { address: string }): string {
+  return (address as { written?: string }).written ?? address.address;
+}
+
+/** RFC 6531 §3.4: a non-ASCII address is refused unless MAIL FROM carried SMTPUTF8. */
+function needsSmtputf8(address: { address: string }, session: SMTPServerSession): boolean {
+  return /[^\x00-\x7f]/.test(writtenAddress(address)) &&
+    (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 !== true;
 }
 
 function smtpError(r: Reply): Error {
@@ -134,32 +139,50 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     now: Date.now,
   });
 
-  async function checkCredential(user: SessionUser): Promise<Credential | null> {
-    const c = await getCredential(kv, user.credentialId);
-    return c && c.revokedAt === null ? c : null;
-  }
+  /** Each open transaction's scope, by session id: loaded at MAIL FROM, used up to the end of DATA. */
+  const scopes = new Map<string, SendScope>();
 
   /**
-   * A credential's scopes at MAIL FROM, re-read every transaction so revocation and PATCHed
-   * scopes reach open sessions: source address, sender domain, then rate and daily quota.
+   * The scope at MAIL FROM, re-read every transaction so revocation and PATCHed scopes reach
+   * open sessions: source address, envelope sender, room in the quota for one recipient, rate.
+   * Trusted-network sessions have no credential but keep their account's rules.
    */
   async function refuseTransaction(
-    user: SessionUser,
+    session: SMTPServerSession,
+    user: SessionUser | undefined,
     mailFrom: string,
-    remoteAddress: string,
   ): Promise<Reply | null> {
-    const c = await checkCredential(user);
-    if (!c) return replies.credentialRevoked();
-    if (!allowsAddress(c, remoteAddress)) return replies.addressNotAllowed();
-    // The null sender <> names no domain; the From: header is still checked after DATA.
-    if (mailFrom !== "" && !allowsSenderDomain(c, domainOf(mailFrom))) {
-      return replies.senderNotAllowed(domainOf(mailFrom));
-    }
-    user.domains = c.domains;
-    user.sandboxSubmission = c.sandboxSubmission;
-    const allowance = await deps.limits.take(c);
-    if (allowance.ok) return null;
-    return allowance.reason === "rate" ? replies.rateLimited() : replies.quotaExceeded();
+    const scope = await loadSendScope(
+      kv,
+      user?.account ?? deps.trustedAccount,
+      user?.credentialId ?? null,
+    );
+    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, {
+      client: session.remoteAddress,
+      envelopeSender: mailFrom,
+      recipients: 1,
+      takeRate: true,
+    });
+    if (refusal) return scopeRefused(refusal);
+    scopes.set(session.id, scope!);
+    return null;
+  }
+
+  /** The credential's `sandbox_submission` fault, as of this transaction's MAIL FROM. */
+  function sandboxFaultOf(session: SMTPServerSession): SubmissionFault | null {
+    return scopes.get(session.id)?.credential?.sandboxSubmission ?? null;
+  }
+
+  /** A recipient against the scope its transaction's MAIL FROM loaded. */
+  async function refuseRecipient(
+    session: SMTPServerSession,
+    recipients: number,
+  ): Promise<Reply | null> {
+    const scope = scopes.get(session.id);
+    if (!scope) return null; // MAIL FROM refused or never given: smtp-server answers 503
+    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, { recipients });
+    if (!refusal) return null;
+    return refusal.reason === "quota" ? replies.recipientOverQuota() : scopeRefused(refusal);
   }
 
   const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
@@ -214,6 +237,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
 
     onClose(session) {
       sessions.delete(session.id);
+      scopes.delete(session.id);
       const address = counted.get(session.id);
       if (address === undefined) return;
       counted.delete(session.id);
@@ -269,7 +293,6 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           credentialId: credential.id,
           account: credential.account,
           username: credential.username,
-          domains: credential.domains,
         };
         callback(null, { user: user as unknown as string });
       }, (err) => {
@@ -279,6 +302,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     },
 
     onMailFrom(address, session, callback) {
+      scopes.delete(session.id);
       const user = session.user as unknown as SessionUser | undefined;
       if (draining) return callback(smtpError(replies.shuttingDown(deps.hostname)));
       if (!user && !isTrusted(session.remoteAddress)) {
@@ -287,13 +311,15 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       }
       const problem = checkSenderAddress(address.address);
       if (problem) return callback(smtpError(replies.badSender(problem)));
-      if (!user) return callback();
-      refuseTransaction(user, address.address, session.remoteAddress).then(
+      if (needsSmtputf8(address, session)) {
+        return callback(smtpError(replies.utf8WithoutSmtputf8()));
+      }
+      refuseTransaction(session, user, address.address).then(
         (refusal) => {
           if (refusal) {
             log.info("smtp.rejected", {
               client: session.remoteAddress,
-              credential: user.credentialId,
+              credential: user?.credentialId ?? null,
               from: address.address,
               reply: `${refusal.responseCode} ${refusal.message}`,
             });
@@ -308,18 +334,25 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       // RFC 5321 §4.5.3.1.8: past the limit, 452 and the client sends the rest in another
       // transaction. A repeated recipient replaces its entry, so it never counts twice.
       const rcpts = session.envelope.rcptTo;
-      if (rcpts.length >= config.maxRecipients) {
-        const lower = address.address.toLowerCase();
-        if (!rcpts.some((r) => r.address.toLowerCase() === lower)) {
-          return callback(smtpError(replies.tooManyRecipients()));
-        }
+      const lower = address.address.toLowerCase();
+      const repeated = rcpts.some((r) => r.address.toLowerCase() === lower);
+      if (rcpts.length >= config.maxRecipients && !repeated) {
+        return callback(smtpError(replies.tooManyRecipients()));
+      }
+      if (needsSmtputf8(address, session)) {
+        return callback(smtpError(replies.utf8WithoutSmtputf8()));
       }
       const problem = checkRelayAddress(address.address);
       if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
       if (problem) return callback(smtpError(replies.badRecipient(problem)));
-      const user = session.user as unknown as SessionUser | undefined;
-      const fault = faultAtRcpt(deps.sandbox, address.address, user?.sandboxSubmission);
-      callback(fault ? smtpError(fault) : undefined); // a 421 closes the connection
+      const fault = faultAtRcpt(deps.sandbox, address.address, sandboxFaultOf(session));
+      if (fault) return callback(smtpError(fault)); // a 421 closes the connection
+      if (repeated) return callback();
+      // daily_quota counts recipients: this one must fit with those already accepted.
+      refuseRecipient(session, rcpts.length + 1).then(
+        (refusal) => callback(refusal ? smtpError(refusal) : undefined),
+        () => callback(smtpError(replies.storeFailed())),
+      );
     },
 
     onData(stream, session, callback) {
@@ -327,7 +360,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const envelope = session.envelope;
       const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : "";
       const recipients = envelope.rcptTo.map((r) => r.address);
-      const fault = faultAtData(deps.sandbox, recipients, user?.sandboxSubmission);
+      const fault = faultAtData(deps.sandbox, recipients, sandboxFaultOf(session));
       if (fault === "smtp-451" || fault === "smtp-552") {
         return refuseAfterData(stream, sandboxReplies[fault], callback);
       }
@@ -344,7 +377,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         protocol: protocolOf(session),
         via: "smtp",
         body: stream as AsyncIterable<Uint8Array>,
-        allowedFromDomains: user?.domains ?? [],
+        ...(scopes.has(session.id) ? { scope: scopes.get(session.id)! } : {}),
         // SMTP smuggling: a bare CR or LF (or a NUL) refuses the message, trusted client or not.
         lineEndings: "reject",
       }).then((result) => {
@@ -361,13 +394,17 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         } else if (result.reason === "too_large") {
           log.info("smtp.rejected", { reason: "too_large", ...fields });
           callback(smtpError(replies.tooLarge(result.limit)));
-        } else if (result.reason === "sender_not_allowed") {
+        } else if (result.reason === "scope") {
+          const refusal = scopeRefused(result.refusal);
           log.info("smtp.rejected", {
-            reason: "from_not_allowed",
-            domain: result.domain,
+            // The From or Sender field named a domain the scope refuses.
+            reason: result.refusal.reason === "sender_not_allowed"
+              ? "from_not_allowed"
+              : result.refusal.reason,
+            reply: `${refusal.responseCode} ${refusal.message}`,
             ...fields,
           });
-          callback(smtpError(replies.senderNotAllowed(result.domain)));
+          callback(smtpError(refusal));
         } else if (result.reason === "bare_line_ending") {
           callback(bareLineEndingRefusal(log, result.found, fields));
         } else if (result.reason === "header_too_large") {

@@ -24,6 +24,9 @@
  *    can count the client: a client's sockets are counted from the accept, and past its limit a
  *    new one is closed at once (nothing can be said before TLS), so one client's unfinished
  *    handshakes cannot fill the listener for everyone.
+ * 8. Parsed MAIL FROM and RCPT TO addresses keep the path as the client wrote it (`written`):
+ *    smtp-server turns an A-label domain into Unicode, and RFC 6531 §3.4 refuses a non-ASCII
+ *    address only when the client wrote one without SMTPUTF8.
  */
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
 import { SMTPServer } from "smtp-server";
@@ -196,11 +199,12 @@ export function applySmtpServerPatches() {
   const parseAddress = proto._parseAddressCommand;
   proto._parseAddressCommand = function (this: Conn, name: unknown, command: unknown) {
     const parsed = parseAddress.call(this, name, command);
-    if (!parsed || !options(this)?.refuseSourceRoutes) return parsed;
+    if (!parsed || !options(this)) return parsed;
     const text = String(command ?? "");
     const path = text.slice(text.indexOf(":") + 1).trim().split(/\s+/)[0] ?? "";
+    const written = { ...parsed, written: path.replace(/^<|>$/g, "") };
     const route = /^<(@[^<>]*)>$/.exec(path);
-    return route ? { ...parsed, address: route[1] } : parsed;
+    return route && options(this)?.refuseSourceRoutes ? { ...written, address: route[1] } : written;
   };
 
   const dataHandler = proto.handler_DATA;

@@ -185,7 +185,7 @@ Deno.test("each account reads its own log only", async () => {
     const unauthenticated = await relay.api("/v1/events", { token: "" });
     assert.equal(unauthenticated.status, 401);
     assert.equal(unauthenticated.json.error.code, "unauthorized");
-    const other = await newAccount(relay, "other");
+    const other = await newAccount(relay, "other", { require_verified_sender: false });
     const key = (await newCredential(relay, {}, other)).password;
     const theirs = await call(relay, "/v1/messages", {
       token: key,

@@ -207,7 +207,7 @@ Deno.test("a source that one site blocks is deprioritised at that site only", as
   }
 });
 
-Deno.test("a credential's pool chooses the source; the X-Postern-Pool header overrides it", async () => {
+Deno.test("a credential's pool chooses the source; the X-Postern-Pool header overrides it with a granted pool", async () => {
   const sink = await startSink();
   const config = await writeConfig({
     pools: {
@@ -222,7 +222,7 @@ Deno.test("a credential's pool chooses the source; the X-Postern-Pool header ove
     const cred = await createCredential(relay, "pooled-app");
     const patch = await relay.api(`/v1/credentials/${cred.id}`, {
       method: "PATCH",
-      body: { pool: "warm" },
+      body: { pool: "warm", pools: ["default"] },
     });
     assert.equal(patch.status, 200, JSON.stringify(patch.json));
     const send = async (subject: string, headers?: Record<string, string>) => {

@@ -3,6 +3,7 @@
  * route by local part, so anything that could turn a local part into a second hop (percent hack,
  * source routes, bang paths, extra @) is refused rather than interpreted.
  */
+import { domainToASCII } from "node:url";
 
 /** RFC 5321 §4.5.3.1.1: octets in a local part. */
 export const MAX_LOCAL_PART = 64;
@@ -24,6 +25,15 @@ const UTF8_LABEL = /^[^\s@.\x00-\x1f\x7f]{1,63}$/u;
 export function domainOf(address: string): string {
   const at = address.lastIndexOf("@");
   return (at >= 0 ? address.slice(at + 1) : "").toLowerCase().replace(/\.$/, "");
+}
+
+/**
+ * The A-label form of a domain (RFC 5891; how domains are stored), lower-cased, without a
+ * trailing dot; a name that has none is returned as it is.
+ */
+export function asciiDomain(domain: string): string {
+  const d = domain.toLowerCase().replace(/\.$/, "");
+  return domainToASCII(d) || d;
 }
 
 export function isValidDomain(domain: string): boolean {

@@ -20,14 +20,33 @@ export interface CompletedHeaders {
   block: Uint8Array;
   messageId: string;
   subject: string;
-  /** The From field's value, unfolded ("" when there is none). */
-  from: string;
+  /** Every From field's value and every Sender field's value, unfolded, read as UTF-8. */
+  senders: SenderFields;
   /** The `X-Postern-Pool` field's value; the field itself is removed from the block. */
   pool?: string;
 }
 
+/** The originator fields of a header section (RFC 5322 §3.6.2), each as often as it appears. */
+export interface SenderFields {
+  from: string[];
+  sender: string[];
+}
+
 /** Fields that steer Postern and never leave it. */
 const CONTROL_FIELDS: ReadonlySet<string> = new Set(["x-postern-pool"]);
+
+/**
+ * Verdicts only a receiving system may write (RFC 8601 §5, RFC 8617 §4.1, RFC 7208 §9.1). A
+ * submitted `Authentication-Results: dkim=pass` would otherwise leave signed by us, and a
+ * receiver trusting our signature might trust the claim with it: they are removed at intake.
+ */
+export function isReceiverVerdict(name: string): boolean {
+  return name === "authentication-results" || name === "received-spf" || name.startsWith("arc-");
+}
+
+function isRemovedAtIntake(name: string): boolean {
+  return CONTROL_FIELDS.has(name) || isReceiverVerdict(name);
+}
 
 /**
  * Removes the named fields (lower-case names), with their folded continuation lines, from a
@@ -35,8 +54,9 @@ const CONTROL_FIELDS: ReadonlySet<string> = new Set(["x-postern-pool"]);
  */
 export function removeFields(
   block: string,
-  names: ReadonlySet<string>,
+  names: ReadonlySet<string> | ((name: string) => boolean),
 ): { block: string; removed: { name: string; value: string }[] } {
+  const drop = typeof names === "function" ? names : (name: string) => names.has(name);
   const kept: string[] = [];
   const removed: { name: string; value: string }[] = [];
   let dropping = false;
@@ -48,7 +68,7 @@ export function removeFields(
     }
     const colon = line.indexOf(":");
     const name = colon > 0 ? line.slice(0, colon).trim().toLowerCase() : "";
-    dropping = names.has(name);
+    dropping = drop(name);
     if (dropping) removed.push({ name, value: line.slice(colon + 1).trim() });
     else kept.push(line);
   }
@@ -79,6 +99,13 @@ export function binaryToBytes(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
   return out;
+}
+
+const utf8Decoder = new TextDecoder();
+
+/** A binary-string value read as UTF-8 (RFC 6532), as a reader's mail client would show it. */
+function utf8(value: string): string {
+  return utf8Decoder.decode(binaryToBytes(value));
 }
 
 /** Header fields of a header block (CRLF line endings), unfolded, name lower-cased. */
@@ -128,7 +155,7 @@ export function completeHeaders(headerBlock: Uint8Array, trace: TraceInfo): Comp
   }
   if (!has("date")) added += `Date: ${date}\r\n`;
   const subject = fields.find((f) => f.name === "subject")?.value ?? "";
-  const control = removeFields(original, CONTROL_FIELDS);
+  const control = removeFields(original, isRemovedAtIntake);
   const pool = control.removed.find((f) => f.name === "x-postern-pool")?.value;
   let body = control.block;
   if (body !== "" && !body.endsWith("\r\n")) body += "\r\n";
@@ -136,7 +163,10 @@ export function completeHeaders(headerBlock: Uint8Array, trace: TraceInfo): Comp
     block: binaryToBytes(received + body + added),
     messageId,
     subject: subject.slice(0, 998),
-    from: fields.find((f) => f.name === "from")?.value ?? "",
+    senders: {
+      from: fields.filter((f) => f.name === "from").map((f) => utf8(f.value)),
+      sender: fields.filter((f) => f.name === "sender").map((f) => utf8(f.value)),
+    },
     ...(pool ? { pool } : {}),
   };
 }

@@ -10,7 +10,19 @@ import { shortId } from "../ids.ts";
 
 export const DEFAULT_ACCOUNT = "default";
 
-export interface Account {
+/** What an account's senders may do, whichever credential (or the admin token) they send with. */
+export interface AccountSettings {
+  /**
+   * Senders (MAIL FROM, From, Sender) must align with one of the account's verified domains.
+   * On for accounts made through the API; off for "default", which serves the operator's own
+   * trusted networks and has no domains until someone adds them.
+   */
+  requireVerifiedSender: boolean;
+  /** IP pools every credential of the account may choose with `X-Postern-Pool`. */
+  pools: string[];
+}
+
+export interface Account extends AccountSettings {
   id: string;
   name: string;
   createdAt: number;
@@ -18,9 +30,33 @@ export interface Account {
   testMode?: boolean;
 }
 
+/** The settings an account made through the API starts with. */
+export const NEW_ACCOUNT_SETTINGS: Readonly<AccountSettings> = {
+  requireVerifiedSender: true,
+  pools: [],
+};
+
+/**
+ * Records written before settings existed read as the defaults: off for "default" (as it always
+ * behaved), on for every other account (they were all made through the API).
+ */
+function withDefaults(a: Omit<Account, keyof AccountSettings> & Partial<AccountSettings>): Account {
+  return {
+    requireVerifiedSender: a.id !== DEFAULT_ACCOUNT,
+    pools: [],
+    ...a,
+  };
+}
+
 /** Creates the default account on first start; harmless on every later one. */
 export async function ensureDefaultAccount(kv: Deno.Kv, now = Date.now()): Promise<void> {
-  const account: Account = { id: DEFAULT_ACCOUNT, name: DEFAULT_ACCOUNT, createdAt: now };
+  const account: Account = {
+    id: DEFAULT_ACCOUNT,
+    name: DEFAULT_ACCOUNT,
+    createdAt: now,
+    requireVerifiedSender: false,
+    pools: [],
+  };
   await kv.atomic()
     .check({ key: keys.account(DEFAULT_ACCOUNT), versionstamp: null })
     .check({ key: keys.accountByName(DEFAULT_ACCOUNT), versionstamp: null })
@@ -32,9 +68,11 @@ export async function ensureDefaultAccount(kv: Deno.Kv, now = Date.now()): Promi
 /** A new account, or null when the name is taken (names are unique, ignoring case). */
 export async function createAccount(
   kv: Deno.Kv,
-  input: { name: string; testMode?: boolean; now?: number },
+  input: { name: string; settings?: Partial<AccountSettings>; testMode?: boolean; now?: number },
 ): Promise<Account | null> {
   const account: Account = {
+    ...NEW_ACCOUNT_SETTINGS,
+    ...input.settings,
     id: shortId("acc_", 16),
     name: input.name,
     createdAt: input.now ?? Date.now(),
@@ -49,27 +87,30 @@ export async function createAccount(
 }
 
 export async function getAccount(kv: Deno.Kv, id: string): Promise<Account | null> {
-  return (await kv.get<Account>(keys.account(id))).value;
+  const value = (await kv.get<Account>(keys.account(id))).value;
+  return value ? withDefaults(value) : null;
 }
 
-export async function listAccounts(kv: Deno.Kv): Promise<Account[]> {
-  const out: Account[] = [];
-  for await (const e of kv.list<Account>({ prefix: keys.accountPrefix() })) out.push(e.value);
-  return out.sort((a, b) => a.createdAt - b.createdAt);
-}
-
-/** Sets the account's default test mode; null when there is no such account. */
-export async function setAccountTestMode(
+/** Changes an account's settings (compare-and-set, retried on a concurrent write). */
+export async function updateAccount(
   kv: Deno.Kv,
   id: string,
-  testMode: boolean,
+  patch: Partial<AccountSettings> & { testMode?: boolean },
 ): Promise<Account | null> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const entry = await kv.get<Account>(keys.account(id));
     if (!entry.value) return null;
-    const next = { ...entry.value, testMode };
+    const next = { ...withDefaults(entry.value), ...patch };
     const res = await kv.atomic().check(entry).set(keys.account(id), next).commit();
     if (res.ok) return next;
   }
   throw new Error(`Cannot update account ${id}: it kept changing under concurrent writes`);
+}
+
+export async function listAccounts(kv: Deno.Kv): Promise<Account[]> {
+  const out: Account[] = [];
+  for await (const e of kv.list<Account>({ prefix: keys.accountPrefix() })) {
+    out.push(withDefaults(e.value));
+  }
+  return out.sort((a, b) => a.createdAt - b.createdAt);
 }

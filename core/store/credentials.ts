@@ -12,7 +12,6 @@ import { keys } from "./keys.ts";
 import { hashSecret, randomToken, type SecretHash, sha256, verifySecret } from "../auth/secrets.ts";
 import { shortId } from "../ids.ts";
 import { networkMatcher } from "../net/cidr.ts";
-import { alignsWith } from "../mail/sender_domains.ts";
 import type { SubmissionFault } from "../policy/sandbox.ts";
 
 export interface CredentialSecret {
@@ -33,6 +32,8 @@ export interface CredentialScopes {
   dailyQuota: number | null;
   /** The source-IP pool the delivery side sends this credential's mail from; null = default. */
   pool: string | null;
+  /** Further pools its mail may choose with `X-Postern-Pool` (its `pool` is always allowed). */
+  pools: string[];
   /** Whether bounces send a DSN to the sender. */
   dsn: boolean;
   /** Test mode: mail goes through everything but leaves only for the simulated MX. */
@@ -47,6 +48,7 @@ export const DEFAULT_SCOPES: Readonly<CredentialScopes> = {
   rateLimit: null,
   dailyQuota: null,
   pool: null,
+  pools: [],
   dsn: true,
   testMode: false,
   sandboxSubmission: null,
@@ -198,14 +200,9 @@ export async function removeSecret(
   return result;
 }
 
-/** Whether AUTH from `address` is allowed. */
+/** Whether the key may be used from `address` (SMTP AUTH, every HTTP request). */
 export function allowsAddress(c: Credential, address: string): boolean {
   return c.allowedIps.length === 0 || networkMatcher(c.allowedIps)(address);
-}
-
-/** Whether the credential may send as `domain` (MAIL FROM or From: domain). */
-export function allowsSenderDomain(c: Credential, domain: string): boolean {
-  return c.domains.length === 0 || alignsWith(domain, c.domains);
 }
 
 export async function revokeCredential(

@@ -261,6 +261,34 @@ function candidateNames(domain: string): string[] {
   return out;
 }
 
+/** Who holds a sending domain: the account that added it and whether it is verified. */
+export interface DomainClaim {
+  name: string;
+  account: string;
+  verified: boolean;
+}
+
+/**
+ * The added domains that `domain` is or lies under, most specific first: whoever sends as
+ * `domain` claims to speak for each of them. `domain` is compared in A-label form.
+ */
+export async function domainClaims(kv: Deno.Kv, domain: string): Promise<DomainClaim[]> {
+  // Every parent is looked at, however many labels (a parent left out would let a long
+  // subdomain past its owner), in batches of ten (Deno KV's getMany limit).
+  const names = candidateNames(domain).filter((n) => n.length <= 253);
+  const ids: string[] = [];
+  for (let i = 0; i < names.length; i += 10) {
+    const batch = await kv.getMany<string[]>(names.slice(i, i + 10).map(keys.domainByName));
+    for (const e of batch) if (e.value) ids.push(e.value);
+  }
+  const out: DomainClaim[] = [];
+  for (const id of ids) {
+    const found = await getDomain(kv, id);
+    if (found) out.push({ name: found.name, account: found.account, verified: found.verified });
+  }
+  return out;
+}
+
 /**
  * The keys to sign mail from `fromDomain` with: the active keys of the most specific verified
  * domain of `account` that is `fromDomain` or a parent of it (DMARC relaxed alignment), else [].

@@ -10,8 +10,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { authenticate } from "mailauth";
-import type { Relay } from "./relay_process.ts";
-import type { DnsServer, Zone } from "./dns_server.ts";
+import { type Relay, startRelay } from "./relay_process.ts";
+import { type DnsServer, startDnsServer, type Zone } from "./dns_server.ts";
+import { type Sink, startSink } from "./sink.ts";
 import { sendTransaction, SmtpClient, type SmtpReply } from "./smtp_client.ts";
 
 export interface CallInit {
@@ -61,9 +62,17 @@ export function assertError(res: CallResult, status: number, code: string): void
   assert.equal(typeof res.json.error.message, "string");
 }
 
-/** Creates an account with the admin token; returns its id. */
-export async function newAccount(relay: Relay, name: string): Promise<string> {
-  const res = await call(relay, "/v1/accounts", { body: { name } });
+/**
+ * Creates an account with the admin token; returns its id. Accounts start with
+ * `require_verified_sender` on: a test that sends as a domain it does not verify says so in
+ * `settings`.
+ */
+export async function newAccount(
+  relay: Relay,
+  name: string,
+  settings: { require_verified_sender?: boolean; pools?: string[] } = {},
+): Promise<string> {
+  const res = await call(relay, "/v1/accounts", { body: { name, ...settings } });
   assert.equal(res.status, 201, res.text);
   return res.json.id;
 }
@@ -295,4 +304,64 @@ export function dkimSignatures(headers: string): Map<string, string>[] {
 export function publish(zone: Zone, records: { name: string; value: string }[]): void {
   zone.txt ??= {};
   for (const r of records) zone.txt[r.name] = [r.value];
+}
+
+/** Adds a domain (to `account`, else the default), publishes its records and verifies it. */
+export async function verifiedDomain(
+  relay: Relay,
+  zone: Zone,
+  name: string,
+  options: { algorithms?: string[]; account?: string } = {},
+  // deno-lint-ignore no-explicit-any -- the domain view, as tests index into it.
+): Promise<any> {
+  const created = await call(relay, "/v1/domains", {
+    body: { name, dkim: { algorithms: options.algorithms ?? ["rsa"] } },
+    ...(options.account ? { account: options.account } : {}),
+  });
+  assert.equal(created.status, 201, created.text);
+  publish(zone, created.json.records);
+  const verified = await call(relay, `/v1/domains/${created.json.id}/verify`, {
+    method: "POST",
+    ...(options.account ? { account: options.account } : {}),
+  });
+  assert.equal(verified.json.verified, true, verified.text);
+  return verified.json;
+}
+
+export interface TenantEnv {
+  relay: Relay;
+  dns: DnsServer;
+  sink: Sink;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * DNS (for domain verification and DKIM keys; relay.test is the SPF include), a sink that every
+ * domain is routed to, and a relay using both, with `env` added.
+ */
+export async function startTenantRelay(env: Record<string, string> = {}): Promise<TenantEnv> {
+  const dns = await startDnsServer({ txt: { "relay.test": ["v=spf1 ip4:127.0.0.1 -all"] } });
+  const sink = await startSink();
+  let relay: Relay;
+  try {
+    relay = await startRelay({
+      env: {
+        POSTERN_DNS: `127.0.0.1:${dns.port}`,
+        POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
+        ...env,
+      },
+    });
+  } catch (error) {
+    await Promise.all([dns.close(), sink.close()]);
+    throw error;
+  }
+  return {
+    relay,
+    dns,
+    sink,
+    async [Symbol.asyncDispose]() {
+      await relay[Symbol.asyncDispose]();
+      await Promise.all([dns.close(), sink.close()]);
+    },
+  };
 }
