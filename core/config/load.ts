@@ -82,6 +82,19 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/**
+ * A structured setting (shaping, pools, routes with AUTH) may come from the environment too,
+ * as the JSON the config file would hold under its field name.
+ */
+function jsonOrText(name: string, value: string): unknown {
+  if (!value.trimStart().startsWith("{")) return value;
+  try {
+    return JSON.parse(value);
+  } catch (e) {
+    throw new ConfigError(`${name}: not valid JSON: ${(e as Error).message}`);
+  }
+}
+
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const settings = envSettings();
   const knownEnv = [...Object.keys(settings), ...META_ENV];
@@ -113,7 +126,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   for (const [name, field] of Object.entries(settings)) {
     const value = env[name];
     if (value !== undefined && value !== "") {
-      input[field] = value;
+      input[field] = jsonOrText(name, value);
       fromEnv.set(field, name);
     }
   }
