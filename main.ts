@@ -347,7 +347,11 @@ async function main() {
   const reloadTls = async (reason: string) => {
     try {
       const next = await loadTls(tlsSource, Date.now());
-      if (next.pair.cert === loadedTls.pair.cert && next.pair.key === loadedTls.pair.key) return;
+      if (next.pair.cert === loadedTls.pair.cert && next.pair.key === loadedTls.pair.key) {
+        // A SIGHUP with nothing new still deserves an answer in the log.
+        if (reason === "SIGHUP") log.info("tls.unchanged", { cert: tlsSource.certPath });
+        return;
+      }
       smtp!.updateTls(next.pair);
       inbound?.updateTls(next.pair);
       loadedTls = next;
