@@ -1,250 +1,124 @@
 /**
- * Composition root: load config once, open the store, start the smtp, http and worker roles.
- * Nothing imports this file.
+ * Composition root: load config once, open the store, start the roles this node runs
+ * (POSTERN_ROLES: smtp, http, worker). Nothing imports this file.
+ *
+ * What each role needs locally: smtp a certificate (given, or generated into the data dir);
+ * worker the data dir's node-id lock; http nothing but the store, so an http-only node runs
+ * without write access (but to a local store file) and without a data dir.
  */
 import { ConfigError, loadConfig } from "./core/config/load.ts";
 import type { Config } from "./core/config/schema.ts";
-import { createLogger } from "./core/log.ts";
-import { Committer } from "./core/store/committer.ts";
-import { BodyCache } from "./core/store/body_cache.ts";
-import { QueueSignal } from "./core/queue_signal.ts";
-import { ensureAdminToken } from "./core/store/admin_token.ts";
-import { prepareLoginChecks } from "./core/store/credentials.ts";
+import { createLogger, type Logger } from "./core/log.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
 import { type LoadedTls, loadTls, openTlsSource, watchTlsFiles } from "./core/tls_source.ts";
 import { TlsPairError } from "./core/tls_pair.ts";
 import { helpText } from "./core/config/help.ts";
 import { watchLaunchers } from "./core/launcher.ts";
 import denoJson from "./deno.json" with { type: "json" };
-import { denoResolver } from "./core/mail/mx.ts";
-import { claimNodeId } from "./core/node_id.ts";
+import { dnsResolver } from "./core/mail/mx.ts";
+import { claimNodeId, type NodeIdentity } from "./core/node_id.ts";
+import { shortId } from "./core/ids.ts";
+import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
+import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
+import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
-import { createApp } from "./http/app.ts";
-import { startWorker } from "./actors/worker.ts";
+import { healthOnlyApp, httpRoleApp } from "./http/role.ts";
+import { startWorker, type Worker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
 import { SiteDirectory } from "./actors/site_directory.ts";
+import { ConnectionCap } from "./actors/connection_cap.ts";
+import { replyTimeouts } from "./core/config/outbound.ts";
 import { CredentialSettingsCache } from "./actors/credential_settings.ts";
 import { createQueueControl } from "./actors/queue_control.ts";
 import { resolveShaping } from "./core/config/shaping.ts";
-import { SuppressionCache } from "./core/store/suppressions.ts";
 import type { QueueControl } from "./core/queue_control.ts";
-import { DEFAULT_ACCOUNT, ensureDefaultAccount, getAccount } from "./core/store/accounts.ts";
-import { sealDomainKeys, signingKeysFor } from "./core/store/domains.ts";
-import { sealWebhookSecrets } from "./core/store/webhooks.ts";
-import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
-import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
-import { SendLimits } from "./core/send_limits.ts";
-import { denoTxtLookup } from "./core/mail/txt.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
 import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.ts";
+import { sweepWindows } from "./core/store/window_counts.ts";
 import { startWebhooks } from "./actors/webhook.ts";
-import { ensureVerpKey } from "./core/store/verp_key.ts";
 import { startInbound } from "./smtp/inbound.ts";
+import { type NodeServices, startNodeServices } from "./core/node_services.ts";
+import { startHeartbeat } from "./core/heartbeat.ts";
 import { startSimulator } from "./smtp/simulator.ts";
-import { sandboxIntake } from "./core/sandbox/intake.ts";
 import { withSimulator } from "./actors/sandbox_route.ts";
 import { withSandboxShaping } from "./core/config/sandbox.ts";
-import { suppressionListFor } from "./core/policy/sandbox.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
   Deno.exit(2);
 }
 
+/** The machine's name, or a stand-in where the node may not ask (no --allow-sys). */
+function systemHostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "localhost";
+  }
+}
+
+const VERSION = (denoJson as { version?: string }).version ?? "unknown";
+
 /** `--help` and `--version` answer and exit; nothing is started or read. */
 function answerArguments(args: string[]): void {
-  const version = (denoJson as { version?: string }).version ?? "unknown";
   if (args.includes("--help") || args.includes("-h")) {
-    console.log(helpText(version));
+    console.log(helpText(VERSION));
     Deno.exit(0);
   }
   if (args.includes("--version") || args.includes("-V")) {
-    console.log(`postern ${version}`);
+    console.log(`postern ${VERSION}`);
     Deno.exit(0);
   }
   if (args.length > 0) fatal(`unknown argument ${args[0]}; see --help`);
 }
 
-async function main() {
-  answerArguments(Deno.args);
-  let config: Config;
+/**
+ * The certificate, checked as a pair (a mismatched, swapped, unreadable or expired one stops
+ * start-up naming its setting): POSTERN_TLS_CERT/KEY, or the generated one in the data dir.
+ */
+async function readTls(config: Config, hostname: string) {
   try {
-    config = loadConfig(Deno.env.toObject());
-  } catch (err) {
-    if (err instanceof ConfigError) fatal(err.message);
-    throw err;
-  }
-  const log = createLogger({ level: config.logLevel });
-  const hostname = config.hostname ?? Deno.hostname();
-  await prepareDataDir(config.dataDir);
-  let tlsSource;
-  let loadedTls: LoadedTls;
-  try {
-    const opened = await openTlsSource(config, {
-      dataDir: config.dataDir,
-      hostname,
-      now: Date.now(),
-    });
-    tlsSource = opened.source;
-    loadedTls = opened.loaded;
+    return await openTlsSource(config, { dataDir: config.dataDir, hostname, now: Date.now() });
   } catch (err) {
     if (err instanceof TlsPairError) fatal(err.message);
-    throw err;
-  }
-  const tls = loadedTls.pair;
-  const kv = await openKvFile(config.kv ?? `${config.dataDir}/postern.kv`);
-  // Webhook secrets and DKIM keys are sealed under a key kept outside the KV file; records
-  // written before that are sealed now (and read as they are meanwhile).
-  let secretBox: SecretBox;
-  try {
-    secretBox = await openSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
-  } catch (err) {
-    fatal(`POSTERN_SECRET_KEY: ${(err as Error).message}`);
-  }
-  const sealed = await sealWebhookSecrets(kv, secretBox) + await sealDomainKeys(kv, secretBox);
-  if (sealed > 0) log.info("secrets.sealed", { count: sealed });
-  const committer = new Committer(kv);
-  const bodyCache = new BodyCache();
-  const signal = new QueueSignal();
-  const admin = await ensureAdminToken(kv, config.adminToken);
-  await prepareLoginChecks();
-  await ensureDefaultAccount(kv);
-  if (!(await getAccount(kv, config.trustedAccount))) {
     fatal(
-      `POSTERN_TRUSTED_ACCOUNT: no account "${config.trustedAccount}"; create it with ` +
-        "POST /v1/accounts and set its id",
+      `POSTERN_DATA_DIR: the smtp role cannot keep its generated certificate in ` +
+        `${config.dataDir} (${(err as Error).message}); set POSTERN_TLS_CERT and POSTERN_TLS_KEY`,
     );
   }
-  const node = await claimNodeId(config.dataDir, Deno.hostname());
-  const nodeId = node.id;
+}
+
+/** The worker role: site actors, webhooks, retention, and the sandbox's simulated MX. */
+async function startWorkerRole(
+  config: Config,
+  services: NodeServices,
+  ctx: {
+    nodeId: string;
+    hostname: string;
+    log: Logger;
+    tls: { key: string; cert: string };
+    stopping: () => boolean;
+  },
+) {
+  const { kv, committer, bodyCache, signal, suppressions, intake, verp, secretBox } = services;
+  const { nodeId, hostname, log } = ctx;
   sweepStaged(kv).catch((err) => log.warn("sweeper.failed", { err }));
-
-  // Every node keeps all suppression lists in memory: intake checks recipients without a read.
-  const suppressions = new SuppressionCache(kv);
-  await suppressions.refresh();
-  const stopSuppressionRefresh = suppressions.start(
-    config.pollInterval,
-    (err) => log.warn("suppressions.refresh_failed", { err }),
-  );
-  // The queue API reads live actor state; the worker starts after the listeners.
-  let queueControl: QueueControl | null = null;
-
-  // VERP return paths, when a bounce domain is configured; the key is shared through the store.
-  const verp = config.bounceDomain
-    ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
-    : undefined;
-  const sandbox = sandboxIntake(kv, config.simulatorDomain);
-  // Simulator addresses that bounce or complain go on the sandbox's own list, not the account's.
-  const listFor = (account: string, address: string) =>
-    suppressionListFor(account, address, config.simulatorDomain);
-  const intake = {
-    ...(verp ? { verp } : {}),
-    sandbox,
-    suppressions,
-    kv,
-    committer,
-    hostname,
-    maxMessageSize: config.maxMessageSize,
-    maxHeaderSize: config.maxHeaderSize,
-    bodyCache,
-    signal,
-    log,
-    dkimKeyFor: (account: string, fromDomain: string) =>
-      signingKeysFor(kv, secretBox, account, fromDomain),
-  };
-
-  // One limiter for both doors: a credential's rate holds across SMTP and the send API.
-  const limits = new SendLimits(kv);
-  let smtp;
-  let http: Deno.HttpServer;
-  let inbound:
-    | { close(): Promise<void>; updateTls(tls: { key: string; cert: string }): void }
-    | null = null;
-  // The sandbox's simulated MX, on a loopback port of its own; the simulator domain routes there.
+  // The sandbox's simulated MX, on a loopback port of its own: the simulator domain routes there,
+  // so the node that delivers the mail runs it.
   const simulator = await startSimulator({
     domain: config.simulatorDomain,
     greylistMs: config.sandboxGreylist,
-    tls,
+    tls: ctx.tls,
     log,
     now: Date.now,
     after: {
-      reports: { kv, committer, log, now: Date.now, suppressions, listFor },
+      reports: { kv, committer, log, now: Date.now, suppressions, listFor: services.listFor },
       ...(verp ? { verp } : {}),
       hostname,
       log,
     },
   });
-  const sandboxSettings = {
-    domain: config.simulatorDomain,
-    greylistMs: config.sandboxGreylist,
-    slowMs: config.sandboxSlowDelay,
-  };
-  try {
-    smtp = await startSmtp({
-      config,
-      hostname,
-      intake,
-      tls,
-      log,
-      trustedAccount: config.trustedAccount,
-      limits,
-      sandbox: sandboxSettings,
-    });
-    inbound = verp
-      ? await startInbound({
-        port: config.inboundPort,
-        listen: config.listen,
-        hostname,
-        tls,
-        log,
-        config,
-        reports: { kv, committer, verp, log, now: Date.now, suppressions, listFor },
-      })
-      : null;
-    const app = createApp({
-      kv,
-      adminTokenHash: admin.hash,
-      defaultAccount: DEFAULT_ACCOUNT,
-      spfInclude: config.spfInclude ?? hostname,
-      txtLookup: denoTxtLookup(config.dns),
-      queue: () => queueControl,
-      suppressions,
-      intake,
-      limits,
-      resolver: denoResolver(config.dns),
-      webhookAllowed: networkMatcher(config.webhookAllow),
-      secretBox,
-      trusted: networkMatcher(config.trustedNetworks),
-      eventSettleMs: config.eventSettle,
-      smtp: { host: hostname, submissionPort: config.smtpPort, smtpsPort: config.smtpsPort },
-      sandbox: sandboxSettings,
-      httpLimits: {
-        maxBody: config.httpMaxBody,
-        maxJsonDepth: config.httpMaxJsonDepth,
-        rate: config.httpRateLimit,
-        authFailureLimit: config.authFailureLimit,
-        authLockoutMs: config.authLockout,
-      },
-    });
-    try {
-      http = Deno.serve({
-        hostname: config.listen,
-        port: config.httpPort,
-        onListen() {},
-      }, app.fetch);
-    } catch (err) {
-      throw new ListenError(
-        `POSTERN_HTTP_PORT: cannot listen on ${config.listen}:${config.httpPort} (${
-          (err as Error).name
-        }); set POSTERN_HTTP_PORT to a free port`,
-      );
-    }
-  } catch (err) {
-    if (err instanceof ListenError) fatal(err.message);
-    throw err;
-  }
-
-  const resolver = denoResolver(config.dns);
+  const resolver = dnsResolver(config.dns);
   const shaping = resolveShaping(withSandboxShaping(config.shaping, config.simulatorDomain), {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
@@ -278,8 +152,10 @@ async function main() {
         maxAgeMs: config.sandboxMaxAge,
       },
     },
-    commandTimeoutMs: config.commandTimeout,
+    timeouts: replyTimeouts(config),
+    connections: new ConnectionCap(config.outboundMaxConnections),
     pollIntervalMs: config.pollInterval,
+    leaseTtlMs: config.leaseTtl,
     directory,
     pools: config.pools,
     credentials,
@@ -297,7 +173,6 @@ async function main() {
     },
     now: Date.now,
   });
-  queueControl = createQueueControl(worker, { kv, now: Date.now });
   const webhooks = startWebhooks({
     kv,
     committer,
@@ -324,16 +199,186 @@ async function main() {
           ...(after ? { after } : {}),
         });
         if (r.deleted > 0) log.info("retention.swept", { deleted: r.deleted, kept: r.kept });
-        if (r.last === null || stopping) break;
+        if (r.last === null || ctx.stopping()) break;
         after = r.last;
       }
       await sweepExpiredStats(kv, { retentionMs: config.retention, now: Date.now() });
+      await sweepWindows(kv, Date.now());
     } catch (err) {
       log.warn("retention.failed", { err });
     }
   };
   sweepRetention();
   const retentionTimer = setInterval(sweepRetention, 3_600_000);
+  return {
+    worker,
+    async stop(deadline: number) {
+      await worker.stop(Math.max(0, deadline - Date.now()));
+      clearInterval(retentionTimer);
+      await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
+    },
+    closeSimulator: () => simulator.close(),
+  };
+}
+
+async function main() {
+  answerArguments(Deno.args);
+  let config: Config;
+  try {
+    config = loadConfig(Deno.env.toObject());
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(err.message);
+    throw err;
+  }
+  const log = createLogger({ level: config.logLevel });
+  const roles = new Set(config.roles);
+  // smtp keeps its generated certificate there, worker its node-id lock; http needs neither.
+  const local = roles.has("smtp") || roles.has("worker");
+  if (!local && !config.kv) {
+    fatal(
+      `POSTERN_KV: a node with POSTERN_ROLES=${config.roles.join(",")} keeps no data directory; ` +
+        "set POSTERN_KV to the shared store (a KV file path or a KV Connect URL)",
+    );
+  }
+  const hostname = config.hostname ?? systemHostname();
+  if (!local && !config.secretKey) {
+    fatal(
+      `POSTERN_SECRET_KEY: a node with POSTERN_ROLES=${config.roles.join(",")} keeps no data ` +
+        "directory for a generated key; set POSTERN_SECRET_KEY, the same on every node sharing " +
+        "the store",
+    );
+  }
+  if (local) {
+    try {
+      await prepareDataDir(config.dataDir);
+    } catch (err) {
+      fatal(
+        `POSTERN_DATA_DIR: the ${roles.has("worker") ? "worker" : "smtp"} role needs a ` +
+          `writable data directory, and ${config.dataDir} is not (${(err as Error).name})`,
+      );
+    }
+  }
+  // smtp's listeners and the worker's simulated MX speak TLS.
+  const tlsOpened = local ? await readTls(config, hostname) : null;
+  let loadedTls: LoadedTls | null = tlsOpened?.loaded ?? null;
+  const tls = loadedTls?.pair ?? null;
+  const kvPath = config.kv ?? `${config.dataDir}/postern.kv`;
+  let kv: Deno.Kv;
+  try {
+    // Bounded: a remote store's client would otherwise wait without end while it is unreachable.
+    kv = boundedKv(await openKvFile(kvPath), config.storeRetry);
+  } catch (err) {
+    fatal(`POSTERN_KV: cannot open the store ${kvPath}: ${(err as Error).message}`);
+  }
+  // Webhook secrets, DKIM keys and the VERP key are sealed under a key kept outside the store.
+  let secretBox: SecretBox;
+  try {
+    secretBox = await openSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
+  } catch (err) {
+    fatal(`POSTERN_SECRET_KEY: ${(err as Error).message}`);
+  }
+  let services: NodeServices;
+  try {
+    services = await startNodeServices(kv, config, { hostname, log, secretBox });
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(err.message);
+    throw err;
+  }
+  // A worker resumes the sites of the process it replaces (the data dir's id); other roles hold
+  // no leases and take a fresh id.
+  let node: NodeIdentity = { id: shortId("node_", 10), file: null };
+  if (roles.has("worker")) {
+    try {
+      node = await claimNodeId(config.dataDir, systemHostname());
+    } catch (err) {
+      fatal(
+        `POSTERN_DATA_DIR: the worker role keeps its node id in ${config.dataDir}/node_id and ` +
+          `cannot (${(err as Error).name}); give it a writable data directory`,
+      );
+    }
+  }
+  const nodeId = node.id;
+  const heartbeat = await startHeartbeat(kv, {
+    id: nodeId,
+    hostname,
+    roles: config.roles,
+    log,
+    now: Date.now,
+  });
+
+  // The queue API reads live actor state; the worker starts after the listeners.
+  let queueControl: QueueControl | null = null;
+  let smtp: Awaited<ReturnType<typeof startSmtp>> | null = null;
+  let http: Deno.HttpServer;
+  let inbound:
+    | { close(): Promise<void>; updateTls(tls: { key: string; cert: string }): void }
+    | null = null;
+  try {
+    if (roles.has("smtp")) {
+      smtp = await startSmtp({
+        config,
+        hostname,
+        intake: services.intake,
+        tls: tls!,
+        log,
+        trustedAccount: config.trustedAccount,
+        limits: services.limits,
+        sandbox: services.sandbox,
+      });
+      const verp = services.verp;
+      inbound = verp
+        ? await startInbound({
+          port: config.inboundPort,
+          listen: config.listen,
+          hostname,
+          tls: tls!,
+          log,
+          config,
+          reports: {
+            kv,
+            committer: services.committer,
+            verp,
+            log,
+            now: Date.now,
+            suppressions: services.suppressions,
+            listFor: services.listFor,
+          },
+        })
+        : null;
+    }
+    const app = roles.has("http")
+      ? httpRoleApp(config, services, { hostname, queue: () => queueControl })
+      : healthOnlyApp(config, services);
+    try {
+      http = Deno.serve({
+        hostname: config.listen,
+        port: config.httpPort,
+        onListen() {},
+      }, app.fetch);
+    } catch (err) {
+      throw new ListenError(
+        `POSTERN_HTTP_PORT: cannot listen on ${config.listen}:${config.httpPort} (${
+          (err as Error).name
+        }); set POSTERN_HTTP_PORT to a free port`,
+      );
+    }
+  } catch (err) {
+    if (err instanceof ListenError) fatal(err.message);
+    throw err;
+  }
+
+  let stopping = false;
+  const workerRole = roles.has("worker")
+    ? await startWorkerRole(config, services, {
+      nodeId,
+      hostname,
+      log,
+      tls: tls!,
+      stopping: () => stopping,
+    })
+    : null;
+  const worker: Worker | null = workerRole?.worker ?? null;
+  if (worker) queueControl = createQueueControl(worker, { kv, now: Date.now });
 
   // A wildcard listen address is not one a browser can open; loopback reaches it.
   const browseHost = config.listen === "0.0.0.0" || config.listen === "::"
@@ -345,72 +390,94 @@ async function main() {
   // Certificates reload without a restart: on SIGHUP and when the files change. New sessions
   // take the new pair; a pair that fails its check leaves the old one in place.
   const reloadTls = async (reason: string) => {
+    if (!tlsOpened || !loadedTls) return;
+    const { source } = tlsOpened;
     try {
-      const next = await loadTls(tlsSource, Date.now());
+      const next = await loadTls(source, Date.now());
       if (next.pair.cert === loadedTls.pair.cert && next.pair.key === loadedTls.pair.key) {
         // A SIGHUP with nothing new still deserves an answer in the log.
-        if (reason === "SIGHUP") log.info("tls.unchanged", { cert: tlsSource.certPath });
+        if (reason === "SIGHUP") log.info("tls.unchanged", { cert: source.certPath });
         return;
       }
-      smtp!.updateTls(next.pair);
+      smtp?.updateTls(next.pair);
       inbound?.updateTls(next.pair);
       loadedTls = next;
       log.info("tls.reloaded", {
         reason,
-        cert: tlsSource.certPath,
+        cert: source.certPath,
         names: next.facts.names,
         not_after: next.facts.notAfter.toISOString(),
       });
     } catch (err) {
       log.warn("tls.reload_failed", {
         reason,
-        cert: tlsSource.certPath,
+        cert: source.certPath,
         error: err instanceof TlsPairError ? err.message : String(err),
         kept: "the previous certificate",
       });
     }
   };
-  const tlsWatch = watchTlsFiles(tlsSource, () => reloadTls("files_changed"));
+  const tlsWatch = tlsOpened
+    ? watchTlsFiles(tlsOpened.source, () => reloadTls("files_changed"))
+    : { close() {} };
   Deno.addSignalListener("SIGHUP", () => reloadTls("SIGHUP"));
 
   log.info("ready", {
     pid: Deno.pid,
     hostname,
-    dashboard_url: dashboardUrl,
+    dashboard_url: roles.has("http") ? dashboardUrl : null,
     node: nodeId,
-    smtp_port: config.smtpPort,
-    smtps_port: config.smtpsPort,
+    roles: config.roles,
+    smtp_port: smtp ? config.smtpPort : null,
+    smtps_port: smtp ? config.smtpsPort : null,
     http_port: config.httpPort,
-    data_dir: config.dataDir,
-    tls_cert: tlsSource.certPath,
-    tls_names: loadedTls.facts.names,
-    tls_not_after: loadedTls.facts.notAfter.toISOString(),
-    tls_generated: tlsSource.generated,
+    data_dir: local ? config.dataDir : null,
+    lease_ttl_ms: config.leaseTtl,
+    ...(tlsOpened && loadedTls
+      ? {
+        tls_cert: tlsOpened.source.certPath,
+        tls_names: loadedTls.facts.names,
+        tls_not_after: loadedTls.facts.notAfter.toISOString(),
+        tls_generated: tlsOpened.source.generated,
+      }
+      : {}),
   });
+  const token = services.admin.printOnce;
+  const certPath = tlsOpened?.source.certPath ?? "";
   console.error(
     [
       "",
-      `Postern ${(denoJson as { version?: string }).version ?? ""} is running on ${hostname}.`,
-      `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
-      `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
+      `Postern ${VERSION} is running on ${hostname} (roles: ${config.roles.join(", ")}).`,
+      ...(smtp
+        ? [
+          `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
+          `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
+        ]
+        : []),
       `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
       `  Dashboard:                  ${dashboardUrl}`,
-      `  TLS certificate:            ${tlsSource.certPath}${
-        tlsSource.generated ? " (generated, self-signed: see README, TLS certificates)" : ""
-      }`,
-      `    covers ${loadedTls.facts.names.join(", ")}; valid until ${
-        loadedTls.facts.notAfter.toISOString().slice(0, 10)
-      }`,
-      ...(admin.printOnce
+      ...(tlsOpened && loadedTls
+        ? [
+          `  TLS certificate:            ${certPath}${
+            tlsOpened.source.generated
+              ? " (generated, self-signed: see README, TLS certificates)"
+              : ""
+          }`,
+          `    covers ${loadedTls.facts.names.join(", ")}; valid until ${
+            loadedTls.facts.notAfter.toISOString().slice(0, 10)
+          }`,
+        ]
+        : []),
+      ...(token
         ? [
           "",
-          `Admin token (shown once, keep it safe): ${admin.printOnce}`,
+          `Admin token (shown once, keep it safe): ${token}`,
           "Open the dashboard and sign in with it, or use it as the API's bearer token.",
           "",
           "Send a first message:",
           `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
-          `    -H "Authorization: Bearer ${admin.printOnce}" -d '{"name":"my-app"}'`,
-          `  swaks --server 127.0.0.1:${config.smtpPort} --tls --tls-ca-path ${tlsSource.certPath} \\`,
+          `    -H "Authorization: Bearer ${token}" -d '{"name":"my-app"}'`,
+          `  swaks --server 127.0.0.1:${config.smtpPort} --tls --tls-verify --tls-ca-path ${certPath} \\`,
           `    --auth PLAIN --auth-user <username> --auth-password <password> \\`,
           `    --from app@example.com --to delivered@${config.simulatorDomain}`,
         ]
@@ -424,21 +491,25 @@ async function main() {
     log.info("launcher.exited", { pid });
     shutdown("launcher_exited");
   });
-  let stopping = false;
+
   async function shutdown(signalName: string) {
     if (stopping) return;
     stopping = true;
     log.info("shutdown.start", { signal: signalName, grace_ms: config.shutdownGrace });
     const deadline = Date.now() + config.shutdownGrace;
-    await smtp!.drain(config.shutdownGrace);
-    await worker.stop(Math.max(0, deadline - Date.now()));
-    clearInterval(retentionTimer);
-    await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
-    stopSuppressionRefresh();
+    await smtp?.drain(config.shutdownGrace);
+    await workerRole?.stop(deadline);
+    services.stop();
     tlsWatch.close();
     launchers.stop();
+    await heartbeat.stop();
     await Promise.race([
-      Promise.all([smtp!.close(), http!.shutdown(), inbound?.close(), simulator.close()]),
+      Promise.all([
+        smtp?.close(),
+        http!.shutdown(),
+        inbound?.close(),
+        workerRole?.closeSimulator(),
+      ]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     kv.close();

@@ -1,9 +1,10 @@
 /**
  * Records one attempt of a job in one commit: every recipient's outcome decided by policy, the
  * bounces and webhooks it causes, the warm-up count, and the body dropped once no recipient needs
- * it. The versionstamp check in the commit makes a replayed attempt a no-op.
+ * it. The versionstamp check in the commit makes a replayed attempt a no-op. A commit the store
+ * refuses is held and retried, never dropped: the remote side may have accepted the mail.
  */
-import type { Committer } from "../core/store/committer.ts";
+import { CommitFailedError, type Committer } from "../core/store/committer.ts";
 import { listRows } from "../core/store/queue.ts";
 import { attemptChange, type RecipientResult } from "../core/store/deliveries.ts";
 import { deleteBody } from "../core/store/bodies.ts";
@@ -14,8 +15,7 @@ import { FINAL_STATUSES, type RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import { utcDay } from "../core/policy/source_pick.ts";
-import type { RecipientOutcome } from "../delivery/outbound_session.ts";
-import { decide, type RetryPolicy, retryPolicyFor } from "./outcome.ts";
+import { decide, type Outcome, type RetryPolicy, retryPolicyFor } from "./outcome.ts";
 import { type BounceDeps, bounceEffects } from "./bounces.ts";
 import type { Job } from "./site_job.ts";
 
@@ -37,9 +37,14 @@ export interface AttemptRecorder {
   learn(results: readonly RecipientResult[], source: string | undefined): void;
   /** The commit went through: results may bring the domain's next due time forward. */
   noteNextAttempts(domain: string, results: readonly RecipientResult[]): void;
+  /**
+   * The store refused the attempt's commit (`err`): the site keeps the job's entry claimed and
+   * calls `commit` again until it succeeds (actors/uncommitted_outcomes.ts).
+   */
+  holdUncommitted(job: Job, commit: () => Promise<void>, err: unknown): void;
 }
 
-export type AttemptOutcome = Pick<RecipientOutcome, "kind" | "reply" | "code">;
+export type AttemptOutcome = Outcome;
 
 export interface AttemptContext {
   remoteHost?: string;
@@ -83,45 +88,62 @@ export async function recordAttempt(
   const dropBodyNow = allFinalHere && job.rows.length === job.msg.recipients &&
     job.msg.chunks <= 40;
   const day = utcDay(at);
-  const stamp = await committer.commit(
-    attemptChange(
-      job.due,
-      results,
-      {
-        message: job.msg,
-        ...(ctx.remoteHost ? { remoteHost: ctx.remoteHost } : {}),
-        ...(ctx.localAddress ? { localAddress: ctx.localAddress } : {}),
-        ...(ctx.tls ? { tls: ctx.tls } : {}),
-      },
-      at,
-      (op) => {
-        if (dropBodyNow) {
-          for (let i = 0; i < job.msg.chunks; i++) op.delete(keys.body(job.msg.id, i));
-        }
-        if (options.warmupSource) countWarmupOp(op, options.warmupSource, recorder.site, day);
-        effects.apply(op);
-      },
-      {
-        bytes: effects.bytes + 200,
-        mutations: effects.mutations + (dropBodyNow ? job.msg.chunks : 0) + 1,
-      },
-    ),
+  const change = attemptChange(
+    job.due,
+    results,
+    {
+      message: job.msg,
+      ...(ctx.remoteHost ? { remoteHost: ctx.remoteHost } : {}),
+      ...(ctx.localAddress ? { localAddress: ctx.localAddress } : {}),
+      ...(ctx.tls ? { tls: ctx.tls } : {}),
+    },
+    at,
+    (op) => {
+      if (dropBodyNow) {
+        for (let i = 0; i < job.msg.chunks; i++) op.delete(keys.body(job.msg.id, i));
+      }
+      if (options.warmupSource) countWarmupOp(op, options.warmupSource, recorder.site, day);
+      effects.apply(op);
+    },
+    {
+      bytes: effects.bytes + 200,
+      mutations: effects.mutations + (dropBodyNow ? job.msg.chunks : 0) + 1,
+    },
   );
-  if (!stamp) {
-    recorder.deps.log.warn("delivery.record_conflict", { msg: job.msg.id, site: recorder.site });
+  const committed = async (stamp: string | null) => {
+    if (!stamp) {
+      recorder.deps.log.warn("delivery.record_conflict", { msg: job.msg.id, site: recorder.site });
+      return;
+    }
+    for (const r of results) metrics.deliveries.inc({ outcome: r.event });
+    effects.after(stamp);
+    recorder.noteNextAttempts(job.due.domain, results);
+    if (dropBodyNow) {
+      bodyCache.delete(job.msg.id);
+    } else if (allFinalHere) {
+      const rows = await listRows(kv, job.msg.id);
+      if (rows.every((r) => FINAL_STATUSES.has(r.status))) {
+        bodyCache.delete(job.msg.id);
+        await deleteBody(kv, job.msg.id, job.msg.chunks);
+      }
+    }
+  };
+  let stamp: string | null;
+  try {
+    stamp = await committer.commit(change);
+  } catch (err) {
+    // A change too large fails the same way forever: holding it would stop the site for good.
+    if (!(err instanceof CommitFailedError) || err.tooLarge) throw err;
+    // The store refused the outcome (a full disk): keep it, and the entry, until it takes it.
+    // Let go, the entry would stay due in KV and a recipient already accepted would be sent again.
+    recorder.holdUncommitted(job, async () => {
+      const stamp = await committer.commit(change);
+      await committed(stamp).catch((err) =>
+        recorder.deps.log.warn("delivery.after_commit_failed", { msg: job.msg.id, err })
+      );
+    }, err);
     return results;
   }
-  for (const r of results) metrics.deliveries.inc({ outcome: r.event });
-  effects.after(stamp);
-  recorder.noteNextAttempts(job.due.domain, results);
-  if (dropBodyNow) {
-    bodyCache.delete(job.msg.id);
-  } else if (allFinalHere) {
-    const rows = await listRows(kv, job.msg.id);
-    if (rows.every((r) => FINAL_STATUSES.has(r.status))) {
-      bodyCache.delete(job.msg.id);
-      await deleteBody(kv, job.msg.id, job.msg.chunks);
-    }
-  }
+  await committed(stamp);
   return results;
 }

@@ -36,6 +36,7 @@ import type { RecipientResult } from "../core/store/deliveries.ts";
 import type { MessageRecord } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { newId } from "../core/ids.ts";
+import { bounceSuppresses, expiryCountsTowardSuppression } from "../core/policy/dns_outcome.ts";
 import { isSimulatorAddress } from "../core/sandbox/intake.ts";
 import { suppressionListFor } from "../core/policy/sandbox.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
@@ -52,9 +53,6 @@ export interface BounceDeps {
   log: Logger;
   now(): number;
 }
-
-/** Categories that say the address itself is bad: one such bounce suppresses it. */
-const HARD_BOUNCE = new Set(["invalid_recipient", "bad_domain"]);
 
 export interface BounceEffects {
   apply(op: Deno.AtomicOperation): void;
@@ -98,7 +96,9 @@ export async function bounceEffects(
   const sandbox = deps.intake.sandbox;
   const listOf = (address: string) =>
     sandbox ? suppressionListFor(account, address, sandbox.domain) : account;
-  const expired = failed.filter((r) => r.event === "expired");
+  const expired = failed.filter((r) =>
+    r.event === "expired" && expiryCountsTowardSuppression(r.dnsCaused === true)
+  );
   const streaks = expired.length > 0
     ? await loadStreaks(deps.kv, account, expired.map((r) => r.row.rcpt))
     : new Map();
@@ -111,6 +111,7 @@ export async function bounceEffects(
     // A simulator address's expiries (timeout@) are rehearsals: no streak toward suppression.
     if (r.event === "expired" && list !== account) continue;
     if (r.event === "expired") {
+      if (!expiryCountsTowardSuppression(r.dnsCaused === true)) continue;
       const count = (streaks.get(address)?.count ?? 0) + 1;
       streakWrites.push({ address, count });
       if (count >= deps.suppressAfterExpiries) {
@@ -124,7 +125,7 @@ export async function bounceEffects(
           reply: r.reply.slice(0, 500),
         });
       }
-    } else if (r.category && HARD_BOUNCE.has(r.category)) {
+    } else if (bounceSuppresses(r.category)) {
       suppress.push({
         list,
         address,

@@ -8,7 +8,10 @@
  *
  * It holds the site's lease, takes due entries from KV (filed per domain), runs connections that
  * each carry up to `max_deliveries_per_connection` transactions, and records every attempt in one
- * commit. A due entry is in flight at most once: the worker's shared set guards this node, the
+ * commit. Only the lease holder delivers: intake's in-memory hand-over is taken only while the
+ * lease is held (another node's actor leaves the entry in KV, where the holder's poll finds it),
+ * and an actor that loses its lease drops what it had ready and starts no new attempt; it reads
+ * the store afresh when it holds the lease again. A due entry is in flight at most once: the worker's shared set guards this node, the
  * lease guards other nodes, and the versionstamp check in the outcome commit makes replays no-ops.
  * That check keeps the store right, not the wire: so an entry read from KV is claimed in the
  * shared set *before* it is loaded, and loading re-reads the entry itself. A listing can predate
@@ -19,7 +22,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Committer } from "../core/store/committer.ts";
 import { type DueEntry, listDue, nextDueAfter, nextDueAt } from "../core/store/queue.ts";
 import type { RecipientResult } from "../core/store/deliveries.ts";
-import { acquireLease, releaseLease } from "../core/store/leases.ts";
+import { releaseLease, tryLease } from "../core/store/leases.ts";
 import { readBody, withPrefix } from "../core/store/bodies.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
 import { keys } from "../core/store/keys.ts";
@@ -33,6 +36,8 @@ import { utcDay } from "../core/policy/source_pick.ts";
 import type { SiteView } from "../core/queue_control.ts";
 import type { SiteDirectory } from "./site_directory.ts";
 import type { OutboundSession, RecipientOutcome } from "../delivery/outbound_session.ts";
+import type { ReplyTimeouts } from "../delivery/reply_timeouts.ts";
+import type { ConnectionCap } from "./connection_cap.ts";
 import type { RetryPolicy } from "./outcome.ts";
 import type { BounceDeps } from "./bounces.ts";
 import type { CredentialSettingsCache } from "./credential_settings.ts";
@@ -49,6 +54,7 @@ import {
 } from "./attempt_record.ts";
 import { openSession, type SiteConnector } from "./site_connect.ts";
 import { purgeSite } from "./site_purge.ts";
+import { UncommittedOutcomes } from "./uncommitted_outcomes.ts";
 import { viewSite } from "./site_view.ts";
 import { returnPathFor, type VerpConfig } from "../core/mail/verp.ts";
 
@@ -62,7 +68,10 @@ export interface SiteActorDeps {
   nodeId: string;
   hostname: string;
   retry: RetryPolicy;
-  commandTimeoutMs: number;
+  /** How long each SMTP step may wait for the server (the connect timeout is the profile's). */
+  timeouts: ReplyTimeouts;
+  /** Outbound connections open at once over every site of this node. */
+  connections: ConnectionCap;
   pollIntervalMs: number;
   directory: SiteDirectory;
   pools: Pools;
@@ -70,6 +79,8 @@ export interface SiteActorDeps {
   bounces: BounceDeps;
   /** Due entries in flight on this node, across all actors (a domain may change sites). */
   inflight: Set<string>;
+  /** How long a site lease lasts unrenewed: a dead node's sites move after this. @default 30000 */
+  leaseTtlMs?: number;
   /** VERP: each recipient's delivery gets its own return path at this bounce domain. */
   verp?: VerpConfig;
   now(): number;
@@ -96,7 +107,9 @@ interface DomainQueue {
   touchedAt: number;
 }
 
-const LEASE_TTL_MS = 30_000;
+export const DEFAULT_LEASE_TTL_MS = 30_000;
+/** A node that did not get the lease asks again no sooner than this, however often it is woken. */
+const LEASE_RETRY_MIN_MS = 250;
 const LIST_BATCH = 500;
 const MAX_READY = 5_000;
 
@@ -125,9 +138,18 @@ export class SiteActor {
   #done: Promise<void>;
   #leaseRenewedAt = 0;
   #leased = false;
+  #leaseTtl: number;
+  /** A lease attempt under way: the loop and the connections share it instead of racing. */
+  #leasing: Promise<boolean> | null = null;
+  /** Not before this is the lease asked for again (another node holds it). */
+  #leaseRetryAt = 0;
+  /** When another node's lease on the site runs out unless renewed. */
+  #leaseFreeAt = 0;
   #scanAt = 0;
   #recorder: AttemptRecorder;
   #connector: SiteConnector;
+  /** Outcomes the store refused: while any waits, the site takes no new work. */
+  #uncommitted: UncommittedOutcomes;
 
   constructor(
     site: string,
@@ -137,6 +159,7 @@ export class SiteActor {
   ) {
     this.site = site;
     this.#deps = deps;
+    this.#leaseTtl = deps.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
     this.#sources = new SourceChooser(site, deps);
     this.#shaping = new SiteShaping(site, profile, {
       log: deps.log,
@@ -148,7 +171,15 @@ export class SiteActor {
       deps,
       learn: (results, source) => this.#shaping.learn(results, source),
       noteNextAttempts: (domain, results) => this.#noteNextAttempts(domain, results),
+      holdUncommitted: (job, commit, err) =>
+        this.#uncommitted.hold(keyId(job.due.key), commit, err),
     };
+    this.#uncommitted = new UncommittedOutcomes({
+      site,
+      log: deps.log,
+      committed: (id) => this.#release(id),
+      drained: () => this.wake(),
+    });
     this.#connector = {
       site,
       deps,
@@ -168,6 +199,11 @@ export class SiteActor {
 
   get domains(): string[] {
     return [...this.#domains.keys()];
+  }
+
+  /** Whether this node holds the site's lease. */
+  get leased(): boolean {
+    return this.#leased;
   }
 
   wake() {
@@ -225,6 +261,9 @@ export class SiteActor {
    */
   offer(job: Job) {
     this.adopt(job.due.domain);
+    // Not the lease holder: the entry is the holder's (its poll finds it). Knock, so that a lease
+    // nobody holds is taken and the store read.
+    if (!this.#leaseFresh()) return this.#recheck(job.due.domain);
     const id = keyId(job.due.key);
     if (this.#stopping || this.#deps.inflight.has(id)) return;
     if (this.#ready.length >= MAX_READY) {
@@ -234,6 +273,13 @@ export class SiteActor {
     this.#hold(id);
     this.#ready.push(job);
     this.#notifyJobs();
+    this.wake();
+  }
+
+  #recheck(domain: string) {
+    const q = this.#domains.get(domain);
+    if (q) q.nextDueAt = null;
+    this.#scanAt = 0;
     this.wake();
   }
 
@@ -259,7 +305,9 @@ export class SiteActor {
   }
 
   #finish(job: Job) {
-    this.#release(keyId(job.due.key));
+    const id = keyId(job.due.key);
+    // Its outcome waits for the store: the entry stays claimed until that outcome is committed.
+    if (!this.#uncommitted.has(id)) this.#release(id);
   }
 
   #release(id: string) {
@@ -324,12 +372,70 @@ export class SiteActor {
     });
   }
 
-  async #holdLease(): Promise<boolean> {
+  /**
+   * The lease is held and was renewed recently enough to start an attempt on it. The margin (a
+   * third of the TTL) covers the attempt's own start, so no attempt begins on a lease about to
+   * run out while the loop that renews it is held up.
+   */
+  #leaseFresh(): boolean {
+    return this.#leased && this.#deps.now() - this.#leaseRenewedAt < (this.#leaseTtl * 2) / 3;
+  }
+
+  /** Takes or renews the lease when due; concurrent callers share one attempt. */
+  #holdLease(): Promise<boolean> {
+    const { now } = this.#deps;
+    if (this.#leased && now() - this.#leaseRenewedAt < this.#leaseTtl / 3) {
+      return Promise.resolve(true);
+    }
+    if (!this.#leased && now() < this.#leaseRetryAt) return Promise.resolve(false);
+    this.#leasing ??= this.#renewLease().finally(() => (this.#leasing = null));
+    return this.#leasing;
+  }
+
+  async #renewLease(): Promise<boolean> {
     const { kv, nodeId, now } = this.#deps;
-    if (now() - this.#leaseRenewedAt < LEASE_TTL_MS / 3) return true;
-    this.#leased = await acquireLease(kv, keys.siteLease(this.site), nodeId, LEASE_TTL_MS, now());
-    if (this.#leased) this.#leaseRenewedAt = now();
-    return this.#leased;
+    const had = this.#leased;
+    const at = now();
+    let attempt;
+    try {
+      attempt = await tryLease(kv, keys.siteLease(this.site), nodeId, this.#leaseTtl, at);
+    } catch (err) {
+      // The store did not answer: the lease counts as held only while it surely is.
+      if (had && !this.#leaseFresh()) this.#loseLease(null);
+      throw err;
+    }
+    if (attempt.ok) {
+      this.#leased = true;
+      this.#leaseRenewedAt = at;
+      if (!had) this.#gainLease();
+      return true;
+    }
+    if (had) this.#loseLease(attempt.owner);
+    // Ask again when the holder's lease would run out, unless woken (a knock) sooner.
+    this.#leaseRetryAt = now() + LEASE_RETRY_MIN_MS;
+    this.#leaseFreeAt = attempt.until;
+    return false;
+  }
+
+  /** Taken (again): what another node did meanwhile is only in the store, so read it afresh. */
+  #gainLease() {
+    for (const q of this.#domains.values()) {
+      q.nextDueAt = null;
+      q.more = false;
+    }
+    this.#scanAt = 0;
+  }
+
+  /**
+   * Lost (another node took it after this one failed to renew in time): stop at once. What was
+   * ready is dropped, the holder sends it; attempts already on the wire finish, and their
+   * outcome commits are checked against the due entries, so the store stays right.
+   */
+  #loseLease(holder: string | null) {
+    this.#leased = false;
+    this.#deps.log.warn("lease.lost", { site: this.site, holder: holder || null });
+    for (const job of this.#ready.splice(0)) this.#finish(job);
+    for (const q of this.#domains.values()) q.nextDueAt = null;
   }
 
   async #run() {
@@ -344,8 +450,10 @@ export class SiteActor {
       }
     }
     while (this.#shaping.window.current > 0) await sleep(20);
+    await this.#uncommitted.settled(); // the worker's grace bounds this wait
     // Instead of leaving the lease to run out, hand the site over now: a restarted or
     // surviving node takes it at once.
+    this.#leased = false;
     await releaseLease(kv, keys.siteLease(this.site), this.#deps.nodeId).catch(() => {});
   }
 
@@ -354,7 +462,11 @@ export class SiteActor {
     const { kv, now, pollIntervalMs } = this.#deps;
     this.#wokenEarly = false; // this turn looks at everything a wake-up so far asked for
     if (!(await this.#holdLease())) {
-      await this.#sleep(LEASE_TTL_MS / 3);
+      // Another node works the site: wait for its lease to run out (it renews it while alive),
+      // or for a knock (an offer, a touch) to ask again.
+      // Asked at least every poll: a holder that let the site go wakes nobody here.
+      const wait = Math.min(this.#leaseTtl / 3, pollIntervalMs, this.#leaseFreeAt - now() + 50);
+      await this.#sleep(Math.max(wait, LEASE_RETRY_MIN_MS));
       return false;
     }
     const lowOnWork = this.#ready.length < this.#shaping.window.limit;
@@ -362,10 +474,10 @@ export class SiteActor {
     if (this.#scanAt <= now() || (more && lowOnWork)) {
       this.#scanAt = now() + pollIntervalMs;
       this.#suspended = (await getSiteControl(kv, this.site))?.suspended ?? false;
-      if (!this.#suspended && !this.#purging) await this.#fill();
+      if (!this.#suspended && !this.#purging && this.#uncommitted.size === 0) await this.#fill();
     }
     this.#shaping.noteRecovery();
-    if (this.#suspended || this.#purging) {
+    if (this.#suspended || this.#purging || this.#uncommitted.size > 0) {
       await this.#sleep(pollIntervalMs);
       return false;
     }
@@ -426,11 +538,18 @@ export class SiteActor {
   }
 
   #spawnWorkers() {
-    while (this.#ready.length > this.#idle) {
+    const { connections } = this.#deps;
+    while (this.#ready.length > this.#idle && this.#uncommitted.size === 0) {
       if (!this.#shaping.acquire()) break;
+      // The node-wide cap, on top of the site's window: woken when another site frees a slot.
+      if (!connections.tryAcquire(() => this.wake())) {
+        this.#shaping.release();
+        break;
+      }
       this.#connectionWorker().catch((err) => {
         this.#deps.log.error("actor.worker_failed", { site: this.site, err });
       }).finally(() => {
+        connections.release();
         this.#shaping.release();
         this.wake();
       });
@@ -445,9 +564,17 @@ export class SiteActor {
       while (!this.#stopping && !this.#suspended && !this.#purging) {
         // The window shrank under a backoff: this connection is one too many.
         if (this.#shaping.window.current > this.#shaping.window.limit) break;
+        // An outcome waits for the store: send nothing more until it is committed.
+        if (this.#uncommitted.size > 0) break;
+        // No attempt starts on a lease that may have gone to another node.
+        if (!(await this.#holdLease().catch(() => false)) || !this.#leaseFresh()) {
+          if (this.#leased) this.#loseLease(null);
+          break;
+        }
         const job = this.#ready.shift();
         if (!job) {
-          if (!session) break;
+          // Idle: no need to keep a slot of the node-wide cap another site is waiting for.
+          if (!session || this.#deps.connections.contended) break;
           this.#idle++;
           this.wake(); // the loop now sleeps until the next due entry, not a whole poll
           const got = await this.#waitForJob(this.#shaping.profile.idleTimeoutMs);
@@ -472,11 +599,11 @@ export class SiteActor {
               session.deliveries >= this.#shaping.profile.maxDeliveriesPerConnection ||
               source?.address !== want.address)
           ) {
-            session.close();
+            await session.close();
             session = null;
           }
           if (session && session.deliveries > 0 && !(await session.reset())) {
-            session.close();
+            await session.close();
             session = null;
           }
           if (!session) {
@@ -493,7 +620,8 @@ export class SiteActor {
         }
       }
     } finally {
-      session?.close();
+      // The connection counts against the site's window and the node's cap until it is closed.
+      await session?.close();
     }
   }
 
@@ -523,16 +651,18 @@ export class SiteActor {
   #recordUnsent(
     job: Job,
     outcome: AttemptOutcome,
-    options: { neverBounce?: boolean } = {},
+    options: { neverBounce?: boolean; ms?: number } = {},
   ) {
+    const { ms, ...record } = options;
     this.#deps.log.info("delivery.attempt", {
       msg: job.msg.id,
       rcpts: job.rows.length,
       site: this.site,
       result: outcome.kind,
       reply: outcome.reply.slice(0, 300),
+      ms: ms ?? 0,
     });
-    return this.#recordAll(job, () => outcome, {}, options);
+    return this.#recordAll(job, () => outcome, {}, record);
   }
 
   async #deliver(session: OutboundSession, job: Job, source: Source) {
@@ -644,6 +774,7 @@ export class SiteActor {
       if (res.ok) this.#domains.delete(domain);
     }
     if (this.#domains.size > 0 || this.#mine.size > 0) return false;
+    this.#leased = false;
     await releaseLease(kv, keys.siteLease(this.site), nodeId);
     return true;
   }

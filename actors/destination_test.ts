@@ -6,12 +6,14 @@
 import assert from "node:assert/strict";
 import { type Job, SiteActor, type SiteActorDeps } from "./destination.ts";
 import { SiteDirectory } from "./site_directory.ts";
+import { ConnectionCap } from "./connection_cap.ts";
 import { startWorker } from "./worker.ts";
 import { CredentialSettingsCache } from "./credential_settings.ts";
 import { Committer } from "../core/store/committer.ts";
 import { BodyCache } from "../core/store/body_cache.ts";
 import { SuppressionCache } from "../core/store/suppressions.ts";
 import { keys } from "../core/store/keys.ts";
+import { tryLease } from "../core/store/leases.ts";
 import { type QueuedMessage, QueueSignal } from "../core/queue_signal.ts";
 import { accept, type IntakeDeps } from "../core/intake.ts";
 import { resolveShaping, ShapingSchema } from "../core/config/shaping.ts";
@@ -176,7 +178,16 @@ async function setUp() {
     nodeId: "node-a",
     hostname: "relay.test",
     retry: { schedule: [3_600_000], maxAgeMs: 86_400_000 },
-    commandTimeoutMs: 30_000,
+    timeouts: {
+      greetingMs: 30_000,
+      commandMs: 30_000,
+      mailMs: 30_000,
+      rcptMs: 30_000,
+      dataMs: 30_000,
+      dataBlockMs: 30_000,
+      dataDoneMs: 30_000,
+    },
+    connections: new ConnectionCap(100),
     pollIntervalMs: 3_600_000, // the actor reads KV only when told to
     directory,
     pools: {},
@@ -359,6 +370,47 @@ Deno.test("a hand-over that waited for a lookup does not bring back an entry a s
     assert.equal(t.sink.messages.filter((m) => m.to.includes(`h@${DOMAIN}`)).length, 1);
   } finally {
     await worker.stop(5_000);
+    await t.close();
+  }
+});
+
+Deno.test("an actor whose lease another node took while it could not renew drops its ready jobs and sends none of them", async () => {
+  const t = await setUp();
+  // This node's clock, moved forward to play a node stalled past its lease.
+  let stalledMs = 0;
+  const deps: SiteActorDeps = {
+    ...t.deps,
+    now: () => Date.now() + stalledMs,
+    leaseTtlMs: 3_000,
+  };
+  const warm = await t.submit(`w@${DOMAIN}`);
+  const actor = new SiteActor(t.site, t.directory.peek(DOMAIN)!.profile, deps, () => {});
+  actor.adopt(DOMAIN);
+  try {
+    await until(async () => (await t.row(warm.msg.id)).status === "delivered", "the warm-up sent");
+    // The one connection is stuck on a recipient whose server never answers...
+    t.sink.setBehavior(`hang@${DOMAIN}`, "hang");
+    actor.offer(t.jobOf(await t.submit(`hang@${DOMAIN}`)));
+    await until(() => t.sink.attempts.has(`hang@${DOMAIN}`), "the stuck attempt under way");
+    // ...so two more wait in the ready list.
+    const waiting = [await t.submit(`q1@${DOMAIN}`), await t.submit(`q2@${DOMAIN}`)];
+    for (const q of waiting) actor.offer(t.jobOf(q));
+    // Past the lease's end without a renewal, another node takes the site.
+    stalledMs = 3_001;
+    const taken = await tryLease(t.deps.kv, keys.siteLease(t.site), "node-b", 60_000, deps.now());
+    assert.ok(taken.ok);
+    actor.wake();
+    await until(() => t.lines.some((l) => l.event === "lease.lost"), "the loss noticed");
+    // The stuck attempt ends (a timeout); nothing else leaves this node.
+    await until(() => t.inflight.size === 0, "the stuck attempt over");
+    await new Promise((r) => setTimeout(r, 500));
+    for (const q of waiting) {
+      assert.equal(t.sink.attempts.get(q.rows[0]!.rcpt), undefined, `${q.rows[0]!.rcpt} sent`);
+      assert.equal((await t.row(q.msg.id)).status, "queued", "left in the store for node-b");
+    }
+    assert.equal(actor.leased, false);
+  } finally {
+    await actor.stop();
     await t.close();
   }
 });

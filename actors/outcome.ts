@@ -4,6 +4,7 @@
  */
 import { classifyConnectionError, classifyReply, parseReply } from "../core/policy/classify.ts";
 import type { Classification } from "../core/policy/classify.ts";
+import { classifyDnsFailure, type DnsFailure } from "../core/policy/dns_outcome.ts";
 import { nextAttempt } from "../core/policy/retry_schedule.ts";
 import type { RecipientRow } from "../core/model.ts";
 import type { RecipientResult } from "../core/store/deliveries.ts";
@@ -27,7 +28,14 @@ export function retryPolicyFor(policy: RetryPolicy, domain: string): RetryPolicy
   return policy.sandbox && domain === policy.sandbox.domain ? policy.sandbox : policy;
 }
 
-export function classifyOutcome(outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">) {
+/** What an attempt ended with: a server's reply, a connection failure, or a DNS answer. */
+export type Outcome = Pick<RecipientOutcome, "kind" | "reply" | "code"> & {
+  /** The attempt ended at DNS: the answer decides, not the wording of `reply`. */
+  dns?: DnsFailure;
+};
+
+export function classifyOutcome(outcome: Outcome): Classification {
+  if (outcome.dns !== undefined) return classifyDnsFailure(outcome.dns);
   if (outcome.code !== undefined) {
     try {
       return classifyReply(parseReply(outcome.reply));
@@ -35,14 +43,13 @@ export function classifyOutcome(outcome: Pick<RecipientOutcome, "kind" | "reply"
       // fall through: not an SMTP reply after all
     }
   }
-  const c: Classification = classifyConnectionError({ message: outcome.reply });
-  // A failure we described ourselves keeps the kind we decided (e.g. transient connect errors).
-  return { ...c, kind: outcome.kind === "permanent" ? "permanent" : c.kind } as Classification;
+  // A connection failure is never permanent: no server judged the recipient.
+  return classifyConnectionError({ message: outcome.reply });
 }
 
 export function decide(
   row: RecipientRow,
-  outcome: Pick<RecipientOutcome, "kind" | "reply" | "code">,
+  outcome: Outcome,
   policy: RetryPolicy,
   now: number,
   options: {
@@ -56,7 +63,12 @@ export function decide(
   } = {},
 ): RecipientResult {
   const { notBefore } = options;
-  const base = { row, reply: outcome.reply, countsAsAttempt: true };
+  const base = {
+    row,
+    reply: outcome.reply,
+    countsAsAttempt: true,
+    ...(outcome.dns !== undefined ? { dnsCaused: true } : {}),
+  };
   if (outcome.kind === "success") {
     return {
       ...base,

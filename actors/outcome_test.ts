@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { decide, GREYLIST_MARGIN_MS } from "./outcome.ts";
 import type { RecipientRow } from "../core/model.ts";
+import type { DnsFailure } from "../core/policy/dns_outcome.ts";
 
 const MIN = 60_000;
 const policy = { schedule: [1 * MIN, 5 * MIN, 15 * MIN], maxAgeMs: 24 * 60 * MIN };
@@ -29,6 +30,7 @@ Deno.test("decide() turns each reply into the next step: when, or why not", () =
     row?: RecipientRow;
     notBefore?: number;
     neverBounce?: boolean;
+    dns?: DnsFailure;
     want: { status: string; event: string; category: string | null; next: number | null };
   }> = [
     {
@@ -124,16 +126,58 @@ Deno.test("decide() turns each reply into the next step: when, or why not", () =
       want: { status: "deferred", event: "deferred", category: "policy_block", next: now + MIN },
     },
     {
-      says: "a domain that does not exist bounces as bad_domain",
-      reply: "nowhere.test has no MX and no address records",
+      says: "a domain that does not exist (NXDOMAIN) bounces as bad_domain",
+      reply: "nowhere.test does not exist (NXDOMAIN)",
       kind: "permanent",
+      dns: "nxdomain",
       want: { status: "bounced", event: "bounced", category: "bad_domain", next: null },
+    },
+    {
+      says: "a null MX bounces as bad_domain",
+      reply: "nomail.test accepts no mail (null MX, RFC 7505)",
+      kind: "permanent",
+      dns: "null_mx",
+      want: { status: "bounced", event: "bounced", category: "bad_domain", next: null },
+    },
+    {
+      says: "SERVFAIL defers on the schedule, whatever the text says",
+      reply: "MX lookup for dest.test failed: MX dest.test: the name server answered SERVFAIL",
+      kind: "transient",
+      dns: "temporary",
+      want: { status: "deferred", event: "deferred", category: "other", next: now + MIN },
+    },
+    {
+      says: "MX hosts without addresses defer while attempts remain",
+      reply: "MX hosts of dest.test have no addresses",
+      kind: "transient",
+      dns: "no_address",
+      row: row(2),
+      want: { status: "deferred", event: "deferred", category: "bad_domain", next: now + 15 * MIN },
+    },
+    {
+      says: "MX hosts without addresses expire at the maximum age",
+      reply: "MX hosts of dest.test have no addresses",
+      kind: "transient",
+      dns: "no_address",
+      row: row(5, now - 24 * 60 * MIN),
+      want: { status: "bounced", event: "expired", category: "expired", next: null },
+    },
+    {
+      says: "a connection failure that names NXDOMAIN never bounces by its wording",
+      reply: "getaddrinfo ENOTFOUND mx.nowhere.test",
+      kind: "transient",
+      want: { status: "deferred", event: "deferred", category: "bad_domain", next: now + MIN },
     },
   ];
   for (const c of cases) {
     const r = decide(
       c.row ?? row(),
-      { kind: c.kind, reply: c.reply, ...(c.code ? { code: c.code } : {}) },
+      {
+        kind: c.kind,
+        reply: c.reply,
+        ...(c.code ? { code: c.code } : {}),
+        ...(c.dns ? { dns: c.dns } : {}),
+      },
       policy,
       now,
       { notBefore: c.notBefore, neverBounce: c.neverBounce },

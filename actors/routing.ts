@@ -3,7 +3,8 @@
  * MX hosts by preference, each on the configured MX port; and the *site* those servers form.
  */
 import { type RouteAuth, routeFor, type Routes } from "../core/config/routes.ts";
-import { NoRecordsError, resolveMx, type Resolver } from "../core/mail/mx.ts";
+import { resolveMx, type Resolver } from "../core/mail/mx.ts";
+import type { DnsFailure } from "../core/policy/dns_outcome.ts";
 import { mxSiteKey, routeSiteKey } from "../core/policy/site.ts";
 
 export interface Target {
@@ -25,7 +26,7 @@ export type Destination =
     requireTls: boolean;
     auth?: RouteAuth;
   }
-  | { ok: false; site: string; permanent: boolean; reason: string };
+  | { ok: false; site: string; permanent: boolean; failure: DnsFailure; reason: string };
 
 const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]+)$/i;
 
@@ -47,8 +48,8 @@ export async function resolveDestination(
           for (const address of await options.resolver.addresses(hop.host, type)) {
             targets.push({ name: hop.host, host: address, port: hop.port });
           }
-        } catch (err) {
-          if (!(err instanceof NoRecordsError)) continue;
+        } catch {
+          // No address now: the route's other hosts may have one; none at all defers below.
         }
       }
     }
@@ -57,6 +58,7 @@ export async function resolveDestination(
         ok: false,
         site,
         permanent: false,
+        failure: "temporary",
         reason: `route hosts for ${domain} did not resolve`,
       };
     }

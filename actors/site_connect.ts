@@ -9,20 +9,22 @@ import type { AttemptOutcome } from "./attempt_record.ts";
 import { describe, type HostCooldown } from "./host_cooldown.ts";
 import type { SiteInfo } from "./site_directory.ts";
 import type { Job } from "./site_job.ts";
-import { type SiteShaping, THROTTLING } from "./site_shaping.ts";
+import type { SiteShaping } from "./site_shaping.ts";
+import { isThrottling } from "../core/policy/classify.ts";
 import type { Source } from "./source_chooser.ts";
+import type { ReplyTimeouts } from "../delivery/reply_timeouts.ts";
 
 /** What connecting needs of its site actor. */
 export interface SiteConnector {
   site: string;
-  deps: { log: Logger; commandTimeoutMs: number; now(): number };
+  deps: { log: Logger; timeouts: ReplyTimeouts; now(): number };
   hostsDown: HostCooldown;
   shaping: SiteShaping;
   /** Records an attempt that ended before any transaction. */
   recordUnsent(
     job: Job,
     outcome: AttemptOutcome,
-    options?: { neverBounce?: boolean },
+    options?: { neverBounce?: boolean; ms?: number },
   ): Promise<unknown>;
 }
 
@@ -39,6 +41,7 @@ export async function openSession(
     await c.recordUnsent(job, {
       kind: destination.permanent ? "permanent" : "transient",
       reply: destination.reason,
+      dns: destination.failure,
     });
     return null;
   }
@@ -50,13 +53,15 @@ export async function openSession(
     return null;
   }
   const failures: { text: string; reply: string; code?: number; tls: boolean }[] = [];
+  const started = performance.now();
   for (const target of up) {
+    const tried = performance.now();
     try {
       const session = await OutboundSession.open(target, {
         heloName: source.ehlo,
         ...(source.address ? { localAddress: source.address } : {}),
         connectTimeoutMs: c.shaping.profile.connectTimeoutMs,
-        commandTimeoutMs: c.deps.commandTimeoutMs,
+        timeouts: c.deps.timeouts,
         requireTls: info.requireTls,
         ...(destination.auth ? { auth: destination.auth } : {}),
       });
@@ -76,6 +81,7 @@ export async function openSession(
         host: `${target.host}:${target.port}`,
         source: source.address ?? null,
         error: text,
+        ms: Math.round(performance.now() - tried),
       });
       // Instead of trying a dead host once per queued message, skip it for a while.
       c.hostsDown.markDown(target, {
@@ -83,7 +89,7 @@ export async function openSession(
         reason: text,
       });
       const code = e.responseCode;
-      if (code === 421 || (code && code >= 400 && code < 500 && THROTTLING.test(e.message))) {
+      if (code && code >= 400 && code < 500 && isThrottling(e.message)) {
         c.shaping.noteThrottle(source.address);
       }
       // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
@@ -102,6 +108,6 @@ export async function openSession(
     kind: "transient",
     reply: worst.reply,
     ...(worst.code ? { code: worst.code } : {}),
-  }, { neverBounce: true });
+  }, { neverBounce: true, ms: Math.round(performance.now() - started) });
   return null;
 }

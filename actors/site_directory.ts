@@ -71,7 +71,13 @@ export class SiteDirectory {
     try {
       destination = await resolve(domain);
     } catch (err) {
-      destination = { ok: false, site: domain, permanent: false, reason: String(err) };
+      destination = {
+        ok: false,
+        site: domain,
+        permanent: false,
+        failure: "temporary",
+        reason: String(err),
+      };
     }
     const profile = destination.ok ? profileFor(shaping, destination.hostNames) : shaping.default;
     const info: SiteInfo = {

@@ -19,9 +19,6 @@ import { type GcraState, gcraTake } from "../core/policy/gcra.ts";
 import type { Rate } from "../core/policy/duration.ts";
 import type { SourceChooser } from "./source_chooser.ts";
 
-/** Reply text that means "slow down" even when the code is a plain 4xx. */
-export const THROTTLING = /too many|rate|throttl|slow down|busy|try again later/i;
-
 export interface SiteShapingDeps {
   log: Logger;
   sources: SourceChooser;

@@ -130,44 +130,54 @@ export class WebhookActor {
     const { kv, now, settleMs, pollIntervalMs } = this.#deps;
     try {
       while (!this.#stopping) {
-        if (!(await this.#holdLease())) {
-          this.backlog = 0;
-          this.oldestPendingAt = null;
-          await this.#sleep(LEASE_TTL_MS / 3);
-          continue;
-        }
-        const endpoint = await getWebhook(kv, this.id);
-        if (!endpoint) return; // deleted
-        const entry = await getWebhookState(kv, this.id);
-        const state = entry.value ?? initialState(idTimePrefix(endpoint.createdAt));
-        const wait = state.nextAttemptAt - now();
-        if (wait > 0) {
-          await this.#sleep(Math.min(wait, pollIntervalMs));
-          continue;
-        }
-        const page = await listAccountEvents(kv, endpoint.account, {
-          after: state.after,
-          until: now() - settleMs,
-          limit: PAGE,
-          types: new Set(endpoint.events),
-        });
-        this.backlog = page.events.length;
-        this.oldestPendingAt = page.events[0]?.at ?? null;
-        if (page.last === null) {
+        try {
+          if (!(await this.#holdLease())) {
+            this.backlog = 0;
+            this.oldestPendingAt = null;
+            await this.#sleep(LEASE_TTL_MS / 3);
+            continue;
+          }
+          const endpoint = await getWebhook(kv, this.id);
+          if (!endpoint) return; // deleted
+          const entry = await getWebhookState(kv, this.id);
+          const state = entry.value ?? initialState(idTimePrefix(endpoint.createdAt));
+          const wait = state.nextAttemptAt - now();
+          if (wait > 0) {
+            await this.#sleep(Math.min(wait, pollIntervalMs));
+            continue;
+          }
+          const page = await listAccountEvents(kv, endpoint.account, {
+            after: state.after,
+            until: now() - settleMs,
+            limit: PAGE,
+            types: new Set(endpoint.events),
+          });
+          this.backlog = page.events.length;
+          this.oldestPendingAt = page.events[0]?.at ?? null;
+          if (page.last === null) {
+            await this.#sleep(pollIntervalMs);
+            continue;
+          }
+          const { next, failures, complete } = await this.#deliverPage(
+            endpoint,
+            state,
+            page.events,
+          );
+          if (complete) next.after = page.last;
+          const stamp = await this.#deps.committer.commit(
+            webhookStateChange(this.id, entry.versionstamp, next, failures, this.#deps.retentionMs),
+          );
+          if (stamp === null) {
+            // Replayed (or taken over) meanwhile: read the state again.
+            this.#deps.log.info("webhook.state_moved", { webhook: this.id });
+            continue;
+          }
+          if (!(complete && page.more)) await this.#sleep(complete ? pollIntervalMs : 0);
+        } catch (err) {
+          // A store that is unreachable or refuses must not end the endpoint: log, pause, go on.
+          this.#deps.log.error("webhook.step_failed", { webhook: this.id, err });
           await this.#sleep(pollIntervalMs);
-          continue;
         }
-        const { next, failures, complete } = await this.#deliverPage(endpoint, state, page.events);
-        if (complete) next.after = page.last;
-        const stamp = await this.#deps.committer.commit(
-          webhookStateChange(this.id, entry.versionstamp, next, failures, this.#deps.retentionMs),
-        );
-        if (stamp === null) {
-          // Replayed (or taken over) meanwhile: read the state again.
-          this.#deps.log.info("webhook.state_moved", { webhook: this.id });
-          continue;
-        }
-        if (!(complete && page.more)) await this.#sleep(complete ? pollIntervalMs : 0);
       }
     } finally {
       this.backlog = 0;

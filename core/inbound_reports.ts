@@ -11,6 +11,7 @@ import type { Logger } from "./log.ts";
 import { type DsnRecipient, parseReport, type Report } from "./mail/reports.ts";
 import { parseVerp, type VerpConfig, type VerpTarget } from "./mail/verp.ts";
 import { classifyReply } from "./policy/classify.ts";
+import { bounceSuppresses } from "./policy/dns_outcome.ts";
 import { loadMessage } from "./store/queue.ts";
 import { reportChange, reportedRow, type ReportOutcome } from "./store/reports.ts";
 import { listMessageEvents } from "./store/events.ts";
@@ -26,9 +27,6 @@ export interface ReportDeps {
   /** This node's suppression cache, told at once (other nodes reload it on their poll). */
   suppressions?: { remember(account: string, address: string, reason: string): void };
 }
-
-/** Categories that say the address itself is bad (as for bounces during delivery). */
-const HARD_BOUNCE = new Set(["invalid_recipient", "bad_domain"]);
 
 export interface ReportResult {
   /** Recipients whose state changed. */
@@ -87,7 +85,7 @@ function outcomeOf(report: Report, rcpt: string, msgId: string, now: number): Re
       type: "bounced",
       reply,
       category,
-      suppress: HARD_BOUNCE.has(category)
+      suppress: bounceSuppresses(category)
         ? { address: rcpt, reason: category, source: "bounce", createdAt: now, msgId, reply }
         : null,
     };

@@ -17,13 +17,10 @@ import { fromHeaderDomains } from "./mail/sender_domains.ts";
 import { checkSendScope, type ScopeRefusal, type SendScope } from "./send_scope.ts";
 import { countAccepted } from "./store/send_counts.ts";
 import { monotonicId, newId } from "./ids.ts";
-import { EVENT_MUTATIONS, putEvent } from "./store/events.ts";
+import { putEvent } from "./store/events.ts";
 import { StatTally } from "./store/stats.ts";
-import {
-  messageIndexMutations,
-  putMessageIndex,
-  recipientIndexEntries,
-} from "./store/message_index.ts";
+import { putMessageIndex, recipientIndexEntries } from "./store/message_index.ts";
+import { addSizes, EMPTY_SIZE, fits, measureChange, setSize } from "./store/commit_size.ts";
 import {
   claimIdempotency,
   holdIdempotencyKey,
@@ -531,32 +528,25 @@ interface MessageCommit {
 
 /**
  * Rows and due entries normally ride in the message commit. A message with so many recipients
- * that they overflow one commit writes them ahead under the staged marker; they stay inert
- * until the message record appears.
+ * that they overflow one commit (the limits in store/commit_size.ts: a remote store's are the
+ * tightest) writes them ahead under the staged marker; they stay inert until the message record
+ * appears.
  */
 async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string | null> {
   const { committer } = deps;
   const { msg } = m;
-  type Piece = [Deno.KvKey, unknown, number];
+  type Piece = [Deno.KvKey, unknown];
   const pieces: Piece[] = [];
-  m.inlineChunks.forEach((c, j) =>
-    pieces.push([keys.body(msg.id, m.baseChunk + j), c, c.length + 64])
-  );
-  for (const row of m.rows) {
-    pieces.push([keys.recipient(msg.id, row.idx), row, 200 + row.rcpt.length]);
-  }
+  m.inlineChunks.forEach((c, j) => pieces.push([keys.body(msg.id, m.baseChunk + j), c]));
+  for (const row of m.rows) pieces.push([keys.recipient(msg.id, row.idx), row]);
   for (const [domain, domainIdxs] of m.byDomain) {
     for (const idxs of dueGroups(domainIdxs)) {
-      pieces.push([
-        keys.due(domain, msg.createdAt, msg.id, idxs[0]!),
-        { rcpts: idxs },
-        100 + idxs.length * 4,
-      ]);
+      pieces.push([keys.due(domain, msg.createdAt, msg.id, idxs[0]!), { rcpts: idxs }]);
     }
-    pieces.push([keys.queue(domain), { touchedAt: msg.createdAt }, 64 + domain.length]);
+    pieces.push([keys.queue(domain), { touchedAt: msg.createdAt }]);
   }
   // Last, so they are the pieces most likely to stay in the message commit itself.
-  pieces.push(...recipientIndexEntries(msg, m.rows));
+  for (const [key, value] of recipientIndexEntries(msg, m.rows)) pieces.push([key, value]);
   // Events, counters and the other index entries must land with the message, never ahead of it.
   const tally = new StatTally();
   tally.add(msg.account, "accepted", msg.createdAt, {
@@ -569,60 +559,53 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
       ...(msg.tags ? { tags: msg.tags } : {}),
     });
   }
-  const fixed = 4 + (m.alsoCommit ? 2 : 0) + EVENT_MUTATIONS * (1 + m.suppressedEvents.length) +
-    tally.size + messageIndexMutations(msg) + (m.idempotency ? 1 : 0);
-  const headBytes = 600 + msg.mailFrom.length + msg.subject.length + msg.messageId.length +
-    m.suppressedEvents.length * 600 + tally.size * 120 + JSON.stringify(msg.metadata ?? {}).length;
-  let bytes = headBytes + pieces.reduce((s, p) => s + p[2], 0);
   let staged = m.staged;
-  // Write ahead what does not fit one commit (limits from docs/ARCHITECTURE.md, with headroom).
-  // (What must ride in the message commit itself stays: with nothing left to move, the commit is
-  // tried as it is and the committer refuses it if it is still too large.)
-  while (pieces.length > 0 && (pieces.length + fixed > 900 || bytes > 700_000)) {
+  const applyHead = (op: Deno.AtomicOperation, withStagedMarker: boolean) => {
+    op.set(keys.message(msg.id), msg);
+    // Event ids are taken now, as the commit is built (core/store/events.ts says why).
+    putEvent(op, msg.account, { ...m.event, id: monotonicId() });
+    for (const ev of m.suppressedEvents) putEvent(op, msg.account, { ...ev, id: monotonicId() });
+    tally.apply(op);
+    putMessageIndex(op, msg);
+    if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
+    if (withStagedMarker) op.delete(keys.staged(msg.id));
+    // Test mode never counts against the daily quota.
+    if (msg.credentialId && !msg.test) {
+      countAccepted(op, msg.credentialId, msg.createdAt, msg.recipients);
+    }
+    m.alsoCommit?.(op);
+  };
+  // Sized as if staged: the marker's delete may yet join the message commit.
+  const head = measureChange((op) => applyHead(op, true));
+  const sizes = pieces.map(([k, v]) => setSize(k, v));
+  const total = () => sizes.reduce(addSizes, head);
+  // Write ahead what does not fit one commit. (What must ride in the message commit itself
+  // stays: with nothing left to move, the commit is tried as it is and the committer refuses it
+  // if it is still too large.)
+  while (pieces.length > 0 && !fits(total())) {
     if (!staged) {
       const ok = await committer.commit({
         apply: (op) => op.set(keys.staged(msg.id), { createdAt: msg.createdAt }),
-        bytes: 100,
-        mutations: 1,
       });
       if (!ok) return null;
       staged = true;
     }
     const batch: Piece[] = [];
-    let batchBytes = 0;
-    while (pieces.length > 0 && batch.length < 800 && batchBytes + pieces[0]![2] < 700_000) {
-      const p = pieces.shift()!;
-      batch.push(p);
-      batchBytes += p[2];
+    let batchSize = EMPTY_SIZE;
+    while (pieces.length > 0 && fits(addSizes(batchSize, sizes[0]!))) {
+      batch.push(pieces.shift()!);
+      batchSize = addSizes(batchSize, sizes.shift()!);
     }
-    bytes -= batchBytes;
     const ok = await committer.commit({
       apply: (op) => batch.forEach(([k, v]) => op.set(k, v)),
-      bytes: batchBytes,
-      mutations: batch.length,
     });
     if (!ok) return null;
   }
   return committer.commit({
     apply(op) {
-      op.set(keys.message(msg.id), msg);
-      // Event ids are taken now, as the commit is built (core/store/events.ts says why).
-      putEvent(op, msg.account, { ...m.event, id: monotonicId() });
-      for (const ev of m.suppressedEvents) putEvent(op, msg.account, { ...ev, id: monotonicId() });
-      tally.apply(op);
-      putMessageIndex(op, msg);
-      if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
+      applyHead(op, staged);
       for (const [k, v] of pieces) op.set(k, v);
-      if (staged) op.delete(keys.staged(msg.id));
-      // Test mode never counts against the daily quota.
-      if (msg.credentialId && !msg.test) {
-        countAccepted(op, msg.credentialId, msg.createdAt, msg.recipients);
-      }
-      m.alsoCommit?.(op);
     },
-    bytes,
-    mutations: pieces.length + fixed,
-    checks: (m.alsoCommit ? 1 : 0) + (m.idempotency ? 1 : 0),
   });
 }
 

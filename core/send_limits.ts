@@ -1,23 +1,25 @@
 /**
  * A credential's `rate_limit` and `daily_quota`, asked through core/send_scope.ts (SMTP MAIL FROM
  * and RCPT TO, an HTTP send). Over either, the sender hears a temporary refusal (451 4.7.0 /
- * HTTP 429).
+ * HTTP 429). Both are counted in the store, so they hold across every node sharing it and across
+ * restarts.
  *
  * - The daily quota counts recipients, not messages (a quota of 1 must not carry one message to
- *   a thousand people). It counts in KV (store/send_counts.ts): a quota is a contract, so it must hold
- *   across nodes and restarts. Concurrent transactions of one credential may overshoot it by
- *   at most the recipients in flight, since each message is counted when it is accepted.
- * - The rate is kept in memory, per process (so per node: N nodes let up to N× the rate
- *   through). Instead of a compare-and-set on a KV value per message, which would add a commit
- *   (an fsync) to every transaction that group commit exists to avoid, we accept that
- *   smoothing is per node and that a restart forgets it. GCRA (core/policy/gcra.ts) with a
- *   burst of the whole count: "100/min" lets 100 through back to back, then one per 600 ms.
+ *   a thousand people), in KV (store/send_counts.ts, a sum in the message's own commit).
+ *   Concurrent transactions of one credential may overshoot it by at most the recipients in
+ *   flight, since each message is counted when it is accepted.
+ * - The rate counts messages let through, in fixed windows of the rate's period combined into a
+ *   sliding one (core/policy/sliding_window.ts): "100/min" lets 100 through back to back, then
+ *   more as the minute slides. Each let-through is one `sum` commit, which never conflicts with
+ *   another node's, so a busy credential is not one contended key. Nodes deciding at the same
+ *   moment may each let the last one through: the overshoot is at most one per node.
  *
  * @module
  */
 import type { Credential } from "./store/credentials.ts";
 import { acceptedOn } from "./store/send_counts.ts";
-import { type GcraState, gcraTake } from "./policy/gcra.ts";
+import { countInWindow, readWindows } from "./store/window_counts.ts";
+import { slidingTake } from "./policy/sliding_window.ts";
 import { parseRate, type Rate } from "./policy/duration.ts";
 
 export type Allowance =
@@ -25,12 +27,13 @@ export type Allowance =
   | { ok: false; reason: "rate" | "quota"; retryAfterMs: number };
 
 const DAY_MS = 86_400_000;
-const MAX_TRACKED = 10_000;
+const RATE_SCOPE = "cred_rate";
 
 export class SendLimits {
   #kv: Deno.Kv;
   #now: () => number;
-  #rates = new Map<string, { text: string; rate: Rate; state: GcraState }>();
+  /** Parsed rates by their text: a credential's rate is parsed once, not per message. */
+  #parsed = new Map<string, Rate>();
 
   constructor(kv: Deno.Kv, now: () => number = Date.now) {
     this.#kv = kv;
@@ -48,29 +51,30 @@ export class SendLimits {
     return { ok: true };
   }
 
-  /** Takes one message from the rate, when it allows one. */
-  take(credential: Credential): Allowance {
+  /** Takes one message from the rate, shared by every node, when it allows one. */
+  async take(credential: Credential): Promise<Allowance> {
     if (credential.rateLimit === null) return { ok: true };
     const now = this.#now();
-    let entry = this.#rates.get(credential.id);
-    if (!entry || entry.text !== credential.rateLimit) {
-      entry = {
-        text: credential.rateLimit,
-        rate: parseRate(credential.rateLimit),
-        state: { tat: now },
-      };
-      this.#rates.set(credential.id, entry);
-      this.#forgetIdle(now);
-    }
-    const result = gcraTake(entry.state, entry.rate, now, entry.rate.count);
-    if (!result.allowed) return { ok: false, reason: "rate", retryAfterMs: result.retryAfterMs };
-    entry.state = result.state;
+    const rate = this.#rate(credential.rateLimit);
+    const counter = { scope: RATE_SCOPE, id: credential.id, windowMs: rate.perMs };
+    const verdict = slidingTake(
+      await readWindows(this.#kv, counter, now),
+      rate.count,
+      now,
+      rate.perMs,
+    );
+    if (!verdict.allowed) return { ok: false, reason: "rate", retryAfterMs: verdict.retryAfterMs };
+    await countInWindow(this.#kv, counter, now);
     return { ok: true };
   }
 
-  /** Drops limiters that have drained back to a full burst: they hold no information. */
-  #forgetIdle(now: number) {
-    if (this.#rates.size <= MAX_TRACKED) return;
-    for (const [id, entry] of this.#rates) if (entry.state.tat <= now) this.#rates.delete(id);
+  #rate(text: string): Rate {
+    let rate = this.#parsed.get(text);
+    if (!rate) {
+      rate = parseRate(text);
+      if (this.#parsed.size > 1_000) this.#parsed.clear();
+      this.#parsed.set(text, rate);
+    }
+    return rate;
   }
 }

@@ -129,7 +129,7 @@ export async function checkSendScope(
     if (!quota.ok) return { reason: quota.reason, retryAfterMs: quota.retryAfterMs };
   }
   if (c && deps.limits && request.takeRate) {
-    const rate = deps.limits.take(c);
+    const rate = await deps.limits.take(c);
     if (!rate.ok) return { reason: rate.reason, retryAfterMs: rate.retryAfterMs };
   }
   return null;

@@ -5,6 +5,7 @@
  */
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { Readable } from "node:stream";
+import { applyReplyTimeouts, initialSocketTimeout, type ReplyTimeouts } from "./reply_timeouts.ts";
 
 export interface Target {
   host: string;
@@ -16,8 +17,10 @@ export interface Target {
 export interface SessionOptions {
   heloName: string;
   localAddress?: string;
+  /** TCP connect only: the next host is tried once it passes. */
   connectTimeoutMs: number;
-  commandTimeoutMs: number;
+  /** How long each step may wait for the server's reply (RFC 5321 §4.5.3.2). */
+  timeouts: ReplyTimeouts;
   /** Never send in clear: defer when STARTTLS is missing or fails. */
   requireTls: boolean;
   /** SMTP AUTH (RFC 4954) at a smarthost, after STARTTLS. */
@@ -90,14 +93,15 @@ export class OutboundSession {
       name: options.heloName,
       ...(options.localAddress ? { localAddress: options.localAddress } : {}),
       connectionTimeout: options.connectTimeoutMs,
-      greetingTimeout: options.commandTimeoutMs,
-      socketTimeout: options.commandTimeoutMs,
+      greetingTimeout: options.timeouts.greetingMs,
+      socketTimeout: initialSocketTimeout(options.timeouts),
       ...(options.requireTls ? { requireTLS: true } : { opportunisticTLS: true }),
       // MX certificates are rarely valid for the MX name (RFC 7672 §1.3): opportunistic TLS
       // encrypts without authenticating, as every MTA does unless DANE or MTA-STS says more.
       tls: { rejectUnauthorized: false, minVersion: "TLSv1.2" },
       logger: false,
     });
+    applyReplyTimeouts(conn, options.timeouts);
     return new Promise((resolve, reject) => {
       let settled = false;
       const fail = (err: NodemailerError) => {
@@ -198,13 +202,24 @@ export class OutboundSession {
     });
   }
 
-  close() {
+  /** QUIT, then close; resolves once the connection is gone (at most a second later). */
+  close(): Promise<void> {
+    const wasUsable = this.usable;
     this.#broken = true;
-    try {
-      this.#conn.quit();
-    } catch {
-      // already gone
-    }
-    setTimeout(() => this.#conn.close(), 1000).unref?.();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#conn.close();
+        resolve();
+      }, wasUsable ? 1000 : 0);
+      this.#conn.once("end", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      try {
+        if (wasUsable) this.#conn.quit();
+      } catch {
+        // already gone
+      }
+    });
   }
 }

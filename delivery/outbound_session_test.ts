@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { OutboundSession } from "./outbound_session.ts";
 import { crlfNormalizer } from "../core/mail/line_endings.ts";
 import { startRawMx, unstuff } from "../tests/support/raw_mx.ts";
+import { startSink } from "../tests/support/sink.ts";
 
 const bodyBytes = fc.array(
   fc.oneof(
@@ -33,7 +34,15 @@ Deno.test("the outbound session sends only CRLF and dot-stuffs every line, for a
   const session = await OutboundSession.open({ host: "127.0.0.1", port: mx.port }, {
     heloName: "relay.test",
     connectTimeoutMs: 5_000,
-    commandTimeoutMs: 10_000,
+    timeouts: {
+      greetingMs: 10_000,
+      commandMs: 10_000,
+      mailMs: 10_000,
+      rcptMs: 10_000,
+      dataMs: 10_000,
+      dataBlockMs: 10_000,
+      dataDoneMs: 10_000,
+    },
     requireTls: false,
   });
   try {
@@ -61,5 +70,39 @@ Deno.test("the outbound session sends only CRLF and dot-stuffs every line, for a
   } finally {
     session.close();
     await mx.close();
+  }
+});
+
+Deno.test("a pipelined RCPT that gets no reply is given up after the RCPT timeout, not the longer MAIL one", async () => {
+  const sink = await startSink({ behaviors: { "stuck@dest.test": "hang" } });
+  const minute = 60_000;
+  const session = await OutboundSession.open({ host: "127.0.0.1", port: sink.port }, {
+    heloName: "relay.test",
+    connectTimeoutMs: 5_000,
+    timeouts: {
+      greetingMs: minute,
+      commandMs: minute,
+      mailMs: minute,
+      rcptMs: 1_000,
+      dataMs: minute,
+      dataBlockMs: minute,
+      dataDoneMs: minute,
+    },
+    requireTls: false,
+  });
+  try {
+    const started = performance.now();
+    const [outcome] = await session.send(
+      "a@origin.test",
+      ["stuck@dest.test"],
+      new TextEncoder().encode("Subject: x\r\n\r\nbody\r\n"),
+      24,
+    );
+    const waited = performance.now() - started;
+    assert.equal(outcome!.kind, "transient", outcome!.reply);
+    assert.ok(waited >= 900 && waited < 30_000, `given up after ${Math.round(waited)} ms`);
+  } finally {
+    await session.close();
+    await sink.close();
   }
 });

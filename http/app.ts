@@ -19,6 +19,7 @@ import type { IntakeDeps } from "../core/intake.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
+import { nodesApi } from "./nodes.ts";
 import { suppressionsApi } from "./suppressions.ts";
 import { sandboxApi } from "./sandbox.ts";
 import { sandboxList } from "../core/policy/sandbox.ts";
@@ -99,7 +100,7 @@ export function createApp(deps: HttpDeps) {
     return isSend ? sendLimit(c, next) : jsonLimit(c, next);
   });
   // One lock for the API and the dashboard's sign-in: a client locked out of one is out of both.
-  const authLock = authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs);
+  const authLock = authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs, deps.kv);
   v1.use("*", authLock);
   v1.use("*", bearerAuth(deps));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
@@ -135,6 +136,7 @@ export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/nodes", nodesApi({ kv: deps.kv }));
   v1.route("/sandbox", sandboxApi(deps.sandbox));
   v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
   return v1;

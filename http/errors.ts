@@ -4,6 +4,8 @@
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { CommitFailedError, DEFAULT_STORE_RETRY_MS } from "../core/store/committer.ts";
+import { StoreUnavailableError } from "../core/store/bounded_kv.ts";
 
 export class ApiError extends Error {
   override name = "ApiError";
@@ -30,6 +32,11 @@ export const errors = {
   /** A sandbox submission fault (smtp-421@, smtp-451@): retry after the time named. */
   unavailableFor: (message: string, retryAfterMs: number) =>
     new ApiError(503, "unavailable", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
+  /** The store could not take the commit within POSTERN_STORE_RETRY (locked or unreachable). */
+  storeUnavailable: (retryAfterMs: number) =>
+    new ApiError(503, "unavailable", "The queue is temporarily unavailable; retry later", {
+      retry_after_s: Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    }),
   /** A credential's rate_limit or daily_quota is spent (the SMTP side answers 451 4.7.0). */
   rateLimited: (message: string, retryAfterMs: number) =>
     new ApiError(429, "rate_limited", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
@@ -70,6 +77,9 @@ export function errorItem(err: ApiError) {
 }
 
 export function renderError(err: unknown, c: Context) {
+  if (err instanceof CommitFailedError || err instanceof StoreUnavailableError) {
+    return renderError(errors.storeUnavailable(DEFAULT_STORE_RETRY_MS), c);
+  }
   if (err instanceof ApiError) {
     const retryAfter = (err.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
     if (typeof retryAfter === "number" && !c.res.headers.has("retry-after")) {

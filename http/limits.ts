@@ -12,7 +12,7 @@ import type { Rate } from "../core/policy/duration.ts";
 import { sha256 } from "../core/auth/secrets.ts";
 import { metrics } from "../core/metrics.ts";
 import { errors } from "./errors.ts";
-import { AuthFailures } from "../core/policy/auth_failures.ts";
+import { AuthLockout } from "../core/auth_lockout.ts";
 
 export interface HttpLimits {
   /** Largest request body in bytes, other than a send. */
@@ -126,13 +126,25 @@ export function jsonDepthLimit(maxDepth: number): MiddlewareHandler {
  * Failed API keys per client address, as the SMTP side counts failed AUTH: a wrong `pst_` key
  * costs two scrypt derivations to refuse, and a client that rotates random keys would get a
  * fresh rate bucket with each. Past the limit the client hears 429 before any token is checked
- * (the admin token too), until the lockout has passed since its last failure.
+ * (the admin token too), until the lockout has passed since its last failure. With `kv`, the
+ * failures and the lock are shared by every node on the store (core/auth_lockout.ts).
  */
-export function authFailureLock(limit: number, lockoutMs: number): MiddlewareHandler {
-  const failures = new AuthFailures({ limit, coolDownMs: lockoutMs, delayMs: 0, now: Date.now });
+export function authFailureLock(
+  limit: number,
+  lockoutMs: number,
+  kv: Deno.Kv | null = null,
+): MiddlewareHandler {
+  const failures = new AuthLockout({
+    limit,
+    coolDownMs: lockoutMs,
+    delayMs: 0,
+    now: Date.now,
+    kv,
+    scope: "http",
+  });
   return async (c, next) => {
     const client = clientAddress(c);
-    if (failures.locked(client, "") === "client") {
+    if ((await failures.locked(client, "")) === "client") {
       metrics.limitRefusals.inc({ limit: "http_auth_client" });
       c.header("retry-after", String(Math.ceil(lockoutMs / 1000)));
       throw errors.tooManyAuthFailures(lockoutMs);
@@ -141,6 +153,6 @@ export function authFailureLock(limit: number, lockoutMs: number): MiddlewareHan
     // Hono renders a thrown error where it is thrown, so the 401 is seen on the response. Only
     // a refused `pst_` key counts: that is the one that cost scrypt work to refuse.
     const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-    if (c.res.status === 401 && token.startsWith("pst_")) failures.fail(client, "");
+    if (c.res.status === 401 && token.startsWith("pst_")) await failures.fail(client, "");
   };
 }

@@ -384,6 +384,17 @@ const OPERATIONS: Operation[] = [
   },
   {
     method: "get",
+    path: "/v1/nodes",
+    summary: "Live nodes sharing the store",
+    description:
+      "Every node whose heartbeat is under 15 s old: its id, hostname, roles, start time, last " +
+      "heartbeat and the destination sites whose leases it holds (with each lease's expiry). " +
+      "Edge isolates of the HTTP role are not listed.",
+    responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  {
+    method: "get",
     path: "/metrics",
     summary: "Prometheus metrics",
     responses: { "200": "text/plain exposition format" },

@@ -6,7 +6,7 @@ import { BodyCache } from "../core/store/body_cache.ts";
 import { QueueSignal } from "../core/queue_signal.ts";
 import { SendLimits } from "../core/send_limits.ts";
 import { silentLogger } from "../core/log.ts";
-import { denoResolver } from "../core/mail/mx.ts";
+import { dnsResolver } from "../core/mail/mx.ts";
 import { SecretBox } from "../core/auth/secret_box.ts";
 
 Deno.test("the OpenAPI document lists every route the app serves, and nothing it does not", async () => {
@@ -29,7 +29,7 @@ Deno.test("the OpenAPI document lists every route the app serves, and nothing it
       },
       limits: new SendLimits(kv),
       // Never called: building the app registers routes and asks no resolver anything.
-      resolver: denoResolver({ ipAddr: "127.0.0.1", port: 9 }),
+      resolver: dnsResolver({ ipAddr: "127.0.0.1", port: 9 }),
       webhookAllowed: () => false,
       secretBox: await SecretBox.fromMaterial(new Uint8Array(32)),
       trusted: () => false,

@@ -343,7 +343,7 @@ async function send(
   if (result.reason === "header_too_large") throw errors.headerTooLarge(result.limit);
   if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
   deps.intake.log.error("http.store_failed", { error: result.error });
-  throw errors.unavailable("The queue is temporarily unavailable; retry later");
+  throw errors.storeUnavailable(deps.intake.committer.retryMs);
 }
 
 async function readJson(c: Context): Promise<{ value: unknown; text: string }> {

@@ -23,7 +23,8 @@ import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { listenerErrorLogger } from "./listener_errors.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
-import { AuthFailures } from "../core/policy/auth_failures.ts";
+import { AuthLockout } from "../core/auth_lockout.ts";
+import type { AuthLock } from "../core/policy/auth_failures.ts";
 import type { SubmissionFault } from "../core/policy/sandbox.ts";
 import {
   faultAtData,
@@ -132,11 +133,15 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   });
   /** Sessions counted by `clients`, by session id, so each is released exactly once. */
   const counted = new Map<string, string>();
-  const authFailures = new AuthFailures({
+  // Counted on this node and in the store: the lockout holds on every node sharing it.
+  const authFailures = new AuthLockout({
     limit: config.authFailureLimit,
     coolDownMs: config.authLockout,
     delayMs: config.authFailureDelay,
     now: Date.now,
+    kv,
+    scope: "smtp",
+    onStoreError: (err) => log.warn("smtp.auth_store_failed", { err }),
   });
 
   /** Each open transaction's scope, by session id: loaded at MAIL FROM, used up to the end of DATA. */
@@ -183,6 +188,69 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, { recipients });
     if (!refusal) return null;
     return refusal.reason === "quota" ? replies.recipientOverQuota() : scopeRefused(refusal);
+  }
+
+  type AuthArgs = Parameters<NonNullable<SMTPServerOptions["onAuth"]>>;
+
+  /** The rest of AUTH once the lockouts are read: refuse unheard, or check the secret. */
+  function authenticate(
+    auth: AuthArgs[0],
+    session: AuthArgs[1],
+    callback: AuthArgs[2],
+    { started, lock }: { started: number; lock: AuthLock },
+  ) {
+    const isOauth = auth.method === "XOAUTH2";
+    const username = auth.username ?? "";
+    const client = session.remoteAddress;
+    if (lock !== null) {
+      metrics.limitRefusals.inc({ limit: `auth_${lock}` });
+      log.warn("smtp.auth_locked", { client, lock, ...usernameForLog(username) });
+      return callback(smtpError(
+        lock === "client" ? replies.authClientLocked(deps.hostname) : replies.authUserLocked(),
+      ));
+    }
+    // Every failure is answered after the same delay, counted from the start of the attempt,
+    // so neither the reply nor its timing tells an unknown user from a wrong password.
+    const refuse = (r: Reply) => {
+      authFailures.fail(client, username).then((delay) => {
+        const wait = delay - (performance.now() - started);
+        setTimeout(() => callback(smtpError(r)), Math.max(0, wait));
+      });
+    };
+    const secret = (isOauth ? auth.accessToken : auth.password) ?? "";
+    const check = isOauth && !username.startsWith("cr_")
+      ? verifyApiKey(kv, secret)
+      : verifyLogin(kv, username, secret);
+    check.then((credential) => {
+      if (!credential) {
+        metrics.authFailures.inc({ protocol: "smtp" });
+        log.warn("smtp.auth_failed", {
+          client: session.remoteAddress,
+          method: auth.method,
+          ...usernameForLog(username),
+        });
+        return refuse(replies.authFailed());
+      }
+      if (!allowsAddress(credential, session.remoteAddress)) {
+        log.warn("smtp.auth_refused", {
+          client: session.remoteAddress,
+          credential: credential.id,
+          reason: "allowed_ips",
+        });
+        return refuse(replies.addressNotAllowed());
+      }
+      authFailures.succeed(username);
+      touchCredential(kv, credential).catch(() => {});
+      const user: SessionUser = {
+        credentialId: credential.id,
+        account: credential.account,
+        username: credential.username,
+      };
+      callback(null, { user: user as unknown as string });
+    }, (err) => {
+      log.error("smtp.auth_error", { err });
+      callback(smtpError(replies.authTemporary()));
+    });
   }
 
   const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
@@ -246,59 +314,17 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
 
     onAuth(auth, session, callback) {
       const started = performance.now();
-      const isOauth = auth.method === "XOAUTH2";
       const username = auth.username ?? "";
       const client = session.remoteAddress;
       // A locked client or username is refused unheard: no secret is checked, so a guess made
       // during the lock tells nothing, and nothing is counted.
-      const lock = authFailures.locked(client, username);
-      if (lock !== null) {
-        metrics.limitRefusals.inc({ limit: `auth_${lock}` });
-        log.warn("smtp.auth_locked", { client, lock, ...usernameForLog(username) });
-        return callback(smtpError(
-          lock === "client" ? replies.authClientLocked(deps.hostname) : replies.authUserLocked(),
-        ));
-      }
-      // Every failure is answered after the same delay, counted from the start of the attempt,
-      // so neither the reply nor its timing tells an unknown user from a wrong password.
-      const refuse = (r: Reply) => {
-        const wait = authFailures.fail(client, username) - (performance.now() - started);
-        setTimeout(() => callback(smtpError(r)), Math.max(0, wait));
-      };
-      const secret = (isOauth ? auth.accessToken : auth.password) ?? "";
-      const check = isOauth && !username.startsWith("cr_")
-        ? verifyApiKey(kv, secret)
-        : verifyLogin(kv, username, secret);
-      check.then((credential) => {
-        if (!credential) {
-          metrics.authFailures.inc({ protocol: "smtp" });
-          log.warn("smtp.auth_failed", {
-            client: session.remoteAddress,
-            method: auth.method,
-            ...usernameForLog(username),
-          });
-          return refuse(replies.authFailed());
-        }
-        if (!allowsAddress(credential, session.remoteAddress)) {
-          log.warn("smtp.auth_refused", {
-            client: session.remoteAddress,
-            credential: credential.id,
-            reason: "allowed_ips",
-          });
-          return refuse(replies.addressNotAllowed());
-        }
-        authFailures.succeed(username);
-        touchCredential(kv, credential).catch(() => {});
-        const user: SessionUser = {
-          credentialId: credential.id,
-          account: credential.account,
-          username: credential.username,
-        };
-        callback(null, { user: user as unknown as string });
-      }, (err) => {
-        log.error("smtp.auth_error", { err });
-        callback(smtpError(replies.authTemporary()));
-      });
+      authFailures.locked(client, username).then(
+        (lock) => authenticate(auth, session, callback, { started, lock }),
+        (err) => {
+          log.error("smtp.auth_error", { err });
+          callback(smtpError(replies.authTemporary()));
+        },
+      );
     },
 
     onMailFrom(address, session, callback) {

@@ -106,7 +106,7 @@ export async function startSimulator(deps: SimulatorDeps): Promise<Simulator> {
     size: 0,
     onRcptTo(address, session, callback) {
       const verdict = rcptReply(address.address, session);
-      // timeout@: no reply at all; the relay's command timeout ends the attempt.
+      // timeout@: no reply at all; the relay's RCPT timeout ends the attempt.
       if (verdict === "stall") return;
       callback(verdict ?? undefined);
     },

@@ -58,7 +58,7 @@ Deno.test("GET /v1/queue lists each site with depth, oldest age, state and limit
     assert.equal(site.limits.profile, "default");
     assert.equal(site.limits.connection_limit, 10);
     assert.equal(site.limits.max_deliveries_per_connection, 100);
-    assert.equal(site.limits.connect_timeout, "5s");
+    assert.equal(site.limits.connect_timeout, "30s");
     assert.equal(site.limits.require_tls, false);
     assert.equal(typeof site.in_force.connection_limit, "number");
     assert.equal(site.leased_here, true);

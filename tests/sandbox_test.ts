@@ -33,6 +33,7 @@ function env(sink: Sink, extra: Record<string, string> = {}): Record<string, str
     POSTERN_WEBHOOK_ALLOW: "127.0.0.0/8",
     POSTERN_WEBHOOK_RETRY_SCHEDULE: ["0s", ...Array(300).fill("200ms")].join(","),
     POSTERN_COMMAND_TIMEOUT: "3s",
+    POSTERN_RCPT_TIMEOUT: "3s", // timeout@ never answers RCPT
     POSTERN_SANDBOX_RETRY_SCHEDULE: "1s",
     POSTERN_SANDBOX_MAX_AGE: "25s",
     POSTERN_SANDBOX_GREYLIST: "1s",

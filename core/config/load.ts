@@ -4,6 +4,7 @@
  */
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
+import { OUTBOUND_ENV_NAMES } from "./outbound.ts";
 import { SANDBOX_ENV_NAMES } from "./sandbox.ts";
 import { didYouMean } from "./suggest.ts";
 
@@ -11,6 +12,9 @@ import { didYouMean } from "./suggest.ts";
 export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_DATA_DIR: "dataDir",
   POSTERN_KV: "kv",
+  POSTERN_ROLES: "roles",
+  POSTERN_LEASE_TTL: "leaseTtl",
+  POSTERN_STORE_RETRY: "storeRetry",
   POSTERN_LISTEN: "listen",
   POSTERN_SMTP_PORT: "smtpPort",
   POSTERN_SMTPS_PORT: "smtpsPort",
@@ -45,6 +49,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_BOUNCE_DOMAIN: "bounceDomain",
   POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
+  ...OUTBOUND_ENV_NAMES,
   ...SANDBOX_ENV_NAMES,
 };
 

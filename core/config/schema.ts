@@ -16,6 +16,7 @@ import { SANDBOX_FIELDS } from "./sandbox.ts";
 import { ShapingSchema } from "./shaping.ts";
 import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
+import { OUTBOUND_FIELDS } from "./outbound.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -78,11 +79,40 @@ const dnsServer = z.string().transform((v, ctx) => {
   return { ipAddr: m[1]!, port: m[2] ? Number(m[2]) : 53 };
 });
 
+export const ROLES = ["smtp", "http", "worker"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** "smtp,worker" or ["smtp", "worker"]: which roles this node runs; at least one, no repeats. */
+const roles = z.union([z.string(), z.array(z.string())]).transform((v, ctx): Role[] => {
+  const items = (typeof v === "string" ? v.split(",") : v).map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  const bad = items.find((r) => !(ROLES as readonly string[]).includes(r));
+  if (bad !== undefined || items.length === 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: `expected a comma-separated list of ${ROLES.join(", ")}, got "${bad ?? v}"`,
+    });
+    return z.NEVER;
+  }
+  return ROLES.filter((r) => items.includes(r));
+});
+
 export const ConfigSchema = z.object({
+  /** The roles this node runs: SMTP listeners, the HTTP API, delivery (and webhooks, retention). */
+  roles: roles.default([...ROLES]),
+  /** How long a node's hold on a destination site lasts unrenewed: a dead node's sites move then. */
+  leaseTtl: duration.default(parseDuration("30s")).refine((v) => v >= 3_000, {
+    message: "must be at least 3s",
+  }),
   /** Folder for the KV file and the generated dev certificate. */
   dataDir: z.string().default("./data"),
   /** KV path or KV Connect URL; default `<dataDir>/postern.kv`. */
   kv: z.string().optional(),
+  /**
+   * How long a commit keeps trying while the store is locked or unreachable before the client
+   * hears 451 (SMTP) or 503 (HTTP).
+   */
+  storeRetry: duration.default(parseDuration("10s")),
   listen: z.string().default("0.0.0.0"),
   smtpPort: port.default(587),
   smtpsPort: port.default(465),
@@ -116,12 +146,13 @@ export const ConfigSchema = z.object({
   /** How long SIGTERM waits for open transactions and deliveries. */
   shutdownGrace: duration.default(parseDuration("20s")),
   /**
-   * Outbound connect timeout (default 5s, from the shaping default profile) and command timeout.
-   * connectTimeout, connectionLimit and maxDeliveriesPerConnection feed the `default` shaping
-   * profile when set; unset, the profile's own values apply (core/config/shaping.ts).
+   * Outbound connect timeout (default 30s, from the shaping default profile) and the timeout of
+   * commands RFC 5321 names none for (EHLO, STARTTLS, AUTH, RSET, QUIT); the others are in
+   * outbound.ts. connectTimeout, connectionLimit and maxDeliveriesPerConnection feed the
+   * `default` shaping profile when set; unset, the profile's own values apply (shaping.ts).
    */
   connectTimeout: duration.optional(),
-  commandTimeout: duration.default(parseDuration("60s")),
+  commandTimeout: duration.default(parseDuration("5m")),
   /** Per site: parallel connections and messages sent over one connection (default 10 / 100). */
   connectionLimit: z.coerce.number().int().positive().optional(),
   maxDeliveriesPerConnection: z.coerce.number().int().positive().optional(),
@@ -161,6 +192,8 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Abuse limits: connections, lines, headers, recipients, errors, timeouts, AUTH, HTTP. */
   ...LIMIT_FIELDS,
+  /** Outbound timeouts per SMTP step and the global outbound connection cap. */
+  ...OUTBOUND_FIELDS,
   /** The sandbox: simulator domain and its short clocks (core/config/sandbox.ts). */
   ...SANDBOX_FIELDS,
 }).strict();

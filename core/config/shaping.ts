@@ -51,7 +51,7 @@ export const DEFAULT_PROFILE = {
   connection_limit: 10,
   max_deliveries_per_connection: 100,
   max_message_rate: null,
-  connect_timeout: "5s",
+  connect_timeout: "30s", // RFC 5321 §4.5.3.2 leaves it open; Postfix's smtp_connect_timeout
   idle_timeout: "5s",
   require_tls: false,
   backoff_cooldown: "5m",

@@ -18,7 +18,7 @@ Deno.test("resolveShaping() gives the documented defaults when nothing is config
     connectionLimit: 10,
     maxDeliveriesPerConnection: 100,
     maxMessageRate: null,
-    connectTimeoutMs: 5_000,
+    connectTimeoutMs: 30_000,
     idleTimeoutMs: 5_000,
     requireTls: false,
     backoffCooldownMs: 300_000,

@@ -8,7 +8,8 @@
  * Counting per username stops a botnet spreading guesses for one account over many addresses;
  * counting per address stops one client trying many accounts. The price, paid by every MTA that
  * locks accounts, is that an attacker can lock a known username for `coolDownMs`; the delay and
- * lockout are per node and forgotten on restart, like the credential rate limits.
+ * lockout kept here are per node and forgotten on restart; core/auth_lockout.ts adds the counts
+ * and locks shared by every node on the store.
  *
  * @module
  */
@@ -101,6 +102,6 @@ export class AuthFailures {
 }
 
 /** Usernames compare case-insensitively, and an absurdly long one is cut before it is stored. */
-function usernameKey(username: string): string {
+export function usernameKey(username: string): string {
   return username.trim().toLowerCase().slice(0, 256);
 }

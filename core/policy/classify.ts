@@ -102,7 +102,10 @@ const TLS = /\b(?:STARTTLS|TLS|SSL)\b|encryption (?:is )?required|must use encry
 const AUTH =
   /authentication (?:is )?required|authentication (?:failed|unsuccessful)|authentication credentials invalid|not authenticated|(?:username|user name) and password not accepted|(?:invalid|bad) credentials|must authenticate|auth(?:entication)? mechanism/i;
 const GREYLIST = /gr[ae]y-?list/i;
-const DEFERRAL = /temporarily deferred|\b(?:try again|retry|come back) in \d/i;
+// What greylisters say when they do not say "greylist": Exchange's "4.7.1 ... Try again later",
+// Yahoo's "temporarily deferred", milter and filter wordings that ask to come back in a while.
+const DEFERRAL =
+  /temporarily deferred|\b(?:try again|retry|come back)(?: in \d| later)|please (?:retry|try again)/i;
 const MAILBOX_FULL =
   /(?<!sending )quota|mailbox (?:is )?full|insufficient storage|out of storage|storage (?:space|allocation)|mailbox size limit/i;
 const SENDER_REJECTED = /sender address rejected/i;
@@ -124,7 +127,8 @@ function saysGreylisted(reply: Reply): boolean {
 }
 
 // A 450/451 that asks us to come back after a while without naming greylisting. Checked after
-// the throttling words, so "rate limit exceeded, try again in 10 minutes" stays "throttled".
+// the throttling words, so "rate limit exceeded, try again in 10 minutes" stays "throttled";
+// a 421 closes the connection, which is throttling whatever it says (see isThrottling).
 function impliesGreylisting(reply: Reply): boolean {
   return (reply.code === 450 || reply.code === 451) && DEFERRAL.test(reply.text);
 }
@@ -156,13 +160,16 @@ function categoryFromEnhanced(reply: Reply): BounceCategory | undefined {
       if (detail === 3) return "throttled"; // Too many recipients; RFC 5321 §4.5.3.1.10.
       return undefined;
     case 7: // Security or policy status.
-      return categoryFromPolicyStatus(reply, detail!);
+      return categoryFromPolicyStatus(reply, klass!, detail!);
     default:
       return undefined;
   }
 }
 
-function categoryFromPolicyStatus(reply: Reply, detail: number): BounceCategory {
+function categoryFromPolicyStatus(reply: Reply, klass: number, detail: number): BounceCategory {
+  // Gmail's 4.7.28 (unusual rate from your IP) and Outlook's 4.7.500–4.7.699 (temporarily rate
+  // limited, server busy) are throttling whatever their words; Outlook's 5.7.5xx–6xx are blocks.
+  if (klass === 4 && (detail === 28 || (detail >= 500 && detail <= 699))) return "throttled";
   if (detail === 8) return "auth_failure"; // RFC 4954: authentication credentials invalid.
   if (detail === 10 || detail === 11) return "tls_failure"; // RFC 5248/4954: encryption needed.
   // RFC 7372 x.7.20–x.7.26: the message failed DKIM/SPF/DMARC checks. A policy block, not an
@@ -201,6 +208,21 @@ function categoryFromText(reply: Reply): BounceCategory | undefined {
   return undefined;
 }
 
+/**
+ * Whether a reply (or an error message carrying one) asks us to slow down: the one definition the
+ * site actor uses to shrink its window and rate. Greylisting never does: it judges the sender
+ * and recipient pair, not our pace, so it reschedules that recipient and nothing else.
+ */
+export function isThrottling(raw: string): boolean {
+  let reply: Reply;
+  try {
+    reply = parseReply(raw);
+  } catch {
+    return false;
+  }
+  return reply.code >= 400 && classifyReply(reply).category === "throttled";
+}
+
 const TLS_ERROR = /\b(?:TLS|SSL|STARTTLS)\b|certificate|handshake/i;
 const NO_SUCH_DOMAIN = /ENOTFOUND|NXDOMAIN|no MX and no A|null MX/i;
 
@@ -210,10 +232,11 @@ const NO_SUCH_DOMAIN = /ENOTFOUND|NXDOMAIN|no MX and no A|null MX/i;
  * EAI_AGAIN, ...), nodemailer's own (ECONNECTION, ESOCKET, ETLS, EDNS) and its messages such as
  * "Greeting never received".
  *
- * A domain that does not exist (ENOTFOUND, NXDOMAIN, no MX and no A, RFC 7505 null MX) is
- * permanent "bad_domain"; TLS trouble is transient "tls_failure"; everything else, including
- * codes we do not know, is transient "other", because a wrong retry costs a little time while
- * a wrong bounce loses the message.
+ * Never permanent: no server judged the recipient, and a name that did not resolve may resolve
+ * tomorrow (a domain that really does not exist is decided from the DNS answer itself, see
+ * dns_outcome.ts, never from an error's wording). A name that did not resolve is "bad_domain",
+ * TLS trouble "tls_failure", everything else, including codes we do not know, "other": a wrong
+ * retry costs a little time while a wrong bounce loses the message.
  */
 export function classifyConnectionError(
   err: { code?: string | undefined; message?: string | undefined },
@@ -224,7 +247,7 @@ export function classifyConnectionError(
     return { kind: "transient", category: "tls_failure" };
   }
   if (code === "ENOTFOUND" || NO_SUCH_DOMAIN.test(message)) {
-    return { kind: "permanent", category: "bad_domain" };
+    return { kind: "transient", category: "bad_domain" };
   }
   return { kind: "transient", category: "other" };
 }

@@ -4,6 +4,7 @@ import {
   type Classification,
   classifyConnectionError,
   classifyReply,
+  isThrottling,
   parseReply,
   type Reply,
 } from "./classify.ts";
@@ -453,6 +454,124 @@ const REPLIES: Row[] = [
     kind: "transient",
     category: "other",
   },
+  // Greylisting, collected from real receivers: reschedule the recipient, never slow the site
+  {
+    says: "Postfix with postgrey's greylisting under 4.7.1",
+    raw: "450 4.7.1 <bob@example.org>: Recipient address rejected: Greylisted, see " +
+      "http://postgrey.schweikert.ch/help/example.org.html",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "Postfix's policy-server greylisting reply",
+    raw: "451 4.7.1 <bob@example.org>: Recipient address rejected: Greylisted",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "Exchange's greylisting reply",
+    raw: "451 4.7.1 Try again later",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "Exchange's temporary server error asking to try again later",
+    raw: "451 4.7.1 Temporary server error. Please try again later. PRX4 " +
+      "[AM6EUR05FT012.eop-eur05.prod.protection.outlook.com]",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "rspamd's greylisting reply",
+    raw: "451 4.7.1 Try again later",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "Exim greylistd's reply",
+    raw: "451 4.7.1 Greylisted: please retry later",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "a greylister's please-retry reply",
+    raw: "450 4.7.1 <bob@example.org>: Recipient address rejected: please retry",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "a temporarily-deferred reply with an enhanced code",
+    raw: "450 4.7.1 Message temporarily deferred, please come back later",
+    kind: "transient",
+    category: "greylisted",
+  },
+  {
+    says: "a greylisting 421 that says so",
+    raw: "421 4.7.1 Greylisted, try again in 60 seconds",
+    kind: "transient",
+    category: "greylisted",
+    retryAfterMs: 60_000,
+  },
+  // Throttling: the site shrinks its window and rate for the cool-down
+  {
+    says: "Gmail's 4.7.28 unsolicited-rate limit",
+    raw: "421-4.7.28 [203.0.113.7      15] Our system has detected an unusual rate of\r\n" +
+      "421-4.7.28 unsolicited mail originating from your IP address. To protect our\r\n" +
+      "421-4.7.28 users from spam, mail sent from your IP address has been temporarily\r\n" +
+      "421 4.7.28 rate limited. https://support.google.com/mail/?p=UnsolicitedRateLimitError",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "Gmail's 4.7.28 deferral at RCPT",
+    raw: "450 4.7.28 Please try again later, gsmtp",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "Gmail's try-again-later connection close",
+    raw: "421 4.7.0 Try again later, closing connection. (EHLO) - gsmtp",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "Outlook's 4.7.650 reputation rate limit",
+    raw: "451 4.7.650 The mail server [203.0.113.7] has been temporarily rate limited due to " +
+      "IP reputation. For e-mail delivery information, see https://postmaster.live.com (S843)",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "Outlook's 4.7.699 temporary access denial",
+    raw: "451 4.7.699 Access denied, please try again later",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "Postfix's too-many-connections reply",
+    raw: "421 4.7.0 mx.example.org Error: too many connections from 203.0.113.7",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "Exchange's concurrent-connections limit",
+    raw: "421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, " +
+      "closing transmission channel",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "a rate limit that asks to try again later",
+    raw: "450 4.7.1 Rate limit exceeded, please try again later",
+    kind: "transient",
+    category: "throttled",
+  },
+  {
+    says: "a too-many-messages deferral that asks to try again later",
+    raw: "451 4.7.1 Please try again later, too many messages from your IP",
+    kind: "transient",
+    category: "throttled",
+  },
   {
     says: "a stray 354 as a final answer",
     raw: "354 End data with <CR><LF>.<CR><LF>",
@@ -480,7 +599,7 @@ Deno.test("classifyReply() takes the kind from the reply code, not the enhanced 
   for (const [reply, kind] of cases) assert.equal(classifyReply(reply).kind, kind, reply.text);
 });
 
-Deno.test("classifyConnectionError() retries network trouble and bounces a missing domain", () => {
+Deno.test("classifyConnectionError() retries network trouble and never bounces, not even a name that did not resolve", () => {
   const cases: Array<[{ code?: string; message?: string }, Classification]> = [
     [{ code: "ECONNREFUSED", message: "connect ECONNREFUSED 203.0.113.7:25" }, transient("other")],
     [{ code: "ETIMEDOUT", message: "Connection timeout" }, transient("other")],
@@ -501,11 +620,14 @@ Deno.test("classifyConnectionError() retries network trouble and bounces a missi
       { code: "ESOCKET", message: "write EPROTO SSL routines:ssl3_read_bytes:handshake failure" },
       transient("tls_failure"),
     ],
-    [{ code: "ENOTFOUND", message: "getaddrinfo ENOTFOUND mx.nowhere.invalid" }, bounce()],
-    [{ code: "EDNS", message: "queryMx ENOTFOUND nowhere.invalid" }, bounce()],
-    [{ message: "nowhere.invalid: NXDOMAIN" }, bounce()],
-    [{ message: "nowhere.invalid has no MX and no A records" }, bounce()],
-    [{ message: "example.org publishes a null MX (RFC 7505)" }, bounce()],
+    [
+      { code: "ENOTFOUND", message: "getaddrinfo ENOTFOUND mx.nowhere.invalid" },
+      transient("bad_domain"),
+    ],
+    [{ code: "EDNS", message: "queryMx ENOTFOUND nowhere.invalid" }, transient("bad_domain")],
+    [{ message: "nowhere.invalid: NXDOMAIN" }, transient("bad_domain")],
+    [{ message: "nowhere.invalid has no MX and no A records" }, transient("bad_domain")],
+    [{ message: "example.org publishes a null MX (RFC 7505)" }, transient("bad_domain")],
   ];
   for (const [err, want] of cases) {
     assert.deepEqual(classifyConnectionError(err), want, JSON.stringify(err));
@@ -516,6 +638,14 @@ function transient(category: BounceCategory): Classification {
   return { kind: "transient", category };
 }
 
-function bounce(): Classification {
-  return { kind: "permanent", category: "bad_domain" };
-}
+Deno.test("isThrottling() slows a site for throttling replies only, never for greylisting", () => {
+  for (const row of REPLIES) {
+    if (row.kind === "success") continue;
+    assert.equal(isThrottling(row.raw), row.category === "throttled", row.says);
+  }
+  // Words that used to count as throttling on their own.
+  assert.equal(isThrottling("451 4.7.1 Try again later"), false);
+  assert.equal(isThrottling("450 4.2.0 Greylisted: generate a rate of one per 5 minutes"), false);
+  assert.equal(isThrottling("Connection closed unexpectedly"), false);
+  assert.equal(isThrottling("Invalid greeting. response=421 4.7.0 Too many connections"), true);
+});

@@ -108,8 +108,8 @@ export function sandboxTable(
     {
       local: "timeout",
       kind: "delivery",
-      does: "The simulated MX never answers RCPT TO: the relay's command timeout " +
-        "(POSTERN_COMMAND_TIMEOUT) ends the attempt; retried until POSTERN_SANDBOX_MAX_AGE, " +
+      does: "The simulated MX never answers RCPT TO: the relay's RCPT timeout " +
+        "(POSTERN_RCPT_TIMEOUT) ends the attempt; retried until POSTERN_SANDBOX_MAX_AGE, " +
         "then expired.",
       reply: "(no reply)",
       events: ["accepted", "deferred", "…", "expired"],

@@ -8,52 +8,82 @@
  * so the batch is replayed one change per commit and each caller gets its own answer.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import {
+  addSizes,
+  COMMIT_BUDGET,
+  type CommitSize,
+  describeSize,
+  EMPTY_SIZE,
+  fits,
+  measureChange,
+} from "./commit_size.ts";
+import { StoreUnavailableError, within } from "./bounded_kv.ts";
 
 export interface Change {
   /** Adds this change's checks and mutations to an atomic operation. */
   apply(op: Deno.AtomicOperation): void;
-  /** Approximate bytes of keys and values (KV caps a commit at 800 KB). */
-  bytes: number;
-  /** Number of mutations (KV caps a commit at 1000). */
-  mutations: number;
-  /** Number of checks (a denokv server caps a commit at 10). */
+  /**
+   * Hints from the caller, no longer relied on: the committer measures each change itself
+   * (commit_size.ts), since a guess that is short makes a remote store refuse the whole batch.
+   */
+  bytes?: number;
+  mutations?: number;
   checks?: number;
 }
 
 interface Pending {
   change: Change;
+  size: CommitSize;
+  /** When this change's caller stops waiting: it was queued this long ago plus the retry bound. */
+  deadline: number;
   resolve(versionstamp: string | null): void;
   reject(err: unknown): void;
 }
 
-/** KV's commit limits, kept below the hard caps to leave room for key overhead. */
-const MAX_BYTES = 760_000;
-const MAX_MUTATIONS = 990;
-const MAX_CHECKS = 10;
 const LOCKED_RETRIES = 20;
 /**
- * How long one commit keeps retrying "database is locked". Each try may itself wait for Deno
- * KV's SQLite busy timeout (~5 s), so instead of 20 full tries (100 s while every SMTP client
- * waits for its reply) a lock held longer than this fails the commit: the clients hear 451 and
- * retry, which is what a held lock (another process, a backup tool) calls for.
+ * How long a commit keeps trying while the store cannot take it (POSTERN_STORE_RETRY): a local
+ * file's "database is locked" (each try may itself wait for SQLite's busy timeout, ~5 s), or a
+ * remote store that does not answer, whose client retries by itself and never gives up. Past
+ * this the commit fails: SMTP clients hear 451 and the HTTP API 503 with Retry-After, and they
+ * retry, which is what an unreachable store calls for.
  */
-const LOCKED_DEADLINE_MS = 10_000;
+export const DEFAULT_STORE_RETRY_MS = 10_000;
+/** A batch that starts after its callers' bound is spent still gets this long to land. */
+const MIN_ATTEMPT_MS = 1_000;
 
 export class CommitFailedError extends Error {
   override name = "CommitFailedError";
-  /** The store was locked or busy throughout: every change in the batch would fail alike. */
+  /** The store was locked, busy or unreachable throughout: every change in the batch would fail alike. */
   locked = false;
+  /** The change exceeds KV's commit limits: it can never be committed as it is. */
+  tooLarge = false;
+}
+
+export interface CommitterOptions {
+  /** @default DEFAULT_STORE_RETRY_MS */
+  storeRetryMs?: number;
+  now?: () => number;
 }
 
 export class Committer {
   #kv: Deno.Kv;
   #queue: Pending[] = [];
   #running = false;
+  #retryMs: number;
+  #now: () => number;
   /** Commits and fsyncs issued, for metrics and the bench. */
   commits = 0;
 
-  constructor(kv: Deno.Kv) {
+  constructor(kv: Deno.Kv, options: CommitterOptions = {}) {
     this.#kv = kv;
+    this.#retryMs = options.storeRetryMs ?? DEFAULT_STORE_RETRY_MS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** How long a caller may wait for the store (POSTERN_STORE_RETRY). */
+  get retryMs(): number {
+    return this.#retryMs;
   }
 
   /**
@@ -61,16 +91,22 @@ export class Committer {
    * or null if one of the change's checks failed.
    */
   commit(change: Change): Promise<string | null> {
-    if (change.bytes > MAX_BYTES || change.mutations > MAX_MUTATIONS) {
-      return Promise.reject(
-        new CommitFailedError(
-          `Cannot commit a change of ${change.bytes} bytes and ${change.mutations} mutations: ` +
-            `a commit holds at most ${MAX_BYTES} bytes and ${MAX_MUTATIONS} mutations`,
-        ),
+    let size: CommitSize;
+    try {
+      size = measureChange(change.apply);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!fits(size)) {
+      const err = new CommitFailedError(
+        `Cannot commit a change of ${describeSize(size)}: a commit holds at most ` +
+          describeSize(COMMIT_BUDGET),
       );
+      err.tooLarge = true;
+      return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ change, resolve, reject });
+      this.#queue.push({ change, size, deadline: this.#now() + this.#retryMs, resolve, reject });
       if (!this.#running) this.#run();
     });
   }
@@ -89,26 +125,21 @@ export class Committer {
 
   #takeBatch(): Pending[] {
     const batch: Pending[] = [];
-    let bytes = 0, mutations = 0, checks = 0;
+    let size = EMPTY_SIZE;
     while (this.#queue.length > 0) {
       const next = this.#queue[0]!;
-      const c = next.change;
-      if (
-        batch.length > 0 &&
-        (bytes + c.bytes > MAX_BYTES || mutations + c.mutations > MAX_MUTATIONS ||
-          checks + (c.checks ?? 0) > MAX_CHECKS)
-      ) break;
+      const grown = addSizes(size, next.size);
+      if (batch.length > 0 && !fits(grown)) break;
       batch.push(this.#queue.shift()!);
-      bytes += c.bytes;
-      mutations += c.mutations;
-      checks += c.checks ?? 0;
+      size = grown;
     }
     return batch;
   }
 
   async #commitBatch(batch: Pending[]) {
+    const deadline = Math.min(...batch.map((p) => p.deadline));
     try {
-      const stamp = await this.#commitOnce(batch.map((p) => p.change));
+      const stamp = await this.#commitOnce(batch.map((p) => p.change), deadline);
       if (stamp !== null || batch.length === 1) {
         for (const p of batch) p.resolve(stamp);
         return;
@@ -122,35 +153,44 @@ export class Committer {
     // A check or a size limit failed somewhere in the batch: give each change its own answer.
     for (const p of batch) {
       try {
-        p.resolve(await this.#commitOnce([p.change]));
+        p.resolve(await this.#commitOnce([p.change], p.deadline));
       } catch (err) {
         p.reject(err);
       }
     }
   }
 
-  async #commitOnce(changes: Change[]): Promise<string | null> {
-    const started = Date.now();
+  async #commitOnce(changes: Change[], deadline: number): Promise<string | null> {
+    const started = this.#now();
+    const giveUpAt = Math.max(deadline, started + MIN_ATTEMPT_MS);
     for (let attempt = 0;; attempt++) {
       const op = this.#kv.atomic();
       for (const c of changes) c.apply(op);
       try {
-        const res = await op.commit();
+        // The client of a remote store may go on sending this request after we stop waiting,
+        // so a commit reported as failed may still land: callers treat failure as "unknown".
+        const res = await within(op.commit(), giveUpAt - this.#now(), "a commit");
         this.commits++;
         return res.ok ? res.versionstamp : null;
       } catch (err) {
-        // Two processes on one SQLite file meet "database is locked"; that passes.
-        const locked = /locked|busy/i.test(String(err));
-        if (locked && attempt < LOCKED_RETRIES && Date.now() - started < LOCKED_DEADLINE_MS) {
-          await sleep(5 + attempt * 10);
+        // Two processes on one SQLite file meet "database is locked"; a remote store may be
+        // restarting. Both pass; a check that failed or a refused request does not.
+        const spent = err instanceof StoreUnavailableError;
+        const transient = spent || TRANSIENT.test(String(err));
+        if (transient && !spent && attempt < LOCKED_RETRIES && this.#now() < giveUpAt) {
+          await sleep(Math.min(5 + attempt * 10 * (attempt + 1), 1_000));
           continue;
         }
-        const failed = new CommitFailedError(`Cannot commit to KV: ${(err as Error).message}`, {
-          cause: err,
-        });
-        failed.locked = locked;
+        const failed = new CommitFailedError(
+          `Cannot commit to KV: ${(err as Error).message}`,
+          { cause: err },
+        );
+        failed.locked = transient;
         throw failed;
       }
     }
   }
 }
+
+/** Errors that say the store could not take the commit now, not that the commit is wrong. */
+const TRANSIENT = /locked|busy|connection|error sending request|unavailable|timed? ?out/i;

@@ -28,6 +28,8 @@ export interface RecipientResult {
   /** For deferred recipients: when to try again. */
   nextAttemptAt: number | null;
   countsAsAttempt: boolean;
+  /** The attempt failed at DNS, before any server was reached (its expiry never suppresses). */
+  dnsCaused?: boolean;
 }
 
 export interface AttemptContext {

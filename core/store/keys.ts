@@ -38,6 +38,10 @@
  * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
  * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (sealed)   |
+ * | ["node", nodeId]                      | NodeBeat         | every node's heartbeat (expireIn: it goes with its node) |
+ * | ["meta", "secret_key_id"]             | {id}             | start-up: which key seals the store's secrets (every node must have it) |
+ * | ["win", scope, id, windowMs, index]   | Deno.KvU64       | shared limits: events of `id` in one fixed window (rate_limit, failed logins) |
+ * | ["auth_lock", scope, kind, key]       | {until}          | a failed-login lockout every node honours (expireIn) |
  * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
@@ -79,6 +83,7 @@ export const keys = {
   domainByName: (name: string): Key => ["domain_name", name],
   destinationLease: (domain: string): Key => ["lease", "dest", domain],
   siteLease: (site: string): Key => ["lease", "site", site],
+  siteLeasePrefix: (): Key => ["lease", "site"],
   siteControl: (site: string): Key => ["site_ctl", site],
   suppression: (account: string, address: string): Key => ["supp", account, address],
   suppressionPrefix: (account?: string): Key =>
@@ -122,5 +127,17 @@ export const keys = {
   webhookFailurePrefix: (id: string): Key => ["webhook_failed", id],
   webhookLease: (id: string): Key => ["lease", "webhook", id],
   verpKey: (): Key => ["meta", "verp_key"],
+  node: (id: string): Key => ["node", id],
+  secretKeyId: (): Key => ["meta", "secret_key_id"],
+  windowCount: (scope: string, id: string, windowMs: number, index: number): Key => [
+    "win",
+    scope,
+    id,
+    windowMs,
+    index,
+  ],
+  windowCountPrefix: (): Key => ["win"],
+  authLock: (scope: string, kind: string, key: string): Key => ["auth_lock", scope, kind, key],
+  nodePrefix: (): Key => ["node"],
   dashboardSession: (tokenDigest: string): Key => ["dash_session", tokenDigest],
 };

@@ -9,9 +9,9 @@
 
 import { Buffer } from "node:buffer";
 import dgram from "node:dgram";
-// @ts-types="./_dns_packet.d.ts"
+// @ts-types="../../core/mail/_dns_packet.d.ts"
 import dnsPacket from "dns-packet";
-import type { Answer, Packet, Question } from "./_dns_packet.d.ts";
+import type { Answer, Packet, Question } from "../../core/mail/_dns_packet.d.ts";
 
 /** Records by owner name; names are lowercase, without the trailing dot. */
 export interface Zone {
@@ -23,7 +23,17 @@ export interface Zone {
    * Widened from `string[][] | string[]` so one name may mix both forms.
    */
   txt?: Record<string, (string | string[])[]>;
+  /**
+   * Faults scripted per name ("mx.example.test") or per name and type ("mx.example.test AAAA"),
+   * ahead of any record: answer SERVFAIL, REFUSED or NXDOMAIN, set the TC bit with no answer
+   * (and refuse TCP, as no TCP listener runs), send bytes that are no DNS message, or drop the
+   * query so the client times out.
+   */
+  faults?: Record<string, DnsFault>;
 }
+
+/** How the responder misbehaves for a name (see {@linkcode Zone.faults}). */
+export type DnsFault = "servfail" | "refused" | "nxdomain" | "truncated" | "malformed" | "drop";
 
 /** One question the server was asked, in arrival order. */
 export interface DnsQuery {
@@ -46,6 +56,8 @@ export interface DnsServer {
 const RCODE_NOERROR = 0;
 const RCODE_NXDOMAIN = 3;
 const RCODE_FORMERR = 1;
+const RCODE_SERVFAIL = 2;
+const RCODE_REFUSED = 5;
 
 // RFC 1035 §3.3: a character-string holds at most 255 octets; a DKIM key is longer.
 const CHARACTER_STRING_LIMIT = 255;
@@ -91,6 +103,12 @@ export async function startDnsServer(zone: Zone): Promise<DnsServer> {
     for (const question of query.questions ?? []) {
       server.queries.push({ name: normalize_name(question.name), type: question.type });
     }
+    const fault = fault_for(server.zone, query);
+    if (fault === "drop") return;
+    if (fault === "malformed") {
+      socket.send(Buffer.from([0, 1, 2]), peer.port, peer.address);
+      return;
+    }
     const reply = dnsPacket.encode(answer_query(server.zone, query));
     socket.send(reply, peer.port, peer.address);
   });
@@ -115,6 +133,23 @@ export function answer_query(zone: Zone, query: Packet): Packet {
     response.flags = dnsPacket.AUTHORITATIVE_ANSWER | recursionDesired | RCODE_FORMERR;
     return response;
   }
+  const fault = fault_for(zone, query);
+  const rcode = fault === "servfail"
+    ? RCODE_SERVFAIL
+    : fault === "refused"
+    ? RCODE_REFUSED
+    : fault === "nxdomain"
+    ? RCODE_NXDOMAIN
+    : null;
+  if (rcode !== null) {
+    response.flags = dnsPacket.AUTHORITATIVE_ANSWER | recursionDesired | rcode;
+    return response;
+  }
+  if (fault === "truncated") {
+    response.flags = dnsPacket.AUTHORITATIVE_ANSWER | recursionDesired |
+      dnsPacket.TRUNCATED_RESPONSE;
+    return response;
+  }
   if (!is_known_name(zone, normalize_name(question.name))) {
     response.flags = dnsPacket.AUTHORITATIVE_ANSWER | recursionDesired | RCODE_NXDOMAIN;
     return response;
@@ -127,6 +162,17 @@ export function answer_query(zone: Zone, query: Packet): Packet {
     ];
   }
   return response;
+}
+
+/** The fault scripted for the query's question, by name and type first, then by name. */
+function fault_for(zone: Zone, query: Packet): DnsFault | undefined {
+  const question = query.questions?.[0];
+  if (question === undefined || zone.faults === undefined) return undefined;
+  const name = normalize_name(question.name);
+  const faults = zone.faults;
+  const byType = `${name} ${question.type}`;
+  if (Object.hasOwn(faults, byType)) return faults[byType];
+  return Object.hasOwn(faults, name) ? faults[name] : undefined;
 }
 
 function normalize_name(name: string): string {

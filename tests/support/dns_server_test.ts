@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import dgram from "node:dgram";
-// @ts-types="./_dns_packet.d.ts"
+// @ts-types="../../core/mail/_dns_packet.d.ts"
 import dnsPacket from "dns-packet";
-import type { Packet } from "./_dns_packet.d.ts";
+import type { Packet } from "../../core/mail/_dns_packet.d.ts";
 import { type DnsServer, startDnsServer, type Zone } from "./dns_server.ts";
 
 function example_zone(): Zone {

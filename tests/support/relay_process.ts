@@ -30,6 +30,8 @@ export interface RelayOptions {
   entryPoint?: string;
   /** How long to wait for the `ready` log line. @default 30000 */
   readyTimeoutMs?: number;
+  /** Deno's permission flags for the relay. @default ["--allow-all"] */
+  permissions?: string[];
 }
 
 export interface ApiInit {
@@ -120,6 +122,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
       ownsDataDir,
       entryPoint: options.entryPoint ?? `${repoRoot}/main.ts`,
       readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+      permissions: options.permissions ?? ["--allow-all"],
     });
   } catch (error) {
     // Nobody holds a handle that could clean up the dir we made, so do it here.
@@ -133,12 +136,13 @@ interface SpawnPlan {
   ownsDataDir: boolean;
   entryPoint: string;
   readyTimeoutMs: number;
+  permissions: string[];
 }
 
 async function spawn_relay(plan: SpawnPlan): Promise<Relay> {
   const { env } = plan;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "--unstable-kv", plan.entryPoint],
+    args: ["run", ...plan.permissions, "--unstable-kv", plan.entryPoint],
     cwd: repoRoot,
     // Instead of inheriting, rebuild the environment: a POSTERN_* variable from the shell
     // that runs the tests must not change the relay under test.

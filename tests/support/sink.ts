@@ -82,6 +82,13 @@ export interface SinkOptions {
   auth?: { user: string; pass: string };
   /** The name in the greeting and EHLO reply. @default "sink.test" */
   name?: string;
+  /** Wait this long before the 220 greeting (a tarpit, Postfix's postscreen_greet_wait). */
+  greetingDelayMs?: number;
+  /**
+   * Awaited after the message data arrived and before the reply to the final dot, so a test
+   * can hold replies (a slow receiver, or one held until a fault is in place).
+   */
+  dataGate?: () => Promise<void>;
 }
 
 /** A running {@linkcode startSink} instance. */
@@ -96,6 +103,8 @@ export interface Sink {
   /** TCP sessions open now, and the most that were ever open at once. */
   openConnections: number;
   maxOpenConnections: number;
+  /** Each TCP session's life in `performance.now()` ms; `closedAt` unset while open. */
+  connectionSpans: { openedAt: number; closedAt?: number }[];
   /** Every RCPT, in order, with the client's source address and EHLO name. */
   rcpts: { rcpt: string; remoteAddress: string; heloName: string; at: number; code: number }[];
   /** Replaces a recipient's behaviour; a new `sequence` starts again from its first entry. */
@@ -125,7 +134,16 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
   const dataReplies = new Map<string, SinkReply>();
   const sockets = new Set<net.Socket>();
   const waiters = new Set<() => void>();
-  let closed: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+  /** Open TCP sessions by client address and port. */
+  const open = new Map<string, { openedAt: number; closedAt?: number }>();
+  const closed = (peer: string) => {
+    const span = open.get(peer);
+    if (!span) return;
+    open.delete(peer);
+    span.closedAt = performance.now();
+    sink.openConnections--;
+  };
 
   const sink: Sink = {
     port: 0,
@@ -135,6 +153,7 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     connections: 0,
     openConnections: 0,
     maxOpenConnections: 0,
+    connectionSpans: [],
     rcpts: [],
     setBehavior(rcpt, behavior) {
       behaviors.set(rcpt.toLowerCase(), check_behavior(behavior));
@@ -144,8 +163,8 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       return wait_for_messages(sink, waiters, count, waitOptions.timeoutMs ?? DEFAULT_WAIT_MS);
     },
     close() {
-      closed ??= close_server(server, sockets);
-      return closed;
+      closing ??= close_server(server, sockets);
+      return closing;
     },
   };
 
@@ -172,10 +191,16 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     maxAllowedUnauthenticatedCommands: false,
     disableReverseLookup: true,
     logger: false,
+    // A client waiting on a held reply sends nothing; smtp-server's 60 s idle limit must not cut it.
+    ...(options.greetingDelayMs || options.dataGate ? { socketTimeout: 15 * 60_000 } : {}),
     onConnect(_session, callback) {
       const greeting = options.greeting;
       if (greeting !== undefined && greeting.code >= 400) {
         return callback(smtp_error(greeting));
+      }
+      if (options.greetingDelayMs) {
+        setTimeout(() => callback(), options.greetingDelayMs);
+        return;
       }
       callback();
     },
@@ -211,7 +236,8 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       callback(behavior.code >= 400 ? smtp_error(behavior) : null);
     },
     onData(stream, session, callback) {
-      read_stream(stream).then((raw) => {
+      read_stream(stream).then(async (raw) => {
+        if (options.dataGate) await options.dataGate();
         const reply = dataReplies.get(session.id);
         dataReplies.delete(session.id);
         if (reply !== undefined && reply.code >= 400) return callback(smtp_error(reply));
@@ -222,6 +248,8 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     },
     onClose(session) {
       dataReplies.delete(session.id);
+      // Under Deno a socket upgraded with STARTTLS never reports its own close: count it here.
+      closed(`${session.remoteAddress}:${session.remotePort}`);
     },
   };
   if (useTls) Object.assign(serverOptions, await loopbackCertificate());
@@ -234,10 +262,14 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
   // the point of those tests, not failures of the sink.
   server.on("error", () => {});
   server.server.on("connection", (socket: net.Socket) => {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     sink.connections++;
     sink.openConnections++;
     sink.maxOpenConnections = Math.max(sink.maxOpenConnections, sink.openConnections);
-    socket.once("close", () => sink.openConnections--);
+    const span = { openedAt: performance.now() };
+    sink.connectionSpans.push(span);
+    open.set(peer, span);
+    socket.once("close", () => closed(peer));
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });

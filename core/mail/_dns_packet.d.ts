@@ -1,4 +1,5 @@
-// Types for the subset of the untyped `dns-packet` npm module that dns_server.ts uses;
+// Types for the subset of the untyped `dns-packet` npm module that the DNS client
+// (core/mail/dns_client.ts) and the test responder (tests/support/dns_server.ts) use;
 // without them every packet would be `any` under our strict compiler flags.
 
 import type { Buffer } from "node:buffer";
@@ -26,6 +27,8 @@ export interface Packet {
   type?: "query" | "response";
   flags?: number;
   rcode?: string;
+  /** Decoded packets only: the TC bit (RFC 1035 §4.1.1), the answer did not fit. */
+  flag_tc?: boolean;
   questions?: Question[];
   answers?: Answer[];
   authorities?: Answer[];
@@ -34,14 +37,21 @@ export interface Packet {
 
 export function encode(packet: Packet): Buffer;
 export function decode(buf: Uint8Array): Packet;
+/** TCP framing (RFC 1035 §4.2.2): the message behind its two-byte length. */
+export function streamEncode(packet: Packet): Buffer;
+export function streamDecode(buf: Uint8Array): Packet;
 
 export const AUTHORITATIVE_ANSWER: number;
 export const RECURSION_DESIRED: number;
+export const TRUNCATED_RESPONSE: number;
 
 declare const dnsPacket: {
   encode: typeof encode;
   decode: typeof decode;
+  streamEncode: typeof streamEncode;
+  streamDecode: typeof streamDecode;
   AUTHORITATIVE_ANSWER: number;
   RECURSION_DESIRED: number;
+  TRUNCATED_RESPONSE: number;
 };
 export default dnsPacket;

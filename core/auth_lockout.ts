@@ -1,0 +1,102 @@
+/**
+ * Failed-login lockouts that hold across the nodes sharing a store. This node's own counts
+ * (core/policy/auth_failures.ts) decide at once and set the reply delay; every failure is also
+ * counted in the store (a sliding window of the lockout's length), and the failure that brings
+ * a client address or username to the limit there writes a lock every node reads before it
+ * checks a secret. So a guesser spreading attempts over several nodes is locked after `limit`
+ * failures in all, not `limit` per node.
+ *
+ * @module
+ */
+import {
+  type AuthFailureOptions,
+  AuthFailures,
+  type AuthLock,
+  usernameKey,
+} from "./policy/auth_failures.ts";
+import { slidingCount } from "./policy/sliding_window.ts";
+import { clearWindows, countInWindow, readWindows } from "./store/window_counts.ts";
+import { readAuthLocks, writeAuthLock } from "./store/auth_locks.ts";
+
+export interface AuthLockoutOptions extends AuthFailureOptions {
+  /** The shared store; null keeps the counts on this node only. */
+  kv: Deno.Kv | null;
+  /** Whose failures these are ("smtp", "http"): each door counts its own. */
+  scope: string;
+  /** The store could not be asked: the local counts still hold. */
+  onStoreError?: (err: unknown) => void;
+}
+
+export class AuthLockout {
+  #local: AuthFailures;
+  #options: AuthLockoutOptions;
+
+  constructor(options: AuthLockoutOptions) {
+    this.#options = options;
+    this.#local = new AuthFailures(options);
+  }
+
+  #keys(client: string, username: string): [AuthLock & string, string][] {
+    const out: [AuthLock & string, string][] = [["client", client]];
+    if (username !== "") out.push(["username", usernameKey(username)]);
+    return out;
+  }
+
+  #shared(): boolean {
+    return this.#options.kv !== null && this.#options.limit > 0;
+  }
+
+  /** Whether an attempt by `client` for `username` must be refused unheard. */
+  async locked(client: string, username: string): Promise<AuthLock> {
+    const local = this.#local.locked(client, username);
+    if (local !== null || !this.#shared()) return local;
+    try {
+      const kind = await readAuthLocks(
+        this.#options.kv!,
+        this.#options.scope,
+        this.#keys(client, username),
+        this.#options.now(),
+      );
+      return kind as AuthLock;
+    } catch (err) {
+      this.#options.onStoreError?.(err);
+      return null;
+    }
+  }
+
+  /**
+   * Records a failure here and in the store; resolves with how long its reply should wait
+   * (counted from when the attempt began) once the store has counted it, so the next attempt,
+   * on any node, sees it.
+   */
+  async fail(client: string, username: string): Promise<number> {
+    const delay = this.#local.fail(client, username);
+    if (!this.#shared()) return delay;
+    const { kv, scope, coolDownMs, limit, now } = this.#options;
+    try {
+      for (const [kind, key] of this.#keys(client, username)) {
+        const at = now();
+        const counter = { scope, id: `${kind}:${key}`, windowMs: coolDownMs };
+        await countInWindow(kv!, counter, at);
+        const failures = slidingCount(await readWindows(kv!, counter, at), at, coolDownMs);
+        if (failures >= limit) {
+          // The lock now holds the state: once it ends, counting starts afresh, as it does here.
+          await writeAuthLock(kv!, scope, kind, key, at + coolDownMs, at);
+          await clearWindows(kv!, counter, at);
+        }
+      }
+    } catch (err) {
+      this.#options.onStoreError?.(err);
+    }
+    return delay;
+  }
+
+  /** A success clears the username's failures (its owner knows the secret), not the client's. */
+  succeed(username: string): void {
+    this.#local.succeed(username);
+    if (!this.#shared() || username === "") return;
+    const { kv, scope, coolDownMs, now } = this.#options;
+    const counter = { scope, id: `username:${usernameKey(username)}`, windowMs: coolDownMs };
+    clearWindows(kv!, counter, now()).catch((err) => this.#options.onStoreError?.(err));
+  }
+}

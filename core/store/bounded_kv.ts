@@ -1,0 +1,83 @@
+/**
+ * A store that answers within a bound, or throws. Deno's client for a remote store (KV Connect)
+ * retries a request it cannot deliver without end: while the store is unreachable every `get`,
+ * `list` page and commit simply waits, and so would an SMTP client for its reply, a lease loop,
+ * a webhook actor. Behind this wrapper each of those calls fails after `ms`
+ * (POSTERN_STORE_RETRY) with a {@linkcode StoreUnavailableError} instead, which the doors turn
+ * into 451 / 503 and the background loops log and retry.
+ *
+ * An abandoned call is not called back: its request may still land once the store is back. For
+ * reads that is harmless; for a commit it means "unknown", never "certainly not written".
+ */
+
+export class StoreUnavailableError extends Error {
+  override name = "StoreUnavailableError";
+}
+
+/** `promise`, or a StoreUnavailableError after `ms`; the promise itself is left to run. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StoreUnavailableError(`The store did not answer ${what} within ${ms} ms`)),
+      Math.max(0, ms),
+    );
+  });
+  promise.catch(() => {}); // a late failure of an abandoned call is not an unhandled rejection
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function boundedList<T>(it: Deno.KvListIterator<T>, ms: number): Deno.KvListIterator<T> {
+  const wrapped = {
+    get cursor() {
+      return it.cursor;
+    },
+    next: () => within(it.next(), ms, "a list read"),
+    [Symbol.asyncIterator]() {
+      return wrapped;
+    },
+  };
+  return wrapped as unknown as Deno.KvListIterator<T>;
+}
+
+function boundedAtomic(op: Deno.AtomicOperation, ms: number): Deno.AtomicOperation {
+  const proxy: Deno.AtomicOperation = new Proxy(op, {
+    get(target, prop) {
+      if (prop === "commit") return () => within(target.commit(), ms, "a commit");
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      // The builder methods return the operation itself: keep the caller on the wrapper.
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        return result === target ? proxy : result;
+      };
+    },
+  });
+  return proxy;
+}
+
+/** `kv` with every read and commit bounded by `ms`. */
+export function boundedKv(kv: Deno.Kv, ms: number): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      switch (prop) {
+        case "get":
+        case "getMany":
+        case "set":
+        case "delete":
+          return (...args: unknown[]) =>
+            within(
+              (target[prop] as (...a: unknown[]) => Promise<unknown>).apply(target, args),
+              ms,
+              `a ${prop}`,
+            );
+        case "list":
+          return (...args: Parameters<Deno.Kv["list"]>) => boundedList(target.list(...args), ms);
+        case "atomic":
+          return () => boundedAtomic(target.atomic(), ms);
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}

@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { Committer } from "./committer.ts";
+import { COMMIT_BUDGET, keySize, measureChange } from "./commit_size.ts";
+
+Deno.test("changes whose keys together pass 81 920 bytes are split over several commits, none refused", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const committer = new Committer(kv);
+    const long = "k".repeat(300);
+    // 600 changes of one 300-byte key each: ~185 KB of keys, well within 1000 mutations.
+    const results = await Promise.all(
+      Array.from(
+        { length: 600 },
+        (_, i) => committer.commit({ apply: (op) => op.set(["t", long, i], true) }),
+      ),
+    );
+    assert.ok(results.every((r) => typeof r === "string"));
+    // Batched to fit, not refused and replayed one change per commit.
+    assert.ok(committer.commits >= 3 && committer.commits < 20, `${committer.commits} commits`);
+    assert.equal((await Array.fromAsync(kv.list({ prefix: ["t"] }))).length, 600);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("no batch holds more than 10 checks, the most a remote store (denokv) accepts", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const committer = new Committer(kv);
+    const results = await Promise.all(
+      Array.from({ length: 35 }, (_, i) =>
+        committer.commit({
+          apply: (op) => op.check({ key: ["c", i], versionstamp: null }).set(["c", i], i),
+        })),
+    );
+    assert.ok(results.every((r) => typeof r === "string"));
+    assert.ok(committer.commits >= 4, `${committer.commits} commits for 35 checks`);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a single change over a commit's limits is refused before anything is sent", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const committer = new Committer(kv);
+    await assert.rejects(
+      () =>
+        committer.commit({
+          apply: (op) => {
+            for (let i = 0; i < 11; i++) op.check({ key: ["x", i], versionstamp: null });
+          },
+        }),
+      /11 checks/,
+    );
+    assert.equal(committer.commits, 0);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a change is measured as Deno encodes it: keys as tuples, values as stored", () => {
+  assert.equal(keySize(["ab", 1]), 2 + 2 + 9);
+  assert.equal(keySize([new Uint8Array([0, 1])]), 2 + 3);
+  const size = measureChange((op) => {
+    op.check({ key: ["a"], versionstamp: null });
+    op.set(["b"], new Uint8Array(100));
+    op.sum(["c"], 1n);
+    op.delete(["d"]);
+  });
+  assert.deepEqual(size, {
+    checks: 1,
+    mutations: 3,
+    payloadBytes: 3 + (2 * 3 + 100) + (2 * 3 + 8) + 3,
+    keyBytes: 6,
+  });
+  assert.ok(COMMIT_BUDGET.checks === 10);
+});

@@ -1,0 +1,96 @@
+/**
+ * RFC 5321 §4.5.3.2 timeouts on nodemailer's SMTPConnection: how long each step may wait for the
+ * server. nodemailer has one idle timeout for the whole session and cuts the greeting short by
+ * what is left of the connect timeout, so a receiver that pauses its banner (a tarpit, Postfix's
+ * postscreen_greet_wait) or takes minutes to acknowledge the final dot (content scanning) would
+ * be given up, and the mail it kept sent again at the next retry.
+ *
+ * Instead of forking nodemailer, this sets the socket's idle timeout to the wait of the oldest
+ * reply still owed, through the internal methods every command, every reply and every message
+ * body pass through; the greeting gets its own time in place of what the connect left. The timeouts are the RFC's
+ * minimums by default (core/config/outbound.ts), so a wait is never shorter than the RFC's.
+ *
+ * @module
+ */
+import type SMTPConnection from "nodemailer/lib/smtp-connection";
+
+/** How long the server may take to answer each step, in milliseconds. */
+export interface ReplyTimeouts {
+  /** The 220 greeting, and a STARTTLS handshake (RFC: 5 min). */
+  greetingMs: number;
+  /** EHLO, STARTTLS, AUTH, RSET, QUIT: steps the RFC names no time for. */
+  commandMs: number;
+  /** MAIL FROM (RFC: 5 min). */
+  mailMs: number;
+  /** RCPT TO (RFC: 5 min). */
+  rcptMs: number;
+  /** DATA, until the 354 (RFC: 2 min). */
+  dataMs: number;
+  /** Each block of the message while it is sent (RFC: 3 min). */
+  dataBlockMs: number;
+  /** The reply to the final dot (RFC: 10 min). */
+  dataDoneMs: number;
+}
+
+/** The internals of nodemailer's SMTPConnection this module drives. */
+interface Internals {
+  _socket?: { setTimeout(ms: number): unknown };
+  _responseActions: unknown[];
+  _remainingSetupTime(): number;
+  _sendCommand(str: unknown, logStr?: unknown): unknown;
+  _processResponse(): unknown;
+  _createSendStream(callback: unknown): { once(event: "end", fn: () => void): unknown };
+}
+
+/** The wait for the reply to one command line. */
+export function timeoutFor(command: string, t: ReplyTimeouts): number {
+  const verb = command.slice(0, 4).toUpperCase();
+  if (verb === "MAIL") return t.mailMs;
+  if (verb === "RCPT") return t.rcptMs;
+  if (verb === "DATA") return t.dataMs;
+  if (command === ".") return t.dataDoneMs; // an empty message's end
+  return t.commandMs;
+}
+
+/** The idle timeout the connection should start with: the greeting's or a command's. */
+export function initialSocketTimeout(t: ReplyTimeouts): number {
+  return Math.max(t.greetingMs, t.commandMs);
+}
+
+/** Gives `conn` a timeout per step; call before `connect()`. */
+export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
+  const c = conn as unknown as Internals;
+  // The wait for each reply still owed, oldest first. Pipelined commands (MAIL, RCPT, DATA in
+  // one write) are answered in order, so the socket waits as long as the oldest one may.
+  const owed: number[] = [];
+  let streaming = false;
+  const arm = () => c._socket?.setTimeout(streaming ? t.dataBlockMs : owed[0] ?? t.commandMs);
+  // The greeting and a TLS handshake get their own time, not what the connect timeout left.
+  c._remainingSetupTime = () => t.greetingMs;
+  const sendCommand = c._sendCommand.bind(c);
+  c._sendCommand = (str, logStr) => {
+    owed.push(timeoutFor(String(str ?? ""), t));
+    arm();
+    return sendCommand(str, logStr);
+  };
+  const processResponse = c._processResponse.bind(c);
+  c._processResponse = () => {
+    const result = processResponse();
+    // Each reply handled leaves one action fewer: what is owed is what is still queued.
+    while (owed.length > c._responseActions.length) owed.shift();
+    arm();
+    return result;
+  };
+  const createSendStream = c._createSendStream.bind(c);
+  c._createSendStream = (callback) => {
+    const stream = createSendStream(callback);
+    owed.push(t.dataDoneMs); // the reply to the final dot, queued with the stream
+    streaming = true;
+    arm();
+    stream.once("end", () => {
+      streaming = false;
+      arm();
+    });
+    return stream;
+  };
+}
