@@ -23,6 +23,7 @@ import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { healthOnlyApp, httpRoleApp } from "./http/role.ts";
+import { type HttpListener, serveHttp } from "./http/listener.ts";
 import { startWorker, type Worker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
 import { SiteDirectory } from "./actors/site_directory.ts";
@@ -309,7 +310,7 @@ async function main() {
   // The queue API reads live actor state; the worker starts after the listeners.
   let queueControl: QueueControl | null = null;
   let smtp: Awaited<ReturnType<typeof startSmtp>> | null = null;
-  let http: Deno.HttpServer;
+  let http: HttpListener;
   let inbound:
     | { close(): Promise<void>; updateTls(tls: { key: string; cert: string }): void }
     | null = null;
@@ -323,6 +324,7 @@ async function main() {
         log,
         trustedAccount: config.trustedAccount,
         limits: services.limits,
+        memory: services.memory,
         sandbox: services.sandbox,
       });
       const verp = services.verp;
@@ -350,15 +352,22 @@ async function main() {
       ? httpRoleApp(config, services, { hostname, queue: () => queueControl })
       : healthOnlyApp(config, services);
     try {
-      http = Deno.serve({
+      http = await serveHttp({
         hostname: config.listen,
         port: config.httpPort,
-        onListen() {},
-      }, app.fetch);
+        log,
+        limits: {
+          headersTimeoutMs: config.httpHeadersTimeout,
+          requestTimeoutMs: config.httpRequestTimeout,
+          minBodyRate: config.httpMinBodyRate,
+          maxConnections: config.httpMaxConnections,
+        },
+        fetch: app.fetch,
+      });
     } catch (err) {
       throw new ListenError(
         `POSTERN_HTTP_PORT: cannot listen on ${config.listen}:${config.httpPort} (${
-          (err as Error).name
+          (err as { code?: string }).code ?? (err as Error).name
         }); set POSTERN_HTTP_PORT to a free port`,
       );
     }

@@ -35,6 +35,7 @@ import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
+import type { MemoryHold } from "./policy/memory_budget.ts";
 import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
 export interface Submission {
@@ -74,6 +75,13 @@ export interface Submission {
    */
   lineEndings?: "normalize" | "reject";
   /**
+   * The caller's hold on the memory budget (core/policy/memory_budget.ts), of at least
+   * INTAKE_WORKING_BYTES. Body chunks wait in memory for the final commit only while it can grow;
+   * past that they are written to the store as they arrive. A header section it cannot hold
+   * refuses the message (`memory_busy`). Absent: nothing is limited.
+   */
+  memory?: MemoryHold;
+  /**
    * Test mode for this submission (HTTP `"test": true`); the credential's or the account's
    * `test_mode` turns it on too. The mail leaves only for the simulated MX (core/sandbox/).
    */
@@ -94,6 +102,7 @@ export type IntakeResult =
   | { ok: false; reason: "scope"; refusal: ScopeRefusal }
   | { ok: false; reason: "bare_line_ending"; found: BareLineEnding }
   | { ok: false; reason: "header_too_large"; limit: number }
+  | { ok: false; reason: "memory_busy" }
   | { ok: false; reason: "store_failed"; error: string };
 
 export interface IntakeDeps {
@@ -118,6 +127,9 @@ export interface IntakeDeps {
 }
 
 export const DEFAULT_MAX_HEADER_SIZE = 102_400;
+
+/** What one intake holds whatever its hold allows: the chunk being filled. */
+export const INTAKE_WORKING_BYTES = CHUNK_SIZE;
 
 /** Bodies up to this size ride in the final commit; larger ones are written ahead, staged. */
 const INLINE_BODY_LIMIT = 6 * CHUNK_SIZE;
@@ -159,8 +171,10 @@ class ChunkWriter {
   size = 0;
   #current = new Uint8Array(CHUNK_SIZE);
   #fill = 0;
+  /** Full chunks in `chunks` whose bytes the memory hold counts. */
+  #counted = 0;
 
-  constructor(private deps: IntakeDeps, private id: string) {}
+  constructor(private deps: IntakeDeps, private id: string, private memory?: MemoryHold) {}
 
   async write(bytes: Uint8Array) {
     this.size += bytes.length;
@@ -174,13 +188,31 @@ class ChunkWriter {
         this.chunks.push(this.#current);
         this.#current = new Uint8Array(CHUNK_SIZE);
         this.#fill = 0;
-        if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
+        if (!this.#hold()) {
+          // The memory budget is spent: this body goes to the store as it arrives.
+          while (this.chunks.length > 0) await this.#stage();
+        } else if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
       }
     }
   }
 
   finish() {
     if (this.#fill > 0) this.chunks.push(this.#current.slice(0, this.#fill));
+  }
+
+  /** Counts the newest full chunk in the memory hold; false when the hold cannot grow. */
+  #hold(): boolean {
+    if (!this.memory) return true;
+    if (!this.memory.grow(CHUNK_SIZE)) return false;
+    this.#counted++;
+    return true;
+  }
+
+  /** Gives back the hold on `n` chunks that left memory for the store. */
+  #unhold(n: number) {
+    const back = Math.min(n, this.#counted);
+    this.#counted -= back;
+    this.memory?.shrink(back * CHUNK_SIZE);
   }
 
   /** Writes the pending chunks ahead of the message commit, under a staged marker. */
@@ -205,6 +237,7 @@ class ChunkWriter {
       });
       if (!ok) throw new Error("staged chunk commit failed");
       this.written += batch.length;
+      this.#unhold(batch.length);
       if (this.chunks.length < STAGE_BATCH) break;
     }
   }
@@ -233,7 +266,7 @@ async function acceptHolding(
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
   const normalize = crlfNormalizer();
-  const writer = new ChunkWriter(deps, id);
+  const writer = new ChunkWriter(deps, id, sub.memory);
   let rawBytes = 0;
   let tooLarge = false;
   // The header section is held until its blank line, as parts: instead of copying the whole
@@ -241,8 +274,12 @@ async function acceptHolding(
   // and the three before them are scanned, and the head is joined once.
   let headParts: Uint8Array[] | null = [];
   let headLength = 0;
+  /** Bytes of the header section counted in the memory hold, given back once it is written. */
+  let headHeld = 0;
   const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
   let headerTooLarge = false;
+  /** The header section could not be held within the memory budget. */
+  let memoryBusy = false;
   const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
   let bare = null as BareLineEnding | null;
   let headers = { messageId: "", subject: "" };
@@ -311,6 +348,11 @@ async function acceptHolding(
     await writer.write(rest);
   }
 
+  function releaseHead() {
+    sub.memory?.shrink(headHeld);
+    headHeld = 0;
+  }
+
   try {
     for await (const raw of sub.body) {
       rawBytes += raw.length;
@@ -320,7 +362,8 @@ async function acceptHolding(
       }
       if (refused !== null) continue; // likewise, to hear 550 5.7.1 / 550 5.6.0
       if (idem?.existing) continue;
-      if (bare !== null || headerTooLarge) continue; // drained, to hear 550 5.5.2 / 552 5.3.4
+      // Drained, to hear 550 5.5.2 / 552 5.3.4 / 452 4.3.1.
+      if (bare !== null || headerTooLarge || memoryBusy) continue;
       if (findBare !== null && (bare = findBare(raw)) !== null) continue;
       const norm = normalize(raw);
       if (headParts === null) {
@@ -337,6 +380,17 @@ async function acceptHolding(
       }
       const before = lastBytes(headParts, 3);
       const end = findHeaderEnd(concatParts([before, norm]), 0);
+      // The working bytes cover a header section that fits in them (the chunk being filled is
+      // still empty); a larger one must be held, or the message is refused.
+      const needed = Math.max(0, headLength + norm.length - INTAKE_WORKING_BYTES) - headHeld;
+      if (needed > 0) {
+        if (sub.memory && !sub.memory.grow(needed)) {
+          memoryBusy = true;
+          headParts = null;
+          continue;
+        }
+        headHeld += needed;
+      }
       headParts.push(norm);
       if (end >= 0) {
         const cut = headLength - before.length + end + 2;
@@ -347,16 +401,18 @@ async function acceptHolding(
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
         }
         headParts = null;
+        releaseHead();
         continue;
       }
       headLength += norm.length;
       if (headLength > maxHeaderSize) {
         headerTooLarge = true;
         headParts = null;
+        releaseHead();
       }
     }
     if (findBare !== null && bare === null && !tooLarge) bare = findBare(new Uint8Array(0), true);
-    if (!tooLarge && refused === null && bare === null && !headerTooLarge) {
+    if (!tooLarge && refused === null && bare === null && !headerTooLarge && !memoryBusy) {
       const tail = normalize(new Uint8Array(0), true);
       if (headParts !== null) {
         if (headLength + tail.length > maxHeaderSize) headerTooLarge = true;
@@ -389,6 +445,10 @@ async function acceptHolding(
   if (headerTooLarge) {
     await discardStaged(deps.kv, id, writer.written);
     return { ok: false, reason: "header_too_large", limit: maxHeaderSize };
+  }
+  if (memoryBusy) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "memory_busy" };
   }
   if (idem?.existing) {
     await discardStaged(deps.kv, id, writer.written);

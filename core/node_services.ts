@@ -22,6 +22,7 @@ import { keys } from "./store/keys.ts";
 import { sandboxIntake } from "./sandbox/intake.ts";
 import { suppressionListFor } from "./policy/sandbox.ts";
 import { SendLimits } from "./send_limits.ts";
+import { MemoryBudget } from "./policy/memory_budget.ts";
 import type { IntakeDeps } from "./intake.ts";
 import type { VerpConfig } from "./mail/verp.ts";
 
@@ -37,6 +38,8 @@ export interface NodeServices {
   secretBox: SecretBox;
   intake: IntakeDeps;
   limits: SendLimits;
+  /** Message bytes held in memory, over SMTP and HTTP (POSTERN_MEMORY_BUDGET). */
+  memory: MemoryBudget;
   /** The sandbox's settings, for the doors (its submission faults) and GET /v1/sandbox. */
   sandbox: { domain: string; greylistMs: number; slowMs: number };
   /** Which suppression list an address goes on: simulator addresses go on the sandbox's own. */
@@ -96,6 +99,14 @@ export async function startNodeServices(
   };
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
   const limits = new SendLimits(kv);
+  // One memory budget for both doors too: bytes held are bytes held, whichever door they came by.
+  const memory = new MemoryBudget(
+    config.memoryBudget,
+    Math.min(
+      config.memoryBudget,
+      config.memoryBudgetPerClient ?? Math.floor(config.memoryBudget * 3 / 4),
+    ),
+  );
   return {
     kv,
     committer,
@@ -107,6 +118,7 @@ export async function startNodeServices(
     secretBox,
     intake,
     limits,
+    memory,
     sandbox: {
       domain: config.simulatorDomain,
       greylistMs: config.sandboxGreylist,

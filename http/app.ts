@@ -7,7 +7,7 @@ import { messagesApi } from "./messages.ts";
 import { accountsApi } from "./accounts.ts";
 import { domainsApi } from "./domains.ts";
 import type { TxtLookup } from "../core/mail/dns_records.ts";
-import { errors, renderError } from "./errors.ts";
+import { errorRenderer, errors } from "./errors.ts";
 import { sendApi } from "./send.ts";
 import { searchApi } from "./search.ts";
 import { eventsApi } from "./events.ts";
@@ -29,8 +29,10 @@ import {
   DEFAULT_HTTP_LIMITS,
   type HttpLimits,
   jsonDepthLimit,
+  memoryBudgetLimit,
   rateLimitPerKey,
 } from "./limits.ts";
+import type { MemoryBudget } from "../core/policy/memory_budget.ts";
 import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
@@ -66,13 +68,15 @@ export interface HttpDeps {
   sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** Message bytes held in memory, shared with the SMTP side (POSTERN_MEMORY_BUDGET). */
+  memory?: MemoryBudget;
   /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
   smtp?: { host: string; submissionPort: number; smtpsPort: number };
 }
 
 export function createApp(deps: HttpDeps) {
   const app = new Hono<AppEnv>();
-  app.onError(renderError);
+  app.onError(errorRenderer(deps.intake.log));
   app.notFound(() => {
     throw errors.notFound("route");
   });
@@ -103,6 +107,7 @@ export function createApp(deps: HttpDeps) {
   const authLock = authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs, deps.kv);
   v1.use("*", authLock);
   v1.use("*", bearerAuth(deps));
+  if (deps.memory) v1.use("*", memoryBudgetLimit(deps.memory));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
   const resources = resourceRoutes(deps);
   v1.route("/", resources);

@@ -29,6 +29,7 @@ export function httpRoleApp(
     suppressions: services.suppressions,
     intake: services.intake,
     limits: services.limits,
+    memory: services.memory,
     resolver: dnsResolver(config.dns),
     webhookAllowed: networkMatcher(config.webhookAllow),
     secretBox: services.secretBox,

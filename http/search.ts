@@ -8,7 +8,7 @@ import { searchMessages } from "../core/store/message_index.ts";
 import { TAG_PATTERN } from "../core/mail/postern_headers.ts";
 import type { AppEnv } from "./auth.ts";
 import { parseQuery } from "./validate.ts";
-import { idCursor, isoTime, pageLimit } from "./query_fields.ts";
+import { idCursor, isoTime, pageLimit, sinceNotAfterUntil } from "./query_fields.ts";
 
 export const SearchQuery = z.object({
   recipient: z.string().max(320).optional().describe("an envelope recipient (case-insensitive)"),
@@ -20,7 +20,7 @@ export const SearchQuery = z.object({
   until: isoTime.optional().describe("accepted before"),
   cursor: idCursor.optional().describe("next_cursor of the previous page"),
   limit: pageLimit(50, 500),
-}).strict();
+}).strict().superRefine(sinceNotAfterUntil);
 
 export function searchApi(kv: Deno.Kv) {
   const app = new Hono<AppEnv>();

@@ -31,6 +31,9 @@ export const replies = {
   tooLarge: (limit: number) =>
     reply(552, "5.3.4", `Message exceeds the size limit of ${limit} bytes`),
   storeFailed: () => reply(451, "4.3.0", "Queue temporarily unavailable, try again later"),
+  /** POSTERN_MEMORY_BUDGET (or the client's share of it) is held by mail in transit. */
+  memoryBusy: () =>
+    reply(452, "4.3.1", "Insufficient system resources for more mail now, try again later"),
   addressNotAllowed: () => reply(535, "5.7.8", "Credential not valid from this address"),
   senderNotAllowed: (domain: string, why: SenderProblem = "credential_domains") =>
     reply(550, "5.7.1", `Sender domain ${printable(domain)} ${SENDER_PROBLEM_TEXT[why]}`),
