@@ -7,7 +7,7 @@
  */
 import type { Committer } from "./store/committer.ts";
 import { keys } from "./store/keys.ts";
-import { CHUNK_SIZE, concatChunks, deleteBody } from "./store/bodies.ts";
+import { CHUNK_SIZE, concatChunks, deleteBody, readBody } from "./store/bodies.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
@@ -35,6 +35,8 @@ import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
+import type { ContentVerdict, GateInput } from "./content/gate.ts";
+import { type HoldRecord, putHold } from "./store/holds.ts";
 import type { MemoryHold } from "./policy/memory_budget.ts";
 import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
@@ -97,11 +99,17 @@ export type IntakeResult =
     duplicate?: boolean;
     /** For a repeat: the first request's fingerprint, so the caller can tell a conflict. */
     firstFingerprint?: string;
+    /** The content scan held it: accepted, but not delivered until an operator releases it. */
+    held?: boolean;
   }
   | { ok: false; reason: "too_large"; limit: number }
   | { ok: false; reason: "scope"; refusal: ScopeRefusal }
   | { ok: false; reason: "bare_line_ending"; found: BareLineEnding }
   | { ok: false; reason: "header_too_large"; limit: number }
+  /** The content scan refused it; `message` is rspamd's short reason. */
+  | { ok: false; reason: "content_rejected"; message: string }
+  /** rspamd failed and the account's on_error is tempfail. */
+  | { ok: false; reason: "content_unavailable" }
   | { ok: false; reason: "memory_busy" }
   | { ok: false; reason: "store_failed"; error: string };
 
@@ -122,6 +130,8 @@ export interface IntakeDeps {
   verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
   maxHeaderSize?: number;
+  /** Content filtering (core/content/gate.ts); absent = no scan. */
+  contentFilter?: { scan(input: GateInput): Promise<ContentVerdict> };
   /** The sandbox: test mode and the simulator's addresses. */
   sandbox?: SandboxIntake;
 }
@@ -454,7 +464,30 @@ async function acceptHolding(
     await discardStaged(deps.kv, id, writer.written);
     return repeatResult(idem.existing);
   }
-  const prefix = signer?.sign(signedHead, new Date(now)) ?? "";
+  const signature = signer?.sign(signedHead, new Date(now)) ?? "";
+  // The content scan sees the message as it will be sent, and answers before the 250.
+  // (A DSN is the relay's own report, not a tenant's content.)
+  const content = deps.contentFilter && sub.via !== "dsn"
+    ? await deps.contentFilter.scan(scanInput(deps.kv, sub, id, signature, writer))
+    : null;
+  if (content?.action === "reject" || content?.action === "tempfail") {
+    await discardStaged(deps.kv, id, writer.written);
+    return content.action === "reject"
+      ? { ok: false, reason: "content_rejected", message: content.reason }
+      : { ok: false, reason: "content_unavailable" };
+  }
+  const prefix = signature + (content?.action === "accept" ? content.headers : "");
+  const hold: HoldRecord | null = content?.action === "hold"
+    ? {
+      msgId: id,
+      account: sub.account,
+      credentialId: sub.credentialId,
+      score: content.score,
+      symbols: content.symbols,
+      heldAt: now,
+      expiresAt: content.expiresAt,
+    }
+    : null;
 
   const totalChunks = writer.written + writer.chunks.length;
   const msg: MessageRecord = {
@@ -486,10 +519,10 @@ async function acceptHolding(
       idx,
       rcpt,
       domain: queueDomain(deps.sandbox, test, domainOf(rcpt)),
-      status: suppressed === null ? "queued" : "suppressed",
+      status: suppressed !== null ? "suppressed" : hold ? "held" : "queued",
       attempts: 0,
       queuedAt: now,
-      nextAttemptAt: suppressed === null ? now : null,
+      nextAttemptAt: suppressed === null && !hold ? now : null,
       ...(suppressed === null ? {} : {
         lastReply: `Not attempted: the address is on the suppression list (${suppressed})`,
         lastCategory: suppressed,
@@ -517,6 +550,16 @@ async function acceptHolding(
     byDomain.set(row.domain, list);
   }
   const event: MessageEvent = { id: newId(now), msgId: id, type: "accepted", at: now };
+  if (hold) {
+    suppressedEvents.push({
+      id: newId(now),
+      msgId: id,
+      type: "held",
+      at: now,
+      score: hold.score,
+      symbols: hold.symbols,
+    });
+  }
 
   const inlineChunks = writer.chunks;
   const baseChunk = writer.written;
@@ -529,6 +572,7 @@ async function acceptHolding(
     baseChunk,
     staged: writer.staged,
     suppressedEvents,
+    hold,
     ...(sub.alsoCommit ? { alsoCommit: sub.alsoCommit } : {}),
     idempotency: idem
       ? {
@@ -560,7 +604,32 @@ async function acceptHolding(
     deps.signal.notify({ msg, rows: queued, versionstamp: stamp, staged: writer.staged });
   }
   metrics.messagesAccepted.inc({ via: sub.via });
-  return { ok: true, id, size: writer.size };
+  return { ok: true, id, size: writer.size, ...(hold ? { held: true } : {}) };
+}
+
+/** What the content scan reads: the envelope, and the body streamed from where intake put it. */
+function scanInput(
+  kv: Deno.Kv,
+  sub: Submission,
+  id: string,
+  signature: string,
+  writer: ChunkWriter,
+): GateInput {
+  return {
+    account: sub.account,
+    mailFrom: sub.mailFrom,
+    recipients: sub.recipients,
+    clientAddress: sub.clientAddress,
+    heloName: sub.heloName,
+    user: sub.credentialId,
+    queueId: id,
+    // A staged body is all in KV already and is read back in batches, never joined.
+    body: async function* () {
+      if (signature) yield new TextEncoder().encode(signature);
+      if (writer.staged) yield* readBody(kv, id, writer.written);
+      else yield* writer.chunks;
+    },
+  };
 }
 
 function repeatResult(first: IdempotencyRecord): IntakeResult {
@@ -582,6 +651,8 @@ interface MessageCommit {
   baseChunk: number;
   staged: boolean;
   suppressedEvents: MessageEvent[];
+  /** Held by the content scan: the hold record rides in the message commit. */
+  hold?: HoldRecord | null;
   alsoCommit?: (op: Deno.AtomicOperation) => void;
   idempotency: { lookup: IdempotencyLookup; record: IdempotencyRecord } | null;
 }
@@ -614,6 +685,7 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
     ...(msg.tags ? { tags: msg.tags } : {}),
   });
   for (const ev of m.suppressedEvents) {
+    if (ev.type !== "suppressed") continue;
     tally.add(msg.account, "suppressed", ev.at, {
       domain: domainOf(ev.rcpt ?? ""),
       ...(msg.tags ? { tags: msg.tags } : {}),
@@ -628,6 +700,7 @@ async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string
     tally.apply(op);
     putMessageIndex(op, msg);
     if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
+    if (m.hold) putHold(op, m.hold);
     if (withStagedMarker) op.delete(keys.staged(msg.id));
     // Test mode never counts against the daily quota.
     if (msg.credentialId && !msg.test) {

@@ -25,6 +25,9 @@ import { SendLimits } from "./send_limits.ts";
 import { MemoryBudget } from "./policy/memory_budget.ts";
 import type { IntakeDeps } from "./intake.ts";
 import type { VerpConfig } from "./mail/verp.ts";
+import { RspamdClient } from "./content/rspamd.ts";
+import { ContentGate } from "./content/gate.ts";
+import { HoldQueue } from "./content/hold_queue.ts";
 
 export interface NodeServices {
   kv: Deno.Kv;
@@ -38,6 +41,8 @@ export interface NodeServices {
   secretBox: SecretBox;
   intake: IntakeDeps;
   limits: SendLimits;
+  /** Held mail (content filtering): release, drop, recheck, expiry. */
+  holds: HoldQueue;
   /** Message bytes held in memory, over SMTP and HTTP (POSTERN_MEMORY_BUDGET). */
   memory: MemoryBudget;
   /** The sandbox's settings, for the doors (its submission faults) and GET /v1/sandbox. */
@@ -82,8 +87,27 @@ export async function startNodeServices(
   const verp = config.bounceDomain
     ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
     : undefined;
+  // Content filtering: rspamd scans at intake when POSTERN_RSPAMD_URL is set.
+  const scanner = config.rspamdUrl
+    ? new RspamdClient({
+      url: config.rspamdUrl,
+      timeoutMs: config.rspamdTimeout,
+      ...(config.rspamdPassword ? { password: config.rspamdPassword } : {}),
+    })
+    : null;
+  const contentFilter = scanner
+    ? new ContentGate({
+      kv,
+      committer,
+      scanner,
+      log,
+      holdExpiryMs: config.holdExpiry,
+      brake: { limit: config.abuseBrakeLimit, windowMs: config.abuseBrakeWindow },
+    })
+    : null;
   const intake: IntakeDeps = {
     ...(verp ? { verp } : {}),
+    ...(contentFilter ? { contentFilter } : {}),
     sandbox: sandboxIntake(kv, config.simulatorDomain),
     suppressions,
     kv,
@@ -118,6 +142,7 @@ export async function startNodeServices(
     secretBox,
     intake,
     limits,
+    holds: new HoldQueue({ kv, committer, signal, log, scanner }),
     memory,
     sandbox: {
       domain: config.simulatorDomain,

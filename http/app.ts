@@ -19,6 +19,8 @@ import type { IntakeDeps } from "../core/intake.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
+import { tlsReportsApi } from "./tls_reports.ts";
+import type { TlsReportControl } from "../core/tls_report_control.ts";
 import { nodesApi } from "./nodes.ts";
 import { suppressionsApi } from "./suppressions.ts";
 import { sandboxApi } from "./sandbox.ts";
@@ -36,6 +38,8 @@ import type { MemoryBudget } from "../core/policy/memory_budget.ts";
 import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
+import { HoldQueue } from "../core/content/hold_queue.ts";
+import { holdsApi } from "./holds.ts";
 import { dashboardApp } from "./dashboard/app.tsx";
 
 export interface HttpDeps {
@@ -48,6 +52,8 @@ export interface HttpDeps {
   txtLookup: TxtLookup;
   /** Live queue state from the worker; null on a node without one (the API answers 503). */
   queue?: () => QueueControl | null;
+  /** The TLS report sender, for POST /v1/tls-reports/send; null: none on this node. */
+  tlsReports?: () => TlsReportControl | null;
   /** This node's in-memory suppression lists, updated at once by the suppressions API. */
   suppressions?: SuppressionCache;
   /** The one door into the queue, for the send API (the same as SMTP's). */
@@ -68,6 +74,8 @@ export interface HttpDeps {
   sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** Held mail (content filtering); by default one that cannot recheck (no rspamd). */
+  holds?: HoldQueue;
   /** Message bytes held in memory, shared with the SMTP side (POSTERN_MEMORY_BUDGET). */
   memory?: MemoryBudget;
   /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
@@ -141,8 +149,17 @@ export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/tls-reports", tlsReportsApi({ kv: deps.kv, sender: deps.tlsReports ?? (() => null) }));
   v1.route("/nodes", nodesApi({ kv: deps.kv }));
   v1.route("/sandbox", sandboxApi(deps.sandbox));
   v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
+  const holds = deps.holds ?? new HoldQueue({
+    kv: deps.kv,
+    committer: deps.intake.committer,
+    signal: deps.intake.signal,
+    log: deps.intake.log,
+    scanner: null,
+  });
+  v1.route("/holds", holdsApi({ kv: deps.kv, holds }));
   return v1;
 }

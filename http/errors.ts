@@ -69,6 +69,16 @@ export const errors = {
     new ApiError(429, "rate_limited", "Too many failed authentications from this address", {
       retry_after_s: Math.ceil(retryAfterMs / 1000),
     }),
+  /** The content scan refused the message (SMTP answers 550 5.7.1 with the same reason). */
+  contentRejected: (reason: string) =>
+    new ApiError(422, "content_rejected", `Message refused by the content filter: ${reason}`),
+  /** The abuse brake suspended the credential; an admin lifts it (PATCH suspended: false). */
+  credentialSuspended: () =>
+    new ApiError(
+      403,
+      "credential_suspended",
+      "The credential is suspended: too many messages were rejected or held by the content filter",
+    ),
   /** A message with a bare CR, bare LF or NUL where the caller asked for them to be refused. */
   bareLineEnding: (found: string) =>
     new ApiError(400, "invalid_request", `Message contains a bare ${found}`),

@@ -13,7 +13,8 @@ import { idCursor, isoTime, pageLimit, sinceNotAfterUntil } from "./query_fields
 export const SearchQuery = z.object({
   recipient: z.string().max(320).optional().describe("an envelope recipient (case-insensitive)"),
   from: z.string().max(320).optional().describe("the envelope sender (case-insensitive)"),
-  status: z.enum(["queued", "deferred", "delivered", "bounced", "suppressed"]).optional()
+  status: z.enum(["queued", "deferred", "delivered", "bounced", "suppressed", "held", "dropped"])
+    .optional()
     .describe("a recipient of the message has this status"),
   tag: z.string().regex(TAG_PATTERN).optional(),
   since: isoTime.optional().describe("accepted at or after"),

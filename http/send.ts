@@ -273,6 +273,8 @@ function scopeError(r: ScopeRefusal): ApiError {
   switch (r.reason) {
     case "revoked":
       return errors.unauthorized();
+    case "suspended":
+      return errors.credentialSuspended();
     case "client_not_allowed":
       return errors.forbidden(`sending from ${r.client} with this credential`);
     case "sender_not_allowed":
@@ -356,6 +358,10 @@ async function send(
   if (result.reason === "scope") throw scopeError(result.refusal);
   if (result.reason === "header_too_large") throw errors.headerTooLarge(result.limit);
   if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
+  if (result.reason === "content_rejected") throw errors.contentRejected(result.message);
+  if (result.reason === "content_unavailable") {
+    throw errors.unavailable("The content filter is unavailable; retry later");
+  }
   if (result.reason === "memory_busy") throw errors.memoryBusy(10_000);
   deps.intake.log.error("http.store_failed", { error: result.error });
   throw errors.storeUnavailable(deps.intake.committer.retryMs);

@@ -442,7 +442,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           ms: Math.round(performance.now() - started),
         };
         if (result.ok) {
-          log.info("smtp.accepted", { msg: result.id, size: result.size, ...fields });
+          log.info("smtp.accepted", {
+            msg: result.id,
+            size: result.size,
+            ...(result.held ? { held: true } : {}),
+            ...fields,
+          });
           callback(null, replies.queued(result.id));
         } else if (result.reason === "too_large") {
           log.info("smtp.rejected", { reason: "too_large", ...fields });
@@ -463,6 +468,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         } else if (result.reason === "header_too_large") {
           log.info("smtp.rejected", { reason: "header_too_large", ...fields });
           callback(smtpError(replies.headerTooLarge(result.limit)));
+        } else if (result.reason === "content_rejected") {
+          log.info("smtp.rejected", { reason: "content", message: result.message, ...fields });
+          callback(smtpError(replies.contentRejected(result.message)));
+        } else if (result.reason === "content_unavailable") {
+          log.info("smtp.rejected", { reason: "content_unavailable", ...fields });
+          callback(smtpError(replies.contentUnavailable()));
         } else if (result.reason === "memory_busy") {
           metrics.limitRefusals.inc({ limit: "memory_budget" });
           log.warn("smtp.rejected", { reason: "memory_budget", ...fields });
