@@ -1,5 +1,5 @@
 /**
- * Keeps the dependency direction of ARCHITECTURE.md: smtp/ and http/ import only core/ (never each
+ * Keeps the dependency direction of docs/ARCHITECTURE.md: smtp/ and http/ import only core/ (never each
  * other), actors/ imports core/ and delivery/, delivery/ imports core/ only, core/ imports none of
  * them, and nothing imports main.ts. Run by `deno task check`.
  */

@@ -20,6 +20,9 @@ export const replies = {
   queued: (id: string) => `2.0.0 OK queued as ${id}`,
   shuttingDown: (host: string) => reply(421, "4.3.2", `${host} shutting down, try again later`),
   authRequired: () => reply(530, "5.7.0", "Authentication required"),
+  /** MAIL FROM in clear from a client that may not relay unauthenticated. */
+  tlsFirst: () =>
+    reply(530, "5.7.0", "Must issue a STARTTLS command first, then AUTH: authentication required"),
   authFailed: () => reply(535, "5.7.8", "Authentication credentials invalid"),
   authTemporary: () => reply(454, "4.7.0", "Temporary authentication failure"),
   credentialRevoked: () => reply(535, "5.7.8", "Credential no longer valid"),

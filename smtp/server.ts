@@ -37,6 +37,7 @@ import { intakeRefused, replies, type Reply, scopeRefused } from "./replies.ts";
 import { usernameForLog } from "../core/auth/secrets.ts";
 import { countBareLineEnding } from "./bare_line_ending.ts";
 import { type ByReason, byReason } from "../core/by_reason.ts";
+import { listenerErrorLogger } from "./listener_errors.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthLockout } from "../core/auth_lockout.ts";
@@ -128,8 +129,13 @@ function protocolOf(session: SMTPServerSession): string {
 }
 
 export interface SmtpListeners {
-  /** Stop accepting: new sessions get 421 4.3.2; resolves when open transactions finished. */
+  /**
+   * Stop accepting: new sessions and new transactions get 421 4.3.2; resolves when every
+   * transaction already past MAIL FROM has finished (or left), or after `graceMs`.
+   */
   drain(graceMs: number): Promise<void>;
+  /** New sessions, on both listeners, present this certificate and key. */
+  updateTls(tls: { key: string; cert: string }): void;
   close(): Promise<void>;
   /** The ports the listeners are bound to (useful when the config asked for port 0). */
   ports(): { submission: number; smtps: number };
@@ -166,8 +172,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   const isTrusted = networkMatcher(config.trustedNetworks);
   const kv = deps.intake.kv;
   let draining = false;
+  /** Open sessions, so a drain can wait for those with a transaction under way. */
+  const sessions = new Map<string, SMTPServerSession>();
   let openTransactions = 0;
-  let transactionsDone: (() => void) | null = null;
   // Abuse limits (core/config/limits.ts), per node like the credential rate limits.
   const clients = new ClientConnections({
     perClient: config.smtpClientConnectionLimit,
@@ -328,7 +335,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   const base: SMTPServerOptions & { postern: PosternServerOptions } = {
     postern,
     name: deps.hostname,
-    banner: "Postern ESMTP ready",
+    // smtp-server writes "<name> ESMTP <banner>": the word is said once.
+    banner: "Postern ready",
     size: config.maxMessageSize,
     authMethods: ["PLAIN", "LOGIN", "XOAUTH2"],
     authOptional: true, // enforced in onMailFrom so trusted networks may relay without AUTH
@@ -369,10 +377,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         ));
       }
       counted.set(session.id, session.remoteAddress);
+      sessions.set(session.id, session);
       callback();
     },
 
     onClose(session) {
+      sessions.delete(session.id);
       releaseHold(session.id);
       scopes.delete(session.id);
       const address = counted.get(session.id);
@@ -399,8 +409,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     onMailFrom(address, session, callback) {
       scopes.delete(session.id);
       const user = session.user as unknown as SessionUser | undefined;
+      if (draining) return callback(smtpError(replies.shuttingDown(deps.hostname)));
       if (!user && !isTrusted(session.remoteAddress)) {
-        return callback(smtpError(replies.authRequired()));
+        // Before STARTTLS the client could not have authenticated: say which step comes first.
+        return callback(smtpError(session.secure ? replies.authRequired() : replies.tlsFirst()));
       }
       const problem = checkSenderAddress(address.address);
       if (problem) return callback(smtpError(replies.badSender(problem)));
@@ -498,7 +510,6 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       }).finally(() => {
         releaseHold(session.id);
         openTransactions--;
-        if (openTransactions === 0) transactionsDone?.();
       });
     },
   };
@@ -506,7 +517,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   const submission = new SMTPServer({ ...base, secure: false } as SMTPServerOptions);
   const smtps = new SMTPServer({ ...base, secure: true } as SMTPServerOptions);
   for (const [server, name] of [[submission, "submission"], [smtps, "smtps"]] as const) {
-    server.on("error", (err: Error) => log.warn("smtp.error", { listener: name, err }));
+    server.on("error", listenerErrorLogger(log, "smtp", name));
   }
   await listen(submission, config.smtpPort, config.listen, "POSTERN_SMTP_PORT");
   await listen(smtps, config.smtpsPort, config.listen, "POSTERN_SMTPS_PORT");
@@ -514,11 +525,19 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   return {
     async drain(graceMs) {
       draining = true;
-      if (openTransactions === 0) return;
-      await Promise.race([
-        new Promise<void>((r) => (transactionsDone = r)),
-        new Promise<void>((r) => setTimeout(r, graceMs)),
-      ]);
+      // A transaction is under way from an accepted MAIL FROM until its DATA is answered (or
+      // RSET, or the client leaves); smtp-server has no hook for RSET, so this looks.
+      const busy = () =>
+        openTransactions > 0 || [...sessions.values()].some((s) => s.envelope.mailFrom);
+      const deadline = Date.now() + graceMs;
+      while (busy() && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    updateTls(tls) {
+      for (const server of [submission, smtps]) {
+        server.updateSecureContext({ key: tls.key, cert: tls.cert });
+      }
     },
     async close() {
       await Promise.all(
