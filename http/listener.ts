@@ -99,9 +99,19 @@ function toRequest(req: http.IncomingMessage, signal: AbortSignal): Request {
   } as RequestInit);
 }
 
-async function writeResponse(res: http.ServerResponse, response: Response) {
+async function writeResponse(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  response: Response,
+) {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of response.headers) headers[name] = value;
+  // Answered before its body was read (a 413 while streaming, say): the rest of that body would
+  // be taken for the next request on a kept-alive connection, so this answer closes it.
+  if (!req.complete) {
+    headers["connection"] = "close";
+    res.once("finish", () => req.socket.destroy());
+  }
   const cookies = response.headers.getSetCookie();
   if (cookies.length > 0) headers["set-cookie"] = cookies;
   res.writeHead(response.status, headers);
@@ -141,7 +151,7 @@ export async function serveHttp(options: {
     };
     Promise.resolve()
       .then(() => options.fetch(toRequest(req, aborted.signal), info))
-      .then((response) => writeResponse(res, response))
+      .then((response) => writeResponse(req, res, response))
       .catch((err) => {
         // The app renders its own errors; this is a client gone mid-response or a bug here.
         if (!res.headersSent && !res.destroyed) {
