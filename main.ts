@@ -19,6 +19,7 @@ import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { healthOnlyApp, httpRoleApp } from "./http/role.ts";
+import { type HttpListener, serveHttp } from "./http/listener.ts";
 import { startWorker, type Worker } from "./actors/worker.ts";
 import { resolveDestination } from "./actors/routing.ts";
 import { SiteDirectory } from "./actors/site_directory.ts";
@@ -28,6 +29,7 @@ import { CredentialSettingsCache } from "./actors/credential_settings.ts";
 import { createQueueControl } from "./actors/queue_control.ts";
 import { resolveShaping } from "./core/config/shaping.ts";
 import type { QueueControl } from "./core/queue_control.ts";
+import type { TlsReportControl } from "./core/tls_report_control.ts";
 import { networkMatcher } from "./core/net/cidr.ts";
 import { sweepExpiredMessages, sweepExpiredStats } from "./core/store/retention.ts";
 import { sweepWindows } from "./core/store/window_counts.ts";
@@ -38,6 +40,13 @@ import { startHeartbeat } from "./core/heartbeat.ts";
 import { startSimulator } from "./smtp/simulator.ts";
 import { withSimulator } from "./actors/sandbox_route.ts";
 import { withSandboxShaping } from "./core/config/sandbox.ts";
+import { denoTxtLookup } from "./core/mail/txt.ts";
+import { readCaFile } from "./core/config/outbound_tls.ts";
+import { OutboundTls } from "./actors/outbound_tls.ts";
+import { TlsReportSender } from "./actors/tls_report_sender.ts";
+import { fetchStsPolicy } from "./core/mail/mta_sts_fetch.ts";
+import { dnssecTlsaLookup } from "./core/mail/tlsa.ts";
+import { DEFAULT_ACCOUNT } from "./core/store/accounts.ts";
 
 function fatal(message: string): never {
   console.error(`postern: ${message}`);
@@ -108,6 +117,31 @@ async function startWorkerRole(
     },
   });
   const resolver = dnsResolver(config.dns);
+  let caCerts: string[] | undefined;
+  try {
+    caCerts = readCaFile(config.caFile);
+  } catch (err) {
+    fatal(`POSTERN_CA_FILE: ${(err as Error).message}`);
+  }
+  const addressesOf = async (name: string) => {
+    const out: string[] = [];
+    for (const type of ["A", "AAAA"] as const) {
+      out.push(...await resolver.addresses(name, type).catch(() => []));
+    }
+    return out;
+  };
+  const txt = denoTxtLookup(config.dns);
+  // MTA-STS, DANE and TLS report counters for every outbound connection (README "Outbound TLS").
+  const outboundTls = new OutboundTls({
+    kv,
+    log,
+    now: Date.now,
+    txt,
+    fetchPolicy: (domain) =>
+      fetchStsPolicy(domain, { addresses: addressesOf, port: config.mtaStsPort, ca: caCerts }),
+    ...(config.dnssecResolver ? { tlsa: dnssecTlsaLookup(config.dnssecResolver) } : {}),
+    ca: caCerts,
+  });
   const shaping = resolveShaping(withSandboxShaping(config.shaping, config.simulatorDomain), {
     connectionLimit: config.connectionLimit,
     maxDeliveriesPerConnection: config.maxDeliveriesPerConnection,
@@ -149,6 +183,7 @@ async function startWorkerRole(
     pools: config.pools,
     credentials,
     ...(verp ? { verp } : {}),
+    tls: outboundTls,
     bounces: {
       kv,
       intake,
@@ -199,11 +234,31 @@ async function startWorkerRole(
   };
   sweepRetention();
   const retentionTimer = setInterval(sweepRetention, 3_600_000);
+  // The daily aggregate TLS reports (RFC 8460), hourly for days that are over.
+  const tlsReports = new TlsReportSender({
+    kv,
+    intake,
+    account: DEFAULT_ACCOUNT,
+    hostname,
+    log,
+    now: Date.now,
+    txt,
+    addresses: addressesOf,
+    ca: caCerts,
+  });
+  tlsReports.start();
+  // Held mail nobody released within POSTERN_HOLD_EXPIRY is dropped.
+  const holdTimer = setInterval(() => {
+    services.holds.expire().catch((err) => log.warn("hold.expiry_failed", { err }));
+  }, Math.min(config.pollInterval, Math.max(1_000, config.holdExpiry)));
   return {
     worker,
+    tlsReports,
     async stop(deadline: number) {
       await worker.stop(Math.max(0, deadline - Date.now()));
       clearInterval(retentionTimer);
+      tlsReports.stop();
+      clearInterval(holdTimer);
       await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
     },
     closeSimulator: () => simulator.close(),
@@ -294,8 +349,9 @@ async function main() {
 
   // The queue API reads live actor state; the worker starts after the listeners.
   let queueControl: QueueControl | null = null;
+  let tlsReportSender: TlsReportControl | null = null;
   let smtp: Awaited<ReturnType<typeof startSmtp>> | null = null;
-  let http: Deno.HttpServer;
+  let http: HttpListener;
   let inbound: { close(): Promise<void> } | null = null;
   try {
     if (roles.has("smtp")) {
@@ -307,6 +363,7 @@ async function main() {
         log,
         trustedAccount: config.trustedAccount,
         limits: services.limits,
+        memory: services.memory,
         sandbox: services.sandbox,
       });
       const verp = services.verp;
@@ -331,18 +388,29 @@ async function main() {
         : null;
     }
     const app = roles.has("http")
-      ? httpRoleApp(config, services, { hostname, queue: () => queueControl })
+      ? httpRoleApp(config, services, {
+        hostname,
+        queue: () => queueControl,
+        tlsReports: () => tlsReportSender,
+      })
       : healthOnlyApp(config, services);
     try {
-      http = Deno.serve({
+      http = await serveHttp({
         hostname: config.listen,
         port: config.httpPort,
-        onListen() {},
-      }, app.fetch);
+        log,
+        limits: {
+          headersTimeoutMs: config.httpHeadersTimeout,
+          requestTimeoutMs: config.httpRequestTimeout,
+          minBodyRate: config.httpMinBodyRate,
+          maxConnections: config.httpMaxConnections,
+        },
+        fetch: app.fetch,
+      });
     } catch (err) {
       throw new ListenError(
         `POSTERN_HTTP_PORT: cannot listen on ${config.listen}:${config.httpPort} (${
-          (err as Error).name
+          (err as { code?: string }).code ?? (err as Error).name
         }); set POSTERN_HTTP_PORT to a free port`,
       );
     }
@@ -363,6 +431,7 @@ async function main() {
     : null;
   const worker: Worker | null = workerRole?.worker ?? null;
   if (worker) queueControl = createQueueControl(worker, { kv, now: Date.now });
+  tlsReportSender = workerRole?.tlsReports ?? null;
 
   // A wildcard listen address is not one a browser can open; loopback reaches it.
   const browseHost = config.listen === "0.0.0.0" || config.listen === "::"

@@ -14,6 +14,7 @@ import { FINAL_STATUSES, type RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import { utcDay } from "../core/policy/source_pick.ts";
+import type { TlsDetails } from "../delivery/outbound_session.ts";
 import { decide, type Outcome, type RetryPolicy, retryPolicyFor } from "./outcome.ts";
 import { type BounceDeps, bounceEffects } from "./bounces.ts";
 import type { Job } from "./site_job.ts";
@@ -50,6 +51,7 @@ export interface AttemptContext {
   remoteName?: string;
   localAddress?: string;
   tls?: string;
+  tlsDetails?: TlsDetails;
 }
 
 export interface RecordOptions {
@@ -95,6 +97,7 @@ export async function recordAttempt(
       ...(ctx.remoteHost ? { remoteHost: ctx.remoteHost } : {}),
       ...(ctx.localAddress ? { localAddress: ctx.localAddress } : {}),
       ...(ctx.tls ? { tls: ctx.tls } : {}),
+      ...(ctx.tlsDetails ? { tlsDetails: ctx.tlsDetails } : {}),
     },
     at,
     (op) => {

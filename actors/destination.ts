@@ -57,11 +57,12 @@ import {
   recordAttempt,
   type RecordOptions,
 } from "./attempt_record.ts";
-import { openSession, type SiteConnector } from "./site_connect.ts";
+import { openSession, type SiteConnector, tlsPolicyKey } from "./site_connect.ts";
 import { purgeSite } from "./site_purge.ts";
 import { UncommittedOutcomes } from "./uncommitted_outcomes.ts";
 import { viewSite } from "./site_view.ts";
 import { returnPathFor, type VerpConfig } from "../core/mail/verp.ts";
+import type { OutboundTls } from "./outbound_tls.ts";
 
 export type { Job } from "./site_job.ts";
 
@@ -88,6 +89,8 @@ export interface SiteActorDeps {
   leaseTtlMs?: number;
   /** VERP: each recipient's delivery gets its own return path at this bounce domain. */
   verp?: VerpConfig;
+  /** MTA-STS, DANE and TLS reports for outbound connections (actors/outbound_tls.ts). */
+  tls?: OutboundTls;
   now(): number;
   random?: () => number;
 }
@@ -598,11 +601,13 @@ export class SiteActor {
             await this.#warmupExhausted(job);
             continue;
           }
+          const policyKey = session ? await this.#tlsPolicyKey(job.due.domain) : null;
           if (
             session &&
             (!session.usable ||
               session.deliveries >= this.#shaping.profile.maxDeliveriesPerConnection ||
-              source?.address !== want.address)
+              source?.address !== want.address ||
+              session.policyKey !== policyKey)
           ) {
             await session.close();
             session = null;
@@ -644,6 +649,19 @@ export class SiteActor {
       {},
       { notBefore: nextDay },
     );
+  }
+
+  /** A session checked against one domain's TLS policy carries no mail held to another. */
+  async #tlsPolicyKey(domain: string): Promise<string> {
+    // Fresh or not: a stale entry must not make the connection wait for a new lookup.
+    const info = this.#deps.directory.peek(domain);
+    if (!info) return "unknown";
+    const tls = this.#deps.tls;
+    // The domain's MTA-STS policy (cached in memory; a TXT lookup the first time).
+    if (tls && info.destination.ok && !info.destination.route && info.tlsLevel !== "none") {
+      await tls.stsPolicy(domain);
+    }
+    return tlsPolicyKey(info, tls);
   }
 
   async #open(job: Job, source: Source): Promise<OutboundSession | null> {

@@ -3,6 +3,7 @@
  * MX hosts by preference, each on the configured MX port; and the *site* those servers form.
  */
 import { type RouteAuth, routeFor, type Routes } from "../core/config/routes.ts";
+import type { RouteTls } from "../core/policy/tls_level.ts";
 import { resolveMx, type Resolver } from "../core/mail/mx.ts";
 import type { DnsFailure } from "../core/policy/dns_outcome.ts";
 import { mxSiteKey, routeSiteKey } from "../core/policy/site.ts";
@@ -12,6 +13,8 @@ export interface Target {
   name: string;
   host: string;
   port: number;
+  /** TLS from the first byte (smtps://, port 465). */
+  implicitTls?: boolean;
 }
 
 export type Destination =
@@ -25,6 +28,8 @@ export type Destination =
     /** The route demands TLS (it logs in); shaping may demand it too. */
     requireTls: boolean;
     auth?: RouteAuth;
+    /** Set for a static route (a smarthost): what it says about TLS. MX delivery: unset. */
+    route?: RouteTls;
   }
   | { ok: false; site: string; permanent: boolean; failure: DnsFailure; reason: string };
 
@@ -39,14 +44,15 @@ export async function resolveDestination(
     const site = routeSiteKey(route.hosts);
     const targets: Target[] = [];
     for (const hop of route.hosts) {
+      const implicit = hop.implicitTls ? { implicitTls: true } : {};
       if (IP.test(hop.host)) {
-        targets.push({ name: hop.host, host: hop.host, port: hop.port });
+        targets.push({ name: hop.host, host: hop.host, port: hop.port, ...implicit });
         continue;
       }
       for (const type of ["A", "AAAA"] as const) {
         try {
           for (const address of await options.resolver.addresses(hop.host, type)) {
-            targets.push({ name: hop.host, host: address, port: hop.port });
+            targets.push({ name: hop.host, host: address, port: hop.port, ...implicit });
           }
         } catch {
           // No address now: the route's other hosts may have one; none at all defers below.
@@ -70,6 +76,7 @@ export async function resolveDestination(
       // Credentials never travel in clear: a route that logs in requires STARTTLS.
       requireTls: route.auth !== undefined,
       ...(route.auth ? { auth: route.auth } : {}),
+      route: { auth: route.auth !== undefined, ...(route.tls ? { tls: route.tls } : {}) },
     };
   }
   const mx = await resolveMx(options.resolver, domain);

@@ -15,6 +15,8 @@ export function withSimulator(
     hostNames: [simulator.domain],
     targets: [{ name: simulator.domain, host: "127.0.0.1", port: simulator.port }],
     requireTls: false,
+    // Like a route: the simulated MX publishes no MTA-STS or DANE policy to look up.
+    route: { auth: false },
   };
   return (domain) =>
     domain.toLowerCase() === simulator.domain ? Promise.resolve(destination) : resolve(domain);

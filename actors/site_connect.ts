@@ -4,7 +4,7 @@
  * An attempt that gets no connection is recorded here, with the most telling failure.
  */
 import type { Logger } from "../core/log.ts";
-import { type ConnectFailure, OutboundSession } from "../delivery/outbound_session.ts";
+import { type ConnectFailure, OutboundSession, tlsResultOf } from "../delivery/outbound_session.ts";
 import type { AttemptOutcome } from "./attempt_record.ts";
 import { describe, type HostCooldown } from "./host_cooldown.ts";
 import type { SiteInfo } from "./site_directory.ts";
@@ -12,12 +12,15 @@ import type { Job } from "./site_job.ts";
 import type { SiteShaping } from "./site_shaping.ts";
 import { isThrottling } from "../core/policy/classify.ts";
 import type { Source } from "./source_chooser.ts";
+import type { OutboundTls } from "./outbound_tls.ts";
+import { requirementFor } from "../core/policy/tls_requirement.ts";
+import type { StsPolicy } from "../core/policy/mta_sts.ts";
 import type { ReplyTimeouts } from "../delivery/reply_timeouts.ts";
 
 /** What connecting needs of its site actor. */
 export interface SiteConnector {
   site: string;
-  deps: { log: Logger; timeouts: ReplyTimeouts; now(): number };
+  deps: { log: Logger; timeouts: ReplyTimeouts; now(): number; tls?: OutboundTls | undefined };
   hostsDown: HostCooldown;
   shaping: SiteShaping;
   /** Records an attempt that ended before any transaction. */
@@ -53,18 +56,54 @@ export async function openSession(
     return null;
   }
   const failures: { text: string; reply: string; code?: number; tls: boolean }[] = [];
+  const tls = c.deps.tls;
+  const domain = job.due.domain;
+  // MTA-STS is for MX delivery; a route's smarthost is the operator's choice, not the domain's.
+  const sts: StsPolicy | null = tls && !destination.route && info.tlsLevel !== "none"
+    ? await tls.stsPolicy(domain)
+    : null;
   const started = performance.now();
   for (const target of up) {
     const tried = performance.now();
+    const daneHere = tls?.daneEnabled && info.tlsLevel !== "none" &&
+      (!destination.route || info.tlsLevel === "dane");
+    const tlsa = daneHere ? await tls!.tlsa(target.name, target.port) : null;
+    const need = requirementFor(info.tlsLevel, { name: target.name, sts, tlsa }, domain);
+    const reportPolicy = need.policy === "tlsa" && tlsa
+      ? { type: "tlsa" as const, tlsa }
+      : sts && sts.mode !== "none"
+      ? { type: "sts" as const, sts }
+      : { type: "no-policy-found" as const };
+    if (!need.ok) {
+      failures.push({ text: need.reason, reply: `ETLS: ${need.reason}`, tls: true });
+      void tls?.report(domain, reportPolicy, "validation-failure", target.name);
+      continue;
+    }
     try {
       const session = await OutboundSession.open(target, {
         heloName: source.ehlo,
         ...(source.address ? { localAddress: source.address } : {}),
         connectTimeoutMs: c.shaping.profile.connectTimeoutMs,
         timeouts: c.deps.timeouts,
-        requireTls: info.requireTls,
+        peer: need.check,
+        ...(tls?.ca ? { ca: tls.ca } : {}),
         ...(destination.auth ? { auth: destination.auth } : {}),
       });
+      session.policyKey = tlsPolicyKey(info, tls);
+      const details = session.info.tlsDetails;
+      if (details && need.check.kind !== "none") {
+        // A testing policy is reported as if enforced: would this session have passed?
+        const stsTestFailed = reportPolicy.type === "sts" && need.check.kind === "any" &&
+          !details.verified;
+        void tls?.report(
+          domain,
+          reportPolicy,
+          stsTestFailed ? tlsResultOf({ message: details.verifyError ?? "" }) : "success",
+          target.name,
+        );
+      } else if (!details && reportPolicy.type !== "no-policy-found") {
+        void tls?.report(domain, reportPolicy, "starttls-not-supported", target.name);
+      }
       log.debug("delivery.connected", {
         site: c.site,
         host: target.host,
@@ -83,22 +122,32 @@ export async function openSession(
         error: text,
         ms: Math.round(performance.now() - tried),
       });
-      // Instead of trying a dead host once per queued message, skip it for a while.
-      c.hostsDown.markDown(target, {
-        until: now() + c.shaping.profile.failedHostCooldownMs,
-        reason: text,
-      });
+      // Instead of trying a dead host once per queued message, skip it for a while; but not
+      // for a certificate one domain's policy refused, which another domain's mail may accept.
+      const policyRefused = e.tlsFailure === true && need.check.kind !== "any";
+      if (!policyRefused) {
+        c.hostsDown.markDown(target, {
+          until: now() + c.shaping.profile.failedHostCooldownMs,
+          reason: text,
+        });
+      }
       const code = e.responseCode;
       if (code && code >= 400 && code < 500 && isThrottling(e.message)) {
         c.shaping.noteThrottle(source.address);
       }
       // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
-      const tls = e.tlsFailure === true;
+      const tlsFailed = e.tlsFailure === true;
+      if (tlsFailed) {
+        void tls?.report(domain, reportPolicy, e.tlsResult ?? "validation-failure", target.name);
+      }
+      const why = tlsFailed && need.check.kind === "ca" && need.check.by === "mta-sts"
+        ? ` (MTA-STS policy of ${domain} requires a verified certificate for ${target.name})`
+        : "";
       failures.push({
         text,
-        reply: tls ? `ETLS: ${e.message}` : code ? e.message : text,
-        ...(code && !tls ? { code } : {}),
-        tls,
+        reply: tlsFailed ? `ETLS: ${e.message}${why}` : code ? e.message : text,
+        ...(code && !tlsFailed ? { code } : {}),
+        tls: tlsFailed,
       });
     }
   }
@@ -110,4 +159,15 @@ export async function openSession(
     ...(worst.code ? { code: worst.code } : {}),
   }, { neverBounce: true, ms: Math.round(performance.now() - started) });
   return null;
+}
+
+/**
+ * The TLS policy a domain's mail is held to, as far as known without a lookup: its level, and
+ * for MX delivery whose MTA-STS policy. A session checked against one is reused for no other.
+ */
+export function tlsPolicyKey(info: SiteInfo, tls: OutboundTls | undefined): string {
+  const policy = !info.destination.ok || info.destination.route || !tls
+    ? "route"
+    : tls.policyKey(info.domain) ?? "unknown";
+  return `${info.tlsLevel}:${policy}`;
 }

@@ -6,6 +6,7 @@
  */
 import { profileFor, type Shaping, type SiteProfile } from "../core/config/shaping.ts";
 import type { Destination } from "./routing.ts";
+import { type TlsLevel, tlsLevelFor } from "../core/policy/tls_level.ts";
 
 export interface SiteInfo {
   domain: string;
@@ -14,6 +15,8 @@ export interface SiteInfo {
   profile: SiteProfile;
   /** The site demands TLS (its profile or its route). */
   requireTls: boolean;
+  /** The outbound TLS level of the site's connections (profile and route). */
+  tlsLevel: TlsLevel;
   until: number;
 }
 
@@ -86,6 +89,7 @@ export class SiteDirectory {
       destination,
       profile,
       requireTls: profile.requireTls || (destination.ok && destination.requireTls),
+      tlsLevel: tlsLevelFor(profile, destination.ok ? destination.route : undefined),
       until: now() +
         (destination.ok ? this.#options.ttlMs ?? 60_000 : this.#options.failureTtlMs ?? 10_000),
     };

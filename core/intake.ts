@@ -7,7 +7,7 @@
  * and the chunk writer live in core/store/messages.ts.
  */
 import type { Committer } from "./store/committer.ts";
-import { concatChunks } from "./store/bodies.ts";
+import { CHUNK_SIZE, concatChunks, readBody } from "./store/bodies.ts";
 import { ChunkWriter, commitMessage, discardStaged } from "./store/messages.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
@@ -29,6 +29,9 @@ import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
+import type { ContentVerdict, GateInput } from "./content/gate.ts";
+import type { HoldRecord } from "./store/holds.ts";
+import type { MemoryHold } from "./policy/memory_budget.ts";
 import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
 export interface Submission {
@@ -68,6 +71,13 @@ export interface Submission {
    */
   lineEndings?: "normalize" | "reject";
   /**
+   * The caller's hold on the memory budget (core/policy/memory_budget.ts), of at least
+   * INTAKE_WORKING_BYTES. Body chunks wait in memory for the final commit only while it can grow;
+   * past that they are written to the store as they arrive. A header section it cannot hold
+   * refuses the message (`memory_busy`). Absent: nothing is limited.
+   */
+  memory?: MemoryHold;
+  /**
    * Test mode for this submission (HTTP `"test": true`); the credential's or the account's
    * `test_mode` turns it on too. The mail leaves only for the simulated MX (core/sandbox/).
    */
@@ -83,11 +93,18 @@ export type IntakeResult =
     duplicate?: boolean;
     /** For a repeat: the first request's fingerprint, so the caller can tell a conflict. */
     firstFingerprint?: string;
+    /** The content scan held it: accepted, but not delivered until an operator releases it. */
+    held?: boolean;
   }
   | { ok: false; reason: "too_large"; limit: number }
   | { ok: false; reason: "scope"; refusal: ScopeRefusal }
   | { ok: false; reason: "bare_line_ending"; found: BareLineEnding }
   | { ok: false; reason: "header_too_large"; limit: number }
+  /** The content scan refused it; `message` is rspamd's short reason. */
+  | { ok: false; reason: "content_rejected"; message: string }
+  /** rspamd failed and the account's on_error is tempfail. */
+  | { ok: false; reason: "content_unavailable" }
+  | { ok: false; reason: "memory_busy" }
   | { ok: false; reason: "store_failed"; error: string };
 
 export interface IntakeDeps {
@@ -107,11 +124,16 @@ export interface IntakeDeps {
   verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
   maxHeaderSize?: number;
+  /** Content filtering (core/content/gate.ts); absent = no scan. */
+  contentFilter?: { scan(input: GateInput): Promise<ContentVerdict> };
   /** The sandbox: test mode and the simulator's addresses. */
   sandbox?: SandboxIntake;
 }
 
 export const DEFAULT_MAX_HEADER_SIZE = 102_400;
+
+/** What one intake holds whatever its hold allows: the chunk being filled. */
+export const INTAKE_WORKING_BYTES = CHUNK_SIZE;
 
 /** The last `n` bytes held in `parts`, however they are spread over them. */
 function lastBytes(parts: readonly Uint8Array[], n: number): Uint8Array {
@@ -158,7 +180,7 @@ async function acceptHolding(
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
   const normalize = crlfNormalizer();
-  const writer = new ChunkWriter(deps.committer, id, deps.now);
+  const writer = new ChunkWriter(deps.committer, id, deps.now, sub.memory);
   let rawBytes = 0;
   let tooLarge = false;
   // The header section is held until its blank line, as parts: instead of copying the whole
@@ -166,8 +188,12 @@ async function acceptHolding(
   // and the three before them are scanned, and the head is joined once.
   let headParts: Uint8Array[] | null = [];
   let headLength = 0;
+  /** Bytes of the header section counted in the memory hold, given back once it is written. */
+  let headHeld = 0;
   const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
   let headerTooLarge = false;
+  /** The header section could not be held within the memory budget. */
+  let memoryBusy = false;
   const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
   let bare = null as BareLineEnding | null;
   let headers = { messageId: "", subject: "" };
@@ -236,6 +262,11 @@ async function acceptHolding(
     await writer.write(rest);
   }
 
+  function releaseHead() {
+    sub.memory?.shrink(headHeld);
+    headHeld = 0;
+  }
+
   try {
     for await (const raw of sub.body) {
       rawBytes += raw.length;
@@ -245,7 +276,8 @@ async function acceptHolding(
       }
       if (refused !== null) continue; // likewise, to hear 550 5.7.1 / 550 5.6.0
       if (idem?.existing) continue;
-      if (bare !== null || headerTooLarge) continue; // drained, to hear 550 5.5.2 / 552 5.3.4
+      // Drained, to hear 550 5.5.2 / 552 5.3.4 / 452 4.3.1.
+      if (bare !== null || headerTooLarge || memoryBusy) continue;
       if (findBare !== null && (bare = findBare(raw)) !== null) continue;
       const norm = normalize(raw);
       if (headParts === null) {
@@ -262,6 +294,17 @@ async function acceptHolding(
       }
       const before = lastBytes(headParts, 3);
       const end = findHeaderEnd(concatParts([before, norm]), 0);
+      // The working bytes cover a header section that fits in them (the chunk being filled is
+      // still empty); a larger one must be held, or the message is refused.
+      const needed = Math.max(0, headLength + norm.length - INTAKE_WORKING_BYTES) - headHeld;
+      if (needed > 0) {
+        if (sub.memory && !sub.memory.grow(needed)) {
+          memoryBusy = true;
+          headParts = null;
+          continue;
+        }
+        headHeld += needed;
+      }
       headParts.push(norm);
       if (end >= 0) {
         const cut = headLength - before.length + end + 2;
@@ -272,16 +315,18 @@ async function acceptHolding(
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
         }
         headParts = null;
+        releaseHead();
         continue;
       }
       headLength += norm.length;
       if (headLength > maxHeaderSize) {
         headerTooLarge = true;
         headParts = null;
+        releaseHead();
       }
     }
     if (findBare !== null && bare === null && !tooLarge) bare = findBare(new Uint8Array(0), true);
-    if (!tooLarge && refused === null && bare === null && !headerTooLarge) {
+    if (!tooLarge && refused === null && bare === null && !headerTooLarge && !memoryBusy) {
       const tail = normalize(new Uint8Array(0), true);
       if (headParts !== null) {
         if (headLength + tail.length > maxHeaderSize) headerTooLarge = true;
@@ -315,11 +360,38 @@ async function acceptHolding(
     await discardStaged(deps.kv, id, writer.written);
     return { ok: false, reason: "header_too_large", limit: maxHeaderSize };
   }
+  if (memoryBusy) {
+    await discardStaged(deps.kv, id, writer.written);
+    return { ok: false, reason: "memory_busy" };
+  }
   if (idem?.existing) {
     await discardStaged(deps.kv, id, writer.written);
     return repeatResult(idem.existing);
   }
-  const prefix = signer?.sign(signedHead, new Date(now)) ?? "";
+  const signature = signer?.sign(signedHead, new Date(now)) ?? "";
+  // The content scan sees the message as it will be sent, and answers before the 250.
+  // (A DSN is the relay's own report, not a tenant's content.)
+  const content = deps.contentFilter && sub.via !== "dsn"
+    ? await deps.contentFilter.scan(scanInput(deps.kv, sub, id, signature, writer))
+    : null;
+  if (content?.action === "reject" || content?.action === "tempfail") {
+    await discardStaged(deps.kv, id, writer.written);
+    return content.action === "reject"
+      ? { ok: false, reason: "content_rejected", message: content.reason }
+      : { ok: false, reason: "content_unavailable" };
+  }
+  const prefix = signature + (content?.action === "accept" ? content.headers : "");
+  const hold: HoldRecord | null = content?.action === "hold"
+    ? {
+      msgId: id,
+      account: sub.account,
+      credentialId: sub.credentialId,
+      score: content.score,
+      symbols: content.symbols,
+      heldAt: now,
+      expiresAt: content.expiresAt,
+    }
+    : null;
 
   const totalChunks = writer.totalChunks;
   const msg: MessageRecord = {
@@ -351,10 +423,10 @@ async function acceptHolding(
       idx,
       rcpt,
       domain: queueDomain(deps.sandbox, test, domainOf(rcpt)),
-      status: suppressed === null ? "queued" : "suppressed",
+      status: suppressed !== null ? "suppressed" : hold ? "held" : "queued",
       attempts: 0,
       queuedAt: now,
-      nextAttemptAt: suppressed === null ? now : null,
+      nextAttemptAt: suppressed === null && !hold ? now : null,
       ...(suppressed === null ? {} : {
         lastReply: `Not attempted: the address is on the suppression list (${suppressed})`,
         lastCategory: suppressed,
@@ -382,6 +454,16 @@ async function acceptHolding(
     byDomain.set(row.domain, list);
   }
   const event: MessageEvent = { id: newId(now), msgId: id, type: "accepted", at: now };
+  if (hold) {
+    suppressedEvents.push({
+      id: newId(now),
+      msgId: id,
+      type: "held",
+      at: now,
+      score: hold.score,
+      symbols: hold.symbols,
+    });
+  }
 
   const inlineChunks = writer.chunks;
   const baseChunk = writer.written;
@@ -394,6 +476,7 @@ async function acceptHolding(
     baseChunk,
     staged: writer.staged,
     suppressedEvents,
+    hold,
     ...(sub.alsoCommit ? { alsoCommit: sub.alsoCommit } : {}),
     idempotency: idem
       ? {
@@ -431,7 +514,32 @@ async function acceptHolding(
     });
   }
   metrics.messagesAccepted.inc({ via: sub.via });
-  return { ok: true, id, size: writer.size };
+  return { ok: true, id, size: writer.size, ...(hold ? { held: true } : {}) };
+}
+
+/** What the content scan reads: the envelope, and the body streamed from where intake put it. */
+function scanInput(
+  kv: Deno.Kv,
+  sub: Submission,
+  id: string,
+  signature: string,
+  writer: ChunkWriter,
+): GateInput {
+  return {
+    account: sub.account,
+    mailFrom: sub.mailFrom,
+    recipients: sub.recipients,
+    clientAddress: sub.clientAddress,
+    heloName: sub.heloName,
+    user: sub.credentialId,
+    queueId: id,
+    // A staged body is all in KV already and is read back in batches, never joined.
+    body: async function* () {
+      if (signature) yield new TextEncoder().encode(signature);
+      if (writer.staged) yield* readBody(kv, id, writer.written);
+      else yield* writer.chunks;
+    },
+  };
 }
 
 function repeatResult(first: IdempotencyRecord): IntakeResult {

@@ -139,6 +139,23 @@ export const metrics = {
     "postern_webhook_backlog_events",
     "Events read from the log but not yet delivered, over all endpoints this node serves",
   ),
+  contentScans: new Counter(
+    "postern_content_scans_total",
+    "Messages scanned by rspamd at intake, by result (accept, hold, reject, error)",
+  ),
+  contentScanSeconds: new Histogram(
+    "postern_content_scan_seconds",
+    "Duration of one rspamd scan at intake (the message streamed and the verdict read)",
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  ),
+  holdOutcomes: new Counter(
+    "postern_holds_total",
+    "Held messages settled, by outcome (released, dropped, expired)",
+  ),
+  credentialsSuspended: new Counter(
+    "postern_credentials_suspended_total",
+    "Credentials the abuse brake suspended (too many messages rejected or held in its window)",
+  ),
   webhookLag: new Gauge(
     "postern_webhook_lag_seconds",
     "Age of the oldest undelivered event over all endpoints this node serves",

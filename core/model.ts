@@ -1,11 +1,23 @@
 /** The mail-domain records the store keeps. Key shapes live in store/keys.ts. */
 
-export type RecipientStatus = "queued" | "deferred" | "delivered" | "bounced" | "suppressed";
+/**
+ * `held`: the content scan held the message (core/store/holds.ts); never delivered until released.
+ * `dropped`: an operator dropped it from the hold queue, or it expired there.
+ */
+export type RecipientStatus =
+  | "queued"
+  | "deferred"
+  | "delivered"
+  | "bounced"
+  | "suppressed"
+  | "held"
+  | "dropped";
 
 export const FINAL_STATUSES: ReadonlySet<RecipientStatus> = new Set([
   "delivered",
   "bounced",
   "suppressed",
+  "dropped",
 ]);
 
 export interface MessageRecord {
@@ -20,7 +32,7 @@ export interface MessageRecord {
   credentialId: string | null;
   clientAddress: string;
   /** "dsn": a delivery status notification Postern wrote itself (sent from <>). */
-  via: "smtp" | "http" | "dsn";
+  via: "smtp" | "http" | "dsn" | "report";
   /** The Message-ID header (as added or found). */
   messageId: string;
   subject: string;
@@ -72,7 +84,11 @@ export type EventType =
   | "suppressed"
   | "complained"
   | "expired"
-  | "failed";
+  | "failed"
+  | "held"
+  | "released"
+  | "dropped"
+  | "suspended";
 
 export interface MessageEvent {
   id: string;
@@ -85,5 +101,15 @@ export interface MessageEvent {
   remoteHost?: string;
   localAddress?: string;
   tls?: string;
+  /** The session's TLS: cipher, and whether (and by what) the peer was verified. */
+  tlsDetails?: {
+    version: string;
+    cipher: string;
+    verified: boolean;
+    verifiedBy?: "ca" | "mta-sts" | "dane";
+  };
   nextAttemptAt?: number;
+  /** `held` (and a recheck): rspamd's score and the symbols that matched. */
+  score?: number;
+  symbols?: string[];
 }

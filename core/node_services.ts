@@ -22,8 +22,12 @@ import { claimSecretKeyId } from "./store/secret_key_id.ts";
 import { sandboxIntake } from "./sandbox/intake.ts";
 import { suppressionListFor } from "./policy/sandbox.ts";
 import { SendLimits } from "./send_limits.ts";
+import { MemoryBudget } from "./policy/memory_budget.ts";
 import type { IntakeDeps } from "./intake.ts";
 import type { VerpConfig } from "./mail/verp.ts";
+import { RspamdClient } from "./content/rspamd.ts";
+import { ContentGate } from "./content/gate.ts";
+import { HoldQueue } from "./content/hold_queue.ts";
 
 export interface NodeServices {
   kv: Deno.Kv;
@@ -37,6 +41,10 @@ export interface NodeServices {
   secretBox: SecretBox;
   intake: IntakeDeps;
   limits: SendLimits;
+  /** Held mail (content filtering): release, drop, recheck, expiry. */
+  holds: HoldQueue;
+  /** Message bytes held in memory, over SMTP and HTTP (POSTERN_MEMORY_BUDGET). */
+  memory: MemoryBudget;
   /** The sandbox's settings, for the doors (its submission faults) and GET /v1/sandbox. */
   sandbox: { domain: string; greylistMs: number; slowMs: number };
   /** Which suppression list an address goes on: simulator addresses go on the sandbox's own. */
@@ -79,8 +87,27 @@ export async function startNodeServices(
   const verp = config.bounceDomain
     ? { domain: config.bounceDomain, key: await ensureVerpKey(kv, secretBox) }
     : undefined;
+  // Content filtering: rspamd scans at intake when POSTERN_RSPAMD_URL is set.
+  const scanner = config.rspamdUrl
+    ? new RspamdClient({
+      url: config.rspamdUrl,
+      timeoutMs: config.rspamdTimeout,
+      ...(config.rspamdPassword ? { password: config.rspamdPassword } : {}),
+    })
+    : null;
+  const contentFilter = scanner
+    ? new ContentGate({
+      kv,
+      committer,
+      scanner,
+      log,
+      holdExpiryMs: config.holdExpiry,
+      brake: { limit: config.abuseBrakeLimit, windowMs: config.abuseBrakeWindow },
+    })
+    : null;
   const intake: IntakeDeps = {
     ...(verp ? { verp } : {}),
+    ...(contentFilter ? { contentFilter } : {}),
     sandbox: sandboxIntake(kv, config.simulatorDomain),
     suppressions,
     kv,
@@ -96,6 +123,14 @@ export async function startNodeServices(
   };
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
   const limits = new SendLimits(kv);
+  // One memory budget for both doors too: bytes held are bytes held, whichever door they came by.
+  const memory = new MemoryBudget(
+    config.memoryBudget,
+    Math.min(
+      config.memoryBudget,
+      config.memoryBudgetPerClient ?? Math.floor(config.memoryBudget * 3 / 4),
+    ),
+  );
   return {
     kv,
     committer,
@@ -107,6 +142,8 @@ export async function startNodeServices(
     secretBox,
     intake,
     limits,
+    holds: new HoldQueue({ kv, committer, signal, log, scanner }),
+    memory,
     sandbox: {
       domain: config.simulatorDomain,
       greylistMs: config.sandboxGreylist,

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { allowsAddress, type Credential, getCredential } from "./store/credentials.ts";
+import { allowsAddress, type Credential, getCredential, isSuspended } from "./store/credentials.ts";
 import { type AccountSettings, DEFAULT_ACCOUNT, getAccount } from "./store/accounts.ts";
 import { domainClaims } from "./store/domains.ts";
 import { asciiDomain, domainOf, MAX_DOMAIN } from "./mail/address.ts";
@@ -73,6 +73,8 @@ export const MAX_SENDER_DOMAINS = 50;
 
 export type ScopeRefusal =
   | { reason: "revoked" }
+  /** The abuse brake suspended the credential (core/content/gate.ts). */
+  | { reason: "suspended" }
   | { reason: "client_not_allowed"; client: string }
   | { reason: "sender_not_allowed"; domain: string; why: SenderProblem }
   | { reason: "multiple_senders"; field: "From" | "Sender" }
@@ -113,6 +115,7 @@ export async function checkSendScope(
 ): Promise<ScopeRefusal | null> {
   if (scope === null) return { reason: "revoked" };
   const c = scope.credential;
+  if (c && isSuspended(c)) return { reason: "suspended" };
   if (request.client !== undefined && c && !allowsAddress(c, request.client)) {
     return { reason: "client_not_allowed", client: request.client };
   }

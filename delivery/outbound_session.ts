@@ -5,6 +5,10 @@
  */
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { Readable } from "node:stream";
+import { X509Certificate } from "node:crypto";
+import type { ConnectionOptions, TLSSocket } from "node:tls";
+import type { PeerCheck, VerifiedBy } from "../core/policy/tls_requirement.ts";
+import { matchTlsa } from "../core/policy/dane.ts";
 import { applyReplyTimeouts, initialSocketTimeout, type ReplyTimeouts } from "./reply_timeouts.ts";
 
 export interface Target {
@@ -12,6 +16,8 @@ export interface Target {
   port: number;
   /** The MX or smarthost name the address belongs to (Remote-MTA in DSNs). */
   name?: string;
+  /** TLS from the first byte (RFC 8314, port 465) instead of STARTTLS. */
+  implicitTls?: boolean;
 }
 
 export interface SessionOptions {
@@ -21,8 +27,12 @@ export interface SessionOptions {
   connectTimeoutMs: number;
   /** How long each step may wait for the server's reply (RFC 5321 §4.5.3.2). */
   timeouts: ReplyTimeouts;
-  /** Never send in clear: defer when STARTTLS is missing or fails. */
-  requireTls: boolean;
+  /** Never send in clear: defer when STARTTLS is missing or fails (when `peer` is unset). */
+  requireTls?: boolean;
+  /** What the peer must prove (core/policy/tls_requirement.ts); wins over `requireTls`. */
+  peer?: PeerCheck;
+  /** Trusted roots in PEM (POSTERN_CA_FILE); unset: the system's. */
+  ca?: string[];
   /** SMTP AUTH (RFC 4954) at a smarthost, after STARTTLS. */
   auth?: { user: string; pass: string };
 }
@@ -43,6 +53,18 @@ export interface SessionInfo {
   remoteName?: string;
   localAddress?: string;
   tls?: string;
+  tlsDetails?: TlsDetails;
+}
+
+/** What the TLS layer of a session was, for the attempt record and TLS reports. */
+export interface TlsDetails {
+  version: string;
+  cipher: string;
+  /** The peer proved who it is: a trusted chain naming it, or a TLSA match. */
+  verified: boolean;
+  verifiedBy?: VerifiedBy;
+  /** Why an unverified peer is not (the chain or name error), for reports. */
+  verifyError?: string;
 }
 
 /** A failure before any transaction: connect, greeting, EHLO or TLS. */
@@ -53,6 +75,8 @@ export class ConnectFailure extends Error {
     readonly code: string | undefined,
     readonly responseCode: number | undefined,
     readonly tlsFailure: boolean,
+    /** The RFC 8460 result type when the failure was about TLS. */
+    readonly tlsResult?: string,
   ) {
     super(message);
   }
@@ -77,6 +101,8 @@ export class OutboundSession {
   #broken = false;
   deliveries = 0;
   readonly info: SessionInfo;
+  /** The TLS policy this session was checked against; reuse only for jobs under the same. */
+  policyKey = "plain";
 
   private constructor(conn: SMTPConnection, info: SessionInfo) {
     this.#conn = conn;
@@ -86,54 +112,73 @@ export class OutboundSession {
   }
 
   static open(target: Target, options: SessionOptions): Promise<OutboundSession> {
+    const peer: PeerCheck = options.peer ??
+      { kind: "any", required: options.requireTls === true };
+    const name = target.name && !/^[0-9.]+$|:/.test(target.name) ? target.name : undefined;
     const conn = new SMTPConnection({
       host: target.host,
       port: target.port,
-      secure: false,
+      secure: target.implicitTls === true,
       name: options.heloName,
       ...(options.localAddress ? { localAddress: options.localAddress } : {}),
       connectionTimeout: options.connectTimeoutMs,
       greetingTimeout: options.timeouts.greetingMs,
       socketTimeout: initialSocketTimeout(options.timeouts),
-      ...(options.requireTls ? { requireTLS: true } : { opportunisticTLS: true }),
-      // MX certificates are rarely valid for the MX name (RFC 7672 §1.3): opportunistic TLS
-      // encrypts without authenticating, as every MTA does unless DANE or MTA-STS says more.
-      tls: { rejectUnauthorized: false, minVersion: "TLSv1.2" },
+      ...(peer.kind === "none"
+        ? { ignoreTLS: true }
+        : peer.kind === "any" && !peer.required
+        ? { opportunisticTLS: true }
+        : { requireTLS: true }),
+      ...(name ? { servername: name } : {}),
+      tls: tlsOptions(peer, name, options.ca),
       logger: false,
     });
     applyReplyTimeouts(conn, options.timeouts);
     return new Promise((resolve, reject) => {
       let settled = false;
-      const fail = (err: NodemailerError) => {
+      const fail = (err: NodemailerError, result?: string) => {
         if (settled) return;
         settled = true;
         conn.close();
-        const tls = err.code === "ETLS" || /TLS|SSL|STARTTLS/i.test(err.message);
-        reject(new ConnectFailure(err.message, err.code, err.responseCode, tls));
+        const certificate = result !== undefined || CERT_ERROR.test(`${err.code} ${err.message}`);
+        const tls = certificate || err.code === "ETLS" || /TLS|SSL|STARTTLS/i.test(err.message);
+        reject(
+          new ConnectFailure(
+            err.message,
+            err.code,
+            err.responseCode,
+            tls,
+            result ?? (tls ? tlsResultOf(err) : undefined),
+          ),
+        );
       };
-      conn.once("error", fail);
-      const ready = () => {
+      conn.once("error", (err: NodemailerError) => fail(err));
+      const ready = (details: TlsDetails | undefined) => {
         if (settled) return;
         settled = true;
         conn.removeListener("error", fail);
         // deno-lint-ignore no-explicit-any
         const socket = (conn as any)._socket;
-        const tls = conn.secure && socket?.getProtocol ? String(socket.getProtocol()) : undefined;
         resolve(
           new OutboundSession(conn, {
             remoteHost: `${target.host}:${target.port}`,
             ...(target.name ? { remoteName: target.name } : {}),
             ...(socket?.localAddress ? { localAddress: String(socket.localAddress) } : {}),
-            ...(tls ? { tls } : {}),
+            ...(details ? { tls: details.version, tlsDetails: details } : {}),
           }),
         );
       };
       conn.connect(() => {
         if (settled) return;
-        if (!options.auth) return ready();
+        // deno-lint-ignore no-explicit-any
+        const socket = (conn as any)._socket as TLSSocket | undefined;
+        const checked = checkPeer(conn.secure ? socket : undefined, peer);
+        // Before AUTH or MAIL: a peer that failed its check hears nothing more from us.
+        if (!checked.ok) return fail(new Error(checked.reason), checked.result);
+        if (!options.auth) return ready(checked.details);
         conn.login(options.auth, (err) => {
           if (err) fail(err as NodemailerError);
-          else ready();
+          else ready(checked.details);
         });
       });
     });
@@ -222,4 +267,111 @@ export class OutboundSession {
       }
     });
   }
+}
+
+/** Node and OpenSSL codes of a certificate that did not verify. */
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|altnames|certificate/i;
+
+/**
+ * Only `may` and `encrypt` (`any`) take whatever certificate comes: opportunistic TLS encrypts
+ * without authenticating (RFC 7435), as MX certificates rarely name their host. `dane` checks
+ * the chain against TLSA records itself, after the handshake and before any command that
+ * matters, since a DANE-EE certificate need not chain to any root.
+ */
+function tlsOptions(
+  peer: PeerCheck,
+  name: string | undefined,
+  ca: string[] | undefined,
+): ConnectionOptions {
+  const roots = ca ? { ca } : {};
+  if (peer.kind === "ca") {
+    return { rejectUnauthorized: true, servername: peer.name, minVersion: "TLSv1.2", ...roots };
+  }
+  return {
+    rejectUnauthorized: false, // level may or encrypt, or dane (checked in checkPeer)
+    minVersion: "TLSv1.2",
+    ...(name ? { servername: name } : {}),
+    ...roots,
+  };
+}
+
+type PeerResult =
+  | { ok: true; details: TlsDetails | undefined }
+  | { ok: false; reason: string; result: string };
+
+/** The TLS layer's facts, and whether they satisfy `peer`. */
+function checkPeer(socket: TLSSocket | undefined, peer: PeerCheck): PeerResult {
+  if (!socket?.getProtocol) {
+    if (peer.kind === "none" || (peer.kind === "any" && !peer.required)) {
+      return { ok: true, details: undefined };
+    }
+    return {
+      ok: false,
+      reason: "STARTTLS required but not done",
+      result: "starttls-not-supported",
+    };
+  }
+  const version = String(socket.getProtocol() ?? "");
+  const cipher = socket.getCipher?.()?.name ?? "";
+  if (peer.kind === "dane") {
+    const chain = peerChain(socket);
+    const match = matchTlsa(peer.tlsa, chain, peer.names);
+    if (!match.ok) {
+      return {
+        ok: false,
+        reason: `DANE: ${match.reason} (TLSA of ${peer.names.join(", ")})`,
+        result: "validation-failure",
+      };
+    }
+    return { ok: true, details: { version, cipher, verified: true, verifiedBy: "dane" } };
+  }
+  const authorized = socket.authorized === true;
+  const error = socket.authorizationError ? String(socket.authorizationError) : undefined;
+  if (peer.kind === "ca") {
+    // rejectUnauthorized already refused a bad chain or name; this is the belt to those braces.
+    if (!authorized) {
+      return {
+        ok: false,
+        reason: `certificate of ${peer.name} not verified: ${error}`,
+        result: tlsResultOf({ message: error ?? "" }),
+      };
+    }
+    return { ok: true, details: { version, cipher, verified: true, verifiedBy: peer.by } };
+  }
+  return {
+    ok: true,
+    details: {
+      version,
+      cipher,
+      verified: authorized,
+      ...(authorized ? { verifiedBy: "ca" as const } : {}),
+      ...(error ? { verifyError: error } : {}),
+    },
+  };
+}
+
+/** The peer's chain as presented, leaf first. */
+function peerChain(socket: TLSSocket): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  // deno-lint-ignore no-explicit-any
+  let cert: any = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  while (cert?.raw && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    out.push(new X509Certificate(cert.raw));
+    cert = cert.issuerCertificate;
+  }
+  return out;
+}
+
+/** RFC 8460 §4.3 result type for a TLS failure. */
+export function tlsResultOf(err: { code?: string | undefined; message: string }): string {
+  const text = `${err.code ?? ""} ${err.message}`;
+  if (/EXPIRED/i.test(text)) return "certificate-expired";
+  if (/ALTNAME|hostname|does not match/i.test(text)) return "certificate-host-mismatch";
+  if (/SELF.SIGNED|UNABLE_TO|untrusted|not trusted|CERT/i.test(text)) {
+    return "certificate-not-trusted";
+  }
+  if (/STARTTLS/i.test(text)) return "starttls-not-supported";
+  return "validation-failure";
 }

@@ -7,7 +7,7 @@ import { messagesApi } from "./messages.ts";
 import { accountsApi } from "./accounts.ts";
 import { domainsApi } from "./domains.ts";
 import type { TxtLookup } from "../core/mail/dns_records.ts";
-import { errors, renderError } from "./errors.ts";
+import { errorRenderer, errors } from "./errors.ts";
 import { sendApi } from "./send.ts";
 import { searchApi } from "./search.ts";
 import { eventsApi } from "./events.ts";
@@ -19,6 +19,8 @@ import type { IntakeDeps } from "../core/intake.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import { queueApi } from "./queue.ts";
+import { tlsReportsApi } from "./tls_reports.ts";
+import type { TlsReportControl } from "../core/tls_report_control.ts";
 import { nodesApi } from "./nodes.ts";
 import { suppressionsApi } from "./suppressions.ts";
 import { sandboxApi } from "./sandbox.ts";
@@ -29,11 +31,15 @@ import {
   DEFAULT_HTTP_LIMITS,
   type HttpLimits,
   jsonDepthLimit,
+  memoryBudgetLimit,
   rateLimitPerKey,
 } from "./limits.ts";
+import type { MemoryBudget } from "../core/policy/memory_budget.ts";
 import type { SecretBox } from "../core/auth/secret_box.ts";
 import type { QueueControl } from "../core/queue_control.ts";
 import type { SuppressionCache } from "../core/store/suppressions.ts";
+import { HoldQueue } from "../core/content/hold_queue.ts";
+import { holdsApi } from "./holds.ts";
 import { dashboardApp } from "./dashboard/app.tsx";
 
 export interface HttpDeps {
@@ -46,6 +52,8 @@ export interface HttpDeps {
   txtLookup: TxtLookup;
   /** Live queue state from the worker; null on a node without one (the API answers 503). */
   queue?: () => QueueControl | null;
+  /** The TLS report sender, for POST /v1/tls-reports/send; null: none on this node. */
+  tlsReports?: () => TlsReportControl | null;
   /** This node's in-memory suppression lists, updated at once by the suppressions API. */
   suppressions?: SuppressionCache;
   /** The one door into the queue, for the send API (the same as SMTP's). */
@@ -66,13 +74,17 @@ export interface HttpDeps {
   sandbox?: SandboxHttp;
   /** Body size, JSON depth and request rate per key (POSTERN_HTTP_*). @default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** Held mail (content filtering); by default one that cannot recheck (no rspamd). */
+  holds?: HoldQueue;
+  /** Message bytes held in memory, shared with the SMTP side (POSTERN_MEMORY_BUDGET). */
+  memory?: MemoryBudget;
   /** Where SMTP clients connect, for the settings the dashboard shows with a new credential. */
   smtp?: { host: string; submissionPort: number; smtpsPort: number };
 }
 
 export function createApp(deps: HttpDeps) {
   const app = new Hono<AppEnv>();
-  app.onError(renderError);
+  app.onError(errorRenderer(deps.intake.log));
   app.notFound(() => {
     throw errors.notFound("route");
   });
@@ -103,6 +115,7 @@ export function createApp(deps: HttpDeps) {
   const authLock = authFailureLock(httpLimits.authFailureLimit, httpLimits.authLockoutMs, deps.kv);
   v1.use("*", authLock);
   v1.use("*", bearerAuth(deps));
+  if (deps.memory) v1.use("*", memoryBudgetLimit(deps.memory));
   v1.use("*", jsonDepthLimit(httpLimits.maxJsonDepth));
   const resources = resourceRoutes(deps);
   v1.route("/", resources);
@@ -136,8 +149,17 @@ export function resourceRoutes(deps: HttpDeps): Hono<AppEnv> {
   v1.route("/stats", statsApi({ kv: deps.kv }));
   v1.route("/suppressions", suppressionsApi(deps.kv, deps.suppressions));
   v1.route("/queue", queueApi(deps.queue ?? (() => null)));
+  v1.route("/tls-reports", tlsReportsApi({ kv: deps.kv, sender: deps.tlsReports ?? (() => null) }));
   v1.route("/nodes", nodesApi({ kv: deps.kv }));
   v1.route("/sandbox", sandboxApi(deps.sandbox));
   v1.route("/sandbox/suppressions", suppressionsApi(deps.kv, deps.suppressions, sandboxList));
+  const holds = deps.holds ?? new HoldQueue({
+    kv: deps.kv,
+    committer: deps.intake.committer,
+    signal: deps.intake.signal,
+    log: deps.intake.log,
+    scanner: null,
+  });
+  v1.route("/holds", holdsApi({ kv: deps.kv, holds }));
   return v1;
 }

@@ -15,6 +15,7 @@ import { getAccount } from "../core/store/accounts.ts";
 import { errors } from "./errors.ts";
 import { clientAddress } from "./limits.ts";
 import { metrics } from "../core/metrics.ts";
+import type { MemoryHold } from "../core/policy/memory_budget.ts";
 
 export interface Principal {
   kind: "admin" | "credential";
@@ -22,7 +23,13 @@ export interface Principal {
   credentialId: string | null;
 }
 
-export type AppEnv = { Variables: { principal: Principal } };
+export type AppEnv = {
+  Variables: {
+    principal: Principal;
+    /** The request's hold on the memory budget (http/limits.ts memoryBudgetLimit), if any. */
+    memory: MemoryHold | undefined;
+  };
+};
 
 export const ACCOUNT_HEADER = "x-postern-account";
 

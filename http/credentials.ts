@@ -52,7 +52,11 @@ export const CreateCredential = z.object({
   ),
 }).strict();
 
-export const UpdateCredential = CreateCredential.partial().strict().refine(
+export const UpdateCredential = CreateCredential.partial().extend({
+  suspended: z.literal(false).optional().describe(
+    "false lifts a suspension by the abuse brake (POSTERN_ABUSE_BRAKE_LIMIT)",
+  ),
+}).strict().refine(
   (v) => Object.keys(v).length > 0,
   "name at least one field to change",
 );
@@ -98,6 +102,8 @@ function view(c: Credential) {
     secrets: c.secrets.map((s) => ({ id: s.id, created_at: iso(s.createdAt) })),
     created_at: iso(c.createdAt),
     revoked_at: iso(c.revokedAt),
+    suspended_at: iso(c.suspendedAt ?? null),
+    suspended_reason: c.suspendedReason ?? null,
     last_used_at: iso(c.lastUsedAt),
   };
 }
@@ -135,7 +141,11 @@ export function credentialsApi(kv: Deno.Kv) {
   app.patch("/:id", requireAdmin(), async (c) => {
     const existing = await ownCredential(c.get("principal").account, c.req.param("id"));
     const input = await parseJson(c, UpdateCredential);
-    const updated = await updateCredential(kv, existing.id, scopesOf(input));
+    const { suspended, ...scopes } = input;
+    const updated = await updateCredential(kv, existing.id, {
+      ...scopesOf(scopes),
+      ...(suspended === false ? { suspended } : {}),
+    });
     if (updated === null) throw errors.notFound("credential");
     if (updated === "revoked") throw errors.conflict("The credential is revoked");
     return c.json(view(updated));

@@ -4,6 +4,8 @@
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { createLogger, type Logger } from "../core/log.ts";
+import { shortId } from "../core/ids.ts";
 import { CommitFailedError, DEFAULT_STORE_RETRY_MS } from "../core/store/committer.ts";
 import { StoreUnavailableError } from "../core/store/bounded_kv.ts";
 
@@ -29,6 +31,14 @@ export const errors = {
   tooLarge: (limit: number) =>
     new ApiError(413, "payload_too_large", `Request body exceeds ${limit} bytes`),
   unavailable: (message: string) => new ApiError(503, "unavailable", message),
+  /** POSTERN_MEMORY_BUDGET, or the client's share of it, is held by mail in transit. */
+  memoryBusy: (retryAfterMs: number) =>
+    new ApiError(
+      503,
+      "memory_busy",
+      "The relay holds as much mail in memory as it may; retry later",
+      { retry_after_s: Math.ceil(retryAfterMs / 1000) },
+    ),
   /** A sandbox submission fault (smtp-421@, smtp-451@): retry after the time named. */
   unavailableFor: (message: string, retryAfterMs: number) =>
     new ApiError(503, "unavailable", message, { retry_after_s: Math.ceil(retryAfterMs / 1000) }),
@@ -59,6 +69,16 @@ export const errors = {
     new ApiError(429, "rate_limited", "Too many failed authentications from this address", {
       retry_after_s: Math.ceil(retryAfterMs / 1000),
     }),
+  /** The content scan refused the message (SMTP answers 550 5.7.1 with the same reason). */
+  contentRejected: (reason: string) =>
+    new ApiError(422, "content_rejected", `Message refused by the content filter: ${reason}`),
+  /** The abuse brake suspended the credential; an admin lifts it (PATCH suspended: false). */
+  credentialSuspended: () =>
+    new ApiError(
+      403,
+      "credential_suspended",
+      "The credential is suspended: too many messages were rejected or held by the content filter",
+    ),
   /** A message with a bare CR, bare LF or NUL where the caller asked for them to be refused. */
   bareLineEnding: (found: string) =>
     new ApiError(400, "invalid_request", `Message contains a bare ${found}`),
@@ -76,9 +96,52 @@ export function errorItem(err: ApiError) {
   };
 }
 
-export function renderError(err: unknown, c: Context) {
+/**
+ * The app's onError. An unexpected error is logged with a request id that the 500's body also
+ * carries (`details.request_id`, and the `X-Request-Id` header), so a user's report finds the
+ * log line; the error itself stays in the log.
+ */
+export function errorRenderer(log: Logger) {
+  return (err: unknown, c: Context) => {
+    const known = renderKnownError(err, c);
+    if (known) return known;
+    if (c.req.raw.signal.aborted) {
+      // The client left (or was cut off by a listener deadline) while its body was read: no one
+      // is there to answer, and nothing failed on our side.
+      log.info("http.aborted", { method: c.req.method, path: c.req.path });
+      return c.json(
+        { error: { code: "aborted", message: "The request did not arrive whole" } },
+        400,
+      );
+    }
+    const requestId = shortId("req_");
+    log.error("http.internal_error", {
+      request_id: requestId,
+      method: c.req.method,
+      path: c.req.path,
+      err: err instanceof Error ? err : String(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
+    c.header("x-request-id", requestId);
+    return c.json({
+      error: {
+        code: "internal",
+        message: `Internal error (request ${requestId})`,
+        details: { request_id: requestId },
+      },
+    }, 500);
+  };
+}
+
+/**
+ * errorRenderer writing to stdout as the relay's logger does, for apps built without one (the
+ * dashboard's in-process API and sign-in check): their 500s are logged with a request id too.
+ */
+export const renderError = errorRenderer(createLogger());
+
+function renderKnownError(err: unknown, c: Context): Response | null {
   if (err instanceof CommitFailedError || err instanceof StoreUnavailableError) {
-    return renderError(errors.storeUnavailable(DEFAULT_STORE_RETRY_MS), c);
+    return renderKnownError(errors.storeUnavailable(DEFAULT_STORE_RETRY_MS), c);
   }
   if (err instanceof ApiError) {
     const retryAfter = (err.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
@@ -99,5 +162,5 @@ export function renderError(err: unknown, c: Context) {
       400,
     );
   }
-  return c.json({ error: { code: "internal", message: "Internal error" } }, 500);
+  return null;
 }

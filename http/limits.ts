@@ -11,8 +11,10 @@ import { type GcraState, gcraTake } from "../core/policy/gcra.ts";
 import type { Rate } from "../core/policy/duration.ts";
 import { sha256 } from "../core/auth/secrets.ts";
 import { metrics } from "../core/metrics.ts";
-import { errors } from "./errors.ts";
+import { ApiError, errors } from "./errors.ts";
 import { AuthLockout } from "../core/auth_lockout.ts";
+import type { MemoryBudget } from "../core/policy/memory_budget.ts";
+import type { AppEnv } from "./auth.ts";
 
 export interface HttpLimits {
   /** Largest request body in bytes, other than a send. */
@@ -123,9 +125,10 @@ export function jsonDepthLimit(maxDepth: number): MiddlewareHandler {
 }
 
 /**
- * Failed API keys per client address, as the SMTP side counts failed AUTH: a wrong `pst_` key
- * costs two scrypt derivations to refuse, and a client that rotates random keys would get a
- * fresh rate bucket with each. Past the limit the client hears 429 before any token is checked
+ * Failed bearer tokens per client address, as the SMTP side counts failed AUTH: a wrong `pst_`
+ * key costs two scrypt derivations to refuse, a wrong admin token is a guess at the one token
+ * that opens every account, and a client that rotates random tokens would get a fresh rate
+ * bucket with each. Past the limit the client hears 429 before any token is checked
  * (the admin token too), until the lockout has passed since its last failure. With `kv`, the
  * failures and the lock are shared by every node on the store (core/auth_lockout.ts).
  */
@@ -150,9 +153,74 @@ export function authFailureLock(
       throw errors.tooManyAuthFailures(lockoutMs);
     }
     await next();
-    // Hono renders a thrown error where it is thrown, so the 401 is seen on the response. Only
-    // a refused `pst_` key counts: that is the one that cost scrypt work to refuse.
-    const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-    if (c.res.status === 401 && token.startsWith("pst_")) await failures.fail(client, "");
+    // Hono renders a thrown error where it is thrown, so the 401 is seen on the response. Every
+    // refused bearer token counts, a wrong admin token as much as a wrong `pst_` key: guessing
+    // either must cost the same lockout.
+    const token = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    if (c.res.status === 401 && token !== undefined) await failures.fail(client, "");
+  };
+}
+
+/**
+ * Bytes a request holds in memory per byte of its body, measured on the send path: a JSON body
+ * is held as text, as the parsed value and as the attachments it decodes; a raw upload as its
+ * bytes and the chunks made of them.
+ */
+export const JSON_MEMORY_FACTOR = 5;
+export const RAW_MEMORY_FACTOR = 3;
+/** What a client told to wait for memory is told to wait. */
+const MEMORY_RETRY_AFTER_MS = 10_000;
+
+function memoryBusy(c: Context): never {
+  metrics.limitRefusals.inc({ limit: "memory_budget" });
+  c.header("retry-after", String(MEMORY_RETRY_AFTER_MS / 1000));
+  throw errors.memoryBusy(MEMORY_RETRY_AFTER_MS);
+}
+
+/**
+ * A request with a body takes a hold on the memory budget before anything reads it: its
+ * Content-Length times what reading it costs, or, for a body of unknown length, that much of each
+ * piece as it streams in. A client at its share, or a relay at its total, hears 503 with
+ * Retry-After before its body is buffered. The hold rides on the context (`memory`) so intake
+ * counts the chunks it keeps against it too, and is given back with the response.
+ */
+export function memoryBudgetLimit(budget: MemoryBudget): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const body = c.req.raw.body;
+    if (body === null) return next();
+    const type = (c.req.header("content-type") ?? "").toLowerCase();
+    const factor = type.startsWith("message/rfc822") ? RAW_MEMORY_FACTOR : JSON_MEMORY_FACTOR;
+    const length = Number(c.req.header("content-length"));
+    const known = c.req.header("content-length") !== undefined && Number.isSafeInteger(length);
+    const hold = budget.hold(clientAddress(c), known ? length * factor : 0);
+    if (!hold) memoryBusy(c);
+    try {
+      if (!known) {
+        const refusal = errors.memoryBusy(MEMORY_RETRY_AFTER_MS);
+        const reader = body.getReader();
+        const counted = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const { done, value } = await reader.read();
+            if (done) return controller.close();
+            if (!hold.grow(value.length * factor)) {
+              await reader.cancel();
+              return controller.error(refusal);
+            }
+            controller.enqueue(value);
+          },
+          cancel: (reason) => reader.cancel(reason),
+        });
+        c.req.raw = new Request(c.req.raw, { body: counted, duplex: "half" } as RequestInit);
+      }
+      c.set("memory", hold);
+      try {
+        await next();
+      } catch (err) {
+        if (err instanceof ApiError && err.code === "memory_busy") memoryBusy(c);
+        throw err;
+      }
+    } finally {
+      hold.release();
+    }
   };
 }

@@ -55,6 +55,16 @@ export function messagesApi(kv: Deno.Kv) {
         remote_host: e.remoteHost ?? null,
         local_address: e.localAddress ?? null,
         tls: e.tls ?? null,
+        ...(e.tlsDetails
+          ? {
+            tls_details: {
+              version: e.tlsDetails.version,
+              cipher: e.tlsDetails.cipher,
+              verified: e.tlsDetails.verified,
+              verified_by: e.tlsDetails.verifiedBy ?? null,
+            },
+          }
+          : {}),
         ...(e.nextAttemptAt ? { next_attempt_at: new Date(e.nextAttemptAt).toISOString() } : {}),
       })),
     });

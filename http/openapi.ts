@@ -10,6 +10,7 @@ import { EventsQuery } from "./events.ts";
 import { CreateWebhook, ReplayQuery, UpdateWebhook } from "./webhooks.ts";
 import { SearchQuery } from "./search.ts";
 import { StatsQuery } from "./stats.ts";
+import { SendTlsReports, TlsReportsQuery } from "./tls_reports.ts";
 import { EVENT_TYPES } from "../core/events/vocabulary.ts";
 import { CreateAccount, UpdateAccount } from "./accounts.ts";
 import { CreateCredential, UpdateCredential } from "./credentials.ts";
@@ -48,9 +49,10 @@ const OPERATIONS: Operation[] = [
       "403": "outside the credential's scopes",
       "409": "Idempotency-Key reused for a different request",
       "413": "larger than the size limit (also the sandbox's smtp-552@)",
+      "422": "refused by the content filter (rspamd)",
       "429": "rate_limit or daily_quota reached",
-      "503": "the queue is unavailable (also the sandbox's smtp-421@ and smtp-451@, with " +
-        "Retry-After)",
+      "503": "the queue or the content filter (on_error tempfail) is unavailable (also the " +
+        "sandbox's smtp-421@ and smtp-451@, with Retry-After)",
     },
     auth: "any key",
   },
@@ -185,9 +187,56 @@ const OPERATIONS: Operation[] = [
   {
     method: "patch",
     path: `/v1/accounts/${ID}`,
-    summary: "Change an account's settings (require_verified_sender, pools, test_mode)",
+    summary: "Change an account's settings (require_verified_sender, pools, test_mode, " +
+      "content_policy)",
+    description: "content_policy (what rspamd's score does to its mail): reject_score: refused " +
+      "(SMTP 550 5.7.1, HTTP 422); hold_score: accepted but held; add_headers: X-Spam-* " +
+      "headers on mail that passes; on_error: accept or tempfail (451 4.7.1) while rspamd is " +
+      "down. Fields not given keep their value.",
     body: UpdateAccount,
     responses: { "200": "the account", "404": "no such account" },
+    auth: "admin",
+  },
+  {
+    method: "get",
+    path: "/v1/holds",
+    summary: "Mail the content filter held",
+    description: "A credential key sees its account's holds; the admin token sees every " +
+      "account's, or one account's with X-Postern-Account.",
+    responses: { "200": "{data}" },
+    auth: "any key",
+  },
+  {
+    method: "get",
+    path: `/v1/holds/${ID}`,
+    summary: "One held message: score, symbols, expiry",
+    responses: { "200": "the hold", "404": "no such hold" },
+    auth: "any key",
+  },
+  {
+    method: "post",
+    path: `/v1/holds/${ID}/release`,
+    summary: "Release a held message for delivery (event released)",
+    responses: { "200": "{id, outcome}", "404": "no such hold", "409": "settled meanwhile" },
+    auth: "admin",
+  },
+  {
+    method: "delete",
+    path: `/v1/holds/${ID}`,
+    summary: "Drop a held message (event dropped); nothing is sent",
+    responses: { "200": "{id, outcome}", "404": "no such hold", "409": "settled meanwhile" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: `/v1/holds/${ID}/recheck`,
+    summary: "Scan a held message again with rspamd's current rules and the current policy",
+    description: "Below hold_score it is released, at reject_score dropped, in between it " +
+      "stays held with the new score and symbols.",
+    responses: {
+      "200": "{id, outcome: released | dropped | held, score, symbols}",
+      "503": "rspamd cannot scan now (or filtering is off)",
+    },
     auth: "admin",
   },
   {
@@ -215,7 +264,7 @@ const OPERATIONS: Operation[] = [
   {
     method: "patch",
     path: `/v1/credentials/${ID}`,
-    summary: "Change a credential's name or scopes",
+    summary: "Change a credential's name or scopes, or lift an abuse-brake suspension",
     body: UpdateCredential,
     responses: { "200": "the credential" },
     auth: "admin",
@@ -312,6 +361,27 @@ const OPERATIONS: Operation[] = [
     summary: "Lift a suppression",
     responses: { "200": "the removed suppression" },
     auth: "any key",
+  },
+  {
+    method: "get",
+    path: "/v1/tls-reports",
+    summary: "Outbound TLS sessions per recipient domain and UTC day (RFC 8460 counters)",
+    description: "For each domain and day: the policy sessions were held to (sts, tlsa or " +
+      "no-policy-found), successful and failed sessions, and failures by RFC 8460 result type " +
+      "and MX host. These are the numbers of the daily aggregate report.",
+    query: TlsReportsQuery,
+    responses: { "200": "{data}" },
+    auth: "admin",
+  },
+  {
+    method: "post",
+    path: "/v1/tls-reports/send",
+    summary: "Send a day's aggregate TLS reports now",
+    description: "Reports go to each domain's _smtp._tls rua (mailto: through the queue, " +
+      "https: POST), once per domain and day; the hourly sender does the same for finished days.",
+    body: SendTlsReports,
+    responses: { "200": "{day, data: [{domain, to, ok, error?}]}" },
+    auth: "admin",
   },
   {
     method: "get",

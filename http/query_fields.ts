@@ -36,3 +36,16 @@ export const eventTypeList = z.string().max(200).transform((s, ctx) => {
   }
   return items as EventType[];
 });
+
+/**
+ * A `since`/`until` window given the wrong way round is the caller's mistake, not an empty
+ * page: zod superRefine for query objects that carry both.
+ */
+export function sinceNotAfterUntil(
+  q: { since?: number | undefined; until?: number | undefined },
+  ctx: z.RefinementCtx,
+) {
+  if (q.since !== undefined && q.until !== undefined && q.since > q.until) {
+    ctx.addIssue({ code: "custom", path: ["since"], message: "since must not be after until" });
+  }
+}

@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import type { Config } from "../core/config/schema.ts";
 import type { NodeServices } from "../core/node_services.ts";
 import type { QueueControl } from "../core/queue_control.ts";
+import type { TlsReportControl } from "../core/tls_report_control.ts";
 import { DEFAULT_ACCOUNT } from "../core/store/accounts.ts";
 import { denoTxtLookup } from "../core/mail/txt.ts";
 import { dnsResolver } from "../core/mail/mx.ts";
@@ -17,7 +18,11 @@ import { errors, renderError } from "./errors.ts";
 export function httpRoleApp(
   config: Config,
   services: NodeServices,
-  options: { hostname: string; queue?: () => QueueControl | null },
+  options: {
+    hostname: string;
+    queue?: () => QueueControl | null;
+    tlsReports?: () => TlsReportControl | null;
+  },
 ) {
   return createApp({
     kv: services.kv,
@@ -26,9 +31,11 @@ export function httpRoleApp(
     spfInclude: config.spfInclude ?? options.hostname,
     txtLookup: denoTxtLookup(config.dns),
     queue: options.queue ?? (() => null),
+    tlsReports: options.tlsReports ?? (() => null),
     suppressions: services.suppressions,
     intake: services.intake,
     limits: services.limits,
+    memory: services.memory,
     resolver: dnsResolver(config.dns),
     webhookAllowed: networkMatcher(config.webhookAllow),
     secretBox: services.secretBox,
@@ -36,6 +43,7 @@ export function httpRoleApp(
     eventSettleMs: config.eventSettle,
     smtp: { host: options.hostname, submissionPort: config.smtpPort, smtpsPort: config.smtpsPort },
     sandbox: services.sandbox,
+    holds: services.holds,
     httpLimits: {
       maxBody: config.httpMaxBody,
       maxJsonDepth: config.httpMaxJsonDepth,

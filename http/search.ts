@@ -8,19 +8,20 @@ import { searchMessages } from "../core/store/message_index.ts";
 import { TAG_PATTERN } from "../core/mail/postern_headers.ts";
 import type { AppEnv } from "./auth.ts";
 import { parseQuery } from "./validate.ts";
-import { idCursor, isoTime, pageLimit } from "./query_fields.ts";
+import { idCursor, isoTime, pageLimit, sinceNotAfterUntil } from "./query_fields.ts";
 
 export const SearchQuery = z.object({
   recipient: z.string().max(320).optional().describe("an envelope recipient (case-insensitive)"),
   from: z.string().max(320).optional().describe("the envelope sender (case-insensitive)"),
-  status: z.enum(["queued", "deferred", "delivered", "bounced", "suppressed"]).optional()
+  status: z.enum(["queued", "deferred", "delivered", "bounced", "suppressed", "held", "dropped"])
+    .optional()
     .describe("a recipient of the message has this status"),
   tag: z.string().regex(TAG_PATTERN).optional(),
   since: isoTime.optional().describe("accepted at or after"),
   until: isoTime.optional().describe("accepted before"),
   cursor: idCursor.optional().describe("next_cursor of the previous page"),
   limit: pageLimit(50, 500),
-}).strict();
+}).strict().superRefine(sinceNotAfterUntil);
 
 export function searchApi(kv: Deno.Kv) {
   const app = new Hono<AppEnv>();

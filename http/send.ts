@@ -73,7 +73,8 @@ const AttachmentSchema = z.object({
     /^[^\x00-\x1f\x7f\/\\]+$/,
     "a file name without control characters or slashes",
   ),
-  content: z.string().transform((s) => s.replace(/\s+/g, "")).refine(
+  // Only a body with whitespace is copied: an attachment may be tens of megabytes.
+  content: z.string().transform((s) => /\s/.test(s) ? s.replace(/\s+/g, "") : s).refine(
     (s) => s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s),
     "base64 of the file's bytes",
   ),
@@ -161,11 +162,23 @@ interface Prepared {
   body: AsyncIterable<Uint8Array>;
   tags: string[];
   metadata: Record<string, string>;
+  /** A digest of the request, for an idempotency key ("" when there is none). */
   fingerprint: string;
   test: boolean;
 }
 
-function prepareJson(m: SendMessage, fingerprint: string): Prepared {
+/**
+ * A lower bound of the built message's size: the text parts as given and the attachments
+ * decoded. Past the size limit the send is refused before anything is built (the MIME encoding
+ * only adds to it).
+ */
+function leastSize(m: SendMessage): number {
+  return (m.text?.length ?? 0) + (m.html?.length ?? 0) +
+    (m.attachments ?? []).reduce((n, a) => n + Math.floor(a.content.length * 3 / 4), 0);
+}
+
+function prepareJson(m: SendMessage, fingerprint: string, maxSize: number): Prepared {
+  if (leastSize(m) > maxSize) throw errors.tooLarge(maxSize);
   const to = list(m.to), cc = list(m.cc), bcc = list(m.bcc);
   const attachments: Attachment[] = (m.attachments ?? []).map((a) => ({
     filename: a.filename,
@@ -196,7 +209,7 @@ function prepareJson(m: SendMessage, fingerprint: string): Prepared {
 }
 
 /** A whole MIME message: the envelope comes from the query, else from its From/To/Cc headers. */
-function prepareRaw(c: Context, raw: Uint8Array): Prepared {
+function prepareRaw(c: Context, raw: Uint8Array, digest: boolean): Prepared {
   const text = bytesToBinary(raw.subarray(0, 256 * 1024));
   const end = text.search(/\r?\n\r?\n/);
   const fields = parseHeaderFields(
@@ -241,7 +254,7 @@ function prepareRaw(c: Context, raw: Uint8Array): Prepared {
     })(),
     tags: [...new Set(tags)],
     metadata: {},
-    fingerprint: sha256(bytesToBinary(raw)),
+    fingerprint: digest ? sha256(bytesToBinary(raw)) : "",
     test: c.req.query("test") === "true",
   };
 }
@@ -260,6 +273,8 @@ function scopeError(r: ScopeRefusal): ApiError {
   switch (r.reason) {
     case "revoked":
       return errors.unauthorized();
+    case "suspended":
+      return errors.credentialSuspended();
     case "client_not_allowed":
       return errors.forbidden(`sending from ${r.client} with this credential`);
     case "sender_not_allowed":
@@ -322,6 +337,7 @@ async function send(
     via: "http",
     body: p.body,
     scope,
+    ...(c.get("memory") ? { memory: c.get("memory")! } : {}),
     tags: p.tags,
     metadata: p.metadata,
     ...(p.test ? { test: true } : {}),
@@ -342,14 +358,28 @@ async function send(
   if (result.reason === "scope") throw scopeError(result.refusal);
   if (result.reason === "header_too_large") throw errors.headerTooLarge(result.limit);
   if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
+  if (result.reason === "content_rejected") throw errors.contentRejected(result.message);
+  if (result.reason === "content_unavailable") {
+    throw errors.unavailable("The content filter is unavailable; retry later");
+  }
+  if (result.reason === "memory_busy") throw errors.memoryBusy(10_000);
   deps.intake.log.error("http.store_failed", { error: result.error });
   throw errors.storeUnavailable(deps.intake.committer.retryMs);
 }
 
-async function readJson(c: Context): Promise<{ value: unknown; text: string }> {
+/**
+ * The parsed body and, only when an idempotency key needs it, the digest of its text. The text
+ * is let go once parsed (Hono would keep it to the end of the request): a send's body may be
+ * tens of megabytes, counted against the memory budget.
+ */
+async function readJson(
+  c: Context,
+  digest: boolean,
+): Promise<{ value: unknown; fingerprint: string }> {
   const text = await c.req.text();
+  c.req.bodyCache = {};
   try {
-    return { value: JSON.parse(text), text };
+    return { value: JSON.parse(text), fingerprint: digest ? sha256(text) : "" };
   } catch {
     throw errors.invalid("Request body is not valid JSON");
   }
@@ -363,12 +393,12 @@ export function sendApi(deps: SendDeps) {
     const type = (c.req.header("content-type") ?? "").toLowerCase();
     let prepared: Prepared;
     if (type.startsWith("message/rfc822")) {
-      prepared = prepareRaw(c, new Uint8Array(await c.req.arrayBuffer()));
+      prepared = prepareRaw(c, new Uint8Array(await c.req.arrayBuffer()), key !== undefined);
     } else {
-      const { value, text } = await readJson(c);
+      const { value, fingerprint } = await readJson(c, key !== undefined);
       const parsed = SendMessageSchema.safeParse(value);
       if (!parsed.success) throw errors.invalid("Request body is invalid", issuesOf(parsed.error));
-      prepared = prepareJson(parsed.data, sha256(text));
+      prepared = prepareJson(parsed.data, fingerprint, deps.intake.maxMessageSize);
     }
     const { id, replayed } = await send(deps, c, prepared, key);
     if (replayed) c.header("idempotent-replayed", "true");
@@ -378,7 +408,7 @@ export function sendApi(deps: SendDeps) {
 
   app.post("/batch", async (c) => {
     const key = idempotencyKeyOf(c);
-    const { value } = await readJson(c);
+    const { value } = await readJson(c, false);
     const batch = SendBatchSchema.safeParse(value);
     if (!batch.success) throw errors.invalid("Request body is invalid", issuesOf(batch.error));
     const results = [];
@@ -388,7 +418,11 @@ export function sendApi(deps: SendDeps) {
         if (!parsed.success) {
           throw errors.invalid("Message is invalid", issuesOf(parsed.error));
         }
-        const prepared = prepareJson(parsed.data, sha256(JSON.stringify(item)));
+        const prepared = prepareJson(
+          parsed.data,
+          key === undefined ? "" : sha256(JSON.stringify(item)),
+          deps.intake.maxMessageSize,
+        );
         const { id } = await send(
           deps,
           c,

@@ -35,6 +35,8 @@ export function statsApi(deps: { kv: Deno.Kv; now?: () => number }) {
         [q.by]: r.key,
         counts: r.counts,
         delivery_latency_ms: r.latency,
+        // Content scans are counted per message, not per domain or tag: by hour only.
+        ...(q.by === "hour" ? { scan_latency_ms: r.scanLatency } : {}),
       })),
     });
   });

@@ -6,7 +6,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { EventTypeSchema } from "../core/events/vocabulary.ts";
+import { EVENT_TYPES, EventTypeSchema } from "../core/events/vocabulary.ts";
 import type { SecretBox } from "../core/auth/secret_box.ts";
 import { checkHttpTarget } from "../core/net/public_address.ts";
 import type { Resolver } from "../core/mail/mx.ts";
@@ -51,7 +51,7 @@ const WebhookUrl = z.string().max(2000).refine((s) => {
 
 export const CreateWebhook = z.object({
   url: WebhookUrl,
-  events: z.array(EventTypeSchema).min(1).max(8),
+  events: z.array(EventTypeSchema).min(1).max(EVENT_TYPES.length),
   description: z.string().max(200).optional(),
 }).strict();
 

@@ -28,6 +28,9 @@ export const replies = {
   tooLarge: (limit: number) =>
     reply(552, "5.3.4", `Message exceeds the size limit of ${limit} bytes`),
   storeFailed: () => reply(451, "4.3.0", "Queue temporarily unavailable, try again later"),
+  /** POSTERN_MEMORY_BUDGET (or the client's share of it) is held by mail in transit. */
+  memoryBusy: () =>
+    reply(452, "4.3.1", "Insufficient system resources for more mail now, try again later"),
   addressNotAllowed: () => reply(535, "5.7.8", "Credential not valid from this address"),
   senderNotAllowed: (domain: string, why: SenderProblem = "credential_domains") =>
     reply(550, "5.7.1", `Sender domain ${printable(domain)} ${SENDER_PROBLEM_TEXT[why]}`),
@@ -41,6 +44,14 @@ export const replies = {
     reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter on MAIL FROM"),
   rateLimited: () => reply(451, "4.7.0", "Sending rate limit exceeded, try again later"),
   quotaExceeded: () => reply(451, "4.7.0", "Daily sending quota exceeded, try again tomorrow"),
+  /** The content scan refused the message: rspamd's short reason (made printable by the policy). */
+  contentRejected: (reason: string) => reply(550, "5.7.1", printableLine(reason)),
+  /** rspamd failed and the account's on_error is tempfail. */
+  contentUnavailable: () =>
+    reply(451, "4.7.1", "Content filter temporarily unavailable, try again later"),
+  /** The abuse brake suspended the credential (too many messages rejected or held). */
+  credentialSuspended: () =>
+    reply(550, "5.7.1", "Credential suspended for abuse; contact the relay's administrator"),
   /**
    * A recipient past the room left in the daily quota (which counts recipients): 452, as for
    * too many recipients (RFC 5321 §4.5.3.1.10), so clients keep the rest for later and the
@@ -98,6 +109,8 @@ export function scopeRefused(r: ScopeRefusal): Reply {
       return replies.multipleSenders(r.field);
     case "pool_not_allowed":
       return replies.poolNotAllowed(r.pool);
+    case "suspended":
+      return replies.credentialSuspended();
     case "rate":
       return replies.rateLimited();
     case "quota":
@@ -108,6 +121,11 @@ export function scopeRefused(r: ScopeRefusal): Reply {
 /** Client-supplied text echoed in a reply: one line of printable ASCII, bounded. */
 function printable(text: string): string {
   return text.replace(/[^\x21-\x7e]/g, "?").slice(0, 100);
+}
+
+/** A sentence echoed in a reply: printable ASCII with spaces, one line, bounded. */
+function printableLine(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, " ").slice(0, 200);
 }
 
 /** Enhanced codes for replies smtp-server writes itself (RFC 3463, RFC 4954 §6 for 538). */

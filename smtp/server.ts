@@ -4,7 +4,8 @@
  */
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import type { Config } from "../core/config/schema.ts";
-import { accept, type IntakeDeps } from "../core/intake.ts";
+import { accept, INTAKE_WORKING_BYTES, type IntakeDeps } from "../core/intake.ts";
+import type { MemoryBudget, MemoryHold } from "../core/policy/memory_budget.ts";
 import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
 import {
@@ -44,6 +45,8 @@ export interface SmtpDeps {
   trustedAccount: string;
   /** Credentials' rate_limit and daily_quota, asked at MAIL FROM and RCPT TO. */
   limits: SendLimits;
+  /** Message bytes held in memory, shared with the HTTP side; absent = unlimited. */
+  memory?: MemoryBudget;
   /** Submission faults at the simulator domain (smtp/sandbox_faults.ts). */
   sandbox?: SandboxSubmission;
 }
@@ -124,6 +127,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     rate: config.smtpClientConnectionRate ?? null,
     now: Date.now,
   });
+  /** Each open transaction's hold on the memory budget, by session id, from MAIL FROM on. */
+  const holds = new Map<string, MemoryHold>();
+  const releaseHold = (sessionId: string) => {
+    holds.get(sessionId)?.release();
+    holds.delete(sessionId);
+  };
   /** Sessions counted by `clients`, by session id, so each is released exactly once. */
   const counted = new Map<string, string>();
   // Counted on this node and in the store: the lockout holds on every node sharing it.
@@ -295,6 +304,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     },
 
     onClose(session) {
+      releaseHold(session.id);
       scopes.delete(session.id);
       const address = counted.get(session.id);
       if (address === undefined) return;
@@ -328,8 +338,21 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       if (needsSmtputf8(address, session)) {
         return callback(smtpError(replies.utf8WithoutSmtputf8()));
       }
+      // A transaction takes its hold on the memory budget before its body comes: a client at
+      // its share, or a relay at its total, hears 452 4.3.1 now rather than after the upload.
+      releaseHold(session.id);
+      if (deps.memory) {
+        const hold = deps.memory.hold(session.remoteAddress, INTAKE_WORKING_BYTES);
+        if (!hold) {
+          metrics.limitRefusals.inc({ limit: "memory_budget" });
+          log.warn("smtp.rejected", { client: session.remoteAddress, reason: "memory_budget" });
+          return callback(smtpError(replies.memoryBusy()));
+        }
+        holds.set(session.id, hold);
+      }
       refuseTransaction(session, user, address.address).then(
         (refusal) => {
+          if (refusal) releaseHold(session.id);
           if (refusal) {
             log.info("smtp.rejected", {
               client: session.remoteAddress,
@@ -340,7 +363,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           }
           callback(refusal ? smtpError(refusal) : undefined);
         },
-        () => callback(smtpError(replies.authTemporary())),
+        () => {
+          releaseHold(session.id);
+          callback(smtpError(replies.authTemporary()));
+        },
       );
     },
 
@@ -392,6 +418,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         via: "smtp",
         body: stream as AsyncIterable<Uint8Array>,
         ...(scopes.has(session.id) ? { scope: scopes.get(session.id)! } : {}),
+        ...(holds.has(session.id) ? { memory: holds.get(session.id)! } : {}),
         // SMTP smuggling: a bare CR or LF (or a NUL) refuses the message, trusted client or not.
         lineEndings: "reject",
       }).then((result) => {
@@ -403,7 +430,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           ms: Math.round(performance.now() - started),
         };
         if (result.ok) {
-          log.info("smtp.accepted", { msg: result.id, size: result.size, ...fields });
+          log.info("smtp.accepted", {
+            msg: result.id,
+            size: result.size,
+            ...(result.held ? { held: true } : {}),
+            ...fields,
+          });
           callback(null, replies.queued(result.id));
         } else if (result.reason === "too_large") {
           log.info("smtp.rejected", { reason: "too_large", ...fields });
@@ -424,6 +456,16 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         } else if (result.reason === "header_too_large") {
           log.info("smtp.rejected", { reason: "header_too_large", ...fields });
           callback(smtpError(replies.headerTooLarge(result.limit)));
+        } else if (result.reason === "content_rejected") {
+          log.info("smtp.rejected", { reason: "content", message: result.message, ...fields });
+          callback(smtpError(replies.contentRejected(result.message)));
+        } else if (result.reason === "content_unavailable") {
+          log.info("smtp.rejected", { reason: "content_unavailable", ...fields });
+          callback(smtpError(replies.contentUnavailable()));
+        } else if (result.reason === "memory_busy") {
+          metrics.limitRefusals.inc({ limit: "memory_budget" });
+          log.warn("smtp.rejected", { reason: "memory_budget", ...fields });
+          callback(smtpError(replies.memoryBusy()));
         } else if (stream.destroyed) {
           // The client left (or was cut off by a deadline) before the end of DATA.
           log.info("smtp.aborted", { error: result.error, ...fields });
@@ -436,6 +478,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         log.error("smtp.store_failed", { err });
         callback(smtpError(replies.storeFailed()));
       }).finally(() => {
+        releaseHold(session.id);
         openTransactions--;
         if (openTransactions === 0) transactionsDone?.();
       });

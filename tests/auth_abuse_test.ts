@@ -194,3 +194,20 @@ Deno.test("HTTP: wrong bearer keys from one client address lock it out with 429 
   const later = await get(good.password);
   assert.equal(later.status, 200, await later.text());
 });
+
+Deno.test("HTTP: wrong admin tokens count toward the same lockout as wrong keys, and then the right admin token is refused too", async () => {
+  await using relay = await startRelay({ env: relayEnv() });
+  const url = `http://127.0.0.1:${relay.httpPort}/v1/accounts`;
+  const get = async (token: string) => {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    await res.body?.cancel();
+    return res;
+  };
+  // Guesses at the admin token: no `pst_` prefix, nothing for scrypt, still counted.
+  for (let i = 0; i < 2; i++) assert.equal((await get(`guess-${crypto.randomUUID()}`)).status, 401);
+  // A wrong key adds to the same count.
+  assert.equal((await get(`pst_${"0".repeat(16)}_${"y".repeat(32)}`)).status, 401);
+  const locked = await get(relay.adminToken);
+  assert.equal(locked.status, 429, "locked, even for the right admin token");
+  assert.ok(Number(locked.headers.get("retry-after")) >= 1);
+});

@@ -81,6 +81,13 @@ Deno.test("the delivery log filters by recipient, sender, tag, status and time, 
     const since = new Date(between).toISOString();
     assert.deepEqual(await ids(relay, `since=${since}&from=shop@origin.test`), [d]);
     assert.deepEqual(await ids(relay, `until=${new Date(between).toISOString()}`), [c, b, a]);
+    // A window given the wrong way round is a mistake to report, not an empty page.
+    const reversed = await relay.api(
+      `/v1/messages?since=${new Date(between + 60_000).toISOString()}&until=${since}`,
+    );
+    assert.equal(reversed.status, 400, JSON.stringify(reversed.json));
+    assert.equal(reversed.json.error.code, "invalid_request");
+    assert.equal(reversed.json.error.details[0].path, "since");
 
     const pages: string[] = [];
     let cursor: string | null = null;

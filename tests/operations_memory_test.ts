@@ -6,37 +6,15 @@ import assert from "node:assert/strict";
 import { startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
 import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
-import { procStatusBytes, TAG_HEADER, taggedMessage, tagOf } from "./support/operations.ts";
+import {
+  procStatusBytes,
+  randomBody,
+  TAG_HEADER,
+  taggedMessage,
+  tagOf,
+} from "./support/operations.ts";
 
 const BODY_BYTES = 50_000_000;
-const LINE = 76;
-
-/** `size` bytes of base64-alphabet lines ending in CRLF: no "." to stuff, nothing to fold. */
-function randomBody(size: number): Uint8Array {
-  const alphabet = new TextEncoder().encode(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-  );
-  const body = new Uint8Array(size);
-  for (let offset = 0; offset < size; offset += 65_536) {
-    crypto.getRandomValues(body.subarray(offset, Math.min(size, offset + 65_536)));
-  }
-  let column = 0;
-  for (let i = 0; i < size; i++) {
-    if (i >= size - 2) {
-      body[i] = i === size - 2 ? 13 : 10; // the body ends with CRLF
-    } else if (column === LINE) {
-      body[i] = 13;
-      column++;
-    } else if (column === LINE + 1) {
-      body[i] = 10;
-      column = 0;
-    } else {
-      body[i] = alphabet[body[i]! & 63]!;
-      column++;
-    }
-  }
-  return body;
-}
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);

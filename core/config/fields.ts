@@ -35,3 +35,13 @@ export const retrySchedule = z.union([z.string(), z.array(z.string())]).transfor
     return z.NEVER;
   }
 });
+
+/** A name server: `ip` or `ip:port` (`[v6]:port`), port 53 by default. */
+export const dnsServer = z.string().transform((v, ctx) => {
+  const m = /^\[?([0-9A-Fa-f:.]+?)\]?(?::(\d+))?$/.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: "custom", message: `expected ip or ip:port, got "${v}"` });
+    return z.NEVER;
+  }
+  return { ipAddr: m[1]!, port: m[2] ? Number(m[2]) : 53 };
+});

@@ -57,6 +57,28 @@ export const LIMIT_FIELDS = {
   httpMaxJsonDepth: z.coerce.number().int().min(4).default(32),
   /** Requests per API key (per client address without one), one second's worth back to back. */
   httpRateLimit: rate.default({ count: 100, perMs: 1000 }),
+  /**
+   * A request's headers must arrive within this of its start (of the connection, for the first),
+   * else 408 and the connection closes (Node's headersTimeout, nginx's client_header_timeout).
+   */
+  httpHeadersTimeout: duration.default(parseDuration("20s")),
+  /** A whole request, headers and body, must arrive within this (Node's requestTimeout); 0 = off. */
+  httpRequestTimeout: duration.default(parseDuration("10m")),
+  /**
+   * A request body must arrive at this many bytes per second: it may take httpHeadersTimeout plus
+   * one second per this many bytes received, else the connection is dropped; 0 = off.
+   */
+  httpMinBodyRate: count.default(500),
+  /** HTTP connections open at once; past it new connections are closed unanswered; 0 = no cap. */
+  httpMaxConnections: count.default(1000),
+  /**
+   * Message bytes held in memory at once over all SMTP transactions and HTTP requests; past it
+   * bodies go to the store as they arrive, or the client hears 452 4.3.1 / 503. The default suits
+   * a 1 GB host (the relay itself needs about 200 MB).
+   */
+  memoryBudget: z.coerce.number().int().min(1024 * 1024).default(512 * 1024 * 1024),
+  /** What one client address may hold of it; default three quarters of the budget. */
+  memoryBudgetPerClient: z.coerce.number().int().min(64 * 1024).optional(),
 };
 
 /** Env variable → field, merged into load.ts's table. */
@@ -80,4 +102,10 @@ export const LIMIT_ENV_NAMES = {
   POSTERN_HTTP_MAX_BODY: "httpMaxBody",
   POSTERN_HTTP_MAX_JSON_DEPTH: "httpMaxJsonDepth",
   POSTERN_HTTP_RATE_LIMIT: "httpRateLimit",
+  POSTERN_HTTP_HEADERS_TIMEOUT: "httpHeadersTimeout",
+  POSTERN_HTTP_REQUEST_TIMEOUT: "httpRequestTimeout",
+  POSTERN_HTTP_MIN_BODY_RATE: "httpMinBodyRate",
+  POSTERN_HTTP_MAX_CONNECTIONS: "httpMaxConnections",
+  POSTERN_MEMORY_BUDGET: "memoryBudget",
+  POSTERN_MEMORY_BUDGET_PER_CLIENT: "memoryBudgetPerClient",
 } as const;

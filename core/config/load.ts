@@ -4,8 +4,10 @@
  */
 import { type Config, ConfigSchema } from "./schema.ts";
 import { LIMIT_ENV_NAMES } from "./limits.ts";
+import { CONTENT_ENV_NAMES } from "./content.ts";
 import { OUTBOUND_ENV_NAMES } from "./outbound.ts";
 import { SANDBOX_ENV_NAMES } from "./sandbox.ts";
+import { OUTBOUND_TLS_ENV_NAMES } from "./outbound_tls.ts";
 
 /** Env variable → config field. These names are the documented contract. */
 export const ENV_NAMES: Record<string, keyof Config> = {
@@ -48,8 +50,10 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_BOUNCE_DOMAIN: "bounceDomain",
   POSTERN_INBOUND_PORT: "inboundPort",
   ...LIMIT_ENV_NAMES,
+  ...CONTENT_ENV_NAMES,
   ...OUTBOUND_ENV_NAMES,
   ...SANDBOX_ENV_NAMES,
+  ...OUTBOUND_TLS_ENV_NAMES,
 };
 
 /** A setting that stops start-up; its message is one line naming the setting and the reason. */

@@ -11,11 +11,14 @@ import {
 } from "../policy/webhook_retry.ts";
 import { parseRouteHost, parseRoutes, type Route, type Routes } from "./routes.ts";
 import { parseCidr } from "../net/cidr.ts";
-import { duration, retrySchedule as schedule } from "./fields.ts";
+import { dnsServer, duration, retrySchedule as schedule } from "./fields.ts";
 import { SANDBOX_FIELDS } from "./sandbox.ts";
 import { ShapingSchema } from "./shaping.ts";
 import { PoolsSchema } from "./pools.ts";
 import { LIMIT_FIELDS } from "./limits.ts";
+import { OUTBOUND_TLS_FIELDS } from "./outbound_tls.ts";
+import { TLS_LEVELS } from "../policy/tls_level.ts";
+import { CONTENT_FIELDS } from "./content.ts";
 import { OUTBOUND_FIELDS } from "./outbound.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -26,6 +29,8 @@ const routeEntry = z.union([
   z.object({
     hosts: z.array(z.string()).min(1),
     auth: z.object({ user: z.string().min(1), pass: z.string().min(1) }).strict().optional(),
+    /** none, may, encrypt, verify or dane; unset: verify when the route logs in. */
+    tls: z.enum(TLS_LEVELS).optional(),
   }).strict(),
 ]);
 
@@ -38,6 +43,7 @@ const routes = z.union([z.string(), z.record(z.string(), routeEntry)]).transform
         const hosts = Array.isArray(entry) ? entry : entry.hosts;
         const route: Route = { hosts: hosts.map((h) => parseRouteHost(h, 25)) };
         if (!Array.isArray(entry) && entry.auth) route.auth = entry.auth;
+        if (!Array.isArray(entry) && entry.tls) route.tls = entry.tls;
         out[domain.trim().toLowerCase()] = route;
       }
       return out;
@@ -68,15 +74,6 @@ const webhookSchedule = z.union([z.string(), z.array(z.string())]).transform((v,
     ctx.addIssue({ code: "custom", message: (e as Error).message });
     return z.NEVER;
   }
-});
-
-const dnsServer = z.string().transform((v, ctx) => {
-  const m = /^\[?([0-9A-Fa-f:.]+?)\]?(?::(\d+))?$/.exec(v.trim());
-  if (!m) {
-    ctx.addIssue({ code: "custom", message: `expected ip or ip:port, got "${v}"` });
-    return z.NEVER;
-  }
-  return { ipAddr: m[1]!, port: m[2] ? Number(m[2]) : 53 };
 });
 
 export const ROLES = ["smtp", "http", "worker"] as const;
@@ -192,6 +189,10 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Abuse limits: connections, lines, headers, recipients, errors, timeouts, AUTH, HTTP. */
   ...LIMIT_FIELDS,
+  /** Outbound TLS: trust store, MTA-STS port, DNSSEC resolver (core/config/outbound_tls.ts). */
+  ...OUTBOUND_TLS_FIELDS,
+  /** Content filtering with rspamd, the hold queue and the abuse brake. */
+  ...CONTENT_FIELDS,
   /** Outbound timeouts per SMTP step and the global outbound connection cap. */
   ...OUTBOUND_FIELDS,
   /** The sandbox: simulator domain and its short clocks (core/config/sandbox.ts). */

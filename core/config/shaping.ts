@@ -13,6 +13,7 @@
 import { z } from "zod";
 import { duration, rate } from "./fields.ts";
 import { formatDuration, type Rate } from "../policy/duration.ts";
+import { TLS_LEVELS, type TlsLevel } from "../policy/tls_level.ts";
 
 const PROFILE_FIELDS = {
   /** Parallel connections from this node to the site. */
@@ -27,6 +28,8 @@ const PROFILE_FIELDS = {
   idle_timeout: duration,
   /** Never send in clear: a missing or failing STARTTLS defers (tls_failure). */
   require_tls: z.boolean(),
+  /** Outbound TLS level (none, may, encrypt, verify, dane); unset: `require_tls` decides. */
+  tls_level: z.enum(TLS_LEVELS).optional(),
   /** After a throttling reply (421, rate limited, too many connections): how long the site's
    * concurrency stays halved and its rate slowed before both recover. */
   backoff_cooldown: duration,
@@ -121,6 +124,8 @@ export interface SiteProfile {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   requireTls: boolean;
+  /** The profile's own TLS level, when it names one (core/policy/tls_level.ts). */
+  tlsLevel?: TlsLevel | undefined;
   backoffCooldownMs: number;
   backoffMessageRate: Rate;
   failedHostCooldownMs: number;
@@ -148,6 +153,7 @@ function overlay(base: SiteProfile, p: ParsedProfile, name: string): SiteProfile
     connectTimeoutMs: p.connect_timeout ?? base.connectTimeoutMs,
     idleTimeoutMs: p.idle_timeout ?? base.idleTimeoutMs,
     requireTls: p.require_tls ?? base.requireTls,
+    ...(p.tls_level ?? base.tlsLevel ? { tlsLevel: p.tls_level ?? base.tlsLevel } : {}),
     backoffCooldownMs: p.backoff_cooldown ?? base.backoffCooldownMs,
     backoffMessageRate: p.backoff_message_rate ?? base.backoffMessageRate,
     failedHostCooldownMs: p.failed_host_cooldown ?? base.failedHostCooldownMs,

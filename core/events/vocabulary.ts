@@ -4,7 +4,9 @@
  * `deferred` (a transient failure, retried), and ends `delivered`, `bounced` (a permanent
  * failure), `expired` (out of retries), `suppressed` (never tried: on the suppression list) or
  * `failed` (we could not try: no route, a local error). `complained` arrives later, from a
- * feedback report.
+ * feedback report. Content filtering adds `held` (rspamd's score held the message for an operator,
+ * with its score and symbols), then `released` or `dropped` (by an operator, a recheck or expiry),
+ * and `suspended` (the abuse brake suspended the credential that sent the message).
  */
 import { z } from "zod";
 import type { EventType, MessageEvent, MessageRecord } from "../model.ts";
@@ -18,6 +20,10 @@ export const EVENT_TYPES = [
   "complained",
   "expired",
   "failed",
+  "held",
+  "released",
+  "dropped",
+  "suspended",
 ] as const satisfies readonly EventType[];
 
 // Fails to compile when model.ts gains an event type this list lacks.
@@ -26,7 +32,8 @@ const _allListed: [_Missing] extends [never] ? true : never = true;
 void _allListed;
 
 export const EventTypeSchema = z.enum(EVENT_TYPES).describe(
-  "accepted · delivered · deferred · bounced · suppressed · complained · expired · failed",
+  "accepted · delivered · deferred · bounced · suppressed · complained · expired · failed · " +
+    "held · released · dropped · suspended",
 );
 
 /** An event as the API and webhooks show it: snake_case, ISO times, nulls for absent fields. */
@@ -40,6 +47,9 @@ export interface EventView {
   remote_host: string | null;
   tls: string | null;
   next_attempt_at: string | null;
+  /** `held`: rspamd's score and matched symbols (only on content events). */
+  score?: number;
+  symbols?: string[];
   message: {
     id: string;
     tags: string[];
@@ -61,6 +71,7 @@ export function eventView(
     remote_host: event.remoteHost ?? null,
     tls: event.tls ?? null,
     next_attempt_at: event.nextAttemptAt ? new Date(event.nextAttemptAt).toISOString() : null,
+    ...(event.score !== undefined ? { score: event.score, symbols: event.symbols ?? [] } : {}),
     message: {
       id: event.msgId,
       tags: message?.tags ?? [],

@@ -29,6 +29,8 @@ export interface Packet {
   rcode?: string;
   /** Decoded packets only: the TC bit (RFC 1035 §4.1.1), the answer did not fit. */
   flag_tc?: boolean;
+  /** Decoded packets only: the AD bit (RFC 4035 §3.2.3), the resolver validated the answer. */
+  flag_ad?: boolean;
   questions?: Question[];
   answers?: Answer[];
   authorities?: Answer[];
@@ -44,6 +46,7 @@ export function streamDecode(buf: Uint8Array): Packet;
 export const AUTHORITATIVE_ANSWER: number;
 export const RECURSION_DESIRED: number;
 export const TRUNCATED_RESPONSE: number;
+export const AUTHENTIC_DATA: number;
 
 declare const dnsPacket: {
   encode: typeof encode;
@@ -53,5 +56,6 @@ declare const dnsPacket: {
   AUTHORITATIVE_ANSWER: number;
   RECURSION_DESIRED: number;
   TRUNCATED_RESPONSE: number;
+  AUTHENTIC_DATA: number;
 };
 export default dnsPacket;

@@ -8,6 +8,7 @@
 import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import addressparser from "nodemailer/lib/addressparser/index.js";
 import { Buffer } from "node:buffer";
+import { Readable } from "node:stream";
 import { checkRelayAddress } from "./address.ts";
 
 /** A mailbox: a bare address, or an address with a display name given apart. */
@@ -109,6 +110,13 @@ function lineBreaks(text: string): string {
   return text.replace(/\r\n|\r|\n/g, "\r\n");
 }
 
+/** Base64 text decoded a piece at a time, so no attachment is ever held decoded whole. */
+function* base64Pieces(text: string, pieceChars = 65_536): Generator<Buffer> {
+  for (let i = 0; i < text.length; i += pieceChars) {
+    yield Buffer.from(text.slice(i, i + pieceChars), "base64");
+  }
+}
+
 /**
  * The MIME message as a byte stream (Bcc is left out of the headers, as MailComposer does by
  * default: those recipients are on the envelope only).
@@ -126,7 +134,7 @@ export function composeMessage(input: ComposeInput): AsyncIterable<Uint8Array> {
     headers: { ...input.headers },
     attachments: input.attachments.map((a) => ({
       filename: a.filename,
-      content: Buffer.from(a.content, "base64"),
+      content: Readable.from(base64Pieces(a.content)),
       ...(a.contentType ? { contentType: a.contentType } : {}),
       ...(a.cid ? { cid: a.cid } : {}),
     })),

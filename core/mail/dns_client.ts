@@ -22,7 +22,12 @@ export interface NameServer {
 
 /** What the name server said about one question. */
 export type DnsResponse =
-  | { rcode: "NOERROR"; answers: Answer[] }
+  | {
+    rcode: "NOERROR";
+    answers: Answer[];
+    /** The AD bit: the resolver validated the answer with DNSSEC (RFC 4035 §3.2.3). */
+    authenticated?: boolean;
+  }
   | { rcode: "NXDOMAIN" }
   /** No usable answer: SERVFAIL, REFUSED, a timeout, a truncated or malformed response. */
   | { rcode: "FAILED"; reason: string };
@@ -30,9 +35,16 @@ export type DnsResponse =
 export interface QueryOptions {
   /** Per transport (UDP, then TCP if truncated). @default 5000 */
   timeoutMs?: number;
+  /**
+   * Ask for DNSSEC validation (AD and DO bits, RFC 6840 §5.7): a validating resolver then
+   * says in `authenticated` whether it validated the answer. Only DANE believes that.
+   */
+  dnssec?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 5_000;
+/** The DO bit of the EDNS OPT record's flags (RFC 3225). */
+const DNSSEC_OK = 0x8000;
 
 /** Asks `server` one question; never throws, a failure is a `FAILED` response. */
 export async function dnsQuery(
@@ -46,10 +58,16 @@ export async function dnsQuery(
   const query: Packet = {
     id,
     type: "query",
-    flags: dnsPacket.RECURSION_DESIRED,
+    flags: dnsPacket.RECURSION_DESIRED | (options.dnssec ? dnsPacket.AUTHENTIC_DATA : 0),
     questions: [{ type, name, class: "IN" }],
-    // EDNS (RFC 6891): large MX sets fit in one UDP answer.
-    additionals: [{ type: "OPT", name: ".", udpPayloadSize: 4096, flags: 0, options: [] }],
+    // EDNS (RFC 6891): large MX sets fit in one UDP answer; DO (RFC 3225) asks for DNSSEC.
+    additionals: [{
+      type: "OPT",
+      name: ".",
+      udpPayloadSize: 4096,
+      flags: options.dnssec ? DNSSEC_OK : 0,
+      options: [],
+    }],
   };
   let packet: Packet;
   try {
@@ -64,7 +82,7 @@ export async function dnsQuery(
   if (rcode !== "NOERROR") {
     return { rcode: "FAILED", reason: `${type} ${name}: the name server answered ${rcode}` };
   }
-  return { rcode, answers: packet.answers ?? [] };
+  return { rcode, answers: packet.answers ?? [], authenticated: packet.flag_ad === true };
 }
 
 function overUdp(

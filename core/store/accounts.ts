@@ -7,6 +7,7 @@
  */
 import { keys } from "./keys.ts";
 import { shortId } from "../ids.ts";
+import { type ContentPolicy, DEFAULT_CONTENT_POLICY } from "../policy/content_policy.ts";
 
 export const DEFAULT_ACCOUNT = "default";
 
@@ -28,6 +29,12 @@ export interface Account extends AccountSettings {
   createdAt: number;
   /** Test mode for every credential of the account (a credential may also set its own). */
   testMode?: boolean;
+  /** What rspamd's score does to this account's mail; absent = DEFAULT_CONTENT_POLICY. */
+  contentPolicy?: ContentPolicy;
+}
+
+export function contentPolicyOf(account: Account | null): ContentPolicy {
+  return { ...DEFAULT_CONTENT_POLICY, ...account?.contentPolicy };
 }
 
 /** The settings an account made through the API starts with. */
@@ -95,12 +102,21 @@ export async function getAccount(kv: Deno.Kv, id: string): Promise<Account | nul
 export async function updateAccount(
   kv: Deno.Kv,
   id: string,
-  patch: Partial<AccountSettings> & { testMode?: boolean },
+  patch: Partial<AccountSettings> & { testMode?: boolean; contentPolicy?: Partial<ContentPolicy> },
 ): Promise<Account | null> {
+  const { contentPolicy, ...settings } = patch;
   for (let attempt = 0; attempt < 10; attempt++) {
     const entry = await kv.get<Account>(keys.account(id));
     if (!entry.value) return null;
-    const next = { ...withDefaults(entry.value), ...patch };
+    const current = withDefaults(entry.value);
+    const next = {
+      ...current,
+      ...settings,
+      // Content policy fields not given keep their value.
+      ...(contentPolicy
+        ? { contentPolicy: { ...contentPolicyOf(current), ...contentPolicy } }
+        : {}),
+    };
     const res = await kv.atomic().check(entry).set(keys.account(id), next).commit();
     if (res.ok) return next;
   }

@@ -63,6 +63,12 @@ export interface Credential extends CredentialScopes {
   createdAt: number;
   revokedAt: number | null;
   lastUsedAt: number | null;
+  /**
+   * Set by the abuse brake (too many messages rejected or held by the content scan): the
+   * credential may log in but not send until an admin clears it (PATCH `suspended: false`).
+   */
+  suspendedAt?: number | null;
+  suspendedReason?: string | null;
 }
 
 export type PublicCredential = Omit<Credential, "secrets"> & {
@@ -158,13 +164,40 @@ async function mutate<R extends string>(
   throw new Error(`Cannot update credential ${id}: it kept changing under concurrent writes`);
 }
 
-/** Changes name and scopes; a revoked credential stays as it was ("revoked"). */
+/**
+ * Changes name and scopes; a revoked credential stays as it was ("revoked"). `suspended: false`
+ * lifts an abuse-brake suspension.
+ */
 export function updateCredential(
   kv: Deno.Kv,
   id: string,
-  patch: Partial<CredentialScopes> & { name?: string },
+  patch: Partial<CredentialScopes> & { name?: string; suspended?: false },
 ): Promise<Credential | "revoked" | null> {
-  return mutate(kv, id, (c) => c.revokedAt !== null ? "revoked" as const : { ...c, ...patch });
+  const { suspended, ...rest } = patch;
+  return mutate(kv, id, (c) => {
+    if (c.revokedAt !== null) return "revoked" as const;
+    const lifted = suspended === false ? { suspendedAt: null, suspendedReason: null } : {};
+    return { ...c, ...rest, ...lifted };
+  });
+}
+
+/** The abuse brake: the credential stops sending; null when there is none, or it was suspended already. */
+export async function suspendCredential(
+  kv: Deno.Kv,
+  id: string,
+  reason: string,
+  now = Date.now(),
+): Promise<Credential | null> {
+  const result = await mutate(kv, id, (c) => {
+    if (c.revokedAt !== null || (c.suspendedAt ?? null) !== null) return "unchanged" as const;
+    return { ...c, suspendedAt: now, suspendedReason: reason };
+  });
+  return typeof result === "string" ? null : result;
+}
+
+/** Whether the abuse brake has stopped this credential from sending. */
+export function isSuspended(c: Credential): boolean {
+  return (c.suspendedAt ?? null) !== null;
 }
 
 /** Rotation, step one: issues a second secret (returned once); the first stays valid. */

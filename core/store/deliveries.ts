@@ -38,6 +38,7 @@ export interface AttemptContext {
   remoteHost?: string;
   localAddress?: string;
   tls?: string;
+  tlsDetails?: MessageEvent["tlsDetails"];
 }
 
 export function attemptChange(
@@ -78,6 +79,7 @@ export function attemptChange(
       ...(ctx.remoteHost ? { remoteHost: ctx.remoteHost } : {}),
       ...(ctx.localAddress ? { localAddress: ctx.localAddress } : {}),
       ...(ctx.tls ? { tls: ctx.tls } : {}),
+      ...(ctx.tlsDetails ? { tlsDetails: ctx.tlsDetails } : {}),
       ...(r.nextAttemptAt ? { nextAttemptAt: r.nextAttemptAt } : {}),
     };
     events.push(event);

@@ -38,6 +38,12 @@
  * | ["webhook_failed", id, eventId]       | WebhookFailure   | webhook actor: an event given up after its retries |
  * | ["lease", "webhook", id]              | Lease            | webhook actor               |
  * | ["meta", "verp_key"]                  | {key}            | start-up: HMAC key of VERP return paths (sealed)   |
+ * | ["mta_sts", domain]                   | CachedStsPolicy  | MTA-STS fetch: a domain's policy until its max_age ends |
+ * | ["tlsrpt", day, domain, policy]       | TlsReportPolicy  | site connect: the policy a day's sessions were held to |
+ * | ["tlsrpt_n", day, domain, policy, result, mx] | Deno.KvU64 | site connect: sessions per result ("success" or an RFC 8460 result type) |
+ * | ["tlsrpt_sent", day, domain]          | {at, to}         | daily TLS report sender: the day's report went out |
+ * | ["hold", msgId]                       | HoldRecord       | message commit of a held message; deleted by its release, drop or expiry |
+ * | ["cstrike", credId, id]               | {msgId}          | content gate: a message rejected or held (expires after the abuse brake's window) |
  * | ["node", nodeId]                      | NodeBeat         | every node's heartbeat (expireIn: it goes with its node) |
  * | ["meta", "secret_key_id"]             | {id}             | start-up: which key seals the store's secrets (every node must have it) |
  * | ["win", scope, id, windowMs, index]   | Deno.KvU64       | shared limits: events of `id` in one fixed window (rate_limit, failed logins) |
@@ -127,6 +133,28 @@ export const keys = {
   webhookFailurePrefix: (id: string): Key => ["webhook_failed", id],
   webhookLease: (id: string): Key => ["lease", "webhook", id],
   verpKey: (): Key => ["meta", "verp_key"],
+  mtaSts: (domain: string): Key => ["mta_sts", domain],
+  tlsReportPolicy: (day: string, domain: string, policy: string): Key => [
+    "tlsrpt",
+    day,
+    domain,
+    policy,
+  ],
+  tlsReportPolicyPrefix: (day?: string): Key => day ? ["tlsrpt", day] : ["tlsrpt"],
+  tlsReportCount: (
+    day: string,
+    domain: string,
+    policy: string,
+    result: string,
+    mx: string,
+  ): Key => ["tlsrpt_n", day, domain, policy, result, mx],
+  tlsReportCountPrefix: (day: string, domain?: string): Key =>
+    domain ? ["tlsrpt_n", day, domain] : ["tlsrpt_n", day],
+  tlsReportSent: (day: string, domain: string): Key => ["tlsrpt_sent", day, domain],
+  hold: (msgId: string): Key => ["hold", msgId],
+  holdPrefix: (): Key => ["hold"],
+  contentStrike: (credentialId: string, id: string): Key => ["cstrike", credentialId, id],
+  contentStrikePrefix: (credentialId: string): Key => ["cstrike", credentialId],
   node: (id: string): Key => ["node", id],
   secretKeyId: (): Key => ["meta", "secret_key_id"],
   windowCount: (scope: string, id: string, windowMs: number, index: number): Key => [

@@ -15,8 +15,10 @@ import { StatTally } from "./stats.ts";
 import { putMessageIndex, recipientIndexEntries } from "./message_index.ts";
 import { claimIdempotency, type IdempotencyLookup, type IdempotencyRecord } from "./idempotency.ts";
 import { countAccepted } from "./send_counts.ts";
+import { type HoldRecord, putHold } from "./holds.ts";
 import type { DueEntry } from "./queue.ts";
 import { monotonicId } from "../ids.ts";
+import type { MemoryHold } from "../policy/memory_budget.ts";
 import { domainOf } from "../mail/address.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 
@@ -35,11 +37,14 @@ export class ChunkWriter {
   size = 0;
   #current = new Uint8Array(CHUNK_SIZE);
   #fill = 0;
+  /** Full chunks in `chunks` whose bytes the memory hold counts. */
+  #counted = 0;
 
   constructor(
     private committer: Committer,
     private id: string,
     private now: () => number = Date.now,
+    private memory?: MemoryHold,
   ) {}
 
   async write(bytes: Uint8Array) {
@@ -54,7 +59,10 @@ export class ChunkWriter {
         this.chunks.push(this.#current);
         this.#current = new Uint8Array(CHUNK_SIZE);
         this.#fill = 0;
-        if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
+        if (!this.#hold()) {
+          // The memory budget is spent: this body goes to the store as it arrives.
+          while (this.chunks.length > 0) await this.#stage();
+        } else if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
       }
     }
   }
@@ -66,6 +74,21 @@ export class ChunkWriter {
   /** Every chunk of the body, written ahead or not. */
   get totalChunks(): number {
     return this.written + this.chunks.length;
+  }
+
+  /** Counts the newest full chunk in the memory hold; false when the hold cannot grow. */
+  #hold(): boolean {
+    if (!this.memory) return true;
+    if (!this.memory.grow(CHUNK_SIZE)) return false;
+    this.#counted++;
+    return true;
+  }
+
+  /** Gives back the hold on `n` chunks that left memory for the store. */
+  #unhold(n: number) {
+    const back = Math.min(n, this.#counted);
+    this.#counted -= back;
+    this.memory?.shrink(back * CHUNK_SIZE);
   }
 
   /** Writes the pending chunks ahead of the message commit, under a staged marker. */
@@ -84,6 +107,7 @@ export class ChunkWriter {
       });
       if (!ok) throw new Error("staged chunk commit failed");
       this.written += batch.length;
+      this.#unhold(batch.length);
       if (this.chunks.length < STAGE_BATCH) break;
     }
   }
@@ -113,6 +137,8 @@ export interface MessageCommit {
   baseChunk: number;
   staged: boolean;
   suppressedEvents: MessageEvent[];
+  /** Held by the content scan: the hold record rides in the message commit. */
+  hold?: HoldRecord | null;
   alsoCommit?: (op: Deno.AtomicOperation) => void;
   idempotency: { lookup: IdempotencyLookup; record: IdempotencyRecord } | null;
 }
@@ -160,6 +186,7 @@ export async function commitMessage(
     ...(msg.tags ? { tags: msg.tags } : {}),
   });
   for (const ev of m.suppressedEvents) {
+    if (ev.type !== "suppressed") continue;
     tally.add(msg.account, "suppressed", ev.at, {
       domain: domainOf(ev.rcpt ?? ""),
       ...(msg.tags ? { tags: msg.tags } : {}),
@@ -174,6 +201,7 @@ export async function commitMessage(
     tally.apply(op);
     putMessageIndex(op, msg);
     if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
+    if (m.hold) putHold(op, m.hold);
     if (withStagedMarker) op.delete(keys.staged(msg.id));
     // Test mode never counts against the daily quota.
     if (msg.credentialId && !msg.test) {

@@ -36,10 +36,34 @@ export const LATENCY_BUCKETS_MS = [
   Infinity,
 ];
 const LATENCY_TYPE = "latency_le_";
+/** Content scan time (POSTERN_RSPAMD_URL) is bucketed alike, under its own prefix. */
+const SCAN_LATENCY_TYPE = "scan_le_";
 
-function latencyBucket(ms: number): string {
+function latencyBucket(ms: number, prefix = LATENCY_TYPE): string {
   const bound = LATENCY_BUCKETS_MS.find((b) => ms <= b)!;
-  return LATENCY_TYPE + (bound === Infinity ? "inf" : String(bound));
+  return prefix + (bound === Infinity ? "inf" : String(bound));
+}
+
+/**
+ * Content scan counters, per message: every scan is `scanned`, and the ones that refused, held or
+ * failed are also counted so (an rspamd failure is `scan_failed` whatever on_error did).
+ */
+export type ScanStat = "scanned" | "rejected" | "held" | "scan_failed";
+
+/** Counts one content scan of `ms` for `account` in its own small commit (not a message's). */
+export async function countScan(
+  kv: Deno.Kv,
+  account: string,
+  at: number,
+  outcome: Exclude<ScanStat, "scanned"> | null,
+  ms: number,
+): Promise<void> {
+  const hour = hourOf(at);
+  const op = kv.atomic();
+  const types = ["scanned", latencyBucket(Math.max(0, ms), SCAN_LATENCY_TYPE)];
+  if (outcome) types.push(outcome);
+  for (const t of types) op.sum(keys.stat(account, hour, "all", "", t), 1n);
+  await op.commit();
 }
 
 export function hourOf(ms: number): number {
@@ -96,12 +120,20 @@ export class StatTally {
   }
 }
 
+export interface Percentiles {
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+}
+
 export interface StatRow {
   /** The hour (ISO), domain or tag the row is about. */
   key: string;
-  counts: Partial<Record<EventType, number>>;
+  counts: Partial<Record<EventType | ScanStat, number>>;
   /** Delivery latency percentiles in ms (bucket upper bounds); null without deliveries. */
-  latency: { p50: number | null; p90: number | null; p99: number | null };
+  latency: Percentiles;
+  /** Content scan time percentiles in ms (bucket upper bounds); null without scans. */
+  scanLatency: Percentiles;
 }
 
 /** The smallest bucket bound under which `q` of the counted deliveries fall. */
@@ -125,23 +157,37 @@ export async function readStats(
   until: number,
 ): Promise<StatRow[]> {
   const prefix = keys.statPrefix(account);
-  const rows = new Map<string, Partial<Record<EventType, number>>>();
+  const rows = new Map<string, Partial<Record<EventType | ScanStat, number>>>();
   const latencies = new Map<string, Map<number, number>>();
+  const scanLatencies = new Map<string, Map<number, number>>();
   const dim: StatDimension = by === "hour" ? "all" : by;
   const iter = kv.list<Deno.KvU64>({
     start: [...prefix, hourOf(since)],
     end: [...prefix, until],
   });
   for await (const e of iter) {
-    const [, , hour, d, value, type] = e.key as [string, string, number, string, string, EventType];
+    const [, , hour, d, value, type] = e.key as [
+      string,
+      string,
+      number,
+      string,
+      string,
+      EventType | ScanStat,
+    ];
     if (d !== dim) continue;
     const rowKey = by === "hour" ? new Date(hour).toISOString() : value;
-    if (type.startsWith(LATENCY_TYPE)) {
-      const text = type.slice(LATENCY_TYPE.length);
+    const bucketed = type.startsWith(LATENCY_TYPE)
+      ? [LATENCY_TYPE, latencies] as const
+      : type.startsWith(SCAN_LATENCY_TYPE)
+      ? [SCAN_LATENCY_TYPE, scanLatencies] as const
+      : null;
+    if (bucketed) {
+      const [prefix, into] = bucketed;
+      const text = type.slice(prefix.length);
       const bound = text === "inf" ? Infinity : Number(text);
-      const buckets = latencies.get(rowKey) ?? new Map<number, number>();
+      const buckets = into.get(rowKey) ?? new Map<number, number>();
       buckets.set(bound, (buckets.get(bound) ?? 0) + Number(e.value.value));
-      latencies.set(rowKey, buckets);
+      into.set(rowKey, buckets);
       if (!rows.has(rowKey)) rows.set(rowKey, {});
       continue;
     }
@@ -149,18 +195,17 @@ export async function readStats(
     counts[type] = (counts[type] ?? 0) + Number(e.value.value);
     rows.set(rowKey, counts);
   }
-  return [...rows.entries()].map(([key, counts]) => {
-    const buckets = latencies.get(key) ?? new Map<number, number>();
-    return {
-      key,
-      counts,
-      latency: {
-        p50: percentile(buckets, 0.5),
-        p90: percentile(buckets, 0.9),
-        p99: percentile(buckets, 0.99),
-      },
-    };
-  })
+  const percentiles = (buckets = new Map<number, number>()): Percentiles => ({
+    p50: percentile(buckets, 0.5),
+    p90: percentile(buckets, 0.9),
+    p99: percentile(buckets, 0.99),
+  });
+  return [...rows.entries()].map(([key, counts]) => ({
+    key,
+    counts,
+    latency: percentiles(latencies.get(key)),
+    scanLatency: percentiles(scanLatencies.get(key)),
+  }))
     .sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 

@@ -23,6 +23,13 @@ export interface Zone {
    * Widened from `string[][] | string[]` so one name may mix both forms.
    */
   txt?: Record<string, (string | string[])[]>;
+  /** TLSA records (RFC 6698) by owner name (`_25._tcp.mx.example.test`); data in hex. */
+  tlsa?: Record<string, { usage: number; selector: number; matchingType: number; data: string }[]>;
+  /**
+   * Names whose answers carry the AD bit, as a validating resolver sets it for DNSSEC-secure
+   * data (RFC 4035 §3.2.3); `true`: every answer.
+   */
+  authenticated?: true | string[];
   /**
    * Faults scripted per name ("mx.example.test") or per name and type ("mx.example.test AAAA"),
    * ahead of any record: answer SERVFAIL, REFUSED or NXDOMAIN, set the TC bit with no answer
@@ -56,6 +63,8 @@ export interface DnsServer {
 const RCODE_NOERROR = 0;
 const RCODE_NXDOMAIN = 3;
 const RCODE_FORMERR = 1;
+// RFC 4035 §3.2.3: the AD bit of the header flags.
+const AUTHENTIC_DATA = 1 << 5;
 const RCODE_SERVFAIL = 2;
 const RCODE_REFUSED = 5;
 
@@ -155,6 +164,9 @@ export function answer_query(zone: Zone, query: Packet): Packet {
     return response;
   }
   response.answers = records_for(zone, question);
+  const secure = zone.authenticated === true ||
+    (zone.authenticated?.includes(normalize_name(question.name)) ?? false);
+  if (secure) response.flags = (response.flags ?? 0) | AUTHENTIC_DATA;
   // Echo EDNS (RFC 6891) when the client used it, so it accepts answers above 512 bytes.
   if (query.additionals?.some((record) => record.type === "OPT")) {
     response.additionals = [
@@ -180,7 +192,7 @@ function normalize_name(name: string): string {
 }
 
 function is_known_name(zone: Zone, name: string): boolean {
-  return [zone.mx, zone.a, zone.aaaa, zone.txt].some((table) =>
+  return [zone.mx, zone.a, zone.aaaa, zone.txt, zone.tlsa].some((table) =>
     table !== undefined && Object.hasOwn(table, name)
   );
 }
@@ -222,6 +234,18 @@ function records_for(zone: Zone, question: Question): Answer[] {
         name: owner,
         ttl: TTL_SECONDS,
         data: (typeof record === "string" ? [record] : record).flatMap(split_character_strings),
+      }));
+    case "TLSA":
+      return lookup(zone.tlsa, name).map((r) => ({
+        type: "TLSA",
+        name: owner,
+        ttl: TTL_SECONDS,
+        data: {
+          usage: r.usage,
+          selector: r.selector,
+          matchingType: r.matchingType,
+          certificate: Buffer.from(r.data, "hex"),
+        },
       }));
     default:
       return [];

@@ -82,3 +82,30 @@ export async function dumpKv(path: string): Promise<Deno.KvEntry<unknown>[]> {
     kv.close();
   }
 }
+
+/** `size` bytes of base64-alphabet lines ending in CRLF: no "." to stuff, nothing to fold. */
+export function randomBody(size: number): Uint8Array {
+  const alphabet = new TextEncoder().encode(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+  );
+  const body = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65_536) {
+    crypto.getRandomValues(body.subarray(offset, Math.min(size, offset + 65_536)));
+  }
+  let column = 0;
+  for (let i = 0; i < size; i++) {
+    if (i >= size - 2) {
+      body[i] = i === size - 2 ? 13 : 10; // the body ends with CRLF
+    } else if (column === 76) {
+      body[i] = 13;
+      column++;
+    } else if (column === 77) {
+      body[i] = 10;
+      column = 0;
+    } else {
+      body[i] = alphabet[body[i]! & 63]!;
+      column++;
+    }
+  }
+  return body;
+}

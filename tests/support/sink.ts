@@ -65,8 +65,13 @@ export interface SinkOptions {
   port?: number;
   /** @default "127.0.0.1" */
   host?: string;
-  /** @default "starttls" (a self-signed certificate) */
-  tls?: "starttls" | "none";
+  /**
+   * STARTTLS, TLS from the first byte (`implicit`, as on port 465), or none.
+   * @default "starttls" (a self-signed certificate unless `certificate` is given)
+   */
+  tls?: "starttls" | "implicit" | "none";
+  /** The certificate (and key) to present, e.g. one from tests/support/test_ca.ts. */
+  certificate?: { key: string; cert: string };
   /** Behaviour by lowercase recipient address. */
   behaviors?: Record<string, SinkBehavior>;
   /** @default "accept" */
@@ -103,6 +108,8 @@ export interface Sink {
   /** TCP sessions open now, and the most that were ever open at once. */
   openConnections: number;
   maxOpenConnections: number;
+  /** Every AUTH attempt, in order, with the password the client sent and whether over TLS. */
+  authAttempts: { user: string; pass: string; secure: boolean }[];
   /** Each TCP session's life in `performance.now()` ms; `closedAt` unset while open. */
   connectionSpans: { openedAt: number; closedAt?: number }[];
   /** Every RCPT, in order, with the client's source address and EHLO name. */
@@ -121,7 +128,7 @@ const DEFAULT_WAIT_MS = 20_000;
 /** Starts a sink; it is listening when the promise resolves. */
 export async function startSink(options: SinkOptions = {}): Promise<Sink> {
   const host = options.host ?? "127.0.0.1";
-  const useTls = (options.tls ?? "starttls") === "starttls";
+  const useTls = (options.tls ?? "starttls") !== "none";
   const behaviors = new Map<string, SinkBehavior>();
   for (const [rcpt, behavior] of Object.entries(options.behaviors ?? {})) {
     behaviors.set(rcpt.toLowerCase(), check_behavior(behavior));
@@ -155,6 +162,7 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     maxOpenConnections: 0,
     connectionSpans: [],
     rcpts: [],
+    authAttempts: [],
     setBehavior(rcpt, behavior) {
       behaviors.set(rcpt.toLowerCase(), check_behavior(behavior));
       sequencePositions.delete(rcpt.toLowerCase());
@@ -178,7 +186,12 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       ...(useTls ? [] : ["STARTTLS"]),
     ],
     authMethods: ["PLAIN", "LOGIN"],
-    onAuth(auth, _session, callback) {
+    onAuth(auth, session, callback) {
+      sink.authAttempts.push({
+        user: auth.username ?? "",
+        pass: auth.password ?? "",
+        secure: session.secure,
+      });
       const want = options.auth;
       if (want && auth.username === want.user && auth.password === want.pass) {
         return callback(null, { user: auth.username });
@@ -252,7 +265,8 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       closed(`${session.remoteAddress}:${session.remotePort}`);
     },
   };
-  if (useTls) Object.assign(serverOptions, await loopbackCertificate());
+  if (useTls) Object.assign(serverOptions, options.certificate ?? await loopbackCertificate());
+  if (options.tls === "implicit") serverOptions.secure = true;
   if (options.greeting !== undefined && options.greeting.code < 400) {
     serverOptions.banner = options.greeting.message;
   }

@@ -33,6 +33,7 @@ interface TimelineEvent {
   remote_host: string | null;
   local_address: string | null;
   tls: string | null;
+  tls_details?: { cipher: string; verified: boolean; verified_by: string | null };
   next_attempt_at?: string;
 }
 
@@ -218,6 +219,16 @@ export function messagePages(app: Hono<DashEnv>, ctx: PageContext) {
                       remote host <code>{e.remote_host}</code>
                       {e.local_address ? <span class="gap">from {e.local_address}</span> : null}
                       {e.tls ? <span>, {e.tls}</span> : null}
+                      {e.tls_details
+                        ? (
+                          <span>
+                            {" "}
+                            {e.tls_details.cipher}, {e.tls_details.verified
+                              ? `verified (${e.tls_details.verified_by})`
+                              : "not verified"}
+                          </span>
+                        )
+                        : null}
                     </div>
                   )
                   : null}
