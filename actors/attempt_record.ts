@@ -105,10 +105,6 @@ export async function recordAttempt(
       if (options.warmupSource) countWarmupOp(op, options.warmupSource, recorder.site, day);
       effects.apply(op);
     },
-    {
-      bytes: effects.bytes + 200,
-      mutations: effects.mutations + (dropBodyNow ? job.msg.chunks : 0) + 1,
-    },
   );
   const committed = async (stamp: string | null) => {
     if (!stamp) {

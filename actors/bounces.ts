@@ -57,8 +57,6 @@ export interface BounceDeps {
 
 export interface BounceEffects {
   apply(op: Deno.AtomicOperation): void;
-  bytes: number;
-  mutations: number;
   /** Runs once the attempt's commit (versionstamp `stamp`) succeeded. */
   after(stamp: string): void;
 }
@@ -86,8 +84,6 @@ export async function bounceEffects(
   if (failed.length === 0) {
     return {
       apply: (op) => delivered.forEach((rcpt) => clearStreakOp(op, account, rcpt)),
-      bytes: delivered.length * 100,
-      mutations: delivered.length,
       after() {},
     };
   }
@@ -149,9 +145,6 @@ export async function bounceEffects(
       for (const { list, ...s } of suppress) suppressOps(op, list, s);
       if (request) dsnRequestOp(op, request);
     },
-    bytes: 200 * (delivered.length + streakWrites.length) + 900 * suppress.length +
-      (request ? request.headers.length + 1000 * request.recipients.length + 500 : 0),
-    mutations: delivered.length + streakWrites.length + 2 * suppress.length + (request ? 1 : 0),
     after(stamp) {
       for (const s of suppress) {
         deps.suppressions.remember(s.list, s.address, s.reason);

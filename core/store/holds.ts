@@ -12,7 +12,7 @@ import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
 import { type DueEntry, listRows, loadMessage } from "./queue.ts";
 import { dueGroups } from "./due_groups.ts";
-import { EVENT_MUTATIONS, putEvent } from "./events.ts";
+import { putEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 
@@ -122,9 +122,6 @@ async function settle(
           putEvent(op, msg.account, { ...event, msgId, at: now, id: monotonicId() });
         }
       },
-      bytes: 600 + batch.length * 600,
-      mutations: batch.length * 3 + byDomain.size + (last ? 1 + EVENT_MUTATIONS : 0),
-      checks: last ? 1 : 0,
     });
     if (stamp === null) return { ok: false, reason: "conflict" };
     versionstamp = stamp;
