@@ -1,10 +1,11 @@
 /**
- * GET /v1/messages: the delivery log, newest first, filtered by recipient, sender, status, tag
- * and time, through the index keys core/store/message_index.ts writes in each message commit.
+ * GET /v1/messages: the delivery log, newest first, filtered by recipient, sender, status, tag,
+ * credential, subject and time, through the index keys core/store/message_index.ts writes in each
+ * message commit.
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { searchMessages } from "../core/store/message_index.ts";
+import { DEFAULT_MAX_SCAN, searchMessages } from "../core/store/message_index.ts";
 import { TAG_PATTERN } from "../core/mail/postern_headers.ts";
 import type { AppEnv } from "./auth.ts";
 import { parseQuery } from "./validate.ts";
@@ -17,6 +18,14 @@ export const SearchQuery = z.object({
     .optional()
     .describe("a recipient of the message has this status"),
   tag: z.string().regex(TAG_PATTERN).optional(),
+  credential: z.string().regex(/^cr_[0-9a-z]{1,64}$/, "a credential id such as cr_…").optional()
+    .describe("the id of the credential that submitted the message"),
+  subject: z.string().max(998).optional().describe(
+    "a case-insensitive part of the subject, as written or as a mail client shows it (encoded " +
+      "words decoded). Not indexed: it is checked on the messages the other filters and the time " +
+      `range yield, at most ${DEFAULT_MAX_SCAN} of them per request, so a page may come back ` +
+      "short (even empty) with a next_cursor to go on from",
+  ),
   since: isoTime.optional().describe("accepted at or after"),
   until: isoTime.optional().describe("accepted before"),
   cursor: idCursor.optional().describe("next_cursor of the previous page"),
@@ -34,6 +43,8 @@ export function searchApi(kv: Deno.Kv) {
       ...(q.recipient ? { recipient: q.recipient } : {}),
       ...(q.from ? { from: q.from } : {}),
       ...(q.tag ? { tag: q.tag } : {}),
+      ...(q.credential ? { credential: q.credential } : {}),
+      ...(q.subject ? { subject: q.subject } : {}),
       ...(q.status ? { status: q.status } : {}),
       ...(q.since !== undefined ? { since: q.since } : {}),
       ...(q.until !== undefined ? { until: q.until } : {}),

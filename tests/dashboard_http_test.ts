@@ -162,6 +162,18 @@ Deno.test("the admin switches the dashboard to another account and sees that acc
   const after = await (await get(relay, "/activity", cookie)).text();
   assert.match(after, /Acme invoice/);
   assert.match(after, /selected="">acme<\/option>/);
+  // The search form has every filter of the API, each with its label.
+  for (const field of ["recipient", "from", "subject", "status", "tag", "credential"]) {
+    assert.match(after, new RegExp(`<label for="f-${field}">[^<]+</label>`), field);
+    assert.match(after, new RegExp(`id="f-${field}" name="${field}"`), field);
+  }
+  assert.match(after, new RegExp(`<option value="${key.id}">acme app \\(${key.id}\\)</option>`));
+  const found = await (await get(relay, `/activity?subject=INVOICE&credential=${key.id}`, cookie))
+    .text();
+  assert.match(found, /Acme invoice/);
+  assert.match(found, new RegExp(`<option value="${key.id}" selected="">`));
+  const missed = await (await get(relay, "/activity?subject=receipt", cookie)).text();
+  assert.ok(!missed.includes("Acme invoice"), "the subject filter reaches the API");
 });
 
 /** Writes `count` delivered or bounced messages over the last day straight into the store. */
@@ -268,6 +280,7 @@ Deno.test("every dashboard page is served within 300 ms of server time with 10 0
       "/activity?recipient=user4321%40dest1.test",
       "/activity?from=app3%40origin.test&tag=receipt",
       "/activity?status=bounced",
+      "/activity?subject=ORDER%20999",
       `/messages/${ids[5_000]}`,
       "/queue",
       "/credentials",

@@ -19,6 +19,7 @@ import { sweepExpiredMessages, sweepExpiredStats } from "../core/store/retention
 import { readStats, StatTally } from "../core/store/stats.ts";
 import { ensureDefaultAccount } from "../core/store/accounts.ts";
 import { putEvent } from "../core/store/events.ts";
+import { newCredential } from "./support/tenants.ts";
 
 function env(sink: Sink, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -108,11 +109,67 @@ Deno.test("the delivery log filters by recipient, sender, tag, status and time, 
   }
 });
 
+Deno.test("the delivery log filters by subject and by credential", async () => {
+  const sink = await startSink();
+  await using relay = await startRelay({ env: env(sink) });
+  try {
+    const shop = await newCredential(relay, { name: "shop" });
+    const news = await newCredential(relay, { name: "newsletter" });
+    const send = async (token: string, subject: string) => {
+      const res = await relay.api("/v1/messages", {
+        token,
+        body: { from: "app@origin.test", to: "ann@dest.test", subject, text: "hi" },
+      });
+      assert.equal(res.status, 202, JSON.stringify(res.json));
+      return res.json.id as string;
+    };
+    const receipt = await send(shop.password, "Your receipt #1042");
+    const shipped = await send(shop.password, "Your order has shipped");
+    const weekly = await send(news.password, "Weekly news: RECEIPTS explained");
+    // Sent as an RFC 2047 encoded-word: found by what a mail client shows.
+    const greeting = await send(news.password, "Grüße aus Köln");
+    const [trusted] = await submit(relay, [{
+      from: "app@origin.test",
+      to: "ann@dest.test",
+      tag: "receipt-t",
+    }]);
+    await sink.waitFor(5);
+
+    const q = (query: string) => ids(relay, query);
+    assert.deepEqual(await q(`credential=${shop.id}`), [shipped, receipt]);
+    assert.deepEqual(await q(`credential=${news.id}`), [greeting, weekly]);
+    assert.deepEqual(await q("subject=receipt"), [trusted!, weekly, receipt], "case-insensitive");
+    assert.deepEqual(await q(`subject=${encodeURIComponent("grüße aus KÖLN")}`), [greeting]);
+    assert.deepEqual(await q(`subject=RECEIPT&credential=${shop.id}`), [receipt]);
+    assert.deepEqual(await q(`subject=receipt&credential=${news.id}`), [weekly]);
+    assert.deepEqual(await q(`subject=shipped&credential=${news.id}`), []);
+    assert.deepEqual(
+      await q(
+        `subject=your&credential=${shop.id}&since=${encodeURIComponent(new Date(0).toISOString())}`,
+      ),
+      [shipped, receipt],
+    );
+    // A key sees its whole account's log, the other credential's messages of it included.
+    const own = await relay.api(`/v1/messages?credential=${shop.id}`, { token: news.password });
+    assert.equal(own.status, 200);
+    assert.deepEqual(own.json.data.map((m: { id: string }) => m.id), [shipped, receipt]);
+
+    const bad = await relay.api("/v1/messages?credential=not-an-id");
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.code, "invalid_request");
+    assert.equal(bad.json.error.details[0].path, "credential");
+  } finally {
+    await sink.close();
+  }
+});
+
 /** Writes `count` delivered messages as intake would (record, row, index keys), in batches. */
 async function seed(
   kv: Deno.Kv,
   count: number,
-  make: (i: number) => { rcpt: string; from: string; tags?: string[]; at: number },
+  make: (
+    i: number,
+  ) => { rcpt: string; from: string; tags?: string[]; credential?: string; at: number },
 ) {
   for (let i = 0; i < count; i += 100) {
     const op = kv.atomic();
@@ -127,7 +184,7 @@ async function seed(
         chunks: 0,
         recipients: 1,
         createdAt: m.at,
-        credentialId: null,
+        credentialId: m.credential ?? null,
         clientAddress: "127.0.0.1",
         via: "smtp",
         messageId: `<${id}@x>`,
@@ -163,6 +220,7 @@ Deno.test("a search reads only the index entries of its most selective term, how
       rcpt: i % 10_000 === 7 ? "needle@dest.test" : `user${i}@dest.test`,
       from: i % 2 ? "a@origin.test" : "b@origin.test",
       ...(i % 15_000 === 3 ? { tags: ["rare"] } : {}),
+      ...(i % 10_000 === 11 ? { credential: "cr_rare" } : {}),
       at: t0 + i * 1000,
     }));
     const byRcpt = await searchMessages(kv, {
@@ -177,6 +235,25 @@ Deno.test("a search reads only the index entries of its most selective term, how
     const byTag = await searchMessages(kv, { account: "default", tag: "rare", limit: 50 });
     assert.equal(byTag.hits.length, 2);
     assert.equal(byTag.scanned, 2);
+
+    const byCredential = await searchMessages(kv, {
+      account: "default",
+      credential: "cr_rare",
+      limit: 50,
+    });
+    assert.equal(byCredential.hits.length, 3);
+    assert.equal(byCredential.scanned, 3, "the credential has its own index");
+
+    // Subject, like status, is checked on the candidates, within the same cap.
+    const bySubject = await searchMessages(kv, {
+      account: "default",
+      subject: "nothing has this",
+      limit: 10,
+      maxScan: 500,
+    });
+    assert.equal(bySubject.hits.length, 0);
+    assert.equal(bySubject.scanned, 500);
+    assert.ok(bySubject.nextCursor, "a cursor to go on from");
 
     // A term without an index (status) is checked on the candidates, and a cap bounds the work.
     const capped = await searchMessages(kv, {
@@ -210,6 +287,7 @@ Deno.test("retention deletes an expired message's body, rows, events and index e
       rcpt: `r${i}@dest.test`,
       from: "a@origin.test",
       tags: ["t"],
+      credential: "cr_old",
       at: old + i,
     }));
     // One old message still deferred: retention must not drop queued mail.
@@ -235,7 +313,7 @@ Deno.test("retention deletes an expired message's body, rows, events and index e
       // An event log entry names its message in its value.
       left.push(JSON.stringify(e.key) + (e.key[0] === "evlog" ? JSON.stringify(e.value) : ""));
     }
-    assert.equal(left.length, 9, "the kept message's 9 keys");
+    assert.equal(left.length, 10, "the kept message's 10 keys");
     assert.ok(left.every((k) => k.includes(keep!)), `only the queued message remains: ${left}`);
   } finally {
     kv.close();

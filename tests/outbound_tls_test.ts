@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { Buffer } from "node:buffer";
+import https from "node:https";
 import { freePort, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
 import { startDnsServer } from "./support/dns_server.ts";
@@ -220,6 +221,21 @@ Deno.test("each TLS level holds against good and bad certificates: none, may, en
   }
 });
 
+/** The relay's settings for MX delivery on loopback: the test's DNS, MX port, policy server and CA. */
+function mxDeliveryEnv(
+  parts: { dns: { port: number }; mxPort: number; policyServer: { port: number }; caFile: string },
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    POSTERN_DNS: `127.0.0.1:${parts.dns.port}`,
+    POSTERN_MX_PORT: String(parts.mxPort),
+    POSTERN_MTA_STS_PORT: String(parts.policyServer.port),
+    POSTERN_CA_FILE: parts.caFile,
+    POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+    ...extra,
+  };
+}
+
 /** Sinks for MX hosts: each on its own loopback address, all on the relay's MX port. */
 async function mxSinks(port: number, certs: Record<string, { key: string; cert: string } | null>) {
   const sinks: Record<string, Sink> = {};
@@ -275,14 +291,9 @@ Deno.test("MTA-STS: enforce delivers only to listed MX hosts with verified certi
   const dns = await startDnsServer({ mx, a, txt });
   try {
     await using relay = await startRelay({
-      env: {
-        POSTERN_DNS: `127.0.0.1:${dns.port}`,
-        POSTERN_MX_PORT: String(mxPort),
-        POSTERN_MTA_STS_PORT: String(policyServer.port),
-        POSTERN_CA_FILE: ca.file,
+      env: mxDeliveryEnv({ dns, mxPort, policyServer, caFile: ca.file }, {
         POSTERN_ROUTES: `reports.test=127.0.0.1:${reportSink.port}`,
-        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
-      },
+      }),
     });
     const all = [...domains, "sts-nofetch", "plain"];
     const ids = await submit(
@@ -354,6 +365,119 @@ Deno.test("MTA-STS: enforce delivers only to listed MX hosts with verified certi
     assert.deepEqual(again.json.data, []);
   } finally {
     await closeAll([...Object.values(sinks), reportSink]);
+    await policyServer.close();
+    await dns.close();
+  }
+});
+
+/** One POST an HTTPS report receiver got. */
+interface ReceivedReport {
+  method: string;
+  path: string;
+  host: string;
+  contentType: string;
+  body: Uint8Array;
+}
+
+/** A domain's https: rua endpoint on loopback, as RFC 8460 §5.4 reporting targets it: 201 to all. */
+async function startReportReceiver(certificate: { key: string; cert: string }) {
+  const requests: ReceivedReport[] = [];
+  const server = https.createServer(certificate, (req, res) => {
+    const chunks: Uint8Array[] = [];
+    req.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    req.on("end", () => {
+      requests.push({
+        method: req.method ?? "",
+        path: req.url ?? "",
+        host: String(req.headers.host ?? ""),
+        contentType: String(req.headers["content-type"] ?? ""),
+        body: new Uint8Array(Buffer.concat(chunks)),
+      });
+      res.writeHead(201).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  return {
+    port: (server.address() as { port: number }).port,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      }),
+  };
+}
+
+Deno.test("TLS reporting: the daily report for a domain with an https: rua is POSTed to it as gzipped RFC 8460 JSON", async () => {
+  const ca = await createTestCa();
+  const mxPort = await freePort();
+  const domain = "rpt-https.test";
+  const { sinks, a } = await mxSinks(mxPort, {
+    [`mx.${domain}`]: await selfSignedCertificate([`mx.${domain}`]),
+  });
+  const receiverName = "tlsrpt.receiver.test";
+  const receiver = await startReportReceiver(await ca.issue([receiverName]));
+  const rua = `https://${receiverName}:${receiver.port}/report?from=postern`;
+  const policyServer = await startMtaStsServer(await ca.issue([`mta-sts.${domain}`]), {
+    [domain]: stsPolicy("testing", [`mx.${domain}`]),
+  });
+  const dns = await startDnsServer({
+    mx: { [domain]: [{ exchange: `mx.${domain}`, priority: 10 }] },
+    a: { ...a, [`mta-sts.${domain}`]: ["127.0.0.1"], [receiverName]: ["127.0.0.1"] },
+    txt: {
+      [`_mta-sts.${domain}`]: ["v=STSv1; id=20261205"],
+      [`_smtp._tls.${domain}`]: [`v=TLSRPTv1; rua=${rua}`],
+    },
+  });
+  try {
+    await using relay = await startRelay({
+      env: mxDeliveryEnv({ dns, mxPort, policyServer, caFile: ca.file }),
+    });
+    // testing mode: delivered to the self-signed MX, counted as a failed session.
+    const [id] = await submit(relay, [{
+      from: "app@origin.test",
+      to: `user@${domain}`,
+      tag: "https-rua",
+    }]);
+    await waitForStatus(relay, id!, "delivered", 30_000);
+
+    const day = new Date().toISOString().slice(0, 10);
+    const sent = await relay.api("/v1/tls-reports/send", { body: { day } });
+    assert.equal(sent.status, 200, JSON.stringify(sent.json));
+    assert.deepEqual(sent.json.data, [{ domain, to: rua, ok: true }]);
+
+    // The POST is over by the time the send answers: the receiver has it.
+    assert.equal(receiver.requests.length, 1);
+    const post = receiver.requests[0]!;
+    assert.equal(post.method, "POST");
+    assert.equal(post.path, "/report?from=postern");
+    assert.equal(post.host, `${receiverName}:${receiver.port}`);
+    // RFC 8460 §5.2 and §5.4: gzipped, and labelled so.
+    assert.equal(post.contentType, "application/tlsrpt+gzip");
+    const json = JSON.parse(new TextDecoder().decode(gunzipSync(post.body)));
+    assert.deepEqual(json["date-range"], {
+      "start-datetime": `${day}T00:00:00Z`,
+      "end-datetime": `${day}T23:59:59Z`,
+    });
+    assert.equal(typeof json["report-id"], "string");
+    assert.equal(json.policies.length, 1);
+    const [policy] = json.policies;
+    assert.equal(policy.policy["policy-type"], "sts");
+    assert.equal(policy.policy["policy-domain"], domain);
+    assert.deepEqual(policy.policy["mx-host"], [`mx.${domain}`]);
+    assert.ok(policy.policy["policy-string"].includes("mode: testing"));
+    assert.deepEqual(policy.summary, {
+      "total-successful-session-count": 0,
+      "total-failure-session-count": 1,
+    });
+    assert.deepEqual(policy["failure-details"], [{
+      "result-type": "certificate-not-trusted",
+      "receiving-mx-hostname": `mx.${domain}`,
+      "failed-session-count": 1,
+    }]);
+  } finally {
+    await closeAll(Object.values(sinks));
+    await receiver.close();
     await policyServer.close();
     await dns.close();
   }
@@ -431,14 +555,9 @@ Deno.test("DANE: a certificate must match the MX host's DNSSEC-validated TLSA re
   });
   try {
     await using relay = await startRelay({
-      env: {
-        POSTERN_DNS: `127.0.0.1:${dns.port}`,
+      env: mxDeliveryEnv({ dns, mxPort, policyServer, caFile: ca.file }, {
         POSTERN_DNSSEC_RESOLVER: `127.0.0.1:${dns.port}`,
-        POSTERN_MX_PORT: String(mxPort),
-        POSTERN_MTA_STS_PORT: String(policyServer.port),
-        POSTERN_CA_FILE: ca.file,
-        POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
-      },
+      }),
     });
     const ids = await submit(
       relay,

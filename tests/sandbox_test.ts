@@ -295,6 +295,60 @@ Deno.test("submission faults: smtp-421@, smtp-451@, smtp-552@ and smtp-slow@ ove
   }
 });
 
+Deno.test("a credential's sandbox_submission over the send API: 503 with Retry-After for smtp-421 and smtp-451, 413 for smtp-552, nothing queued", async () => {
+  const sink = await startSink();
+  await using relay = await startRelay({ env: env(sink) });
+  try {
+    // Set on create, as a client that cannot pick a recipient (an app with a fixed address) needs.
+    const created = await relay.api("/v1/credentials", {
+      body: { name: "alertmanager", sandbox_submission: "smtp-421" },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.json));
+    assert.equal(created.json.sandbox_submission, "smtp-421");
+    const { id, password: key } = created.json as { id: string; password: string };
+    const setFault = async (fault: string | null) => {
+      const res = await relay.api(`/v1/credentials/${id}`, {
+        method: "PATCH",
+        body: { sandbox_submission: fault },
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json.sandbox_submission, fault);
+    };
+    const sendAs = (to: string) =>
+      relay.api("/v1/messages", {
+        token: key,
+        body: { from: "app@origin.test", to, subject: "fault", text: "Hello." },
+      });
+
+    for (const fault of ["smtp-421", "smtp-451"]) {
+      if (fault !== "smtp-421") await setFault(fault);
+      const res = await sendAs(`ops+${fault}@dest.test`);
+      assert.equal(res.status, 503, `${fault}: ${JSON.stringify(res.json)}`);
+      assert.equal(res.json.error.code, "unavailable");
+      assert.match(res.json.error.message, new RegExp(fault));
+      const retryAfter = Number(res.headers.get("retry-after"));
+      assert.ok(retryAfter > 0, `${fault}: Retry-After is set`);
+      assert.equal(res.json.error.details.retry_after_s, retryAfter);
+    }
+    await setFault("smtp-552");
+    const big = await sendAs("ops+smtp-552@dest.test");
+    assert.equal(big.status, 413, JSON.stringify(big.json));
+    assert.equal(big.json.error.code, "payload_too_large");
+
+    // Cleared, the same key and message are taken: the setting alone refused them.
+    await setFault(null);
+    const ok = await sendAs("ops+cleared@dest.test");
+    assert.equal(ok.status, 202, JSON.stringify(ok.json));
+    const search = await relay.api("/v1/messages?limit=50");
+    assert.equal(search.status, 200, JSON.stringify(search.json));
+    const queued = (search.json.data as { recipients: { address: string }[] }[])
+      .flatMap((m) => m.recipients.map((r) => r.address));
+    assert.deepEqual(queued, ["ops+cleared@dest.test"], "nothing from the faults was queued");
+  } finally {
+    await sink.close();
+  }
+});
+
 Deno.test("test mode: swaks and nodemailer mail goes through everything but reaches no destination, tagged test, outside the quota", async () => {
   const sink = await startSink();
   await using relay = await startRelay({ env: env(sink) });

@@ -104,7 +104,7 @@ export function binaryToBytes(s: string): Uint8Array {
 const utf8Decoder = new TextDecoder();
 
 /** A binary-string value read as UTF-8 (RFC 6532), as a reader's mail client would show it. */
-function utf8(value: string): string {
+export function utf8(value: string): string {
   return utf8Decoder.decode(binaryToBytes(value));
 }
 

@@ -44,7 +44,9 @@ export function httpsByAddress(r: HttpsByAddress): Promise<HttpsResult> {
       method: r.method ?? "GET",
       servername: r.host,
       headers: {
-        host: r.host,
+        // RFC 9110 §7.2: a port other than the scheme's default is part of Host, so a virtual
+        // host on, say, a report receiver's own port still sees its full authority.
+        host: r.port === 443 ? r.host : `${r.host}:${r.port}`,
         "user-agent": "Postern",
         ...(r.body ? { "content-length": String(r.body.length) } : {}),
         ...r.headers,

@@ -11,23 +11,13 @@
  *
  * @module
  */
-// @ts-types="./_libmime.d.ts"
-import libmime from "libmime";
+import { decodedWords } from "./encoded_words.ts";
 import { domainOf } from "./address.ts";
 import { parseAddressList } from "./compose.ts";
 
 /** The domains of the mailboxes in a From field value, as a parser reads them. */
 export function fromHeaderDomains(value: string): string[] {
   return parseAddressList(value).map((m) => m.address).filter((a) => a.includes("@")).map(domainOf);
-}
-
-/** RFC 2047 words decoded; a value that does not decode is read as written. */
-function decodedWords(value: string): string {
-  try {
-    return libmime.decodeWords(value);
-  } catch {
-    return value;
-  }
 }
 
 /** What may follow an "@" as a domain: anything up to a delimiter of RFC 5322 or a space. */

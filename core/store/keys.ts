@@ -32,6 +32,7 @@
  * | ["idx_from", account, from, msgId]    | true             | message commit: search by sender (lower-cased) |
  * | ["idx_rcpt", account, rcpt, msgId]    | true             | message commit: search by recipient (lower-cased) |
  * | ["idx_tag", account, tag, msgId]      | true             | message commit: search by tag |
+ * | ["idx_cred", account, credId, msgId]  | true             | message commit: search by the credential that submitted it |
  * | ["stat", account, hourMs, dim, value, type] | Deno.KvU64 | sum in the event's commit; dim "all" (value ""), "domain", "tag" |
  * | ["webhook", id]                       | WebhookEndpoint  | webhooks API (signing secrets sealed)    |
  * | ["webhook_state", id]                 | WebhookState     | webhook actor (cursor, retries); replay API |
@@ -117,6 +118,12 @@ export const keys = {
     msgId,
   ],
   indexTag: (account: string, tag: string, msgId: string): Key => ["idx_tag", account, tag, msgId],
+  indexCredential: (account: string, credentialId: string, msgId: string): Key => [
+    "idx_cred",
+    account,
+    credentialId,
+    msgId,
+  ],
   stat: (account: string, hourMs: number, dim: string, value: string, type: string): Key => [
     "stat",
     account,

@@ -1,15 +1,18 @@
 /**
  * Log search without scans of the whole store. The message commit writes one index key per
- * searchable fact — time, sender, each recipient, each tag — each ending in the message id, so
+ * searchable fact — time, sender, each recipient, each tag, the submitting credential — each
+ * ending in the message id, so
  * a search walks one index's range for its most selective term, newest first, and only checks
  * the other terms on the messages that range yields. Cost follows the matches, not the number of
- * stored messages. A search that has to skip many candidates (a rare status, say) stops after
- * `maxScan` and hands back a cursor to go on from.
+ * stored messages. Status and subject have no index: they are checked on the candidates the other
+ * terms yield, so a search that has to skip many of them (a rare status, an unusual subject) stops
+ * after `maxScan` and hands back a cursor to go on from.
  */
 import { keys } from "./keys.ts";
 import { idTimePrefix } from "../ids.ts";
 import type { MessageRecord, RecipientRow, RecipientStatus } from "../model.ts";
 import { listRows, loadRows } from "./queue.ts";
+import { subjectContains } from "../mail/subject_match.ts";
 
 /** Recipient index entries: they may be written ahead with the rows of a huge recipient list. */
 export function recipientIndexEntries(
@@ -27,19 +30,24 @@ export function recipientIndexEntries(
   return out;
 }
 
-/** Time, sender and tag index entries; they ride in the message commit itself. */
+/** Time, sender, tag and credential index entries; they ride in the message commit itself. */
 export function putMessageIndex(op: Deno.AtomicOperation, msg: MessageRecord) {
-  op.set(keys.indexTime(msg.account, msg.id), true);
-  op.set(keys.indexFrom(msg.account, msg.mailFrom.toLowerCase(), msg.id), true);
-  for (const tag of msg.tags ?? []) op.set(keys.indexTag(msg.account, tag, msg.id), true);
+  for (const key of commitIndexKeys(msg)) op.set(key, true);
+}
+
+function commitIndexKeys(msg: MessageRecord): Deno.KvKey[] {
+  return [
+    keys.indexTime(msg.account, msg.id),
+    keys.indexFrom(msg.account, msg.mailFrom.toLowerCase(), msg.id),
+    ...(msg.tags ?? []).map((tag) => keys.indexTag(msg.account, tag, msg.id)),
+    ...(msg.credentialId ? [keys.indexCredential(msg.account, msg.credentialId, msg.id)] : []),
+  ];
 }
 
 /** Every index key of a message, for the retention sweeper. */
 export function messageIndexKeys(msg: MessageRecord, rows: readonly RecipientRow[]): Deno.KvKey[] {
   return [
-    keys.indexTime(msg.account, msg.id),
-    keys.indexFrom(msg.account, msg.mailFrom.toLowerCase(), msg.id),
-    ...(msg.tags ?? []).map((tag) => keys.indexTag(msg.account, tag, msg.id)),
+    ...commitIndexKeys(msg),
     ...recipientIndexEntries(msg, rows).map(([key]) => key),
   ];
 }
@@ -49,6 +57,13 @@ export interface SearchQuery {
   recipient?: string;
   from?: string;
   tag?: string;
+  /** The id of the credential that submitted the message. */
+  credential?: string;
+  /**
+   * Case-insensitive substring of the subject (as written or as read: see subject_match.ts).
+   * Not indexed: checked on the candidates, within `maxScan`.
+   */
+  subject?: string;
   /** A recipient of the message has this status. */
   status?: RecipientStatus;
   /** Inclusive, ms. */
@@ -58,7 +73,7 @@ export interface SearchQuery {
   /** The last message id of the previous page: the search goes on below it. */
   cursor?: string;
   limit: number;
-  /** Index entries to look at before handing back a cursor. @default 5000 */
+  /** Index entries to look at before handing back a cursor. @default DEFAULT_MAX_SCAN */
   maxScan?: number;
 }
 
@@ -79,6 +94,7 @@ function driver(q: SearchQuery): Deno.KvKey {
   if (q.recipient) return ["idx_rcpt", q.account, q.recipient.toLowerCase()];
   if (q.from) return ["idx_from", q.account, q.from.toLowerCase()];
   if (q.tag) return ["idx_tag", q.account, q.tag];
+  if (q.credential) return ["idx_cred", q.account, q.credential];
   return ["idx_time", q.account];
 }
 
@@ -94,11 +110,14 @@ function selector(prefix: Deno.KvKey, q: SearchQuery): Deno.KvListSelector {
   return { prefix };
 }
 
+/** Index entries a search looks at before handing back a cursor, unless told otherwise. */
+export const DEFAULT_MAX_SCAN = 5000;
+
 const CANDIDATE_BATCH = 50;
 
 export async function searchMessages(kv: Deno.Kv, q: SearchQuery): Promise<SearchResult> {
   const prefix = driver(q);
-  const maxScan = q.maxScan ?? 5000;
+  const maxScan = q.maxScan ?? DEFAULT_MAX_SCAN;
   const hits: SearchHit[] = [];
   let scanned = 0;
   let lastScanned: string | null = null;
@@ -172,6 +191,8 @@ async function matchMessage(
   if (!msg || msg.account !== q.account) return null; // an entry written ahead of a lost commit
   if (q.from && msg.mailFrom.toLowerCase() !== q.from.toLowerCase()) return null;
   if (q.tag && !(msg.tags ?? []).includes(q.tag)) return null;
+  if (q.credential && msg.credentialId !== q.credential) return null;
+  if (q.subject && !subjectContains(msg.subject, q.subject)) return null;
   if (q.recipient) {
     const hit = await kv.get(keys.indexRecipient(q.account, q.recipient.toLowerCase(), msgId));
     if (hit.value === null) return null;

@@ -5,8 +5,17 @@ import type { PageContext } from "../context.ts";
 import { Badge, Notice, Page, TextField, when } from "../layout.tsx";
 import { errorText } from "../api.ts";
 
-const FILTERS = ["recipient", "from", "status", "tag", "since", "until"] as const;
-const STATUSES = ["queued", "deferred", "delivered", "bounced", "suppressed"];
+const FILTERS = [
+  "recipient",
+  "from",
+  "subject",
+  "status",
+  "tag",
+  "credential",
+  "since",
+  "until",
+] as const;
+const STATUSES = ["queued", "deferred", "delivered", "bounced", "suppressed", "held", "dropped"];
 
 /** A datetime-local value ("2026-12-05T07:00") is read as UTC, as the page says. */
 function asUtc(value: string): string {
@@ -22,6 +31,31 @@ interface Hit {
   recipients: { address: string; status: string }[];
 }
 
+interface CredentialChoice {
+  id: string;
+  name: string;
+  revoked_at: string | null;
+}
+
+/** The account's credentials by name; a chosen id not among them (a typed URL) stays choosable. */
+function CredentialSelect(props: { list: CredentialChoice[]; value: string | undefined }) {
+  const known = props.list.some((cr) => cr.id === props.value);
+  return (
+    <div>
+      <label for="f-credential">Credential</label>
+      <select id="f-credential" name="credential">
+        <option value="">any</option>
+        {props.list.map((cr) => (
+          <option value={cr.id} selected={props.value === cr.id}>
+            {cr.name} ({cr.id}){cr.revoked_at ? " — revoked" : ""}
+          </option>
+        ))}
+        {props.value && !known ? <option value={props.value} selected>{props.value}</option> : null}
+      </select>
+    </div>
+  );
+}
+
 export function activityPages(app: Hono<DashEnv>, ctx: PageContext) {
   app.get("/activity", async (c) => {
     const query = c.req.query();
@@ -33,11 +67,13 @@ export function activityPages(app: Hono<DashEnv>, ctx: PageContext) {
     const filterQs = params.toString();
     if (query["cursor"]) params.set("cursor", query["cursor"]);
     params.set("limit", "50");
-    const [frame, res] = await Promise.all([
+    const [frame, res, creds] = await Promise.all([
       ctx.frame(c),
       ctx.api(c.get("principal"), "GET", `/v1/messages?${params}`),
+      ctx.api(c.get("principal"), "GET", "/v1/credentials"),
     ]);
     const hits: Hit[] = res.ok ? res.json.data : [];
+    const credentials: CredentialChoice[] = creds.ok ? creds.json.data : [];
     const next: string | null = res.ok ? res.json.next_cursor : null;
     return c.html(
       <Page frame={frame} title="Activity">
@@ -45,6 +81,12 @@ export function activityPages(app: Hono<DashEnv>, ctx: PageContext) {
           <div class="fields">
             <TextField name="recipient" label="Recipient" value={query["recipient"]} />
             <TextField name="from" label="Sender" value={query["from"]} />
+            <TextField
+              name="subject"
+              label="Subject contains"
+              value={query["subject"]}
+              hint="Any part, upper or lower case"
+            />
             <div>
               <label for="f-status">Status</label>
               <select id="f-status" name="status">
@@ -55,6 +97,7 @@ export function activityPages(app: Hono<DashEnv>, ctx: PageContext) {
               </select>
             </div>
             <TextField name="tag" label="Tag" value={query["tag"]} />
+            <CredentialSelect list={credentials} value={query["credential"]} />
             <TextField
               name="since"
               label="Accepted from (UTC)"
