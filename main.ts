@@ -10,7 +10,11 @@ import { ConfigError, loadConfig } from "./core/config/load.ts";
 import type { Config } from "./core/config/schema.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
-import { loadOrCreateDevCertificate } from "./core/dev_tls.ts";
+import { type LoadedTls, loadTls, openTlsSource, watchTlsFiles } from "./core/tls_source.ts";
+import { TlsPairError } from "./core/tls_pair.ts";
+import { helpText } from "./core/config/help.ts";
+import { watchLaunchers } from "./core/launcher.ts";
+import denoJson from "./deno.json" with { type: "json" };
 import { dnsResolver } from "./core/mail/mx.ts";
 import { claimNodeId, type NodeIdentity } from "./core/node_id.ts";
 import { shortId } from "./core/ids.ts";
@@ -18,6 +22,7 @@ import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
 import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
+import { SmtpServerMismatch } from "./smtp/smtp_server_internals.ts";
 import { healthOnlyApp, httpRoleApp } from "./http/role.ts";
 import { type HttpListener, serveHttp } from "./http/listener.ts";
 import { startWorker, type Worker } from "./actors/worker.ts";
@@ -62,23 +67,30 @@ function systemHostname(): string {
   }
 }
 
-async function readTls(config: Config, hostname: string) {
-  if (config.tlsCert || config.tlsKey) {
-    if (!config.tlsCert || !config.tlsKey) {
-      fatal("POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together");
-    }
-    try {
-      return {
-        cert: await Deno.readTextFile(config.tlsCert),
-        key: await Deno.readTextFile(config.tlsKey),
-      };
-    } catch (err) {
-      fatal(`POSTERN_TLS_CERT/POSTERN_TLS_KEY: cannot read: ${(err as Error).message}`);
-    }
+const VERSION = (denoJson as { version?: string }).version ?? "unknown";
+
+/** `--help` and `--version` answer and exit; nothing is started or read. */
+function answerArguments(args: string[]): void {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(helpText(VERSION));
+    Deno.exit(0);
   }
+  if (args.includes("--version") || args.includes("-V")) {
+    console.log(`postern ${VERSION}`);
+    Deno.exit(0);
+  }
+  if (args.length > 0) fatal(`unknown argument ${args[0]}; see --help`);
+}
+
+/**
+ * The certificate, checked as a pair (a mismatched, swapped, unreadable or expired one stops
+ * start-up naming its setting): POSTERN_TLS_CERT/KEY, or the generated one in the data dir.
+ */
+async function readTls(config: Config, hostname: string) {
   try {
-    return await loadOrCreateDevCertificate(config.dataDir, hostname);
+    return await openTlsSource(config, { dataDir: config.dataDir, hostname, now: Date.now() });
   } catch (err) {
+    if (err instanceof TlsPairError) fatal(err.message);
     fatal(
       `POSTERN_DATA_DIR: the smtp role cannot keep its generated certificate in ` +
         `${config.dataDir} (${(err as Error).message}); set POSTERN_TLS_CERT and POSTERN_TLS_KEY`,
@@ -266,6 +278,7 @@ async function startWorkerRole(
 }
 
 async function main() {
+  answerArguments(Deno.args);
   let config: Config;
   try {
     config = loadConfig(Deno.env.toObject());
@@ -302,7 +315,9 @@ async function main() {
     }
   }
   // smtp's listeners and the worker's simulated MX speak TLS.
-  const tls = local ? await readTls(config, hostname) : null;
+  const tlsOpened = local ? await readTls(config, hostname) : null;
+  let loadedTls: LoadedTls | null = tlsOpened?.loaded ?? null;
+  const tls = loadedTls?.pair ?? null;
   const kvPath = config.kv ?? `${config.dataDir}/postern.kv`;
   let kv: Deno.Kv;
   try {
@@ -352,7 +367,9 @@ async function main() {
   let tlsReportSender: TlsReportControl | null = null;
   let smtp: Awaited<ReturnType<typeof startSmtp>> | null = null;
   let http: HttpListener;
-  let inbound: { close(): Promise<void> } | null = null;
+  let inbound:
+    | { close(): Promise<void>; updateTls(tls: { key: string; cert: string }): void }
+    | null = null;
   try {
     if (roles.has("smtp")) {
       smtp = await startSmtp({
@@ -415,7 +432,7 @@ async function main() {
       );
     }
   } catch (err) {
-    if (err instanceof ListenError) fatal(err.message);
+    if (err instanceof ListenError || err instanceof SmtpServerMismatch) fatal(err.message);
     throw err;
   }
 
@@ -440,7 +457,43 @@ async function main() {
     ? `[${config.listen}]`
     : config.listen;
   const dashboardUrl = `http://${browseHost}:${config.httpPort}/`;
+  // Certificates reload without a restart: on SIGHUP and when the files change. New sessions
+  // take the new pair; a pair that fails its check leaves the old one in place.
+  const reloadTls = async (reason: string) => {
+    if (!tlsOpened || !loadedTls) return;
+    const { source } = tlsOpened;
+    try {
+      const next = await loadTls(source, Date.now());
+      if (next.pair.cert === loadedTls.pair.cert && next.pair.key === loadedTls.pair.key) {
+        // A SIGHUP with nothing new still deserves an answer in the log.
+        if (reason === "SIGHUP") log.info("tls.unchanged", { cert: source.certPath });
+        return;
+      }
+      smtp?.updateTls(next.pair);
+      inbound?.updateTls(next.pair);
+      loadedTls = next;
+      log.info("tls.reloaded", {
+        reason,
+        cert: source.certPath,
+        names: next.facts.names,
+        not_after: next.facts.notAfter.toISOString(),
+      });
+    } catch (err) {
+      log.warn("tls.reload_failed", {
+        reason,
+        cert: source.certPath,
+        error: err instanceof TlsPairError ? err.message : String(err),
+        kept: "the previous certificate",
+      });
+    }
+  };
+  const tlsWatch = tlsOpened
+    ? watchTlsFiles(tlsOpened.source, () => reloadTls("files_changed"))
+    : { close() {} };
+  Deno.addSignalListener("SIGHUP", () => reloadTls("SIGHUP"));
+
   log.info("ready", {
+    pid: Deno.pid,
     hostname,
     dashboard_url: roles.has("http") ? dashboardUrl : null,
     node: nodeId,
@@ -450,34 +503,64 @@ async function main() {
     http_port: config.httpPort,
     data_dir: local ? config.dataDir : null,
     lease_ttl_ms: config.leaseTtl,
+    ...(tlsOpened && loadedTls
+      ? {
+        tls_cert: tlsOpened.source.certPath,
+        tls_names: loadedTls.facts.names,
+        tls_not_after: loadedTls.facts.notAfter.toISOString(),
+        tls_generated: tlsOpened.source.generated,
+      }
+      : {}),
   });
-  if (services.admin.printOnce) {
-    const token = services.admin.printOnce;
-    console.error(
-      [
-        "",
-        `Postern is running on ${hostname} (roles: ${config.roles.join(", ")}).`,
-        ...(smtp
-          ? [
-            `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
-            `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
-          ]
-          : []),
-        `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
-        `  Dashboard:                  ${dashboardUrl}`,
-        "",
-        `Admin token (shown once, keep it safe): ${token}`,
-        "Open the dashboard and sign in with it, or use it as the API's bearer token.",
-        "",
-        "Send a first message:",
-        `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
-        `    -H "Authorization: Bearer ${token}" -d '{"name":"my-app"}'`,
-        `  swaks --server 127.0.0.1:${config.smtpPort} --tls --auth PLAIN \\`,
-        `    --auth-user <username> --auth-password <password> --to delivered@${config.simulatorDomain}`,
-        "",
-      ].join("\n"),
-    );
-  }
+  const token = services.admin.printOnce;
+  const certPath = tlsOpened?.source.certPath ?? "";
+  console.error(
+    [
+      "",
+      `Postern ${VERSION} is running on ${hostname} (roles: ${config.roles.join(", ")}).`,
+      ...(smtp
+        ? [
+          `  SMTP submission (STARTTLS): ${config.listen}:${config.smtpPort}`,
+          `  SMTPS (implicit TLS):       ${config.listen}:${config.smtpsPort}`,
+        ]
+        : []),
+      `  HTTP API:                   http://${config.listen}:${config.httpPort}`,
+      `  Dashboard:                  ${dashboardUrl}`,
+      ...(tlsOpened && loadedTls
+        ? [
+          `  TLS certificate:            ${certPath}${
+            tlsOpened.source.generated
+              ? " (generated, self-signed: see README, TLS certificates)"
+              : ""
+          }`,
+          `    covers ${loadedTls.facts.names.join(", ")}; valid until ${
+            loadedTls.facts.notAfter.toISOString().slice(0, 10)
+          }`,
+        ]
+        : []),
+      ...(token
+        ? [
+          "",
+          `Admin token (shown once, keep it safe): ${token}`,
+          "Open the dashboard and sign in with it, or use it as the API's bearer token.",
+          "",
+          "Send a first message:",
+          `  curl -s -X POST http://127.0.0.1:${config.httpPort}/v1/credentials \\`,
+          `    -H "Authorization: Bearer ${token}" -d '{"name":"my-app"}'`,
+          `  swaks --server 127.0.0.1:${config.smtpPort} --tls --tls-verify --tls-ca-path ${certPath} \\`,
+          `    --auth PLAIN --auth-user <username> --auth-password <password> \\`,
+          `    --from app@example.com --to delivered@${config.simulatorDomain}`,
+        ]
+        : []),
+      "",
+    ].join("\n"),
+  );
+
+  // A launcher that exits (npx killed with SIGTERM) stops the relay too: see core/launcher.ts.
+  const launchers = watchLaunchers((pid) => {
+    log.info("launcher.exited", { pid });
+    shutdown("launcher_exited");
+  });
 
   async function shutdown(signalName: string) {
     if (stopping) return;
@@ -487,6 +570,8 @@ async function main() {
     await smtp?.drain(config.shutdownGrace);
     await workerRole?.stop(deadline);
     services.stop();
+    tlsWatch.close();
+    launchers.stop();
     await heartbeat.stop();
     await Promise.race([
       Promise.all([

@@ -1,41 +1,52 @@
 /**
- * A self-signed certificate for first start, so STARTTLS and port 465 work out of the box.
- * Production sets POSTERN_TLS_CERT / POSTERN_TLS_KEY.
+ * A self-signed certificate for first start, so STARTTLS and port 465 work out of the box. It
+ * names the relay's hostname, `localhost`, 127.0.0.1 and ::1 (some clients refuse a certificate
+ * for an IP address, others one without the name they dialled), and is made again when the
+ * hostname changes or it is within 30 days of expiry. Production sets POSTERN_TLS_CERT /
+ * POSTERN_TLS_KEY.
  */
 import selfsigned from "selfsigned";
+import { checkTlsPair } from "./tls_pair.ts";
+
+const RENEW_BEFORE_MS = 30 * 86_400_000;
 
 export async function loadOrCreateDevCertificate(
   dataDir: string,
   hostname: string,
-): Promise<{ cert: string; key: string; generated: boolean }> {
+  now: number,
+): Promise<{ certPath: string; keyPath: string; created: boolean }> {
   const certPath = `${dataDir}/dev-cert.pem`;
   const keyPath = `${dataDir}/dev-key.pem`;
   try {
-    return {
+    const pair = {
       cert: await Deno.readTextFile(certPath),
       key: await Deno.readTextFile(keyPath),
-      generated: false,
     };
+    const facts = checkTlsPair(pair, { cert: certPath, key: keyPath }, now + RENEW_BEFORE_MS);
+    if (facts.names.includes(hostname)) return { certPath, keyPath, created: false };
   } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    if (err instanceof Deno.errors.PermissionDenied) throw err;
+    // Missing, unreadable as a pair, or about to expire: made anew below.
   }
+  const names = [...new Set([hostname, "localhost"])];
   const pems = await selfsigned.generate(
     [{ name: "commonName", value: hostname }],
     {
-      days: 825,
+      notAfterDate: new Date(now + 825 * 86_400_000),
       keySize: 2048,
       // selfsigned defaults to SHA-1, which rustls and OpenSSL 3 clients refuse outright.
       algorithm: "sha256",
       extensions: [{
         name: "subjectAltName",
-        altNames: [{ type: 2, value: hostname }, { type: 2, value: "localhost" }, {
-          type: 7,
-          ip: "127.0.0.1",
-        }],
+        altNames: [
+          ...names.map((value) => ({ type: 2, value })),
+          { type: 7, ip: "127.0.0.1" },
+          { type: 7, ip: "::1" },
+        ],
       }],
     } as Parameters<typeof selfsigned.generate>[1],
   );
   await Deno.writeTextFile(keyPath, pems.private, { mode: 0o600 });
   await Deno.writeTextFile(certPath, pems.cert);
-  return { cert: pems.cert, key: pems.private, generated: true };
+  return { certPath, keyPath, created: true };
 }

@@ -84,6 +84,19 @@ export interface Submission {
   test?: boolean;
 }
 
+/** Why intake refused a message: the one value each door maps to its reply (one table each). */
+export type IntakeRejection =
+  | { reason: "too_large"; limit: number }
+  | { reason: "scope"; refusal: ScopeRefusal }
+  | { reason: "bare_line_ending"; found: BareLineEnding }
+  | { reason: "header_too_large"; limit: number }
+  /** The content scan refused it; `message` is rspamd's short reason. */
+  | { reason: "content_rejected"; message: string }
+  /** rspamd failed and the account's on_error is tempfail. */
+  | { reason: "content_unavailable" }
+  | { reason: "memory_busy" }
+  | { reason: "store_failed"; error: string };
+
 export type IntakeResult =
   | {
     ok: true;
@@ -96,16 +109,7 @@ export type IntakeResult =
     /** The content scan held it: accepted, but not delivered until an operator releases it. */
     held?: boolean;
   }
-  | { ok: false; reason: "too_large"; limit: number }
-  | { ok: false; reason: "scope"; refusal: ScopeRefusal }
-  | { ok: false; reason: "bare_line_ending"; found: BareLineEnding }
-  | { ok: false; reason: "header_too_large"; limit: number }
-  /** The content scan refused it; `message` is rspamd's short reason. */
-  | { ok: false; reason: "content_rejected"; message: string }
-  /** rspamd failed and the account's on_error is tempfail. */
-  | { ok: false; reason: "content_unavailable" }
-  | { ok: false; reason: "memory_busy" }
-  | { ok: false; reason: "store_failed"; error: string };
+  | ({ ok: false } & IntakeRejection);
 
 export interface IntakeDeps {
   kv: Deno.Kv;

@@ -32,3 +32,20 @@ export async function claimNodeId(dataDir: string, hostname: string): Promise<No
   await file.write(new TextEncoder().encode(`${hostname} ${id}\n`));
   return { id, file };
 }
+
+/** Whether a live relay holds this data directory (its node id lock). */
+export async function dataDirInUse(dataDir: string): Promise<boolean> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(`${dataDir}/node_id`, { read: true, write: true });
+  } catch {
+    return false; // never started here
+  }
+  try {
+    const locked = await file.tryLock(true).catch(() => true);
+    if (locked) await file.unlock().catch(() => {});
+    return !locked;
+  } finally {
+    file.close();
+  }
+}

@@ -14,7 +14,8 @@
  *   names no domain; its From is still checked;
  * - `headers.pool`: `X-Postern-Pool` may only name a pool granted to the credential (its `pool`,
  *   its `pools`) or to its account (`pools`);
- * - `recipients`: the credential's `daily_quota` counts recipients, so the transaction's
+ * - `recipients`: at most `maxRecipients` per message (POSTERN_MAX_RECIPIENTS, the same on both
+ *   doors); and the credential's `daily_quota` counts recipients, so the transaction's
  *   recipients must fit in what is left of it today;
  * - `takeRate`: takes one message from the credential's `rate_limit` (once per transaction).
  *
@@ -79,12 +80,15 @@ export type ScopeRefusal =
   | { reason: "sender_not_allowed"; domain: string; why: SenderProblem }
   | { reason: "multiple_senders"; field: "From" | "Sender" }
   | { reason: "pool_not_allowed"; pool: string }
+  | { reason: "too_many_recipients"; limit: number }
   | { reason: "rate" | "quota"; retryAfterMs: number };
 
 export interface ScopeDeps {
   kv: Deno.Kv;
   /** Needed for `recipients` and `takeRate` with a credential that has limits. */
   limits?: SendLimits;
+  /** Recipients one message may have (POSTERN_MAX_RECIPIENTS); checked with `recipients`. */
+  maxRecipients?: number;
 }
 
 /**
@@ -126,6 +130,10 @@ export async function checkSendScope(
   if (request.headers) {
     const problem = await headerProblem(deps.kv, scope, request.headers);
     if (problem) return problem;
+  }
+  const max = deps.maxRecipients;
+  if (max !== undefined && request.recipients !== undefined && request.recipients > max) {
+    return { reason: "too_many_recipients", limit: max };
   }
   if (c && deps.limits && request.recipients !== undefined) {
     const quota = await deps.limits.quota(c, request.recipients);

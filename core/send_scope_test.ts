@@ -77,3 +77,19 @@ Deno.test("checkSendScope() gives each added domain and all its subdomains to it
     kv.close();
   }
 });
+
+Deno.test("checkSendScope() refuses a message over the recipient limit, for a credential or without one", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const a = (await createAccount(kv, { name: "a", settings: { requireVerifiedSender: false } }))!;
+    const scope = await loadSendScope(kv, a.id, null);
+    const deps = { kv, maxRecipients: 100 };
+    assert.equal(await checkSendScope(deps, scope, { recipients: 100 }), null);
+    assert.deepEqual(await checkSendScope(deps, scope, { recipients: 101 }), {
+      reason: "too_many_recipients",
+      limit: 100,
+    });
+  } finally {
+    kv.close();
+  }
+});

@@ -60,6 +60,8 @@ export interface HttpDeps {
   intake: IntakeDeps;
   /** Credentials' rate_limit and daily_quota, shared with the SMTP side. */
   limits: SendLimits;
+  /** Recipients one message may have (POSTERN_MAX_RECIPIENTS), as over SMTP. */
+  maxRecipients: number;
   /** Resolves webhook hosts (through POSTERN_DNS). */
   resolver: Resolver;
   /** Networks webhooks may reach although not public (POSTERN_WEBHOOK_ALLOW). */

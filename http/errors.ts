@@ -4,6 +4,9 @@
  */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { type ScopeRefusal, SENDER_PROBLEM_TEXT } from "../core/send_scope.ts";
+import type { IntakeRejection } from "../core/intake.ts";
+import { type ByReason, byReason } from "../core/by_reason.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { shortId } from "../core/ids.ts";
 import { CommitFailedError, DEFAULT_STORE_RETRY_MS } from "../core/store/committer.ts";
@@ -83,6 +86,49 @@ export const errors = {
   bareLineEnding: (found: string) =>
     new ApiError(400, "invalid_request", `Message contains a bare ${found}`),
 };
+
+/** The HTTP answer to each send-scope refusal (smtp/replies.ts has the SMTP twin). */
+const SCOPE_ERRORS: ByReason<ScopeRefusal, ApiError> = {
+  revoked: () => errors.unauthorized(),
+  suspended: () => errors.credentialSuspended(),
+  client_not_allowed: (r) => errors.forbidden(`sending from ${r.client} with this credential`),
+  sender_not_allowed: (r) =>
+    errors.forbidden(`sending as ${r.domain}, which ${SENDER_PROBLEM_TEXT[r.why]}`),
+  multiple_senders: (r) => errors.invalid(`The message has more than one ${r.field} header field`),
+  pool_not_allowed: (r) => errors.forbidden(`pool ${r.pool} with this credential`),
+  too_many_recipients: (r) =>
+    errors.invalid("Request body is invalid", [
+      { path: "", message: `at most ${r.limit} recipients` },
+    ]),
+  rate: (r) =>
+    errors.rateLimited("The credential's rate_limit is reached; retry later", r.retryAfterMs),
+  quota: (r) =>
+    errors.rateLimited(
+      "The credential's daily_quota (recipients per UTC day) has no room for this message; " +
+        "retry tomorrow (UTC)",
+      r.retryAfterMs,
+    ),
+};
+
+/** The HTTP answer to each reason intake refuses a message (`retryMs`: the store's retry). */
+const INTAKE_ERRORS: ByReason<IntakeRejection, ApiError, [retryMs: number]> = {
+  too_large: (r) => errors.tooLarge(r.limit),
+  scope: (r) => scopeError(r.refusal),
+  header_too_large: (r) => errors.headerTooLarge(r.limit),
+  bare_line_ending: (r) => errors.bareLineEnding(r.found),
+  content_rejected: (r) => errors.contentRejected(r.message),
+  content_unavailable: () => errors.unavailable("The content filter is unavailable; retry later"),
+  memory_busy: () => errors.memoryBusy(10_000),
+  store_failed: (_r, retryMs) => errors.storeUnavailable(retryMs),
+};
+
+export function scopeError(r: ScopeRefusal): ApiError {
+  return byReason(SCOPE_ERRORS, r);
+}
+
+export function intakeError(r: IntakeRejection, retryMs: number): ApiError {
+  return byReason(INTAKE_ERRORS, r, retryMs);
+}
 
 /** One failed item of a batch: its status and the usual error body. */
 export function errorItem(err: ApiError) {

@@ -25,6 +25,13 @@ interface Operation {
   body?: z.ZodType;
   bodyType?: string;
   query?: z.ZodObject;
+  /** Also takes a whole message as `message/rfc822`, its envelope in the query. */
+  rawUpload?: boolean;
+  /**
+   * Status → description. A 2xx description in braces ("{data, next_cursor}") names the fields
+   * of the JSON body; the errors every operation can answer (401, 403, 404, 400, 413, 429) are
+   * added by openApiDocument.
+   */
   responses: Record<string, string>;
   /** Who may call it. */
   auth: "admin" | "any key" | "admin or trusted network";
@@ -43,6 +50,7 @@ const OPERATIONS: Operation[] = [
       "events as SMTP. An Idempotency-Key header makes a repeat within 24 h return the first id " +
       "and queue nothing (409 when the repeat differs).",
     body: SendMessageSchema,
+    rawUpload: true,
     responses: {
       "202": "{id}: committed to the queue",
       "400": "invalid field (header injection is refused, never rewritten)",
@@ -167,7 +175,7 @@ const OPERATIONS: Operation[] = [
     path: "/v1/accounts",
     summary: "Create an account (a tenant)",
     body: CreateAccount,
-    responses: { "201": "the account" },
+    responses: { "201": "the account", "409": "an account with this name exists" },
     auth: "admin",
   },
   {
@@ -266,21 +274,24 @@ const OPERATIONS: Operation[] = [
     path: `/v1/credentials/${ID}`,
     summary: "Change a credential's name or scopes, or lift an abuse-brake suspension",
     body: UpdateCredential,
-    responses: { "200": "the credential" },
+    responses: { "200": "the credential", "409": "the credential is revoked" },
     auth: "admin",
   },
   {
     method: "post",
     path: `/v1/credentials/${ID}/rotate`,
     summary: "Issue a second secret (shown once); the first keeps working",
-    responses: { "201": "the credential with the new password" },
+    responses: {
+      "201": "the credential with the new password",
+      "409": "the credential is revoked, or already has two secrets",
+    },
     auth: "admin",
   },
   {
     method: "delete",
     path: `/v1/credentials/${ID}/secrets/{secretId}`,
     summary: "Revoke one secret of a credential",
-    responses: { "200": "the credential" },
+    responses: { "200": "the credential", "409": "it is the credential's only secret" },
     auth: "admin",
   },
   {
@@ -295,7 +306,7 @@ const OPERATIONS: Operation[] = [
     path: "/v1/domains",
     summary: "Add a sending domain with DKIM keys; answers the DNS records to publish",
     body: CreateDomain,
-    responses: { "201": "the domain" },
+    responses: { "201": "the domain", "409": "the domain is already added" },
     auth: "admin",
   },
   {
@@ -323,7 +334,10 @@ const OPERATIONS: Operation[] = [
     method: "post",
     path: `/v1/domains/${ID}/rotate-dkim`,
     summary: "Add DKIM keys under a new selector",
-    responses: { "200": "the domain" },
+    responses: {
+      "201": "the domain with its pending keys",
+      "409": "a rotation already waits for its DNS records",
+    },
     auth: "admin",
   },
   {
@@ -467,10 +481,99 @@ function schemaOf(schema: z.ZodType): Record<string, unknown> {
   return json;
 }
 
+/** Every error response: `{error: {code, message, details?}}` (http/errors.ts). */
+const ERROR_SCHEMA = {
+  type: "object",
+  required: ["error"],
+  properties: {
+    error: {
+      type: "object",
+      required: ["code", "message"],
+      properties: {
+        code: { type: "string", description: "e.g. invalid_request, not_found, conflict" },
+        message: { type: "string" },
+        details: { description: "the fields at fault, or retry_after_s" },
+      },
+    },
+  },
+};
+
+const RAW_MESSAGE = {
+  schema: { type: "string", contentMediaType: "message/rfc822" },
+  description: "A whole message (headers and body) as it should be sent; bare LF is repaired " +
+    "to CRLF. A Bcc header is refused: put those recipients in ?to=.",
+};
+
+/** The raw upload's envelope and options, in the query (message/rfc822 only). */
+const RAW_QUERY = ([
+  ["from", "envelope sender (message/rfc822 only); default the From header", false],
+  ["to", "envelope recipient, repeatable (message/rfc822 only); default To and Cc", true],
+  ["tag", "a tag, repeatable (message/rfc822 only)", true],
+  ["test", "true: test mode for this message (message/rfc822 only)", false],
+] as const).map(([name, description, repeat]) => ({
+  name,
+  in: "query",
+  required: false,
+  description,
+  schema: repeat ? { type: "array", items: { type: "string" } } : { type: "string" },
+  ...(repeat ? { style: "form", explode: true } : {}),
+}));
+
+/** The errors any operation may answer, by what it takes and who may call it. */
+function commonErrors(op: Operation): Record<string, string> {
+  const errors: Record<string, string> = {
+    "401": "missing or invalid bearer token",
+    "429": "too many requests for this key (POSTERN_HTTP_RATE_LIMIT), or too many failed " +
+      "keys from this address",
+  };
+  if (op.auth !== "any key") errors["403"] = "a credential key where the admin token is needed";
+  if (/\{\w+\}/.test(op.path)) errors["404"] = "no such resource in this account";
+  if (op.body || op.query) errors["400"] = "invalid request: details lists each field at fault";
+  if (op.body) errors["413"] = "request body over the size limit";
+  return errors;
+}
+
+/** A 2xx body: the fields a "{a, b}" description names, or an object described in words. */
+function successSchema(description: string): Record<string, unknown> {
+  const fields = /^\{([\w, ]+)\}/.exec(description)?.[1];
+  if (!fields) return { type: "object", description };
+  const properties: Record<string, unknown> = {};
+  for (const name of fields.split(/,\s*/)) {
+    properties[name] = name === "data"
+      ? { type: "array", items: { type: "object" } }
+      : name.endsWith("cursor")
+      ? { type: ["string", "null"] }
+      : {};
+  }
+  return { type: "object", required: Object.keys(properties), properties, description };
+}
+
+function responsesOf(op: Operation): Record<string, unknown> {
+  const all = { ...commonErrors(op), ...op.responses };
+  return Object.fromEntries(
+    Object.entries(all).sort(([a], [b]) => a.localeCompare(b)).map(([code, description]) => {
+      if (!code.startsWith("2")) {
+        const error = { schema: { $ref: "#/components/schemas/Error" } };
+        return [code, { description, content: { "application/json": error } }];
+      }
+      const content = op.path === "/metrics"
+        ? { "text/plain": { schema: { type: "string" } } }
+        : op.path === "/v1/messages/batch"
+        ? {
+          "application/json": {
+            schema: { type: "array", items: successSchema("{index, status, id, error}") },
+          },
+        }
+        : { "application/json": { schema: successSchema(description) } };
+      return [code, { description, content }];
+    }),
+  );
+}
+
 export function openApiDocument(): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of OPERATIONS) {
-    const parameters: unknown[] = [];
+    const parameters: unknown[] = op.rawUpload ? [...RAW_QUERY] : [];
     for (const [, name] of op.path.matchAll(/\{(\w+)\}/g)) {
       parameters.push({ name, in: "path", required: true, schema: { type: "string" } });
     }
@@ -497,13 +600,14 @@ export function openApiDocument(): Record<string, unknown> {
         ? {
           requestBody: {
             required: true,
-            content: { [op.bodyType ?? "application/json"]: { schema: schemaOf(op.body) } },
+            content: {
+              [op.bodyType ?? "application/json"]: { schema: schemaOf(op.body) },
+              ...(op.rawUpload ? { "message/rfc822": RAW_MESSAGE } : {}),
+            },
           },
         }
         : {}),
-      responses: Object.fromEntries(
-        Object.entries(op.responses).map(([code, description]) => [code, { description }]),
-      ),
+      responses: responsesOf(op),
       ...(op.path === "/metrics" ? {} : { security: [{ bearer: [] }] }),
       "x-postern-auth": op.auth,
     };
@@ -516,7 +620,10 @@ export function openApiDocument(): Record<string, unknown> {
       description: "Errors are {error: {code, message, details?}}. Authenticate with " +
         "`Authorization: Bearer <admin token or credential key>`.",
     },
-    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
+      schemas: { Error: ERROR_SCHEMA },
+    },
     paths,
   };
 }

@@ -35,6 +35,7 @@ export function httpRoleApp(
     suppressions: services.suppressions,
     intake: services.intake,
     limits: services.limits,
+    maxRecipients: config.maxRecipients,
     memory: services.memory,
     resolver: dnsResolver(config.dns),
     webhookAllowed: networkMatcher(config.webhookAllow),

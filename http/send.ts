@@ -24,16 +24,10 @@ import {
 import { bytesToBinary, parseHeaderFields } from "../core/mail/headers.ts";
 import { IDEMPOTENCY_KEY_PATTERN, MAX_TAGS, TAG_PATTERN } from "../core/mail/postern_headers.ts";
 import { sha256 } from "../core/auth/secrets.ts";
-import {
-  checkSendScope,
-  loadSendScope,
-  type ScopeRefusal,
-  SENDER_PROBLEM_TEXT,
-  type SendScope,
-} from "../core/send_scope.ts";
+import { checkSendScope, loadSendScope, type SendScope } from "../core/send_scope.ts";
 import type { SendLimits } from "../core/send_limits.ts";
 import type { AppEnv, Principal } from "./auth.ts";
-import { ApiError, errorItem, errors } from "./errors.ts";
+import { ApiError, errorItem, errors, intakeError, scopeError } from "./errors.ts";
 import { clientAddress } from "./limits.ts";
 import { playSubmissionFault, type SandboxHttp } from "./sandbox_faults.ts";
 
@@ -42,9 +36,10 @@ export interface SendDeps {
   limits: SendLimits;
   /** Submission faults at the simulator domain (http/sandbox_faults.ts). */
   sandbox?: SandboxHttp;
+  /** Recipients one message may have (POSTERN_MAX_RECIPIENTS), as over SMTP. */
+  maxRecipients: number;
 }
 
-const MAX_RECIPIENTS = 1000;
 const MAX_BATCH = 500;
 
 function refineWith(check: (v: string) => string | null, what: string) {
@@ -66,7 +61,8 @@ const MailboxSchema = z.union([
   }
 }).describe('"user@example.com" or {"name": "User", "address": "user@example.com"}');
 
-const MailboxList = z.union([MailboxSchema, z.array(MailboxSchema).max(MAX_RECIPIENTS)]);
+// The recipient limit is the send scope's (core/send_scope.ts), checked with the envelope.
+const MailboxList = z.union([MailboxSchema, z.array(MailboxSchema)]);
 
 const AttachmentSchema = z.object({
   filename: z.string().min(1).max(255).regex(
@@ -121,9 +117,6 @@ export const SendMessageSchema = z.object({
 }).strict().superRefine((m, ctx) => {
   const count = [m.to, m.cc, m.bcc].reduce((n, l) => n + (l ? [l].flat().length : 0), 0);
   if (count === 0) ctx.addIssue({ code: "custom", message: "name at least one of to, cc, bcc" });
-  if (count > MAX_RECIPIENTS) {
-    ctx.addIssue({ code: "custom", message: `at most ${MAX_RECIPIENTS} recipients` });
-  }
   if (m.text === undefined && m.html === undefined && !m.attachments?.length) {
     ctx.addIssue({ code: "custom", message: "give text, html or attachments" });
   }
@@ -268,35 +261,6 @@ function idempotencyKeyOf(c: Context): string | undefined {
   return key;
 }
 
-/** The HTTP answer to a send-scope refusal (smtp/replies.ts scopeRefused is its SMTP twin). */
-function scopeError(r: ScopeRefusal): ApiError {
-  switch (r.reason) {
-    case "revoked":
-      return errors.unauthorized();
-    case "suspended":
-      return errors.credentialSuspended();
-    case "client_not_allowed":
-      return errors.forbidden(`sending from ${r.client} with this credential`);
-    case "sender_not_allowed":
-      return errors.forbidden(`sending as ${r.domain}, which ${SENDER_PROBLEM_TEXT[r.why]}`);
-    case "multiple_senders":
-      return errors.invalid(`The message has more than one ${r.field} header field`);
-    case "pool_not_allowed":
-      return errors.forbidden(`pool ${r.pool} with this credential`);
-    case "rate":
-      return errors.rateLimited(
-        "The credential's rate_limit is reached; retry later",
-        r.retryAfterMs,
-      );
-    case "quota":
-      return errors.rateLimited(
-        "The credential's daily_quota (recipients per UTC day) has no room for this message; " +
-          "retry tomorrow (UTC)",
-        r.retryAfterMs,
-      );
-  }
-}
-
 /** The same checks SMTP makes at MAIL FROM and RCPT TO, with every recipient known at once. */
 async function checkScopes(
   deps: SendDeps,
@@ -305,12 +269,20 @@ async function checkScopes(
   p: Prepared,
 ): Promise<SendScope> {
   const scope = await loadSendScope(deps.intake.kv, principal.account, principal.credentialId);
-  const refusal = await checkSendScope({ kv: deps.intake.kv, limits: deps.limits }, scope, {
-    client,
-    envelopeSender: p.mailFrom,
-    recipients: p.recipients.length,
-    takeRate: true,
-  });
+  const refusal = await checkSendScope(
+    {
+      kv: deps.intake.kv,
+      limits: deps.limits,
+      maxRecipients: deps.maxRecipients,
+    },
+    scope,
+    {
+      client,
+      envelopeSender: p.mailFrom,
+      recipients: p.recipients.length,
+      takeRate: true,
+    },
+  );
   if (refusal) throw scopeError(refusal);
   return scope!;
 }
@@ -354,17 +326,10 @@ async function send(
     }
     return { id: result.id, replayed: result.duplicate === true };
   }
-  if (result.reason === "too_large") throw errors.tooLarge(result.limit);
-  if (result.reason === "scope") throw scopeError(result.refusal);
-  if (result.reason === "header_too_large") throw errors.headerTooLarge(result.limit);
-  if (result.reason === "bare_line_ending") throw errors.bareLineEnding(result.found);
-  if (result.reason === "content_rejected") throw errors.contentRejected(result.message);
-  if (result.reason === "content_unavailable") {
-    throw errors.unavailable("The content filter is unavailable; retry later");
+  if (result.reason === "store_failed") {
+    deps.intake.log.error("http.store_failed", { error: result.error });
   }
-  if (result.reason === "memory_busy") throw errors.memoryBusy(10_000);
-  deps.intake.log.error("http.store_failed", { error: result.error });
-  throw errors.storeUnavailable(deps.intake.committer.retryMs);
+  throw intakeError(result, deps.intake.committer.retryMs);
 }
 
 /**

@@ -106,7 +106,9 @@ export function webhooksApi(deps: WebhooksDeps) {
   async function checkUrl(url: string) {
     const target = await checkHttpTarget(new URL(url), deps);
     if (!target.ok) {
-      throw errors.invalid("Webhook URL is not allowed", [{ path: "url", message: target.reason }]);
+      throw errors.invalid(`Webhook URL is not allowed: ${target.reason}`, [
+        { path: "url", message: target.reason },
+      ]);
     }
   }
 

@@ -1,5 +1,5 @@
 /**
- * Keeps two rules of ARCHITECTURE.md that review alone lets slip. The dependency direction:
+ * Keeps two rules of docs/ARCHITECTURE.md that review alone lets slip. The dependency direction:
  * smtp/ and http/ import only core/ (never each other), actors/ imports core/ and delivery/,
  * delivery/ imports core/ only, core/ imports none of them, and nothing imports main.ts. And the
  * store boundary: only core/store/ touches KV — no KV method calls and no imports of

@@ -8,6 +8,7 @@
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
 import { acceptReport, type ReportDeps } from "../core/inbound_reports.ts";
 import { isBounceDomain, parseVerp } from "../core/mail/verp.ts";
+import { listenerErrorLogger } from "./listener_errors.ts";
 import type { Logger } from "../core/log.ts";
 import { replies, type Reply } from "./replies.ts";
 import { ListenError, sessionGuards } from "./server.ts";
@@ -33,7 +34,9 @@ function smtpError(r: Reply): Error {
   return Object.assign(new Error(r.message), { responseCode: r.responseCode });
 }
 
-export async function startInbound(deps: InboundDeps): Promise<{ close(): Promise<void> }> {
+export async function startInbound(
+  deps: InboundDeps,
+): Promise<{ close(): Promise<void>; updateTls(tls: { key: string; cert: string }): void }> {
   const verp = deps.reports.verp;
   const maxSize = deps.maxSize ?? 2 * 1024 * 1024;
   applySmtpServerPatches();
@@ -110,7 +113,7 @@ export async function startInbound(deps: InboundDeps): Promise<{ close(): Promis
       });
     },
   } as SMTPServerOptions);
-  server.on("error", (err: Error) => deps.log.warn("inbound.error", { err }));
+  server.on("error", listenerErrorLogger(deps.log, "inbound", "inbound"));
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error & { code?: string }) =>
       reject(
@@ -126,5 +129,9 @@ export async function startInbound(deps: InboundDeps): Promise<{ close(): Promis
       resolve();
     });
   });
-  return { close: () => new Promise<void>((r) => server.close(() => r())) };
+  return {
+    close: () => new Promise<void>((r) => server.close(() => r())),
+    updateTls: (tls: { key: string; cert: string }) =>
+      server.updateSecureContext({ key: tls.key, cert: tls.cert }),
+  };
 }

@@ -1,4 +1,6 @@
 import { type ScopeRefusal, SENDER_PROBLEM_TEXT, type SenderProblem } from "../core/send_scope.ts";
+import type { IntakeRejection } from "../core/intake.ts";
+import { type ByReason, byReason } from "../core/by_reason.ts";
 
 /**
  * The only place SMTP reply codes are chosen. Each reply carries its RFC 3463 enhanced code in the
@@ -18,6 +20,9 @@ export const replies = {
   queued: (id: string) => `2.0.0 OK queued as ${id}`,
   shuttingDown: (host: string) => reply(421, "4.3.2", `${host} shutting down, try again later`),
   authRequired: () => reply(530, "5.7.0", "Authentication required"),
+  /** MAIL FROM in clear from a client that may not relay unauthenticated. */
+  tlsFirst: () =>
+    reply(530, "5.7.0", "Must issue a STARTTLS command first, then AUTH: authentication required"),
   authFailed: () => reply(535, "5.7.8", "Authentication credentials invalid"),
   authTemporary: () => reply(454, "4.7.0", "Temporary authentication failure"),
   credentialRevoked: () => reply(535, "5.7.8", "Credential no longer valid"),
@@ -96,26 +101,39 @@ export const replies = {
   reportAccepted: () => "2.0.0 Report accepted",
 };
 
+/** The reply for each send-scope refusal (core/send_scope.ts). */
+const SCOPE_REPLIES: ByReason<ScopeRefusal, Reply> = {
+  revoked: () => replies.credentialRevoked(),
+  client_not_allowed: () => replies.addressNotAllowed(),
+  sender_not_allowed: (r) => replies.senderNotAllowed(r.domain, r.why),
+  multiple_senders: (r) => replies.multipleSenders(r.field),
+  pool_not_allowed: (r) => replies.poolNotAllowed(r.pool),
+  suspended: () => replies.credentialSuspended(),
+  too_many_recipients: () => replies.tooManyRecipients(),
+  rate: () => replies.rateLimited(),
+  quota: () => replies.quotaExceeded(),
+};
+
+/** The reply for each reason intake refuses a message at the end of DATA (core/intake.ts). */
+const INTAKE_REPLIES: ByReason<IntakeRejection, Reply> = {
+  too_large: (r) => replies.tooLarge(r.limit),
+  scope: (r) => scopeRefused(r.refusal),
+  bare_line_ending: (r) => replies.bareLineEnding(r.found),
+  header_too_large: (r) => replies.headerTooLarge(r.limit),
+  content_rejected: (r) => replies.contentRejected(r.message),
+  content_unavailable: () => replies.contentUnavailable(),
+  memory_busy: () => replies.memoryBusy(),
+  store_failed: () => replies.storeFailed(),
+};
+
 /** The reply for a send-scope refusal (core/send_scope.ts). */
 export function scopeRefused(r: ScopeRefusal): Reply {
-  switch (r.reason) {
-    case "revoked":
-      return replies.credentialRevoked();
-    case "client_not_allowed":
-      return replies.addressNotAllowed();
-    case "sender_not_allowed":
-      return replies.senderNotAllowed(r.domain, r.why);
-    case "multiple_senders":
-      return replies.multipleSenders(r.field);
-    case "pool_not_allowed":
-      return replies.poolNotAllowed(r.pool);
-    case "suspended":
-      return replies.credentialSuspended();
-    case "rate":
-      return replies.rateLimited();
-    case "quota":
-      return replies.quotaExceeded();
-  }
+  return byReason(SCOPE_REPLIES, r);
+}
+
+/** The reply for a message intake refused. */
+export function intakeRefused(r: IntakeRejection): Reply {
+  return byReason(INTAKE_REPLIES, r);
 }
 
 /** Client-supplied text echoed in a reply: one line of printable ASCII, bounded. */

@@ -2,9 +2,19 @@
  * smtp-server adapter: submission on 587 (STARTTLS) and 465 (implicit TLS, RFC 8314). Policy
  * arrives as smtp-server callbacks; mail goes to core/intake. Reply codes come from replies.ts.
  */
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerOptions,
+  type SMTPServerSession,
+} from "smtp-server";
 import type { Config } from "../core/config/schema.ts";
-import { accept, INTAKE_WORKING_BYTES, type IntakeDeps } from "../core/intake.ts";
+import {
+  accept,
+  INTAKE_WORKING_BYTES,
+  type IntakeDeps,
+  type IntakeRejection,
+} from "../core/intake.ts";
 import type { MemoryBudget, MemoryHold } from "../core/policy/memory_budget.ts";
 import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
@@ -14,13 +24,20 @@ import {
   verifyApiKey,
   verifyLogin,
 } from "../core/store/credentials.ts";
-import { checkSendScope, loadSendScope, type SendScope } from "../core/send_scope.ts";
+import {
+  checkSendScope,
+  loadSendScope,
+  type ScopeDeps,
+  type SendScope,
+} from "../core/send_scope.ts";
 import type { Logger } from "../core/log.ts";
 import { metrics } from "../core/metrics.ts";
 import type { SendLimits } from "../core/send_limits.ts";
-import { replies, type Reply, scopeRefused } from "./replies.ts";
+import { intakeRefused, replies, type Reply, scopeRefused } from "./replies.ts";
 import { usernameForLog } from "../core/auth/secrets.ts";
-import { bareLineEndingRefusal } from "./bare_line_ending.ts";
+import { countBareLineEnding } from "./bare_line_ending.ts";
+import { type ByReason, byReason } from "../core/by_reason.ts";
+import { listenerErrorLogger } from "./listener_errors.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthLockout } from "../core/auth_lockout.ts";
@@ -68,6 +85,38 @@ function needsSmtputf8(address: { address: string }, session: SMTPServerSession)
     (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 !== true;
 }
 
+/** What a refusal at the end of DATA is logged with; `aborted`: the client left mid-DATA. */
+type LogFields = Record<string, unknown> & { aborted: boolean };
+
+/** How each refusal at the end of DATA is logged (and counted), beside the reply it got. */
+const INTAKE_LOGS: ByReason<IntakeRejection, void, [Logger, Reply, LogFields]> = {
+  too_large: (_r, log, _reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", { reason: "too_large", ...f }),
+  header_too_large: (_r, log, _reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", { reason: "header_too_large", ...f }),
+  scope: (r, log, reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", {
+      // The From or Sender field named a domain the scope refuses.
+      reason: r.refusal.reason === "sender_not_allowed" ? "from_not_allowed" : r.refusal.reason,
+      reply: `${reply.responseCode} ${reply.message}`,
+      ...f,
+    }),
+  bare_line_ending: (r, log, _reply, { aborted: _, ...f }) => countBareLineEnding(log, r.found, f),
+  content_rejected: (r, log, _reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", { reason: "content", message: r.message, ...f }),
+  content_unavailable: (_r, log, _reply, { aborted: _, ...f }) =>
+    log.info("smtp.rejected", { reason: "content_unavailable", ...f }),
+  memory_busy: (_r, log, _reply, { aborted: _, ...f }) => {
+    metrics.limitRefusals.inc({ limit: "memory_budget" });
+    log.warn("smtp.rejected", { reason: "memory_budget", ...f });
+  },
+  // The client left (or was cut off by a deadline) before the end of DATA, or the store failed.
+  store_failed: (r, log, _reply, { aborted, ...f }) =>
+    aborted
+      ? log.info("smtp.aborted", { error: r.error, ...f })
+      : log.error("smtp.store_failed", { error: r.error, ...f }),
+};
+
 function smtpError(r: Reply): Error {
   return Object.assign(new Error(r.message), { responseCode: r.responseCode });
 }
@@ -80,8 +129,13 @@ function protocolOf(session: SMTPServerSession): string {
 }
 
 export interface SmtpListeners {
-  /** Stop accepting: new sessions get 421 4.3.2; resolves when open transactions finished. */
+  /**
+   * Stop accepting: new sessions and new transactions get 421 4.3.2; resolves when every
+   * transaction already past MAIL FROM has finished (or left), or after `graceMs`.
+   */
   drain(graceMs: number): Promise<void>;
+  /** New sessions, on both listeners, present this certificate and key. */
+  updateTls(tls: { key: string; cert: string }): void;
   close(): Promise<void>;
   /** The ports the listeners are bound to (useful when the config asked for port 0). */
   ports(): { submission: number; smtps: number };
@@ -118,8 +172,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   const isTrusted = networkMatcher(config.trustedNetworks);
   const kv = deps.intake.kv;
   let draining = false;
+  /** Open sessions, so a drain can wait for those with a transaction under way. */
+  const sessions = new Map<string, SMTPServerSession>();
   let openTransactions = 0;
-  let transactionsDone: (() => void) | null = null;
   // Abuse limits (core/config/limits.ts), per node like the credential rate limits.
   const clients = new ClientConnections({
     perClient: config.smtpClientConnectionLimit,
@@ -180,14 +235,35 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     return scopes.get(session.id)?.credential?.sandboxSubmission ?? null;
   }
 
-  /** A recipient against the scope its transaction's MAIL FROM loaded. */
-  async function refuseRecipient(
+  /**
+   * One RCPT TO: the address, then the scope its transaction's MAIL FROM loaded. Past the
+   * recipient limit the reply is 452 and the client sends the rest in another transaction
+   * (RFC 5321 §4.5.3.1.8); a repeated recipient replaces its entry, so it never counts twice.
+   */
+  async function recipientRefusal(
+    address: SMTPServerAddress,
     session: SMTPServerSession,
-    recipients: number,
   ): Promise<Reply | null> {
+    const rcpts = session.envelope.rcptTo;
+    const lower = address.address.toLowerCase();
+    const repeated = rcpts.some((r) => r.address.toLowerCase() === lower);
+    // Always there: smtp-server answers 503 itself to a RCPT TO without an accepted MAIL FROM.
     const scope = scopes.get(session.id);
-    if (!scope) return null; // MAIL FROM refused or never given: smtp-server answers 503
-    const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, { recipients });
+    const check = async (deps: ScopeDeps, recipients: number) =>
+      scope ? await checkSendScope(deps, scope, { recipients }) : null;
+    if (!repeated) {
+      const over = await check({ kv, maxRecipients: config.maxRecipients }, rcpts.length + 1);
+      if (over) return scopeRefused(over);
+    }
+    if (needsSmtputf8(address, session)) return replies.utf8WithoutSmtputf8();
+    const problem = checkRelayAddress(address.address);
+    if (problem === "bad_domain") return replies.badRecipientDomain();
+    if (problem) return replies.badRecipient(problem);
+    const fault = faultAtRcpt(deps.sandbox, address.address, sandboxFaultOf(session));
+    if (fault) return fault;
+    if (repeated) return null;
+    // daily_quota counts recipients: this one must fit with those already accepted.
+    const refusal = await check({ kv, limits: deps.limits }, rcpts.length + 1);
     if (!refusal) return null;
     return refusal.reason === "quota" ? replies.recipientOverQuota() : scopeRefused(refusal);
   }
@@ -259,7 +335,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   const base: SMTPServerOptions & { postern: PosternServerOptions } = {
     postern,
     name: deps.hostname,
-    banner: "Postern ESMTP ready",
+    // smtp-server writes "<name> ESMTP <banner>": the word is said once.
+    banner: "Postern ready",
     size: config.maxMessageSize,
     authMethods: ["PLAIN", "LOGIN", "XOAUTH2"],
     authOptional: true, // enforced in onMailFrom so trusted networks may relay without AUTH
@@ -300,10 +377,12 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         ));
       }
       counted.set(session.id, session.remoteAddress);
+      sessions.set(session.id, session);
       callback();
     },
 
     onClose(session) {
+      sessions.delete(session.id);
       releaseHold(session.id);
       scopes.delete(session.id);
       const address = counted.get(session.id);
@@ -330,8 +409,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     onMailFrom(address, session, callback) {
       scopes.delete(session.id);
       const user = session.user as unknown as SessionUser | undefined;
+      if (draining) return callback(smtpError(replies.shuttingDown(deps.hostname)));
       if (!user && !isTrusted(session.remoteAddress)) {
-        return callback(smtpError(replies.authRequired()));
+        // Before STARTTLS the client could not have authenticated: say which step comes first.
+        return callback(smtpError(session.secure ? replies.authRequired() : replies.tlsFirst()));
       }
       const problem = checkSenderAddress(address.address);
       if (problem) return callback(smtpError(replies.badSender(problem)));
@@ -371,26 +452,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     },
 
     onRcptTo(address, session, callback) {
-      // RFC 5321 §4.5.3.1.8: past the limit, 452 and the client sends the rest in another
-      // transaction. A repeated recipient replaces its entry, so it never counts twice.
-      const rcpts = session.envelope.rcptTo;
-      const lower = address.address.toLowerCase();
-      const repeated = rcpts.some((r) => r.address.toLowerCase() === lower);
-      if (rcpts.length >= config.maxRecipients && !repeated) {
-        return callback(smtpError(replies.tooManyRecipients()));
-      }
-      if (needsSmtputf8(address, session)) {
-        return callback(smtpError(replies.utf8WithoutSmtputf8()));
-      }
-      const problem = checkRelayAddress(address.address);
-      if (problem === "bad_domain") return callback(smtpError(replies.badRecipientDomain()));
-      if (problem) return callback(smtpError(replies.badRecipient(problem)));
-      const fault = faultAtRcpt(deps.sandbox, address.address, sandboxFaultOf(session));
-      if (fault) return callback(smtpError(fault)); // a 421 closes the connection
-      if (repeated) return callback();
-      // daily_quota counts recipients: this one must fit with those already accepted.
-      refuseRecipient(session, rcpts.length + 1).then(
-        (refusal) => callback(refusal ? smtpError(refusal) : undefined),
+      recipientRefusal(address, session).then(
+        (refusal) => callback(refusal ? smtpError(refusal) : undefined), // a 421 closes
         () => callback(smtpError(replies.storeFailed())),
       );
     },
@@ -436,51 +499,17 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
             ...(result.held ? { held: true } : {}),
             ...fields,
           });
-          callback(null, replies.queued(result.id));
-        } else if (result.reason === "too_large") {
-          log.info("smtp.rejected", { reason: "too_large", ...fields });
-          callback(smtpError(replies.tooLarge(result.limit)));
-        } else if (result.reason === "scope") {
-          const refusal = scopeRefused(result.refusal);
-          log.info("smtp.rejected", {
-            // The From or Sender field named a domain the scope refuses.
-            reason: result.refusal.reason === "sender_not_allowed"
-              ? "from_not_allowed"
-              : result.refusal.reason,
-            reply: `${refusal.responseCode} ${refusal.message}`,
-            ...fields,
-          });
-          callback(smtpError(refusal));
-        } else if (result.reason === "bare_line_ending") {
-          callback(bareLineEndingRefusal(log, result.found, fields));
-        } else if (result.reason === "header_too_large") {
-          log.info("smtp.rejected", { reason: "header_too_large", ...fields });
-          callback(smtpError(replies.headerTooLarge(result.limit)));
-        } else if (result.reason === "content_rejected") {
-          log.info("smtp.rejected", { reason: "content", message: result.message, ...fields });
-          callback(smtpError(replies.contentRejected(result.message)));
-        } else if (result.reason === "content_unavailable") {
-          log.info("smtp.rejected", { reason: "content_unavailable", ...fields });
-          callback(smtpError(replies.contentUnavailable()));
-        } else if (result.reason === "memory_busy") {
-          metrics.limitRefusals.inc({ limit: "memory_budget" });
-          log.warn("smtp.rejected", { reason: "memory_budget", ...fields });
-          callback(smtpError(replies.memoryBusy()));
-        } else if (stream.destroyed) {
-          // The client left (or was cut off by a deadline) before the end of DATA.
-          log.info("smtp.aborted", { error: result.error, ...fields });
-          callback(smtpError(replies.storeFailed()));
-        } else {
-          log.error("smtp.store_failed", { error: result.error, ...fields });
-          callback(smtpError(replies.storeFailed()));
+          return callback(null, replies.queued(result.id));
         }
+        const reply = intakeRefused(result);
+        byReason(INTAKE_LOGS, result, log, reply, { ...fields, aborted: stream.destroyed });
+        callback(smtpError(reply));
       }, (err) => {
         log.error("smtp.store_failed", { err });
         callback(smtpError(replies.storeFailed()));
       }).finally(() => {
         releaseHold(session.id);
         openTransactions--;
-        if (openTransactions === 0) transactionsDone?.();
       });
     },
   };
@@ -488,7 +517,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   const submission = new SMTPServer({ ...base, secure: false } as SMTPServerOptions);
   const smtps = new SMTPServer({ ...base, secure: true } as SMTPServerOptions);
   for (const [server, name] of [[submission, "submission"], [smtps, "smtps"]] as const) {
-    server.on("error", (err: Error) => log.warn("smtp.error", { listener: name, err }));
+    server.on("error", listenerErrorLogger(log, "smtp", name));
   }
   await listen(submission, config.smtpPort, config.listen, "POSTERN_SMTP_PORT");
   await listen(smtps, config.smtpsPort, config.listen, "POSTERN_SMTPS_PORT");
@@ -496,11 +525,19 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   return {
     async drain(graceMs) {
       draining = true;
-      if (openTransactions === 0) return;
-      await Promise.race([
-        new Promise<void>((r) => (transactionsDone = r)),
-        new Promise<void>((r) => setTimeout(r, graceMs)),
-      ]);
+      // A transaction is under way from an accepted MAIL FROM until its DATA is answered (or
+      // RSET, or the client leaves); smtp-server has no hook for RSET, so this looks.
+      const busy = () =>
+        openTransactions > 0 || [...sessions.values()].some((s) => s.envelope.mailFrom);
+      const deadline = Date.now() + graceMs;
+      while (busy() && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    updateTls(tls) {
+      for (const server of [submission, smtps]) {
+        server.updateSecureContext({ key: tls.key, cert: tls.cert });
+      }
     },
     async close() {
       await Promise.all(

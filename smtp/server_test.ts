@@ -13,7 +13,7 @@ import { BodyCache } from "../core/store/body_cache.ts";
 import { QueueSignal } from "../core/queue_signal.ts";
 import { createLogger } from "../core/log.ts";
 import { SendLimits } from "../core/send_limits.ts";
-import { loadOrCreateDevCertificate } from "../core/dev_tls.ts";
+import { openTlsSource } from "../core/tls_source.ts";
 
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -51,7 +51,8 @@ async function startHarness(): Promise<Harness> {
     config,
     hostname: "relay.test",
     intake,
-    tls: await loadOrCreateDevCertificate(dataDir, "relay.test"),
+    tls: (await openTlsSource({}, { dataDir, hostname: "relay.test", now: Date.now() })).loaded
+      .pair,
     log,
     trustedAccount: "default",
     limits: new SendLimits(kv),

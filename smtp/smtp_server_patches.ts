@@ -7,7 +7,10 @@
  *    SMTPConnection.init). Apps that open a connection per message then cap at ~10 msg/s per
  *    session. Submission clients must authenticate or come from trusted networks, so instead of
  *    the pause we greet at once; `earlyTalkerPause: true` keeps it for untrusted listeners.
- * 2. AUTH is advertised in EHLO only once TLS is up (RFC 4954 §4: no plaintext passwords).
+ * 2. AUTH is advertised in EHLO only once TLS is up (RFC 4954 §4: no plaintext passwords): EHLO
+ *    runs with AUTH in the session's own `disabledCommands` (smtp-server's per-session option),
+ *    which it drops again at once, so an AUTH sent anyway still hears smtp-server's 538 5.7.11
+ *    "Must issue a STARTTLS command first" instead of a puzzling "command not recognized".
  * 3. Replies that already carry an RFC 3463 enhanced code (ours, from replies.ts) are sent as-is;
  *    smtp-server would otherwise prefix a generic code chosen from the numeric code alone.
  * 4. Source routes (`<@relay:user@example.org>`) are handed to our address checks as written.
@@ -20,6 +23,8 @@
  *    smtp-server's own timeouts only count idle time, which a client trickling one byte at a
  *    time resets forever (slowloris).
  * 6. A command line over the limit, and the connection-count refusal, answer with our replies.
+ *    The line-too-long error is told apart by where it comes from (the parser's
+ *    `_commandTooLong`, which we make return our own error class), not by its text.
  * 7. On an implicit-TLS listener the handshake comes before any session, and so before onConnect
  *    can count the client: a client's sockets are counted from the accept, and past its limit a
  *    new one is closed at once (nothing can be said before TLS), so one client's unfinished
@@ -27,10 +32,22 @@
  * 8. Parsed MAIL FROM and RCPT TO addresses keep the path as the client wrote it (`written`):
  *    smtp-server turns an A-label domain into Unicode, and RFC 6531 §3.4 refuses a non-ASCII
  *    address only when the client wrote one without SMTPUTF8.
+ *
+ * Every private member used here is declared in smtp_server_internals.ts and checked when the
+ * patches are applied: with a smtp-server that lacks one, the relay refuses to start. Each patch
+ * has its own loopback test in smtp_server_patches_test.ts.
  */
-import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import { SMTPServer } from "smtp-server";
 import { ENHANCED_OVERRIDES, replies } from "./replies.ts";
+import {
+  assertSmtpServerInternals,
+  type ConnectionInternals as Conn,
+  connectionPrototype as proto,
+  type InternalsSample,
+  type ParserInternals,
+  sampleInstalledSmtpServer,
+  type ServerInternals,
+  serverPrototype as serverProto,
+} from "./smtp_server_internals.ts";
 
 /** Session limits, from core/config/limits.ts; times in ms, rates in bytes per second. */
 export interface SessionLimits {
@@ -59,14 +76,15 @@ export interface PosternServerOptions {
   limits?: SessionLimits;
 }
 
-// deno-lint-ignore no-explicit-any
-type Conn = any;
-const proto = SMTPConnection.prototype as Conn;
-const serverProto = SMTPServer.prototype as Conn;
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 
 function options(conn: Conn): PosternServerOptions | undefined {
   return conn._server?.options?.postern;
+}
+
+/** The error a command line over maxCommandLength is reported with (6 above). */
+class CommandTooLong extends Error {
+  override name = "CommandTooLong";
 }
 
 function limitsOf(conn: Conn): SessionLimits | undefined {
@@ -97,15 +115,15 @@ function firstBareLf(chunk: Uint8Array, lastWasCR: boolean): number {
  * LF seen in command mode, let everything before it run, and if the session is still reading
  * commands then (not DATA, where intake answers 550 itself) reply 550 5.5.2 and disconnect.
  */
-function rejectBareLfInCommands(conn: Conn, parser: Conn) {
+function rejectBareLfInCommands(conn: Conn, parser: ParserInternals) {
   const write = parser._write.bind(parser);
   let lastWasCR = false;
-  parser._write = (chunk: Uint8Array, encoding: string, done: (err?: Error) => void) => {
+  parser._write = (chunk: Uint8Array, encoding: string, done: (err?: Error | null) => void) => {
     if (parser._dataMode || chunk.length === 0) return write(chunk, encoding, done);
     const at = firstBareLf(chunk, lastWasCR);
     lastWasCR = chunk[chunk.length - 1] === 13;
     if (at < 0) return write(chunk, encoding, done);
-    write(chunk.subarray(0, at), encoding, (err?: Error) => {
+    write(chunk.subarray(0, at), encoding, (err?: Error | null) => {
       if (err) return done(err);
       if (parser._dataMode) return write(chunk.subarray(at), encoding, done);
       sendReply(conn, replies.bareLineEnding("LF"));
@@ -117,8 +135,16 @@ function rejectBareLfInCommands(conn: Conn, parser: Conn) {
 
 let applied = false;
 
-export function applySmtpServerPatches() {
+/**
+ * Applies the patches once per process. Throws SmtpServerMismatch (one line naming the installed
+ * smtp-server version) when a member they need is missing or changed shape; `sample` is for the
+ * test of that refusal.
+ */
+export function applySmtpServerPatches(
+  sample: () => InternalsSample = sampleInstalledSmtpServer,
+) {
   if (applied) return;
+  assertSmtpServerInternals(sample());
   applied = true;
 
   const init = proto.init;
@@ -144,21 +170,25 @@ export function applySmtpServerPatches() {
     return onClose.call(this);
   };
 
-  const isSupported = proto._isSupported;
-  proto._isSupported = function (this: Conn, command: string) {
-    if (this._inEhlo && command === "AUTH" && !this.secure && options(this)?.authOnlyOverTls) {
-      return false;
-    }
-    return isSupported.call(this, command);
-  };
-
   const ehlo = proto.handler_EHLO;
-  proto.handler_EHLO = function (this: Conn, ...args: unknown[]) {
-    this._inEhlo = true;
+  proto.handler_EHLO = function (this: Conn, command: unknown, callback: () => void) {
+    if (this.secure || !options(this)?.authOnlyOverTls) return ehlo.call(this, command, callback);
+    const session = this.session;
+    const own = session.disabledCommands;
+    // The session's list replaces the server's, so it must carry the server's entries too.
+    session.disabledCommands = [...(own ?? this._server.options.disabledCommands ?? []), "AUTH"];
+    // Restored before the next command can run (a pipelined AUTH still hears 538).
+    const restore = () => {
+      if (own === undefined) delete session.disabledCommands;
+      else session.disabledCommands = own;
+    };
     try {
-      return ehlo.apply(this, args);
+      return ehlo.call(this, command, () => {
+        restore();
+        callback();
+      });
     } finally {
-      this._inEhlo = false;
+      restore();
     }
   };
 
@@ -177,7 +207,8 @@ export function applySmtpServerPatches() {
       }
     }
     const limits = limitsOf(this);
-    if (limits && code !== 421 && !this._closing && this._posternErrors >= limits.hardErrorLimit) {
+    const errors = this._posternErrors ?? 0;
+    if (limits && code !== 421 && !this._closing && errors >= limits.hardErrorLimit) {
       sendReply(this, replies.tooManyErrors(this.name));
     }
   };
@@ -204,14 +235,18 @@ export function applySmtpServerPatches() {
     const path = text.slice(text.indexOf(":") + 1).trim().split(/\s+/)[0] ?? "";
     const written = { ...parsed, written: path.replace(/^<|>$/g, "") };
     const route = /^<(@[^<>]*)>$/.exec(path);
-    return route && options(this)?.refuseSourceRoutes ? { ...written, address: route[1] } : written;
+    return route && options(this)?.refuseSourceRoutes
+      ? { ...written, address: route[1]! }
+      : written;
   };
 
   const dataHandler = proto.handler_DATA;
   proto.handler_DATA = function (this: Conn, command: unknown, callback: () => void) {
     const result = dataHandler.call(this, command, callback);
     const limits = limitsOf(this);
-    if (limits && limits.minDataRate > 0 && this._dataStream && this._parser?._dataMode) {
+    if (
+      limits && limits.minDataRate > 0 && this._dataStream && this._parser && this._parser._dataMode
+    ) {
       armDataDeadline(this, limits);
     }
     return result;
@@ -222,12 +257,15 @@ export function applySmtpServerPatches() {
     const parser = createParser.call(this);
     if (options(this)) {
       rejectBareLfInCommands(this, parser);
+      const tooLong = parser._commandTooLong.bind(parser);
+      parser._commandTooLong = () => new CommandTooLong(tooLong().message);
       parser.removeAllListeners("error");
       parser.on("error", (err: Error) => {
-        const tooLong = /too long/i.test(err?.message ?? "");
         sendReply(
           this,
-          tooLong ? replies.lineTooLong(this.name) : replies.protocolError(this.name),
+          err instanceof CommandTooLong
+            ? replies.lineTooLong(this.name)
+            : replies.protocolError(this.name),
         );
       });
     }
@@ -236,21 +274,20 @@ export function applySmtpServerPatches() {
 
   // STARTTLS: smtp-server times the handshake with the idle timeout, which every byte resets.
   const upgrade = proto.upgrade;
-  proto.upgrade = function (this: Conn, ...args: unknown[]) {
-    const result = upgrade.apply(this, args);
+  proto.upgrade = function (this: Conn, callback: () => void, secureCallback?: () => void) {
+    const result = upgrade.call(this, callback, secureCallback);
     const limits = limitsOf(this);
     if (limits && limits.tlsHandshakeTimeoutMs > 0 && this._upgrading) {
       const raw = this._socket;
-      this._posternTlsTimer = setTimeout(() => {
+      this._posternTlsTimer = unrefTimeout(() => {
         if (this._upgrading && !raw.destroyed) raw.destroy();
       }, limits.tlsHandshakeTimeoutMs);
-      this._posternTlsTimer.unref?.();
     }
     return result;
   };
 
   const acceptSocket = serverProto._acceptSocket;
-  serverProto._acceptSocket = function (this: Conn, socket: Conn, handshake: boolean) {
+  serverProto._acceptSocket = function (this: ServerInternals, socket, handshake) {
     const limit: number = this.options?.postern?.tlsSocketsPerClient ?? 0;
     if (!handshake || !(limit > 0)) return acceptSocket.call(this, socket, handshake);
     const counts: Map<string, number> = this._posternTlsSockets ??= new Map();
@@ -272,20 +309,15 @@ export function applySmtpServerPatches() {
 
   // Implicit TLS (465): the handshake happens before there is a connection object.
   const upgradeSocket = serverProto._upgrade;
-  serverProto._upgrade = function (
-    this: Conn,
-    socket: Conn,
-    callback: (err: unknown, tls?: unknown) => void,
-  ) {
-    const limits: SessionLimits | undefined = this.options?.postern?.limits;
+  serverProto._upgrade = function (this: ServerInternals, socket, callback) {
+    const limits = this.options?.postern?.limits;
     if (!limits || !(limits.tlsHandshakeTimeoutMs > 0)) {
       return upgradeSocket.call(this, socket, callback);
     }
     let settled = false;
-    const timer = setTimeout(() => {
+    const timer = unrefTimeout(() => {
       if (!settled && !socket.destroyed) socket.destroy();
     }, limits.tlsHandshakeTimeoutMs);
-    timer.unref?.();
     return upgradeSocket.call(this, socket, (err: unknown, tls?: unknown) => {
       settled = true;
       clearTimeout(timer);
@@ -309,7 +341,7 @@ function countError(conn: Conn, code: number, context: unknown) {
   if (code < 400 || code === 421) return;
   if (code === 452) {
     conn._posternOvershoot = (conn._posternOvershoot ?? 0) + 1;
-    if (conn._posternOvershoot <= limits.recipientOvershoot) return;
+    if (conn._posternOvershoot! <= limits.recipientOvershoot) return;
   }
   conn._posternErrors = (conn._posternErrors ?? 0) + 1;
 }
@@ -321,14 +353,12 @@ function armSessionDeadline(conn: Conn) {
     if (conn._closing || conn._closed) return;
     if (awaitingUs(conn)) {
       // A decision of ours is pending (AUTH, the commit of a message): answer it first.
-      conn._posternSessionTimer = setTimeout(expire, 1000);
-      conn._posternSessionTimer.unref?.();
+      conn._posternSessionTimer = unrefTimeout(expire, 1000);
       return;
     }
     sendReply(conn, replies.sessionTimeout(conn.name));
   };
-  conn._posternSessionTimer = setTimeout(expire, limits.sessionTimeoutMs);
-  conn._posternSessionTimer.unref?.();
+  conn._posternSessionTimer = unrefTimeout(expire, limits.sessionTimeoutMs);
 }
 
 /**
@@ -338,6 +368,7 @@ function armSessionDeadline(conn: Conn) {
  */
 function armDataDeadline(conn: Conn, limits: SessionLimits) {
   const parser = conn._parser;
+  if (!parser) return;
   const started = performance.now();
   const check = () => {
     if (conn._closing || conn._closed || conn._parser !== parser || !parser._dataMode) return;
@@ -347,10 +378,15 @@ function armDataDeadline(conn: Conn, limits: SessionLimits) {
       sendReply(conn, replies.dataTooSlow(conn.name));
       return;
     }
-    conn._posternDataTimer = setTimeout(check, Math.min(1000, allowed - elapsed) + 1);
-    conn._posternDataTimer.unref?.();
+    conn._posternDataTimer = unrefTimeout(check, Math.min(1000, allowed - elapsed) + 1);
   };
   clearTimeout(conn._posternDataTimer);
-  conn._posternDataTimer = setTimeout(check, Math.min(1000, limits.idleTimeoutMs) + 1);
-  conn._posternDataTimer.unref?.();
+  conn._posternDataTimer = unrefTimeout(check, Math.min(1000, limits.idleTimeoutMs) + 1);
+}
+
+/** A timer that does not keep the process alive (the session it guards may be the last). */
+function unrefTimeout(run: () => void, ms: number): ReturnType<typeof setTimeout> {
+  const timer = setTimeout(run, ms);
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
 }

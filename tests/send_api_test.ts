@@ -144,6 +144,37 @@ Deno.test("header injection and address tricks are refused with 400, and nothing
   }
 });
 
+Deno.test("POSTERN_MAX_RECIPIENTS limits an HTTP send as it limits SMTP: one over is refused with 400, JSON or raw", async () => {
+  const sink = await startSink();
+  await using relay = await startRelay({ env: { ...env(sink), POSTERN_MAX_RECIPIENTS: "100" } });
+  try {
+    const addresses = (n: number) => Array.from({ length: n }, (_, i) => `r${i}@dest.test`);
+    const json = await post(relay, { from: "app@origin.test", to: addresses(101), text: "hi" });
+    assert.equal(json.status, 400, json.text);
+    assert.equal(json.json.error.code, "invalid_request");
+    assert.match(JSON.stringify(json.json.error.details), /at most 100 recipients/);
+    const query = addresses(101).map((a) => `to=${encodeURIComponent(a)}`).join("&");
+    const raw = await fetch(
+      `http://127.0.0.1:${relay.httpPort}/v1/messages?from=app%40origin.test&${query}`,
+      {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${relay.adminToken}`,
+          "content-type": "message/rfc822",
+        },
+        body: "From: app@origin.test\r\nSubject: hi\r\n\r\nhi\r\n",
+      },
+    );
+    const rawText = await raw.text();
+    assert.equal(raw.status, 400, rawText);
+    assert.match(rawText, /at most 100 recipients/);
+    const ok = await post(relay, { from: "app@origin.test", to: addresses(100), text: "hi" });
+    assert.equal(ok.status, 202, ok.text);
+  } finally {
+    await sink.close();
+  }
+});
+
 Deno.test("a repeated Idempotency-Key returns the first id and queues nothing; another body under it is a conflict", async () => {
   const sink = await startSink();
   await using relay = await startRelay({ env: env(sink) });
@@ -332,6 +363,10 @@ Deno.test("/openapi.json is generated from the request schemas and /docs renders
       "complained",
       "expired",
       "failed",
+      "held",
+      "released",
+      "dropped",
+      "suspended",
     ]);
     const params = doc.paths["/v1/messages"].get.parameters.map((p: { name: string }) => p.name);
     assert.deepEqual(params, [
@@ -339,6 +374,8 @@ Deno.test("/openapi.json is generated from the request schemas and /docs renders
       "from",
       "status",
       "tag",
+      "credential",
+      "subject",
       "since",
       "until",
       "cursor",

@@ -130,7 +130,8 @@ export async function checkHttpTarget(url: URL, options: TargetOptions): Promise
     if (refusal !== null) {
       return {
         ok: false,
-        reason: `${host} resolves to ${address}, ${refusal}; only public addresses are allowed`,
+        reason: `${host} resolves to ${address}, ${refusal}; only public addresses are ` +
+          "allowed unless the relay's POSTERN_WEBHOOK_ALLOW lists the network",
       };
     }
   }

@@ -18,3 +18,13 @@ export async function ensureAdminToken(
   if (!res.ok) return ensureAdminToken(kv, fromEnv);
   return { hash: sha256(token), printOnce: token };
 }
+
+/**
+ * Recovery (`deno task admin-token`): a new token replaces the stored one, for a relay that is
+ * stopped (a running one keeps the hash it read at start). Returns the token, shown once.
+ */
+export async function issueAdminToken(kv: Deno.Kv): Promise<string> {
+  const token = "adm_" + randomToken(32);
+  await kv.set(keys.adminToken(), { hash: sha256(token) });
+  return token;
+}

@@ -1,6 +1,6 @@
 /**
  * Bodies handed from intake to delivery in memory. Reading a body back from KV right after
- * writing it cost a quarter of the throughput (ARCHITECTURE.md); KV stays the source of truth
+ * writing it cost a quarter of the throughput (docs/ARCHITECTURE.md); KV stays the source of truth
  * for retries and restarts. Bounded by total bytes, oldest out first.
  */
 export class BodyCache {

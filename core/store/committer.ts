@@ -2,7 +2,7 @@
  * Group commit: one writer, one commit in flight. Every KV commit is an fsync, so instead of one
  * commit per message we gather everything that arrives while a commit runs into the next one.
  * Each caller learns its own result when the commit holding its change returns; no timer waits
- * for company (ARCHITECTURE.md measured that a window gains nothing).
+ * for company (docs/ARCHITECTURE.md measured that a window gains nothing).
  *
  * A change carries its own checks. If a batch fails a check, we cannot tell whose check failed,
  * so the batch is replayed one change per commit and each caller gets its own answer.

@@ -33,6 +33,7 @@ export async function appDeps(
       log: options.log ?? silentLogger,
     },
     limits: new SendLimits(kv),
+    maxRecipients: 1000,
     // Nothing listens on port 9: a lookup fails instead of reaching anything.
     resolver: dnsResolver({ ipAddr: "127.0.0.1", port: 9 }),
     webhookAllowed: () => false,

@@ -267,6 +267,65 @@ async function spawn_relay(plan: SpawnPlan): Promise<Relay> {
   return relay;
 }
 
+/**
+ * The environment of a relay started by hand (not by startRelay): the caller's, without its
+ * POSTERN_* variables, plus a data dir, loopback, free ports and a fixed admin token.
+ */
+export async function relayEnvironment(dataDir: string): Promise<Record<string, string>> {
+  const [smtpPort, smtpsPort, httpPort] = await freePorts(3);
+  return {
+    ...inherited_env(),
+    NO_COLOR: "1",
+    POSTERN_DATA_DIR: dataDir,
+    POSTERN_LISTEN: "127.0.0.1",
+    POSTERN_SMTP_PORT: String(smtpPort),
+    POSTERN_SMTPS_PORT: String(smtpsPort),
+    POSTERN_HTTP_PORT: String(httpPort),
+    POSTERN_HOSTNAME: "relay.test",
+    POSTERN_ADMIN_TOKEN: "hand-started-admin-token-0123456789",
+  };
+}
+
+export interface ExitResult {
+  code: number;
+  stderr: string;
+  stdout: string;
+}
+
+/**
+ * Runs main.ts once, on a fresh data dir and free ports, with `env` added to the POSTERN_*
+ * settings and `args` after main.ts, and waits for it to exit by itself: for start-up that must
+ * refuse (a bad setting) or answer and leave (`--help`). One that starts after all is killed
+ * after 30 s and shows as exit 137.
+ */
+export async function runRelayToExit(
+  env: Record<string, string>,
+  args: string[] = [],
+): Promise<ExitResult> {
+  const dataDir = await Deno.makeTempDir({ prefix: "postern_test_exit_" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-kv", "main.ts", ...args],
+    cwd: repoRoot,
+    clearEnv: true,
+    env: { ...await relayEnvironment(dataDir), ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  try {
+    const output = await child.output();
+    return {
+      code: output.code,
+      stdout: new TextDecoder().decode(output.stdout),
+      stderr: new TextDecoder().decode(output.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
+}
+
 async function call_api(relay: Relay, path: string, init: ApiInit = {}): Promise<ApiResponse> {
   const headers = new Headers();
   const token = init.token ?? relay.adminToken;
