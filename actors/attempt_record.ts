@@ -7,9 +7,8 @@
 import { CommitFailedError, type Committer } from "../core/store/committer.ts";
 import { listRows } from "../core/store/queue.ts";
 import { attemptChange, type RecipientResult } from "../core/store/deliveries.ts";
-import { deleteBody } from "../core/store/bodies.ts";
+import { deleteBody, deleteBodyOp } from "../core/store/bodies.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
-import { keys } from "../core/store/keys.ts";
 import { countWarmupOp } from "../core/store/sites.ts";
 import { FINAL_STATUSES, type RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
@@ -102,15 +101,9 @@ export async function recordAttempt(
     },
     at,
     (op) => {
-      if (dropBodyNow) {
-        for (let i = 0; i < job.msg.chunks; i++) op.delete(keys.body(job.msg.id, i));
-      }
+      if (dropBodyNow) deleteBodyOp(op, job.msg.id, job.msg.chunks);
       if (options.warmupSource) countWarmupOp(op, options.warmupSource, recorder.site, day);
       effects.apply(op);
-    },
-    {
-      bytes: effects.bytes + 200,
-      mutations: effects.mutations + (dropBodyNow ? job.msg.chunks : 0) + 1,
     },
   );
   const committed = async (stamp: string | null) => {

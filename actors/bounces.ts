@@ -14,8 +14,8 @@ import {
   headerSection,
   isDeliveryReport,
 } from "../core/mail/dsn.ts";
-import { keys } from "../core/store/keys.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
+import { readFirstChunk } from "../core/store/bodies.ts";
 import {
   clearStreakOp,
   loadStreaks,
@@ -31,6 +31,7 @@ import {
   dsnRequestOp,
   listPendingDsns,
   type PendingDsn,
+  pendingDsn,
 } from "../core/store/dsn_requests.ts";
 import type { RecipientResult } from "../core/store/deliveries.ts";
 import type { MessageRecord } from "../core/model.ts";
@@ -56,8 +57,6 @@ export interface BounceDeps {
 
 export interface BounceEffects {
   apply(op: Deno.AtomicOperation): void;
-  bytes: number;
-  mutations: number;
   /** Runs once the attempt's commit (versionstamp `stamp`) succeeded. */
   after(stamp: string): void;
 }
@@ -85,8 +84,6 @@ export async function bounceEffects(
   if (failed.length === 0) {
     return {
       apply: (op) => delivered.forEach((rcpt) => clearStreakOp(op, account, rcpt)),
-      bytes: delivered.length * 100,
-      mutations: delivered.length,
       after() {},
     };
   }
@@ -148,9 +145,6 @@ export async function bounceEffects(
       for (const { list, ...s } of suppress) suppressOps(op, list, s);
       if (request) dsnRequestOp(op, request);
     },
-    bytes: 200 * (delivered.length + streakWrites.length) + 900 * suppress.length +
-      (request ? request.headers.length + 1000 * request.recipients.length + 500 : 0),
-    mutations: delivered.length + streakWrites.length + 2 * suppress.length + (request ? 1 : 0),
     after(stamp) {
       for (const s of suppress) {
         deps.suppressions.remember(s.list, s.address, s.reason);
@@ -162,12 +156,9 @@ export async function bounceEffects(
         });
       }
       if (request) {
-        const pending = {
-          key: keys.dsnRequest(request.msgId, request.id),
-          versionstamp: stamp,
-          request,
-        };
-        sendDsn(deps, pending).catch((err) => deps.log.warn("dsn.failed", { msg: msg.id, err }));
+        sendDsn(deps, pendingDsn(request, stamp)).catch((err) =>
+          deps.log.warn("dsn.failed", { msg: msg.id, err })
+        );
       }
     },
   };
@@ -213,7 +204,7 @@ async function dsnRequestFor(
 async function originalHeaders(deps: BounceDeps, msg: MessageRecord): Promise<Uint8Array> {
   let first = deps.bodyCache.get(msg.id);
   if (!first && msg.chunks > 0) {
-    first = (await deps.kv.get<Uint8Array>(keys.body(msg.id, 0))).value ?? undefined;
+    first = (await readFirstChunk(deps.kv, msg.id)) ?? undefined;
   }
   const stored = first ? headerSection(first) : new Uint8Array(0);
   if (!msg.prefix) return stored;

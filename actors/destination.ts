@@ -20,12 +20,17 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Committer } from "../core/store/committer.ts";
-import { type DueEntry, listDue, nextDueAfter, nextDueAt } from "../core/store/queue.ts";
+import {
+  type DueEntry,
+  listDue,
+  nextDueAfter,
+  nextDueAt,
+  retireDestination,
+} from "../core/store/queue.ts";
 import type { RecipientResult } from "../core/store/deliveries.ts";
-import { releaseLease, tryLease } from "../core/store/leases.ts";
+import { releaseSiteLease, trySiteLease } from "../core/store/leases.ts";
 import { readBody, withPrefix } from "../core/store/bodies.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
-import { keys } from "../core/store/keys.ts";
 import { getSiteControl } from "../core/store/sites.ts";
 import type { RecipientRow } from "../core/model.ts";
 import type { Logger } from "../core/log.ts";
@@ -401,7 +406,7 @@ export class SiteActor {
     const at = now();
     let attempt;
     try {
-      attempt = await tryLease(kv, keys.siteLease(this.site), nodeId, this.#leaseTtl, at);
+      attempt = await trySiteLease(kv, this.site, nodeId, this.#leaseTtl, at);
     } catch (err) {
       // The store did not answer: the lease counts as held only while it surely is.
       if (had && !this.#leaseFresh()) this.#loseLease(null);
@@ -457,7 +462,7 @@ export class SiteActor {
     // Instead of leaving the lease to run out, hand the site over now: a restarted or
     // surviving node takes it at once.
     this.#leased = false;
-    await releaseLease(kv, keys.siteLease(this.site), this.#deps.nodeId).catch(() => {});
+    await releaseSiteLease(kv, this.site, this.#deps.nodeId).catch(() => {});
   }
 
   /** One turn of the actor's loop; true once the site has no work left and retired. */
@@ -785,15 +790,11 @@ export class SiteActor {
   async #retire(): Promise<boolean> {
     const { kv, nodeId } = this.#deps;
     for (const domain of [...this.#domains.keys()]) {
-      const marker = await kv.get(keys.queue(domain));
-      if ((await nextDueAt(kv, domain)) !== null) continue;
-      // Intake re-sets the marker when it queues new work, so this check makes the race safe.
-      const res = await kv.atomic().check(marker).delete(keys.queue(domain)).commit();
-      if (res.ok) this.#domains.delete(domain);
+      if (await retireDestination(kv, domain)) this.#domains.delete(domain);
     }
     if (this.#domains.size > 0 || this.#mine.size > 0) return false;
     this.#leased = false;
-    await releaseLease(kv, keys.siteLease(this.site), nodeId);
+    await releaseSiteLease(kv, this.site, nodeId);
     return true;
   }
 }

@@ -227,18 +227,7 @@ async function setUp() {
 
   /** The offer intake's signal makes (actors/worker.ts), for a one-recipient message. */
   function jobOf(q: QueuedMessage): Job {
-    return {
-      due: {
-        key: keys.due(DOMAIN, q.msg.createdAt, q.msg.id, q.rows[0]!.idx),
-        versionstamp: q.versionstamp,
-        domain: DOMAIN,
-        dueAt: q.msg.createdAt,
-        msgId: q.msg.id,
-        rcpts: [q.rows[0]!.idx],
-      },
-      msg: q.msg,
-      rows: q.rows,
-    };
+    return { due: q.due[0]!, msg: q.msg, rows: q.rows };
   }
 
   async function row(msgId: string): Promise<RecipientRow> {

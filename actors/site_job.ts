@@ -2,8 +2,7 @@
  * A due entry taken for delivery, and how a claimed entry becomes one: the entry is re-read after
  * the claim, so an attempt recorded meanwhile (its commit deletes the entry) is never sent again.
  */
-import { type DueEntry, isStaged, loadRows } from "../core/store/queue.ts";
-import { keys } from "../core/store/keys.ts";
+import { dropDue, type DueEntry, isStaged, loadRows, readClaimedDue } from "../core/store/queue.ts";
 import { FINAL_STATUSES, type MessageRecord, type RecipientRow } from "../core/model.ts";
 
 export interface Job {
@@ -21,26 +20,18 @@ export function keyId(key: Deno.KvKey): string {
 export async function loadJob(kv: Deno.Kv, due: DueEntry): Promise<Job | null> {
   // Read after the claim: an attempt of this entry recorded before it (the commit deletes the
   // entry) shows here, however old the listing that named the entry is.
-  const [current, record] = await kv.getMany<[unknown, MessageRecord]>([
-    due.key,
-    keys.message(due.msgId),
-  ]);
-  if (current.versionstamp !== due.versionstamp) return null;
-  const msg = record.value;
+  const { current, msg } = await readClaimedDue(kv, due);
+  if (!current) return null;
   if (!msg) {
     // Written ahead of a message commit that has not happened yet (or never will).
-    if (!(await isStaged(kv, due.msgId))) {
-      await kv.atomic().check({ key: due.key, versionstamp: due.versionstamp }).delete(due.key)
-        .commit();
-    }
+    if (!(await isStaged(kv, due.msgId))) await dropDue(kv, due);
     return null;
   }
   const rows = (await loadRows(kv, due.msgId, due.rcpts)).filter((r) =>
     !FINAL_STATUSES.has(r.status)
   );
   if (rows.length === 0) {
-    await kv.atomic().check({ key: due.key, versionstamp: due.versionstamp }).delete(due.key)
-      .commit();
+    await dropDue(kv, due);
     return null;
   }
   return { due, msg, rows };

@@ -14,9 +14,9 @@ import type { Committer } from "../core/store/committer.ts";
 import type { Logger } from "../core/log.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import type { MessageEvent, MessageRecord } from "../core/model.ts";
-import { keys } from "../core/store/keys.ts";
-import { acquireLease, releaseLease } from "../core/store/leases.ts";
+import { acquireWebhookLease, releaseWebhookLease } from "../core/store/leases.ts";
 import { listAccountEvents } from "../core/store/events.ts";
+import { loadMessage } from "../core/store/queue.ts";
 import {
   getWebhook,
   getWebhookState,
@@ -121,7 +121,7 @@ export class WebhookActor {
   async #holdLease(): Promise<boolean> {
     const { kv, nodeId, now } = this.#deps;
     if (now() - this.#leaseRenewedAt < LEASE_TTL_MS / 3) return true;
-    const ok = await acquireLease(kv, keys.webhookLease(this.id), nodeId, LEASE_TTL_MS, now());
+    const ok = await acquireWebhookLease(kv, this.id, nodeId, LEASE_TTL_MS, now());
     if (ok) this.#leaseRenewedAt = now();
     return ok;
   }
@@ -182,7 +182,7 @@ export class WebhookActor {
     } finally {
       this.backlog = 0;
       this.oldestPendingAt = null;
-      await releaseLease(kv, keys.webhookLease(this.id), this.#deps.nodeId).catch(() => {});
+      await releaseWebhookLease(kv, this.id, this.#deps.nodeId).catch(() => {});
     }
   }
 
@@ -296,7 +296,7 @@ export class WebhookActor {
 
   async #message(msgId: string) {
     if (this.#messages.has(msgId)) return this.#messages.get(msgId)!;
-    const msg = (await this.#deps.kv.get<MessageRecord>(keys.message(msgId))).value;
+    const msg = await loadMessage(this.#deps.kv, msgId);
     const slim = msg
       ? {
         ...(msg.tags ? { tags: msg.tags } : {}),

@@ -8,10 +8,7 @@
 import { SiteActor, type SiteActorDeps } from "./destination.ts";
 import { SiteDirectory, type SiteInfo } from "./site_directory.ts";
 import type { QueueSignal } from "../core/queue_signal.ts";
-import { listQueuedDestinations } from "../core/store/queue.ts";
-import { keys } from "../core/store/keys.ts";
-import { dueGroups } from "../core/store/due_groups.ts";
-import type { RecipientRow } from "../core/model.ts";
+import { type DueEntry, listQueuedDestinations } from "../core/store/queue.ts";
 import { sweepPendingDsns } from "./bounces.ts";
 
 export interface Worker {
@@ -78,28 +75,20 @@ export function startWorker(deps: WorkerDeps): Worker {
     }, (err) => deps.log.error("worker.lookup_failed", { domain, err }));
   }
 
-  const unsubscribe = deps.signal.subscribe(({ msg, rows, versionstamp, staged }) => {
-    const byDomain = new Map<string, RecipientRow[]>();
-    for (const row of rows) byDomain.set(row.domain, [...(byDomain.get(row.domain) ?? []), row]);
-    for (const [domain, domainRows] of byDomain) {
+  const unsubscribe = deps.signal.subscribe(({ msg, rows, due, staged }) => {
+    const rowAt = new Map(rows.map((r) => [r.idx, r]));
+    const byDomain = new Map<string, DueEntry[]>();
+    for (const entry of due) {
+      byDomain.set(entry.domain, [...(byDomain.get(entry.domain) ?? []), entry]);
+    }
+    for (const [domain, entries] of byDomain) {
       withActor(domain, (actor, late) => {
-        // Staged due entries carry an earlier versionstamp: let the actor find them in KV. So
-        // does a hand-over that waited for a lookup: a scan may have sent the entry meanwhile.
+        // A message written ahead of its commit: let the actor find its entries in KV. So does
+        // a hand-over that waited for a lookup: a scan may have sent the entry meanwhile.
         if (staged || late) return actor.touch(domain, msg.createdAt);
-        // Split as intake split the due entries, so each offer names its entry's key.
-        for (const group of dueGroups(domainRows)) {
-          actor.offer({
-            due: {
-              key: keys.due(domain, msg.createdAt, msg.id, group[0]!.idx),
-              versionstamp,
-              domain,
-              dueAt: msg.createdAt,
-              msgId: msg.id,
-              rcpts: group.map((r) => r.idx),
-            },
-            msg,
-            rows: group,
-          });
+        // Each offer names the entry the store wrote, with the versionstamp it wrote it at.
+        for (const entry of entries) {
+          actor.offer({ due: entry, msg, rows: entry.rcpts.map((idx) => rowAt.get(idx)!) });
         }
       });
     }

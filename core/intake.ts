@@ -3,11 +3,12 @@
  * Normalise line endings → complete headers → chunk the body → ONE commit that makes the message,
  * its recipient rows, their due entries and the `accepted` event visible together. The caller
  * answers 250 only after this resolves ok; on failure nothing half-written is visible, because
- * due entries and rows are only acted on once their message record exists.
+ * due entries and rows are only acted on once their message record exists. The commit's layout
+ * and the chunk writer live in core/store/messages.ts.
  */
 import type { Committer } from "./store/committer.ts";
-import { keys } from "./store/keys.ts";
-import { CHUNK_SIZE, concatChunks, deleteBody, readBody } from "./store/bodies.ts";
+import { CHUNK_SIZE, concatChunks, readBody } from "./store/bodies.ts";
+import { ChunkWriter, commitMessage, discardStaged } from "./store/messages.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
@@ -15,28 +16,21 @@ import { asciiDomain, domainOf } from "./mail/address.ts";
 import { DkimSigner, type DkimSigningKey } from "./mail/dkim.ts";
 import { fromHeaderDomains } from "./mail/sender_domains.ts";
 import { checkSendScope, type ScopeRefusal, type SendScope } from "./send_scope.ts";
-import { countAccepted } from "./store/send_counts.ts";
-import { monotonicId, newId } from "./ids.ts";
-import { putEvent } from "./store/events.ts";
-import { StatTally } from "./store/stats.ts";
-import { putMessageIndex, recipientIndexEntries } from "./store/message_index.ts";
-import { addSizes, EMPTY_SIZE, fits, measureChange, setSize } from "./store/commit_size.ts";
+import { newId } from "./ids.ts";
 import {
-  claimIdempotency,
   holdIdempotencyKey,
   type IdempotencyLookup,
   type IdempotencyRecord,
   lookupIdempotency,
 } from "./store/idempotency.ts";
 import { MAX_TAGS, takePosternHeaders } from "./mail/postern_headers.ts";
-import { dueGroups } from "./store/due_groups.ts";
 import type { VerpConfig } from "./mail/verp.ts";
 import { metrics } from "./metrics.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "./model.ts";
 import type { QueueSignal } from "./queue_signal.ts";
 import type { Logger } from "./log.ts";
 import type { ContentVerdict, GateInput } from "./content/gate.ts";
-import { type HoldRecord, putHold } from "./store/holds.ts";
+import type { HoldRecord } from "./store/holds.ts";
 import type { MemoryHold } from "./policy/memory_budget.ts";
 import { queueDomain, type SandboxIntake, sandboxSuppression } from "./sandbox/intake.ts";
 
@@ -145,11 +139,6 @@ export const DEFAULT_MAX_HEADER_SIZE = 102_400;
 /** What one intake holds whatever its hold allows: the chunk being filled. */
 export const INTAKE_WORKING_BYTES = CHUNK_SIZE;
 
-/** Bodies up to this size ride in the final commit; larger ones are written ahead, staged. */
-const INLINE_BODY_LIMIT = 6 * CHUNK_SIZE;
-/** Chunks per staged commit (≤ 800 KB a commit). */
-const STAGE_BATCH = 11;
-
 /** The last `n` bytes held in `parts`, however they are spread over them. */
 function lastBytes(parts: readonly Uint8Array[], n: number): Uint8Array {
   const out: number[] = [];
@@ -177,91 +166,6 @@ function findHeaderEnd(buf: Uint8Array, from: number): number {
   return -1;
 }
 
-/** Splits a byte stream into fixed-size chunks and decides when they must go to KV early. */
-class ChunkWriter {
-  chunks: Uint8Array[] = [];
-  written = 0;
-  staged = false;
-  size = 0;
-  #current = new Uint8Array(CHUNK_SIZE);
-  #fill = 0;
-  /** Full chunks in `chunks` whose bytes the memory hold counts. */
-  #counted = 0;
-
-  constructor(private deps: IntakeDeps, private id: string, private memory?: MemoryHold) {}
-
-  async write(bytes: Uint8Array) {
-    this.size += bytes.length;
-    let i = 0;
-    while (i < bytes.length) {
-      const n = Math.min(CHUNK_SIZE - this.#fill, bytes.length - i);
-      this.#current.set(bytes.subarray(i, i + n), this.#fill);
-      this.#fill += n;
-      i += n;
-      if (this.#fill === CHUNK_SIZE) {
-        this.chunks.push(this.#current);
-        this.#current = new Uint8Array(CHUNK_SIZE);
-        this.#fill = 0;
-        if (!this.#hold()) {
-          // The memory budget is spent: this body goes to the store as it arrives.
-          while (this.chunks.length > 0) await this.#stage();
-        } else if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
-      }
-    }
-  }
-
-  finish() {
-    if (this.#fill > 0) this.chunks.push(this.#current.slice(0, this.#fill));
-  }
-
-  /** Counts the newest full chunk in the memory hold; false when the hold cannot grow. */
-  #hold(): boolean {
-    if (!this.memory) return true;
-    if (!this.memory.grow(CHUNK_SIZE)) return false;
-    this.#counted++;
-    return true;
-  }
-
-  /** Gives back the hold on `n` chunks that left memory for the store. */
-  #unhold(n: number) {
-    const back = Math.min(n, this.#counted);
-    this.#counted -= back;
-    this.memory?.shrink(back * CHUNK_SIZE);
-  }
-
-  /** Writes the pending chunks ahead of the message commit, under a staged marker. */
-  async #stage() {
-    const { committer } = this.deps;
-    if (!this.staged) {
-      const at = (this.deps.now ?? Date.now)();
-      await committer.commit({
-        apply: (op) => op.set(keys.staged(this.id), { createdAt: at }),
-        bytes: 100,
-        mutations: 1,
-      });
-      this.staged = true;
-    }
-    while (this.chunks.length >= STAGE_BATCH || (this.chunks.length > 0 && this.staged)) {
-      const batch = this.chunks.splice(0, STAGE_BATCH);
-      const base = this.written;
-      const ok = await committer.commit({
-        apply: (op) => batch.forEach((c, j) => op.set(keys.body(this.id, base + j), c)),
-        bytes: batch.length * (CHUNK_SIZE + 64),
-        mutations: batch.length,
-      });
-      if (!ok) throw new Error("staged chunk commit failed");
-      this.written += batch.length;
-      this.#unhold(batch.length);
-      if (this.chunks.length < STAGE_BATCH) break;
-    }
-  }
-
-  async flushRemainingIfStaged() {
-    if (!this.staged) return;
-    while (this.chunks.length > 0) await this.#stage();
-  }
-}
-
 export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeResult> {
   const held: (() => void)[] = [];
   try {
@@ -280,7 +184,7 @@ async function acceptHolding(
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
   const normalize = crlfNormalizer();
-  const writer = new ChunkWriter(deps, id, sub.memory);
+  const writer = new ChunkWriter(deps.committer, id, deps.now, sub.memory);
   let rawBytes = 0;
   let tooLarge = false;
   // The header section is held until its blank line, as parts: instead of copying the whole
@@ -440,7 +344,7 @@ async function acceptHolding(
       await writer.flushRemainingIfStaged();
     }
   } catch (err) {
-    await discardStaged(deps.kv, id, writer.written + writer.chunks.length);
+    await discardStaged(deps.kv, id, writer.totalChunks);
     return { ok: false, reason: "store_failed", error: (err as Error).message };
   }
 
@@ -493,7 +397,7 @@ async function acceptHolding(
     }
     : null;
 
-  const totalChunks = writer.written + writer.chunks.length;
+  const totalChunks = writer.totalChunks;
   const msg: MessageRecord = {
     id,
     account: sub.account,
@@ -567,7 +471,7 @@ async function acceptHolding(
 
   const inlineChunks = writer.chunks;
   const baseChunk = writer.written;
-  const stamp = await commitMessage(deps, {
+  const committed = await commitMessage(deps.committer, {
     msg,
     rows,
     byDomain,
@@ -589,9 +493,9 @@ async function acceptHolding(
       }
       : null,
   }).catch((err: Error) => err);
-  if (typeof stamp !== "string") {
+  if (committed === null || committed instanceof Error) {
     await discardStaged(deps.kv, id, totalChunks);
-    if (stamp === null && idem) {
+    if (committed === null && idem) {
       // Our claim lost to a concurrent repeat: answer with the message that won.
       const winner = await lookupIdempotency(deps.kv, sub.account, idem.key[2] as string, now);
       if (winner.existing) return repeatResult(winner.existing);
@@ -599,13 +503,19 @@ async function acceptHolding(
     return {
       ok: false,
       reason: "store_failed",
-      error: stamp instanceof Error ? stamp.message : "commit failed",
+      error: committed instanceof Error ? committed.message : "commit failed",
     };
   }
   if (totalChunks > 0 && !writer.staged) deps.bodyCache.put(id, concatChunks(inlineChunks));
   const queued = rows.filter((r) => r.status === "queued");
   if (queued.length > 0) {
-    deps.signal.notify({ msg, rows: queued, versionstamp: stamp, staged: writer.staged });
+    deps.signal.notify({
+      msg,
+      rows: queued,
+      versionstamp: committed.versionstamp,
+      due: committed.due,
+      staged: writer.staged,
+    });
   }
   metrics.messagesAccepted.inc({ via: sub.via });
   return { ok: true, id, size: writer.size, ...(hold ? { held: true } : {}) };
@@ -644,114 +554,4 @@ function repeatResult(first: IdempotencyRecord): IntakeResult {
     duplicate: true,
     ...(first.fingerprint ? { firstFingerprint: first.fingerprint } : {}),
   };
-}
-
-interface MessageCommit {
-  msg: MessageRecord;
-  rows: RecipientRow[];
-  byDomain: Map<string, number[]>;
-  event: MessageEvent;
-  inlineChunks: Uint8Array[];
-  baseChunk: number;
-  staged: boolean;
-  suppressedEvents: MessageEvent[];
-  /** Held by the content scan: the hold record rides in the message commit. */
-  hold?: HoldRecord | null;
-  alsoCommit?: (op: Deno.AtomicOperation) => void;
-  idempotency: { lookup: IdempotencyLookup; record: IdempotencyRecord } | null;
-}
-
-/**
- * Rows and due entries normally ride in the message commit. A message with so many recipients
- * that they overflow one commit (the limits in store/commit_size.ts: a remote store's are the
- * tightest) writes them ahead under the staged marker; they stay inert until the message record
- * appears.
- */
-async function commitMessage(deps: IntakeDeps, m: MessageCommit): Promise<string | null> {
-  const { committer } = deps;
-  const { msg } = m;
-  type Piece = [Deno.KvKey, unknown];
-  const pieces: Piece[] = [];
-  m.inlineChunks.forEach((c, j) => pieces.push([keys.body(msg.id, m.baseChunk + j), c]));
-  for (const row of m.rows) pieces.push([keys.recipient(msg.id, row.idx), row]);
-  for (const [domain, domainIdxs] of m.byDomain) {
-    for (const idxs of dueGroups(domainIdxs)) {
-      pieces.push([keys.due(domain, msg.createdAt, msg.id, idxs[0]!), { rcpts: idxs }]);
-    }
-    pieces.push([keys.queue(domain), { touchedAt: msg.createdAt }]);
-  }
-  // Last, so they are the pieces most likely to stay in the message commit itself.
-  for (const [key, value] of recipientIndexEntries(msg, m.rows)) pieces.push([key, value]);
-  // Events, counters and the other index entries must land with the message, never ahead of it.
-  const tally = new StatTally();
-  tally.add(msg.account, "accepted", msg.createdAt, {
-    count: m.rows.length,
-    ...(msg.tags ? { tags: msg.tags } : {}),
-  });
-  for (const ev of m.suppressedEvents) {
-    if (ev.type !== "suppressed") continue;
-    tally.add(msg.account, "suppressed", ev.at, {
-      domain: domainOf(ev.rcpt ?? ""),
-      ...(msg.tags ? { tags: msg.tags } : {}),
-    });
-  }
-  let staged = m.staged;
-  const applyHead = (op: Deno.AtomicOperation, withStagedMarker: boolean) => {
-    op.set(keys.message(msg.id), msg);
-    // Event ids are taken now, as the commit is built (core/store/events.ts says why).
-    putEvent(op, msg.account, { ...m.event, id: monotonicId() });
-    for (const ev of m.suppressedEvents) putEvent(op, msg.account, { ...ev, id: monotonicId() });
-    tally.apply(op);
-    putMessageIndex(op, msg);
-    if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
-    if (m.hold) putHold(op, m.hold);
-    if (withStagedMarker) op.delete(keys.staged(msg.id));
-    // Test mode never counts against the daily quota.
-    if (msg.credentialId && !msg.test) {
-      countAccepted(op, msg.credentialId, msg.createdAt, msg.recipients);
-    }
-    m.alsoCommit?.(op);
-  };
-  // Sized as if staged: the marker's delete may yet join the message commit.
-  const head = measureChange((op) => applyHead(op, true));
-  const sizes = pieces.map(([k, v]) => setSize(k, v));
-  const total = () => sizes.reduce(addSizes, head);
-  // Write ahead what does not fit one commit. (What must ride in the message commit itself
-  // stays: with nothing left to move, the commit is tried as it is and the committer refuses it
-  // if it is still too large.)
-  while (pieces.length > 0 && !fits(total())) {
-    if (!staged) {
-      const ok = await committer.commit({
-        apply: (op) => op.set(keys.staged(msg.id), { createdAt: msg.createdAt }),
-      });
-      if (!ok) return null;
-      staged = true;
-    }
-    const batch: Piece[] = [];
-    let batchSize = EMPTY_SIZE;
-    while (pieces.length > 0 && fits(addSizes(batchSize, sizes[0]!))) {
-      batch.push(pieces.shift()!);
-      batchSize = addSizes(batchSize, sizes.shift()!);
-    }
-    const ok = await committer.commit({
-      apply: (op) => batch.forEach(([k, v]) => op.set(k, v)),
-    });
-    if (!ok) return null;
-  }
-  return committer.commit({
-    apply(op) {
-      applyHead(op, staged);
-      for (const [k, v] of pieces) op.set(k, v);
-    },
-  });
-}
-
-/** Best effort; the sweeper removes whatever a crash leaves behind. */
-async function discardStaged(kv: Deno.Kv, id: string, chunks: number) {
-  try {
-    await deleteBody(kv, id, chunks);
-    await kv.delete(keys.staged(id));
-  } catch {
-    // the sweeper will find the staged marker
-  }
 }

@@ -18,7 +18,7 @@ import { ensureVerpKey } from "./store/verp_key.ts";
 import { sealDomainKeys, signingKeysFor } from "./store/domains.ts";
 import { sealWebhookSecrets } from "./store/webhooks.ts";
 import type { SecretBox } from "./auth/secret_box.ts";
-import { keys } from "./store/keys.ts";
+import { claimSecretKeyId } from "./store/secret_key_id.ts";
 import { sandboxIntake } from "./sandbox/intake.ts";
 import { suppressionListFor } from "./policy/sandbox.ts";
 import { SendLimits } from "./send_limits.ts";
@@ -160,18 +160,11 @@ export async function startNodeServices(
  * at start rather than fail later on every secret another node sealed.
  */
 async function checkSecretKey(kv: Deno.Kv, box: SecretBox): Promise<void> {
-  for (;;) {
-    const entry = await kv.get<{ id: string }>(keys.secretKeyId());
-    if (entry.value) {
-      if (entry.value.id === box.keyId) return;
-      throw new ConfigError(
-        `POSTERN_SECRET_KEY: this node's key (id ${box.keyId}) is not the key the store's ` +
-          `secrets are sealed under (id ${entry.value.id}); set the same POSTERN_SECRET_KEY on ` +
-          "every node sharing the store",
-      );
-    }
-    const res = await kv.atomic().check(entry).set(keys.secretKeyId(), { id: box.keyId })
-      .commit();
-    if (res.ok) return;
-  }
+  const recorded = await claimSecretKeyId(kv, box.keyId);
+  if (recorded === box.keyId) return;
+  throw new ConfigError(
+    `POSTERN_SECRET_KEY: this node's key (id ${box.keyId}) is not the key the store's ` +
+      `secrets are sealed under (id ${recorded}); set the same POSTERN_SECRET_KEY on ` +
+      "every node sharing the store",
+  );
 }

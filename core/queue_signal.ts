@@ -4,13 +4,16 @@
  * the same work by polling the queue keys.
  */
 import type { MessageRecord, RecipientRow } from "./model.ts";
+import type { DueEntry } from "./store/queue.ts";
 
 export interface QueuedMessage {
   msg: MessageRecord;
   rows: RecipientRow[];
-  /** Versionstamp of the message commit: every due entry it wrote carries it. */
+  /** Versionstamp of the message commit. */
   versionstamp: string;
-  /** Rows and due entries were written ahead of the commit (a huge recipient list). */
+  /** The due entries the message's commits wrote, as the store wrote them (key, versionstamp). */
+  due: DueEntry[];
+  /** The body was written ahead of the message commit (a large message). */
   staged: boolean;
 }
 

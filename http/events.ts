@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { listAccountEvents } from "../core/store/events.ts";
-import { keys } from "../core/store/keys.ts";
+import { loadMessages } from "../core/store/queue.ts";
 import { eventView } from "../core/events/vocabulary.ts";
 import { idTimePrefix } from "../core/ids.ts";
 import type { MessageEvent, MessageRecord } from "../core/model.ts";
@@ -22,14 +22,11 @@ export const EventsQuery = z.object({
 }).strict();
 
 /** The tags and metadata of the messages some events belong to. */
-export async function messagesOf(kv: Deno.Kv, events: readonly MessageEvent[]) {
-  const ids = [...new Set(events.map((e) => e.msgId))];
-  const out = new Map<string, MessageRecord>();
-  for (let i = 0; i < ids.length; i += 10) {
-    const entries = await kv.getMany<MessageRecord[]>(ids.slice(i, i + 10).map(keys.message));
-    for (const e of entries) if (e.value) out.set(e.value.id, e.value);
-  }
-  return out;
+export function messagesOf(
+  kv: Deno.Kv,
+  events: readonly MessageEvent[],
+): Promise<Map<string, MessageRecord>> {
+  return loadMessages(kv, [...new Set(events.map((e) => e.msgId))]);
 }
 
 export function eventsApi(deps: { kv: Deno.Kv; settleMs: number; now?: () => number }) {

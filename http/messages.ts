@@ -1,8 +1,7 @@
 /** /v1/messages/:id: each recipient's status and the message's timeline of events. */
 import { Hono } from "hono";
-import { keys } from "../core/store/keys.ts";
+import { listMessageEvents } from "../core/store/events.ts";
 import { listRows, loadMessage } from "../core/store/queue.ts";
-import type { MessageEvent } from "../core/model.ts";
 import type { AppEnv } from "./auth.ts";
 import { errors } from "./errors.ts";
 
@@ -15,10 +14,7 @@ export function messagesApi(kv: Deno.Kv) {
     const msg = await loadMessage(kv, id);
     if (!msg || msg.account !== c.get("principal").account) throw errors.notFound("message");
     const rows = await listRows(kv, id);
-    const events: MessageEvent[] = [];
-    for await (const e of kv.list<MessageEvent>({ prefix: keys.eventPrefix(id) })) {
-      events.push(e.value);
-    }
+    const events = await listMessageEvents(kv, id);
     return c.json({
       id: msg.id,
       from: msg.mailFrom,

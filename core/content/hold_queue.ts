@@ -63,6 +63,7 @@ export class HoldQueue {
           msg: r.msg,
           rows: r.rows,
           versionstamp: r.versionstamp,
+          due: r.due,
           staged: false,
         });
       }

@@ -28,6 +28,16 @@ export async function* readBody(
   }
 }
 
+/** The body's first chunk (where its header section starts), or null when none is stored. */
+export async function readFirstChunk(kv: Deno.Kv, id: string): Promise<Uint8Array | null> {
+  return (await kv.get<Uint8Array>(keys.body(id, 0))).value;
+}
+
+/** Adds the deletes of a body's chunks to a commit. */
+export function deleteBodyOp(op: Deno.AtomicOperation, id: string, chunks: number) {
+  for (let i = 0; i < chunks; i++) op.delete(keys.body(id, i));
+}
+
 /** Deletes a body's chunks in commits of at most `perCommit` deletes. */
 export async function deleteBody(kv: Deno.Kv, id: string, chunks: number, perCommit = 500) {
   for (let n = 0; n < chunks; n += perCommit) {

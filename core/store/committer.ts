@@ -22,13 +22,6 @@ import { StoreUnavailableError, within } from "./bounded_kv.ts";
 export interface Change {
   /** Adds this change's checks and mutations to an atomic operation. */
   apply(op: Deno.AtomicOperation): void;
-  /**
-   * Hints from the caller, no longer relied on: the committer measures each change itself
-   * (commit_size.ts), since a guess that is short makes a remote store refuse the whole batch.
-   */
-  bytes?: number;
-  mutations?: number;
-  checks?: number;
 }
 
 interface Pending {

@@ -41,7 +41,5 @@ export async function recordSuspensionEvent(
       const ev: MessageEvent = { ...event, type: "suspended", id: monotonicId() };
       op.set(keys.accountEvent(account, ev.id), ev, { expireIn: 90 * 86_400_000 });
     },
-    bytes: 600,
-    mutations: 1,
   });
 }

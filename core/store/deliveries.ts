@@ -16,7 +16,7 @@ import type {
   RecipientRow,
   RecipientStatus,
 } from "../model.ts";
-import { EVENT_MUTATIONS, putEvent } from "./events.ts";
+import { putEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 
 export interface RecipientResult {
@@ -47,12 +47,8 @@ export function attemptChange(
   ctx: AttemptContext,
   now: number,
   extra?: (op: Deno.AtomicOperation) => void,
-  /** Bytes and mutations `extra` adds (suppressions, DSN requests, counters). */
-  extraSize: { bytes: number; mutations: number } = { bytes: 0, mutations: 0 },
 ): Change {
   const nextDue = new Map<number, number[]>();
-  let bytes = 200;
-  let mutations = 1;
   const rows: RecipientRow[] = [];
   const events: Omit<MessageEvent, "id">[] = [];
   const tally = new StatTally();
@@ -93,11 +89,7 @@ export function attemptChange(
       list.push(row.idx);
       nextDue.set(r.nextAttemptAt, list);
     }
-    bytes += 3 * (400 + row.rcpt.length + row.lastReply!.length);
-    mutations += 1 + EVENT_MUTATIONS;
   }
-  mutations += nextDue.size + tally.size;
-  bytes += tally.size * 120;
   return {
     apply(op) {
       op.check({ key: due.key, versionstamp: due.versionstamp });
@@ -111,8 +103,5 @@ export function attemptChange(
       }
       extra?.(op);
     },
-    bytes: bytes + extraSize.bytes,
-    mutations: mutations + 60 + extraSize.mutations,
-    checks: 1,
   };
 }

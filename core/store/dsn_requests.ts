@@ -29,6 +29,11 @@ export interface PendingDsn {
   request: DsnRequest;
 }
 
+/** A request just committed (at `versionstamp`), as the DSN's message commit claims it. */
+export function pendingDsn(request: DsnRequest, versionstamp: string): PendingDsn {
+  return { key: keys.dsnRequest(request.msgId, request.id), versionstamp, request };
+}
+
 export function dsnRequestOp(op: Deno.AtomicOperation, request: DsnRequest) {
   op.set(keys.dsnRequest(request.msgId, request.id), request);
 }

@@ -16,9 +16,6 @@ import { keys } from "./keys.ts";
 import { idTimePrefix, monotonicId } from "../ids.ts";
 import type { EventType, MessageEvent } from "../model.ts";
 
-/** KV mutations one event adds to a commit. */
-export const EVENT_MUTATIONS = 2;
-
 /** Stamps `event` with a fresh, time-ordered id; call inside `Change.apply`. */
 export function stampEvent(event: Omit<MessageEvent, "id">): MessageEvent {
   return { ...event, id: monotonicId() } as MessageEvent;

@@ -10,9 +10,9 @@
  */
 import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
-import { listRows, loadMessage } from "./queue.ts";
+import { type DueEntry, listRows, loadMessage } from "./queue.ts";
 import { dueGroups } from "./due_groups.ts";
-import { EVENT_MUTATIONS, putEvent } from "./events.ts";
+import { putEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 
@@ -56,7 +56,14 @@ export async function listHolds(
 const ROWS_PER_COMMIT = 200;
 
 export type HoldOutcome =
-  | { ok: true; msg: MessageRecord; rows: RecipientRow[]; versionstamp: string }
+  | {
+    ok: true;
+    msg: MessageRecord;
+    rows: RecipientRow[];
+    versionstamp: string;
+    /** The due entries a release filed, each with the versionstamp of the commit that wrote it. */
+    due: DueEntry[];
+  }
   | { ok: false; reason: "not_found" | "conflict" };
 
 /**
@@ -84,6 +91,7 @@ async function settle(
     ...(status === "dropped" ? { lastReply: event.reply ?? "Dropped from the hold queue" } : {}),
   }));
   let versionstamp = "";
+  const due: DueEntry[] = [];
   for (let i = 0; i === 0 || i < moved.length; i += ROWS_PER_COMMIT) {
     const batch = moved.slice(i, i + ROWS_PER_COMMIT);
     const last = i + ROWS_PER_COMMIT >= moved.length;
@@ -93,30 +101,33 @@ async function settle(
         byDomain.set(row.domain, [...(byDomain.get(row.domain) ?? []), row.idx]);
       }
     }
+    // Due at the message's own time, as intake files them.
+    const filed = [...byDomain].flatMap(([domain, idxs]) =>
+      dueGroups(idxs).map((rcpts) => ({
+        key: keys.due(domain, msg.createdAt, msgId, rcpts[0]!),
+        domain,
+        dueAt: msg.createdAt,
+        msgId,
+        rcpts,
+      }))
+    );
     const stamp = await committer.commit({
       apply(op) {
         for (const row of batch) op.set(keys.recipient(msgId, row.idx), row);
-        // Due at the message's own time, as intake files them: the worker offers them by that key.
-        for (const [domain, idxs] of byDomain) {
-          for (const group of dueGroups(idxs)) {
-            op.set(keys.due(domain, msg.createdAt, msgId, group[0]!), { rcpts: group });
-          }
-          op.set(keys.queue(domain), { touchedAt: now });
-        }
+        for (const d of filed) op.set(d.key, { rcpts: d.rcpts });
+        for (const domain of byDomain.keys()) op.set(keys.queue(domain), { touchedAt: now });
         if (last) {
           op.check(entry);
           op.delete(keys.hold(msgId));
           putEvent(op, msg.account, { ...event, msgId, at: now, id: monotonicId() });
         }
       },
-      bytes: 600 + batch.length * 600,
-      mutations: batch.length * 3 + byDomain.size + (last ? 1 + EVENT_MUTATIONS : 0),
-      checks: last ? 1 : 0,
     });
     if (stamp === null) return { ok: false, reason: "conflict" };
     versionstamp = stamp;
+    for (const d of filed) due.push({ ...d, versionstamp: stamp });
   }
-  return { ok: true, msg, rows: moved, versionstamp };
+  return { ok: true, msg, rows: moved, versionstamp, due };
 }
 
 /** Queues a held message for delivery (event `released`); the caller rings the queue signal. */

@@ -49,6 +49,36 @@ export async function releaseLease(kv: Deno.Kv, key: Deno.KvKey, owner: string) 
   await kv.atomic().check(entry).delete(key).commit();
 }
 
+/** The lease on a site (one node shapes a site's traffic at a time). */
+export function trySiteLease(
+  kv: Deno.Kv,
+  site: string,
+  owner: string,
+  ttlMs: number,
+  now = Date.now(),
+): Promise<LeaseAttempt> {
+  return tryLease(kv, keys.siteLease(site), owner, ttlMs, now);
+}
+
+export function releaseSiteLease(kv: Deno.Kv, site: string, owner: string): Promise<void> {
+  return releaseLease(kv, keys.siteLease(site), owner);
+}
+
+/** The lease on a webhook endpoint (one node delivers its events at a time). */
+export function acquireWebhookLease(
+  kv: Deno.Kv,
+  id: string,
+  owner: string,
+  ttlMs: number,
+  now = Date.now(),
+): Promise<boolean> {
+  return acquireLease(kv, keys.webhookLease(id), owner, ttlMs, now);
+}
+
+export function releaseWebhookLease(kv: Deno.Kv, id: string, owner: string): Promise<void> {
+  return releaseLease(kv, keys.webhookLease(id), owner);
+}
+
 /** Every site lease and who holds it (for the nodes API); expired ones are left out. */
 export async function listSiteLeases(
   kv: Deno.Kv,

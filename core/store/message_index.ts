@@ -18,21 +18,16 @@ import { subjectContains } from "../mail/subject_match.ts";
 export function recipientIndexEntries(
   msg: MessageRecord,
   rows: readonly RecipientRow[],
-): [Deno.KvKey, true, number][] {
+): [Deno.KvKey, true][] {
   const seen = new Set<string>();
-  const out: [Deno.KvKey, true, number][] = [];
+  const out: [Deno.KvKey, true][] = [];
   for (const row of rows) {
     const rcpt = row.rcpt.toLowerCase();
     if (seen.has(rcpt)) continue;
     seen.add(rcpt);
-    out.push([keys.indexRecipient(msg.account, rcpt, msg.id), true, 80 + rcpt.length]);
+    out.push([keys.indexRecipient(msg.account, rcpt, msg.id), true]);
   }
   return out;
-}
-
-/** Mutations putMessageIndex() adds to the message commit. */
-export function messageIndexMutations(msg: MessageRecord): number {
-  return 2 + (msg.tags?.length ?? 0) + (msg.credentialId ? 1 : 0);
 }
 
 /** Time, sender, tag and credential index entries; they ride in the message commit itself. */

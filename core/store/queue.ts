@@ -63,8 +63,53 @@ export async function listQueuedDestinations(kv: Deno.Kv): Promise<Deno.KvEntry<
   return out;
 }
 
+/**
+ * Removes a destination's queue marker once nothing is due for it; false when work remains.
+ * Intake re-sets the marker when it queues new work, so the marker's check makes the race safe.
+ */
+export async function retireDestination(kv: Deno.Kv, domain: string): Promise<boolean> {
+  const marker = await kv.get(keys.queue(domain));
+  if ((await nextDueAt(kv, domain)) !== null) return false;
+  const res = await kv.atomic().check(marker).delete(keys.queue(domain)).commit();
+  return res.ok;
+}
+
+/**
+ * A claimed due entry as it stands now, with its message: `current` is false when the entry
+ * changed or went since it was listed (an attempt recorded meanwhile deletes it).
+ */
+export async function readClaimedDue(
+  kv: Deno.Kv,
+  due: DueEntry,
+): Promise<{ current: boolean; msg: MessageRecord | null }> {
+  const [entry, record] = await kv.getMany<[unknown, MessageRecord]>([
+    due.key,
+    keys.message(due.msgId),
+  ]);
+  return { current: entry.versionstamp === due.versionstamp, msg: record.value };
+}
+
+/** Deletes a due entry unless it changed since it was listed. */
+export async function dropDue(kv: Deno.Kv, due: DueEntry): Promise<void> {
+  await kv.atomic().check({ key: due.key, versionstamp: due.versionstamp }).delete(due.key)
+    .commit();
+}
+
 export async function loadMessage(kv: Deno.Kv, id: string): Promise<MessageRecord | null> {
   return (await kv.get<MessageRecord>(keys.message(id))).value;
+}
+
+/** The records of `ids` that exist, by id. */
+export async function loadMessages(
+  kv: Deno.Kv,
+  ids: readonly string[],
+): Promise<Map<string, MessageRecord>> {
+  const out = new Map<string, MessageRecord>();
+  for (let i = 0; i < ids.length; i += 10) {
+    const entries = await kv.getMany<MessageRecord[]>(ids.slice(i, i + 10).map(keys.message));
+    for (const e of entries) if (e.value) out.set(e.value.id, e.value);
+  }
+  return out;
 }
 
 export async function isStaged(kv: Deno.Kv, id: string): Promise<boolean> {

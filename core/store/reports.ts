@@ -8,7 +8,7 @@ import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
-import { EVENT_MUTATIONS, putEvent } from "./events.ts";
+import { putEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { type Suppression, suppressOps } from "./suppressions.ts";
 
@@ -65,9 +65,6 @@ export function reportChange(
       tally.apply(op);
       if (outcome.suppress) suppressOps(op, outcome.list ?? msg.account, outcome.suppress);
     },
-    bytes: 3_000 + tally.size * 120,
-    mutations: 1 + EVENT_MUTATIONS + tally.size + (outcome.suppress ? 2 : 0),
-    checks: 1,
   };
 }
 

@@ -268,9 +268,6 @@ export function webhookStateChange(
         op.set(keys.webhookFailure(id, f.eventId), f, { expireIn: keepFailuresMs });
       }
     },
-    bytes: 600 + failures.length * 800,
-    mutations: 1 + failures.length,
-    checks: 1,
   };
 }
 
