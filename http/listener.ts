@@ -99,6 +99,9 @@ function toRequest(req: http.IncomingMessage, signal: AbortSignal): Request {
   } as RequestInit);
 }
 
+/** How long an answered request's unread body is read and dropped before its connection is cut. */
+const UNREAD_BODY_DRAIN_MS = 5_000;
+
 async function writeResponse(
   req: http.IncomingMessage,
   res: http.ServerResponse,
@@ -106,14 +109,20 @@ async function writeResponse(
 ) {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of response.headers) headers[name] = value;
-  // Answered before its body was read (a 413 while streaming, say): the rest of that body would
-  // be taken for the next request on a kept-alive connection, so this answer closes it.
+  // Answered before its body was read (a 413 while streaming, a 503 from the memory budget): the
+  // rest of that body would be parsed as the next request on a kept-alive connection, and closing
+  // at once with it unread would reset the connection and lose this answer at the client. So the
+  // rest is read and dropped for a bounded time, then the connection is cut if it still has not
+  // ended.
   if (!req.complete) {
-    headers["connection"] = "close";
-    res.once("finish", () => req.socket.destroy());
+    res.once("finish", () => {
+      req.on("data", () => {});
+      req.resume();
+      const cut = setTimeout(() => req.socket.destroy(), UNREAD_BODY_DRAIN_MS);
+      req.once("end", () => clearTimeout(cut));
+      req.once("close", () => clearTimeout(cut));
+    });
   }
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length > 0) headers["set-cookie"] = cookies;
   res.writeHead(response.status, headers);
   if (response.body === null) return void res.end();
   for await (const chunk of response.body) {
