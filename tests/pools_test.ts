@@ -261,6 +261,8 @@ Deno.test("a smarthost route tries its hosts in order, skips a failed host for i
       "*": {
         hosts: [`127.0.0.1:${dead}`, `127.0.0.1:${sink.port}`],
         auth: { user: "relayuser", pass: "s3cret-pass" },
+        // The sink's certificate is self-signed: this route opts out of verification explicitly.
+        tls: "encrypt",
       },
     },
     shaping: { default: { max_deliveries_per_connection: 1, connection_limit: 1 } },
@@ -300,7 +302,11 @@ Deno.test("a smarthost that refuses the login defers with auth_failure and never
   const sink: Sink = await startSink({ auth: { user: "relayuser", pass: "right" } });
   const config = await writeConfig({
     routes: {
-      "*": { hosts: [`127.0.0.1:${sink.port}`], auth: { user: "relayuser", pass: "wrong" } },
+      "*": {
+        hosts: [`127.0.0.1:${sink.port}`],
+        auth: { user: "relayuser", pass: "wrong" },
+        tls: "encrypt", // a self-signed sink, trusted explicitly
+      },
     },
   });
   const relay = await startRelay({
