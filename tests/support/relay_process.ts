@@ -114,6 +114,9 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
     POSTERN_HTTP_PORT: String(httpPort),
     POSTERN_ADMIN_TOKEN: random_token(),
     POSTERN_HOSTNAME: "relay.test",
+    // Within STOP_TIMEOUT_MS: the grace bounds how long a stop may wait for deliveries, so a stop
+    // that waits it out still ends inside the time the harness gives it.
+    POSTERN_SHUTDOWN_GRACE: "8s",
     ...options.env,
   };
   try {
