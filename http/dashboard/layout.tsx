@@ -41,62 +41,62 @@ export function Page(props: { frame: Frame; title: string; children?: Child }) {
   const current = (href: string) =>
     href === "" ? frame.path === BASE : frame.path.startsWith(BASE + href);
   return (
-    <>
-      {DOCTYPE}
-      <html lang="en">
-        <Head title={props.title} />
-        <body>
-          <header class="top">
-            <a class="brand" href={BASE}>Postern</a>
-            <nav aria-label="Main">
-              {NAV.filter((n) => !n.admin || frame.principal.kind === "admin").map((n) => (
-                <a href={BASE + n.href} aria-current={current(n.href) ? "page" : undefined}>
-                  {n.label}
-                </a>
-              ))}
-            </nav>
-            <div class="who">
-              {frame.principal.kind === "admin" && frame.accounts.length > 1
-                ? (
-                  <form method="post" action={`${BASE}/account`}>
-                    <Csrf token={frame.csrf} />
-                    <label for="account-switch" class="switch-label">
-                      Account
-                    </label>{" "}
-                    <select id="account-switch" name="account">
-                      {frame.accounts.map((a) => (
-                        <option value={a.id} selected={a.id === frame.principal.account}>
-                          {a.name}
-                        </option>
-                      ))}
-                    </select>{" "}
-                    <button type="submit" class="secondary">Switch</button>
-                  </form>
-                )
-                : (
-                  <span>
-                    {frame.principal.kind === "admin" ? "admin" : "API key"} · account{" "}
-                    <b>{frame.principal.account}</b>
-                  </span>
-                )}
-              <form method="post" action={`${BASE}/sign-out`}>
-                <Csrf token={frame.csrf} />
-                <button type="submit" class="secondary">Sign out</button>
-              </form>
-            </div>
-          </header>
-          <main>
-            <h1>{props.title}</h1>
-            {props.children}
-          </main>
-        </body>
-      </html>
-    </>
+    <Document
+      title={props.title}
+      header={
+        <>
+          <nav aria-label="Main">
+            {NAV.filter((n) => !n.admin || frame.principal.kind === "admin").map((n) => (
+              <a href={BASE + n.href} aria-current={current(n.href) ? "page" : undefined}>
+                {n.label}
+              </a>
+            ))}
+          </nav>
+          <div class="who">
+            {frame.principal.kind === "admin" && frame.accounts.length > 1
+              ? (
+                <form method="post" action={`${BASE}/account`}>
+                  <Csrf token={frame.csrf} />
+                  <label for="account-switch" class="switch-label">
+                    Account
+                  </label>{" "}
+                  <select id="account-switch" name="account">
+                    {frame.accounts.map((a) => (
+                      <option value={a.id} selected={a.id === frame.principal.account}>
+                        {a.name}
+                      </option>
+                    ))}
+                  </select>{" "}
+                  <button type="submit" class="secondary">Switch</button>
+                </form>
+              )
+              : (
+                <span>
+                  {frame.principal.kind === "admin" ? "admin" : "API key"} · account{" "}
+                  <b>{frame.principal.account}</b>
+                </span>
+              )}
+            <form method="post" action={`${BASE}/sign-out`}>
+              <Csrf token={frame.csrf} />
+              <button type="submit" class="secondary">Sign out</button>
+            </form>
+          </div>
+        </>
+      }
+    >
+      <h1>{props.title}</h1>
+      {props.children}
+    </Document>
   );
 }
 
 /** A page outside the session (sign-in, errors before one exists). */
 export function Bare(props: { title: string; children?: Child }) {
+  return <Document title={props.title}>{props.children}</Document>;
+}
+
+/** The document every page shares: head, the brand bar (with what a page adds to it), main. */
+function Document(props: { title: string; header?: Child; children?: Child }) {
   return (
     <>
       {DOCTYPE}
@@ -105,6 +105,7 @@ export function Bare(props: { title: string; children?: Child }) {
         <body>
           <header class="top">
             <a class="brand" href={BASE}>Postern</a>
+            {props.header}
           </header>
           <main>{props.children}</main>
         </body>
