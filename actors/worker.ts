@@ -5,11 +5,12 @@
  * hot path reads neither DNS nor KV. For work queued by other nodes, retries that came due and
  * recovery after a restart, it re-reads the queue markers. It also sends DSNs a crash left owed.
  */
-import { SiteActor, type SiteActorDeps } from "./destination.ts";
+import { SiteActor, type SiteActorDeps } from "./site/actor.ts";
 import { SiteDirectory, type SiteInfo } from "./site_directory.ts";
 import type { QueueSignal } from "../core/queue_signal.ts";
 import { type DueEntry, listQueuedDestinations } from "../core/store/queue.ts";
 import { sweepPendingDsns } from "./bounces.ts";
+import { DSN_SWEEP_EVERY } from "../core/policy/actor_tuning.ts";
 
 export interface Worker {
   stop(graceMs: number): Promise<void>;
@@ -21,9 +22,6 @@ export interface Worker {
 }
 
 export type WorkerDeps = Omit<SiteActorDeps, "inflight"> & { signal: QueueSignal };
-
-/** How many polls pass between sweeps for DSNs a crash left owed. */
-const DSN_SWEEP_EVERY = 12;
 
 export function startWorker(deps: WorkerDeps): Worker {
   const { directory } = deps;

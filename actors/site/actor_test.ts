@@ -4,22 +4,22 @@
  * where a busy machine delays them, so the interleavings are reproduced exactly, not hoped for.
  */
 import assert from "node:assert/strict";
-import { type Job, SiteActor, type SiteActorDeps } from "./destination.ts";
-import { SiteDirectory } from "./site_directory.ts";
-import { ConnectionCap } from "./connection_cap.ts";
-import { startWorker } from "./worker.ts";
-import { CredentialSettingsCache } from "./credential_settings.ts";
-import { Committer } from "../core/store/committer.ts";
-import { BodyCache } from "../core/store/body_cache.ts";
-import { SuppressionCache } from "../core/store/suppressions.ts";
-import { keys } from "../core/store/keys.ts";
-import { tryLease } from "../core/store/leases.ts";
-import { type QueuedMessage, QueueSignal } from "../core/queue_signal.ts";
-import { accept, type IntakeDeps } from "../core/intake.ts";
-import { resolveShaping, ShapingSchema } from "../core/config/shaping.ts";
-import { createLogger } from "../core/log.ts";
-import type { RecipientRow } from "../core/model.ts";
-import { startSink } from "../tests/support/sink.ts";
+import { type Job, SiteActor, type SiteActorDeps } from "./actor.ts";
+import { SiteDirectory } from "../site_directory.ts";
+import { ConnectionCap } from "../connection_cap.ts";
+import { startWorker } from "../worker.ts";
+import { CredentialSettingsCache } from "../credential_settings.ts";
+import { Committer } from "../../core/store/committer.ts";
+import { BodyCache } from "../../core/store/body_cache.ts";
+import { SuppressionCache } from "../../core/store/suppressions.ts";
+import { keys } from "../../core/store/keys.ts";
+import { tryLease } from "../../core/store/leases.ts";
+import { type QueuedMessage, QueueSignal } from "../../core/queue_signal.ts";
+import { accept, type IntakeDeps } from "../../core/intake.ts";
+import { resolveShaping, ShapingSchema } from "../../core/config/shaping.ts";
+import { createLogger } from "../../core/log.ts";
+import type { RecipientRow } from "../../core/model.ts";
+import { startSink } from "../../tests/support/sink.ts";
 
 const DOMAIN = "dest.test";
 const GREYLISTED = { code: 451, message: "4.7.1 Greylisted, please try again in 2 seconds" };

@@ -3,10 +3,9 @@
  * success, halves on throttling), the message rate (GCRA) and the backoff that slows both for a
  * cool-down after the site pushes back.
  */
-import { setTimeout as sleep } from "node:timers/promises";
-import type { RecipientResult } from "../core/store/deliveries.ts";
-import type { Logger } from "../core/log.ts";
-import { formatRate, type SiteProfile } from "../core/config/shaping.ts";
+import type { RecipientResult } from "../../core/store/deliveries.ts";
+import type { Logger } from "../../core/log.ts";
+import { formatRate, type SiteProfile } from "../../core/config/shaping.ts";
 import {
   initialWindow,
   onSuccess,
@@ -14,15 +13,17 @@ import {
   release,
   tryAcquire,
   type Window,
-} from "../core/policy/concurrency_window.ts";
-import { type GcraState, gcraTake } from "../core/policy/gcra.ts";
-import type { Rate } from "../core/policy/duration.ts";
+} from "../../core/policy/concurrency_window.ts";
+import { type GcraState, gcraTake } from "../../core/policy/gcra.ts";
+import type { Rate } from "../../core/policy/duration.ts";
 import type { SourceChooser } from "./source_chooser.ts";
+import { sleep, type Timers } from "../actor_loop.ts";
 
 export interface SiteShapingDeps {
   log: Logger;
   sources: SourceChooser;
   now(): number;
+  timers: Timers;
 }
 
 export class SiteShaping {
@@ -85,7 +86,7 @@ export class SiteShaping {
       const r = gcraTake(this.#rate, rate, this.#deps.now());
       this.#rate = r.state;
       if (r.allowed) return;
-      await sleep(Math.min(r.retryAfterMs, 1_000));
+      await sleep(this.#deps.timers, Math.min(r.retryAfterMs, 1_000));
     }
   }
 
