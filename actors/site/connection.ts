@@ -7,7 +7,7 @@
  */
 import { readBody, withPrefix } from "../../core/store/bodies.ts";
 import { metrics } from "../../core/metrics.ts";
-import { utcDay } from "../../core/policy/source_pick.ts";
+import { nextUtcDayStart } from "../../core/policy/source_pick.ts";
 import { returnPathFor, type VerpConfig } from "../../core/mail/verp.ts";
 import type { OutboundSession, RecipientOutcome } from "../../delivery/outbound_session.ts";
 import type { ConnectionCap } from "../connection_cap.ts";
@@ -112,7 +112,7 @@ function envelopes(job: Job, verp: VerpConfig | undefined): { from: string; rcpt
 
 /** Every source is at its warm-up cap here today: try again when the UTC day turns. */
 function warmupExhausted(deps: ConnectionDeps, site: SiteState, job: Job) {
-  const nextDay = (utcDay(deps.now()) + 1) * 86_400_000;
+  const nextDay = nextUtcDayStart(deps.now());
   return recordAttempt(
     deps,
     site,
