@@ -12,11 +12,11 @@
  * lease is held (another node's actor leaves the entry in KV, where the holder's poll finds it),
  * and an actor that loses its lease drops what it had ready and starts no new attempt; it reads
  * the store afresh when it holds the lease again. A due entry is in flight at most once: the
- * worker's shared set guards this node, the lease guards other nodes, and the versionstamp check in the outcome commit makes replays no-ops.
- * That check keeps the store right, not the wire: so an entry read from KV is claimed in the
- * shared set *before* it is loaded, and loading re-reads the entry itself. A listing can predate
- * an attempt that was recorded (and let go) while it came back; sent again, it would reach the
- * remote side twice (#claim).
+ * worker's shared set guards this node, the lease guards other nodes, and the versionstamp check
+ * in the outcome commit makes replays no-ops. That check keeps the store right, not the wire: so
+ * an entry read from KV is claimed in the shared set *before* it is loaded, and loading re-reads
+ * the entry itself. A listing can predate an attempt that was recorded (and let go) while it came
+ * back; sent again, it would reach the remote side twice (#claim).
  *
  * This file is the loop, the lease and the wake-ups; what the site knows is one SiteState
  * (state.ts) that the connections (connection.ts), the attempt record (attempt.ts), purge and view
