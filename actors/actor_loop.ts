@@ -156,3 +156,34 @@ export class LeaseKeeper {
     return false;
   }
 }
+
+/** Calls `fn` now and then every `ms`, not waiting for it (as setInterval does); returns the stop. */
+export function every(timers: Timers, ms: number, fn: () => void): () => void {
+  let handle: unknown;
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    handle = timers.setTimeout(tick, ms);
+    fn();
+  };
+  tick();
+  return () => {
+    stopped = true;
+    timers.clearTimeout(handle);
+  };
+}
+
+/** Stops every actor, waiting at most `graceMs` for what they have in flight. */
+export async function stopAll(
+  timers: Timers,
+  actors: Iterable<{ stop(): Promise<void> }>,
+  graceMs: number,
+): Promise<void> {
+  let handle: unknown;
+  const grace = new Promise<void>((resolve) => (handle = timers.setTimeout(resolve, graceMs)));
+  try {
+    await Promise.race([Promise.all([...actors].map((a) => a.stop())), grace]);
+  } finally {
+    timers.clearTimeout(handle);
+  }
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LeaseKeeper, Wakeup } from "./actor_loop.ts";
+import { every, LeaseKeeper, stopAll, Wakeup } from "./actor_loop.ts";
 import { releaseLease, tryLease } from "../core/store/leases.ts";
 import { FakeTimers } from "../tests/support/fake_timers.ts";
 
@@ -87,4 +87,28 @@ Deno.test("a lease is renewed only after a third of its TTL, by one attempt howe
   } finally {
     kv.close();
   }
+});
+
+Deno.test("a supervisor scans at once and then every interval, and its stop waits for actors no longer than the grace", async () => {
+  const timers = new FakeTimers();
+  let scans = 0;
+  const stopScanning = every(timers, 200, () => scans++);
+  assert.equal(scans, 1, "the first scan runs at once");
+  assert.equal(await timers.fireNext(), 200);
+  assert.equal(await timers.fireNext(), 200);
+  assert.equal(scans, 3);
+  stopScanning();
+  assert.equal(timers.pending, 0);
+
+  // One actor stops at once, one never does: the grace ends the wait.
+  const stopped: string[] = [];
+  const quick = { stop: () => Promise.resolve(void stopped.push("quick")) };
+  const stuck = { stop: () => new Promise<void>(() => stopped.push("stuck")) };
+  const done = stopAll(timers, [quick, stuck], 5_000);
+  assert.equal(await timers.fireNext(), 5_000);
+  await done;
+  assert.deepEqual(stopped, ["quick", "stuck"]);
+  // Actors that all stop leave no grace timer behind.
+  await stopAll(timers, [quick], 5_000);
+  assert.equal(timers.pending, 0);
 });

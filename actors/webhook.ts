@@ -43,7 +43,7 @@ import {
   WEBHOOK_PAGE,
   WEBHOOK_TARGET_TTL_MS,
 } from "../core/policy/actor_tuning.ts";
-import { LeaseKeeper, systemTimers, type Timers, Wakeup } from "./actor_loop.ts";
+import { every, LeaseKeeper, stopAll, systemTimers, type Timers, Wakeup } from "./actor_loop.ts";
 
 export interface WebhookDeps {
   kv: Deno.Kv;
@@ -350,18 +350,15 @@ export function startWebhooks(deps: WebhookDeps): Webhooks {
     metrics.webhookLag.set(oldest === null ? 0 : Math.max(0, (deps.now() - oldest) / 1000));
   }
 
-  scan();
-  const timer = setInterval(scan, Math.min(deps.pollIntervalMs, 1_000));
+  const timers = deps.timers ?? systemTimers;
+  const stopScanning = every(timers, Math.min(deps.pollIntervalMs, 1_000), scan);
 
   return {
     actors,
     async stop(graceMs: number) {
       stopped = true;
-      clearInterval(timer);
-      await Promise.race([
-        Promise.all([...actors.values()].map((a) => a.stop())),
-        new Promise((r) => setTimeout(r, graceMs)),
-      ]);
+      stopScanning();
+      await stopAll(timers, actors.values(), graceMs);
     },
   };
 }

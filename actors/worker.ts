@@ -11,6 +11,7 @@ import type { QueueSignal } from "../core/queue_signal.ts";
 import { type DueEntry, listQueuedDestinations } from "../core/store/queue.ts";
 import { sweepPendingDsns } from "./bounces.ts";
 import { DSN_SWEEP_EVERY } from "../core/policy/actor_tuning.ts";
+import { every, stopAll, systemTimers } from "./actor_loop.ts";
 
 export interface Worker {
   stop(graceMs: number): Promise<void>;
@@ -106,8 +107,8 @@ export function startWorker(deps: WorkerDeps): Worker {
     }
   }
 
-  scan();
-  const timer = setInterval(scan, deps.pollIntervalMs);
+  const timers = deps.timers ?? systemTimers;
+  const stopScanning = every(timers, deps.pollIntervalMs, scan);
 
   return {
     actors,
@@ -115,12 +116,9 @@ export function startWorker(deps: WorkerDeps): Worker {
     actorFor,
     async stop(graceMs: number) {
       stopped = true;
-      clearInterval(timer);
+      stopScanning();
       unsubscribe();
-      await Promise.race([
-        Promise.all([...actors.values()].map((a) => a.stop())),
-        new Promise((r) => setTimeout(r, graceMs)),
-      ]);
+      await stopAll(timers, actors.values(), graceMs);
     },
   };
 }
