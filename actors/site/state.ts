@@ -102,9 +102,8 @@ export class SiteState {
 
   /** Reads the domain's queue again on the next turn (all domains without one). */
   recheck(domain?: string) {
-    for (const [name, q] of this.domains) {
-      if (domain === undefined || name === domain) q.nextDueAt = null;
-    }
+    const queues = domain === undefined ? this.domains.values() : [this.domains.get(domain)];
+    for (const q of queues) if (q) q.nextDueAt = null;
     this.scanAt = 0;
   }
 
