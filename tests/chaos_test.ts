@@ -15,6 +15,8 @@ import { countTags, taggedMessage, waitUntil } from "./support/operations.ts";
 import { seededRandom } from "./support/segments.ts";
 
 const KILLS = 4;
+/** 250s each life of the relay gives before its kill: over KILLS lives, more than the 20 asked. */
+const ACKS_PER_LIFE = 6;
 const SEED = Number(Deno.env.get("POSTERN_CHAOS_SEED") ?? 20261122);
 
 function relayEnv(sinkPort: number): Record<string, string> {
@@ -67,6 +69,14 @@ Deno.test(`kill -9 at ${KILLS} random moments loses no message that got 250 (see
     for (let k = 0; k < KILLS; k++) {
       const afterMs = 1_000 + Math.floor(random() * 5_000);
       await sleep(afterMs);
+      // Each life of the relay acknowledges some mail before it is killed, however slow the
+      // machine: the count asserted below must not depend on how much fits in the random wait.
+      const ackedBefore = k === 0 ? 0 : kills[k - 1]!.acked;
+      await waitUntil(
+        () => acked.length >= ackedBefore + ACKS_PER_LIFE,
+        `${ACKS_PER_LIFE} messages acknowledged before kill ${k + 1}`,
+        { timeoutMs: 120_000 },
+      );
       await relay.kill9();
       kills.push({ afterMs, acked: acked.length });
       relay = await relay.restart();
