@@ -1,6 +1,7 @@
 /**
- * SIGTERM under load: what is idle (an SMTP client that says nothing, a webhook receiver that
- * never answers, an outbound connection waiting for more mail) does not hold the stop; a delivery
+ * SIGTERM under load: what is idle (an SMTP client that says nothing, an API connection with no
+ * whole request, a webhook receiver that never answers, an outbound connection waiting for more
+ * mail) does not hold the stop; a delivery
  * on the wire gets the grace and no more; nothing is lost, the restarted relay sends it all.
  */
 import assert from "node:assert/strict";
@@ -55,7 +56,7 @@ async function closeAll(...things: ({ close(): unknown } | null)[]) {
   }
 }
 
-Deno.test("SIGTERM with an idle SMTP client, a webhook receiver that never answers and an idle outbound connection exits at once, not after the grace", async () => {
+Deno.test("SIGTERM with an idle SMTP client, an HTTP client that sent half a request, a webhook receiver that never answers and an idle outbound connection exits at once, not after the grace", async () => {
   const sink: Sink = await startSink({});
   const receiver = await startWebhookReceiver({ behavior: "hang" });
   // A grace far longer than any stop that waits for nothing idle.
@@ -64,6 +65,7 @@ Deno.test("SIGTERM with an idle SMTP client, a webhook receiver that never answe
     POSTERN_SHUTDOWN_GRACE: "60s",
   });
   let client: Deno.TcpConn | null = null;
+  let httpClient: Deno.TcpConn | null = null;
   try {
     await register(relay, receiver, ["accepted", "delivered"]);
     await submit(relay, [{ from: "app@origin.test", to: "user@dest.test", tag: "idle" }]);
@@ -72,6 +74,10 @@ Deno.test("SIGTERM with an idle SMTP client, a webhook receiver that never answe
     // POST waits on a receiver that never answers, and a client sits in its session.
     await receiver.waitFor(() => receiver.requests.length >= 1, "the hung webhook POST");
     client = await idleClient(relay.smtpPort);
+    // A connection to the API with its request's headers still coming (as a fetch client's
+    // pooled connection is for a moment while it writes): it held the stop for the whole grace.
+    httpClient = await Deno.connect({ hostname: "127.0.0.1", port: relay.httpPort });
+    await httpClient.write(new TextEncoder().encode("GET /healthz HTTP/1.1\r\nHost: relay\r\n"));
     const { code } = await relay.stop();
     assert.equal(code, 0);
     const { ms } = shutdownDone(relay);
@@ -79,7 +85,7 @@ Deno.test("SIGTERM with an idle SMTP client, a webhook receiver that never answe
     // second; the bound only has to tell "waited for nothing" from "waited out a timeout".)
     assert.ok(ms < 10_000, `the stop took ${ms} ms with nothing in flight`);
   } finally {
-    await closeAll(client, sink, receiver);
+    await closeAll(client, httpClient, sink, receiver);
     await relay[Symbol.asyncDispose]();
   }
 });
