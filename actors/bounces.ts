@@ -70,7 +70,7 @@ export interface AttemptFacts {
 
 /**
  * The suppression and DSN side of one attempt's results. Reads KV only when something bounced
- * or expired; a delivery costs one blind delete (ending an expiry streak), no read.
+ * or expired; a delivery costs nothing unless it ends an expiry streak the node knows of.
  */
 export async function bounceEffects(
   deps: BounceDeps,
@@ -79,12 +79,18 @@ export async function bounceEffects(
   facts: AttemptFacts,
 ): Promise<BounceEffects> {
   const account = msg.account;
-  const delivered = results.filter((r) => r.status === "delivered").map((r) => r.row.rcpt);
+  // A delivery ends an expiry streak: only where one exists, no read.
+  const delivered = results.filter((r) =>
+    r.status === "delivered" && deps.suppressions.hasStreak(account, r.row.rcpt)
+  ).map((r) => r.row.rcpt);
+  const streaksEnded = () => {
+    for (const rcpt of delivered) deps.suppressions.rememberStreak(account, rcpt, false);
+  };
   const failed = results.filter((r) => r.status === "bounced");
   if (failed.length === 0) {
     return {
       apply: (op) => delivered.forEach((rcpt) => clearStreakOp(op, account, rcpt)),
-      after() {},
+      after: streaksEnded,
     };
   }
   const now = deps.now();
@@ -146,6 +152,8 @@ export async function bounceEffects(
       if (request) dsnRequestOp(op, request);
     },
     after(stamp) {
+      streaksEnded();
+      for (const s of streakWrites) deps.suppressions.rememberStreak(account, s.address, true);
       for (const s of suppress) {
         deps.suppressions.remember(s.list, s.address, s.reason);
         deps.log.info("suppression.added", {

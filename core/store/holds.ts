@@ -10,7 +10,7 @@
  */
 import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
-import { type DueEntry, listRows, loadMessage } from "./queue.ts";
+import { type DueEntry, listRows, loadMessage, setMarkersOp } from "./queue.ts";
 import { dueGroups } from "./due_groups.ts";
 import { putEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";
@@ -115,7 +115,7 @@ async function settle(
       apply(op) {
         for (const row of batch) op.set(keys.recipient(msgId, row.idx), row);
         for (const d of filed) op.set(d.key, { rcpts: d.rcpts });
-        for (const domain of byDomain.keys()) op.set(keys.queue(domain), { touchedAt: now });
+        setMarkersOp(op, [...byDomain.keys()], now);
         if (last) {
           op.check(entry);
           op.delete(keys.hold(msgId));

@@ -21,7 +21,7 @@
  * | ["lease", "site", site]               | Lease            | site actor (one node shapes a site) |
  * | ["site_ctl", site]                    | SiteControl      | queue API: an operator's suspension of a site |
  * | ["supp", account, address]            | Suppression      | suppressions API; attempt commit (hard bounce, expiry streak) |
- * | ["supp_streak", account, address]     | {count, lastAt}  | attempt commit: expiries in a row; deleted on delivery |
+ * | ["supp_streak", account, address]     | {count, lastAt}  | attempt commit: expiries in a row; deleted by a delivery (when a node's cache knows of it) |
  * | ["meta", "supp_gen"]                  | Deno.KvU64       | summed with every suppression change: nodes reload their cache |
  * | ["dsn", msgId, dsnId]                 | DsnRequest       | attempt commit (a permanent failure); deleted by the DSN's own message commit |
  * | ["warmup", source, site, utcDay]      | Deno.KvU64       | attempt commit: sends from a warming source to a site that day |
@@ -96,6 +96,7 @@ export const keys = {
   suppressionPrefix: (account?: string): Key =>
     account === undefined ? ["supp"] : ["supp", account],
   suppressionStreak: (account: string, address: string): Key => ["supp_streak", account, address],
+  suppressionStreakPrefix: (): Key => ["supp_streak"],
   suppressionGeneration: (): Key => ["meta", "supp_gen"],
   dsnRequest: (msgId: string, dsnId: string): Key => ["dsn", msgId, dsnId],
   dsnRequestPrefix: (): Key => ["dsn"],

@@ -16,7 +16,7 @@ import { putMessageIndex, recipientIndexEntries } from "./message_index.ts";
 import { claimIdempotency, type IdempotencyLookup, type IdempotencyRecord } from "./idempotency.ts";
 import { countAccepted } from "./send_counts.ts";
 import { type HoldRecord, putHold } from "./holds.ts";
-import type { DueEntry } from "./queue.ts";
+import { type DueEntry, markersDue, markersWritten } from "./queue.ts";
 import { monotonicId } from "../ids.ts";
 import type { MemoryHold } from "../policy/memory_budget.ts";
 import { domainOf } from "../mail/address.ts";
@@ -175,8 +175,10 @@ export async function commitMessage(
       due.set(key, { key, domain, dueAt: msg.createdAt, msgId: msg.id, rcpts: idxs });
       pieces.push([key, { rcpts: idxs }]);
     }
-    pieces.push([keys.queue(domain), { touchedAt: msg.createdAt }]);
   }
+  // A domain's queue marker is rewritten only when this node's write of it is stale (queue.ts).
+  const markers = markersDue(committer.kv, m.byDomain.keys(), msg.createdAt);
+  for (const domain of markers) pieces.push([keys.queue(domain), { touchedAt: msg.createdAt }]);
   // Last, so they are the pieces most likely to stay in the message commit itself.
   for (const [key, value] of recipientIndexEntries(msg, m.rows)) pieces.push([key, value]);
   // Events, counters and the other index entries must land with the message, never ahead of it.
@@ -247,6 +249,7 @@ export async function commitMessage(
     },
   });
   if (stamp === null) return null;
+  markersWritten(committer.kv, markers, msg.createdAt);
   wrote(pieces, stamp);
   return { versionstamp: stamp, due: written, staged };
 }
