@@ -8,8 +8,8 @@
  * | ["staged", id]                        | {createdAt}      | intake, before a large body's chunks; removed by its commit |
  * | ["rcpt", id, idx]                     | RecipientRow     | intake, destination actor  |
  * | ["due", domain, dueAt, id, idx]       | {rcpts}          | intake, site actor (filed per recipient domain; a site actor works all its domains) |
- * | ["queue", domain]                     | {touchedAt}      | intake (destination has work) |
- * | ["ev", msgId, eventId]                | MessageEvent     | same commit as the change  |
+ * | ["queue", domain]                     | {touchedAt}      | intake (destination has work; a node rewrites it at most every 5 s) |
+ * | ["ev", msgId, eventId]                | MessageEvent     | an event no record of its commit lists (older stores: every event) |
  * | ["cred", id]                          | Credential       | credentials                |
  * | ["cred_user", username]               | id               | credentials                |
  * | ["cred_day", credId, "YYYY-MM-DD"]    | Deno.KvU64       | intake, in the message commit: messages accepted that UTC day (daily_quota) |
@@ -26,9 +26,9 @@
  * | ["dsn", msgId, dsnId]                 | DsnRequest       | attempt commit (a permanent failure); deleted by the DSN's own message commit |
  * | ["warmup", source, site, utcDay]      | Deno.KvU64       | attempt commit: sends from a warming source to a site that day |
  * | ["meta", "admin_token"]               | {hash}           | start-up                   |
- * | ["evlog", account, eventId]           | MessageEvent     | same commit as ["ev", …]: the account's event log, read by cursor |
+ * | ["evlog", account, eventId]           | MessageEvent     | the commit of the change: the account's event log, read by cursor; its id is listed in the message record or a row (`events`) |
  * | ["idem", account, key]                | {id, at, fingerprint?} | message commit (expires after 24 h) |
- * | ["idx_time", account, msgId]          | true             | message commit: search by time |
+ * | ["idx_time", account, msgId]          | true             | (older stores: search by time; now the walk of ["msg", id]) |
  * | ["idx_from", account, from, msgId]    | true             | message commit: search by sender (lower-cased) |
  * | ["idx_rcpt", account, rcpt, msgId]    | true             | message commit: search by recipient (lower-cased) |
  * | ["idx_tag", account, tag, msgId]      | true             | message commit: search by tag |

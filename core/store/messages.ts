@@ -196,10 +196,11 @@ export async function commitMessage(
   }
   let staged = m.staged;
   const applyHead = (op: Deno.AtomicOperation, withStagedMarker: boolean) => {
-    op.set(keys.message(msg.id), msg);
-    // Event ids are taken now, as the commit is built (core/store/events.ts says why).
-    putEvent(op, msg.account, { ...m.event, id: monotonicId() });
-    for (const ev of m.suppressedEvents) putEvent(op, msg.account, { ...ev, id: monotonicId() });
+    // Event ids are taken now, as the commit is built (core/store/events.ts says why); the
+    // record lists them, which is how the message's timeline finds them.
+    const events = [m.event, ...m.suppressedEvents].map((ev) => ({ ...ev, id: monotonicId() }));
+    for (const ev of events) putEvent(op, msg.account, ev);
+    op.set(keys.message(msg.id), { ...msg, events: events.map((ev) => ev.id) });
     tally.apply(op);
     putMessageIndex(op, msg);
     if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);

@@ -14,9 +14,11 @@ const MAX_COUNTERS = 300;
 export type StatDimension = "all" | "domain" | "tag";
 
 /**
- * Delivery latency (accepted → delivered) is counted into these buckets (upper bounds, ms) next to
- * the event counters, so percentiles come from sums alone: no per-message scan, and the same
- * one-mutation-per-counter folding within a commit.
+ * Delivery latency (accepted → delivered) is counted into these buckets (upper bounds, ms), so
+ * percentiles come from sums alone: no per-message scan, and the same one-mutation-per-counter
+ * folding within a commit. Every delivery is counted in exactly one bucket, so the buckets are the
+ * `delivered` count too: a delivery sums only its bucket (older stores also hold a `delivered`
+ * counter, which reading reconciles).
  */
 export const LATENCY_BUCKETS_MS = [
   100,
@@ -92,9 +94,10 @@ export class StatTally {
   ) {
     const hour = hourOf(at);
     const n = BigInt(options.count ?? 1);
+    // A delivery's count is its latency bucket (see LATENCY_BUCKETS_MS).
     const types = options.latencyMs === undefined
       ? [type]
-      : [type, latencyBucket(Math.max(0, options.latencyMs))];
+      : [latencyBucket(Math.max(0, options.latencyMs))];
     for (const t of types) {
       this.#bump(keys.stat(account, hour, "all", "", t), n);
       if (options.domain && type !== "accepted") {
@@ -146,6 +149,20 @@ function percentile(buckets: Map<number, number>, q: number): number | null {
     if (seen >= q * total) return Number.isFinite(bound) ? bound : null;
   }
   return null;
+}
+
+/**
+ * `counts` with `delivered` as its latency buckets add up. A store written before deliveries
+ * stopped summing `delivered` itself has both for its older hours, where they agree; the buckets
+ * never count fewer, so the larger is right in every row.
+ */
+function withDeliveredFromBuckets(
+  counts: Partial<Record<EventType | ScanStat, number>>,
+  buckets: Map<number, number> | undefined,
+): Partial<Record<EventType | ScanStat, number>> {
+  const inBuckets = [...(buckets?.values() ?? [])].reduce((a, b) => a + b, 0);
+  const delivered = Math.max(counts.delivered ?? 0, inBuckets);
+  return delivered > 0 ? { ...counts, delivered } : counts;
 }
 
 /** Sums the counters of `account` over `[since, until)` grouped by hour, domain or tag. */
@@ -202,7 +219,7 @@ export async function readStats(
   });
   return [...rows.entries()].map(([key, counts]) => ({
     key,
-    counts,
+    counts: withDeliveredFromBuckets(counts, latencies.get(key)),
     latency: percentiles(latencies.get(key)),
     scanLatency: percentiles(scanLatencies.get(key)),
   }))
