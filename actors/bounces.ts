@@ -15,7 +15,7 @@ import {
   isDeliveryReport,
 } from "../core/mail/dsn.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
-import { readFirstChunk } from "../core/store/bodies.ts";
+import { readFirstChunk, storedChunks } from "../core/store/bodies.ts";
 import {
   clearStreakOp,
   loadStreaks,
@@ -66,6 +66,8 @@ export interface AttemptFacts {
   remoteMta?: string | undefined;
   /** false: an operator's purge that drops without telling the sender. */
   dsn?: boolean;
+  /** The body, when it rides in the attempted due entry (the store has no chunks of it). */
+  body?: Uint8Array;
 }
 
 /**
@@ -182,7 +184,7 @@ async function dsnRequestFor(
   // Never to the null sender, never about a DSN we sent, never when the sender opted out.
   if (facts.dsn === false || msg.mailFrom === "" || msg.via === "dsn") return null;
   if (!(await deps.credentials.get(msg.credentialId)).dsn) return null;
-  const headers = await originalHeaders(deps, msg);
+  const headers = await originalHeaders(deps, msg, facts.body);
   if (isDeliveryReport(headers)) return null;
   const recipients: DsnRecipient[] = failed.map((r) => ({
     rcpt: r.row.rcpt,
@@ -209,9 +211,13 @@ async function dsnRequestFor(
 }
 
 /** The header section as it was sent: the DKIM prefix, then the stored headers. */
-async function originalHeaders(deps: BounceDeps, msg: MessageRecord): Promise<Uint8Array> {
-  let first = deps.bodyCache.get(msg.id);
-  if (!first && msg.chunks > 0) {
+async function originalHeaders(
+  deps: BounceDeps,
+  msg: MessageRecord,
+  body: Uint8Array | undefined,
+): Promise<Uint8Array> {
+  let first = deps.bodyCache.get(msg.id) ?? body;
+  if (!first && storedChunks(msg) > 0) {
     first = (await readFirstChunk(deps.kv, msg.id)) ?? undefined;
   }
   const stored = first ? headerSection(first) : new Uint8Array(0);

@@ -58,6 +58,11 @@ export interface MessageRecord {
   test?: boolean;
   /** Ids of the events the message commit wrote (`accepted`, `suppressed`): its timeline's start. */
   events?: string[];
+  /**
+   * The body (one small chunk) rides in the message's only due entry instead of under
+   * ["body", id, 0]: it leaves the store with that entry's last delete (core/store/messages.ts).
+   */
+  bodyInDue?: true;
 }
 
 export interface RecipientRow {

@@ -7,7 +7,7 @@
  */
 import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
-import type { DueEntry } from "./queue.ts";
+import { type DueEntry, dueValue } from "./queue.ts";
 import { monotonicId } from "../ids.ts";
 import type {
   EventType,
@@ -103,7 +103,8 @@ export function attemptChange(
       });
       tally.apply(op);
       for (const [at, idxs] of nextDue) {
-        op.set(keys.due(due.domain, at, due.msgId, Math.min(...idxs)), { rcpts: idxs });
+        // A body that rides in the due entry moves on with the recipients still to be tried.
+        op.set(keys.due(due.domain, at, due.msgId, Math.min(...idxs)), dueValue(idxs, due.body));
       }
       extra?.(op);
     },

@@ -13,11 +13,32 @@ export interface DueEntry {
   dueAt: number;
   msgId: string;
   rcpts: number[];
+  /** The message's body, when it rides in its due entry (MessageRecord.bodyInDue). */
+  body?: Uint8Array;
 }
 
-function toDue(e: Deno.KvEntry<{ rcpts: number[] }>): DueEntry {
+/** A due entry's value. */
+export interface DueValue {
+  rcpts: number[];
+  body?: Uint8Array;
+}
+
+/** The value of a due entry for `rcpts`, carrying `body` when the message's body rides along. */
+export function dueValue(rcpts: number[], body: Uint8Array | undefined): DueValue {
+  return body ? { rcpts, body } : { rcpts };
+}
+
+function toDue(e: Deno.KvEntry<DueValue>): DueEntry {
   const [, domain, dueAt, msgId] = e.key as [string, string, number, string, number];
-  return { key: e.key, versionstamp: e.versionstamp, domain, dueAt, msgId, rcpts: e.value.rcpts };
+  return {
+    key: e.key,
+    versionstamp: e.versionstamp,
+    domain,
+    dueAt,
+    msgId,
+    rcpts: e.value.rcpts,
+    ...(e.value.body ? { body: e.value.body } : {}),
+  };
 }
 
 export async function listDue(
@@ -27,7 +48,7 @@ export async function listDue(
   limit: number,
 ): Promise<DueEntry[]> {
   const out: DueEntry[] = [];
-  const iter = kv.list<{ rcpts: number[] }>({
+  const iter = kv.list<DueValue>({
     start: keys.duePrefix(domain),
     end: [...keys.duePrefix(domain), now + 1],
   }, { limit });
