@@ -2,8 +2,9 @@
  * Events in the store. Each event is written once, in the commit of the state change it records,
  * to its account's log (["evlog", account, id]), which consumers and webhook actors read by
  * cursor. A message's timeline is found through the ids its record and its recipient rows keep
- * (`events`), which the same commit writes; an event no record of that commit can list also goes
- * under its message (["ev", msgId, id]), as every event did before.
+ * (`events`), which the same commit writes. A rare event whose commit writes no such record, or
+ * one whose rows go on from memory (a release from the hold queue, a report after delivery), also
+ * goes under its message (["ev", msgId, id]), as every event did before.
  *
  * Reading the log by cursor has one trap: event ids are taken from the clock when a commit is
  * built, but commits land a little later, and another node's clock may lag ours. A reader that

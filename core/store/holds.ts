@@ -12,7 +12,7 @@ import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
 import { type DueEntry, listRows, loadMessage, setMarkersOp } from "./queue.ts";
 import { dueGroups } from "./due_groups.ts";
-import { putEvent, putUnlistedEvent, withEvent } from "./events.ts";
+import { putUnlistedEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 
@@ -113,18 +113,14 @@ async function settle(
     );
     const stamp = await committer.commit({
       apply(op) {
-        // The last commit's event is listed on its rows (or, without any, kept under the message).
-        const ev = last ? { ...event, msgId, at: now, id: monotonicId() } as MessageEvent : null;
-        for (const row of batch) {
-          op.set(keys.recipient(msgId, row.idx), ev ? withEvent(row, ev.id) : row);
-        }
+        for (const row of batch) op.set(keys.recipient(msgId, row.idx), row);
         for (const d of filed) op.set(d.key, { rcpts: d.rcpts });
         setMarkersOp(op, [...byDomain.keys()], now);
         if (last) {
           op.check(entry);
           op.delete(keys.hold(msgId));
-          if (batch.length > 0) putEvent(op, msg.account, ev!);
-          else putUnlistedEvent(op, msg.account, ev!);
+          // Rare, and the rows go on to delivery from memory: kept under the message itself.
+          putUnlistedEvent(op, msg.account, { ...event, msgId, at: now, id: monotonicId() });
         }
       },
     });

@@ -8,7 +8,7 @@ import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
-import { putEvent, withEvent } from "./events.ts";
+import { putUnlistedEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { type Suppression, suppressOps } from "./suppressions.ts";
 
@@ -46,28 +46,23 @@ export function reportChange(
   return {
     apply(op) {
       op.check(row);
-      // The row lists the event's id: the message's timeline finds it there.
-      const ev = { ...event, id: monotonicId() } as MessageEvent;
       if (outcome.type === "bounced") {
         op.set(
           row.key,
-          withEvent(
-            {
-              ...r,
-              status: "bounced",
-              nextAttemptAt: null,
-              lastReply: reply,
-              lastCategory: outcome.category,
-              updatedAt: now,
-            } satisfies RecipientRow,
-            ev.id,
-          ),
+          {
+            ...r,
+            status: "bounced",
+            nextAttemptAt: null,
+            lastReply: reply,
+            lastCategory: outcome.category,
+            updatedAt: now,
+          } satisfies RecipientRow,
         );
       } else {
-        // moves the versionstamp
-        op.set(row.key, withEvent({ ...r, updatedAt: now } satisfies RecipientRow, ev.id));
+        op.set(row.key, { ...r, updatedAt: now } satisfies RecipientRow); // moves the versionstamp
       }
-      putEvent(op, msg.account, ev);
+      // Rare (a report after delivery): kept under the message itself too.
+      putUnlistedEvent(op, msg.account, { ...event, id: monotonicId() } as MessageEvent);
       tally.apply(op);
       if (outcome.suppress) suppressOps(op, outcome.list ?? msg.account, outcome.suppress);
     },
