@@ -29,7 +29,8 @@ export async function openKvFile(path: string): Promise<Deno.Kv> {
     // The page size is fixed when SQLite first writes the file: before Deno KV makes its tables.
     tuneSqlite(path, (db) => {
       db.exec(
-        `PRAGMA page_size = ${STORE_PAGE_SIZE}; CREATE TABLE postern_init (x); DROP TABLE postern_init;`,
+        `PRAGMA page_size = ${STORE_PAGE_SIZE}; PRAGMA journal_mode = WAL; ` +
+          "CREATE TABLE postern_init (x); DROP TABLE postern_init;",
       );
     });
   } catch (err) {
