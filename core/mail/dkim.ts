@@ -3,17 +3,17 @@
  *
  * Instead of mailauth's `dkimSign`, which builds `h=` from the header fields present and so cannot
  * over-sign (list `from` once more than it occurs, RFC 6376 §8.15, so that a second From added in
- * transit breaks the signature), we use mailauth's streaming body canonicalizer for `bh=` and
- * build the header hash here (§3.4.2 relaxed header canonicalization, §3.7 hash, §5.4.2 field
+ * transit breaks the signature), the body hash (dkim_body.ts, checked against mailauth's) and the
+ * header hash are made here (§3.4.2 relaxed header canonicalization, §3.7 hash, §5.4.2 field
  * selection). The body is hashed chunk by chunk as intake writes it to KV, so a 50 MB message is
- * never held whole. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
+ * never held whole. The private-key operation goes to a DkimSignatureMaker: the worker pool
+ * (dkim_pool.ts) in the relay. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
  *
  * @module
  */
 import { Buffer } from "node:buffer";
 import { generateKeyPairSync } from "node:crypto";
-// @ts-types="./_mailauth_body.d.ts"
-import { dkimBody } from "mailauth/lib/dkim/body/index.js";
+import { RelaxedBodyHash } from "./dkim_body.ts";
 import { bytesToBinary } from "./headers.ts";
 import {
   type DkimAlgorithm,
@@ -191,7 +191,7 @@ const localMaker = new LocalSignatureMaker();
  * canonicalization are done here; only the private-key operation goes to `maker`.
  */
 export class DkimSigner {
-  #body = dkimBody("relaxed/relaxed", "sha256");
+  #body = new RelaxedBodyHash();
 
   constructor(
     readonly keys: readonly DkimSigningKey[],
@@ -201,7 +201,7 @@ export class DkimSigner {
   /** Body bytes, after the blank line that ends the header section, in order. */
   update(bytes: Uint8Array) {
     if (bytes.length > 0) {
-      this.#body.update(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+      this.#body.update(bytes);
     }
   }
 
@@ -211,7 +211,7 @@ export class DkimSigner {
    * Rejects when no signature can be made now (a key that does not parse, a busy or failed pool).
    */
   async sign(headerBlock: Uint8Array, now: Date): Promise<string> {
-    const bodyHash = this.#body.digest("base64");
+    const bodyHash = this.#body.digest();
     const fields = rawFields(bytesToBinary(headerBlock));
     const names = signedFieldList(fields);
     const signed = canonicalHeaders(fields, names);
