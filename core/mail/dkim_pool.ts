@@ -6,8 +6,9 @@
  *   hand-over to a worker and back, so a message signed with Ed25519 keys alone is signed here.
  * - Bounded: past `maxQueued` requests outstanding a request is refused at once (intake then
  *   answers 451 / 503: the client retries; nothing waits without bound).
- * - A worker that crashes is replaced; the requests it held go to a fresh worker once more, and
- *   a request that fails twice is refused (the message is deferred, never sent unsigned or lost).
+ * - A worker that crashes, or holds a request unanswered past `answerWithinMs`, is replaced; the
+ *   requests it held go to a fresh worker once more, and a request that fails twice is refused
+ *   (the message is deferred, never sent unsigned or lost).
  * - Workers start at the first request (a relay that signs nothing starts none) and are
  *   terminated by {@linkcode DkimPool.close}, which the relay's shutdown calls.
  *
@@ -42,6 +43,8 @@ export interface DkimPoolOptions {
   /** Requests outstanding at once before new ones are refused. @default workers × 256 */
   maxQueued?: number;
   log?: Logger;
+  /** A worker that leaves a request unanswered this long is replaced. @default 30 000 */
+  answerWithinMs?: number;
   /** The worker module (tests put a faulty one in its place). */
   workerUrl?: string | URL;
 }
@@ -49,6 +52,8 @@ export interface DkimPoolOptions {
 interface Job {
   request: SignRequest;
   attempts: number;
+  /** When it was handed to its current worker. */
+  sentAt: number;
   resolve(signatures: Uint8Array[]): void;
   reject(err: Error): void;
 }
@@ -74,6 +79,9 @@ export class DkimPool implements DkimSignatureMaker {
   #here = new LocalSignatureMaker();
   /** Set where workers cannot start (a platform without them). */
   #noWorkers = false;
+  #answerWithinMs: number;
+  /** Looks for workers that stopped answering, while any runs. */
+  #watchdog: ReturnType<typeof setInterval> | null = null;
 
   constructor(options: DkimPoolOptions) {
     const workers = Math.max(1, Math.floor(options.workers));
@@ -85,6 +93,7 @@ export class DkimPool implements DkimSignatureMaker {
     }));
     this.#maxQueued = options.maxQueued ?? workers * QUEUE_PER_WORKER;
     this.#log = options.log;
+    this.#answerWithinMs = options.answerWithinMs ?? 30_000;
     this.#url = String(options.workerUrl ?? new URL("./dkim_worker.ts", import.meta.url));
   }
 
@@ -107,6 +116,7 @@ export class DkimPool implements DkimSignatureMaker {
       this.#dispatch({
         request: { id: this.#nextId++, keys, data },
         attempts: 0,
+        sentAt: 0,
         resolve: (s) => {
           settle();
           resolve(s);
@@ -123,6 +133,8 @@ export class DkimPool implements DkimSignatureMaker {
   close() {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#watchdog !== null) clearInterval(this.#watchdog);
+    this.#watchdog = null;
     for (const slot of this.#slots) {
       slot.worker?.terminate();
       slot.worker = null;
@@ -150,6 +162,7 @@ export class DkimPool implements DkimSignatureMaker {
       return;
     }
     job.attempts++;
+    job.sentAt = Date.now();
     slot.held.set(job.request.id, job);
     worker.postMessage(job.request);
   }
@@ -176,7 +189,23 @@ export class DkimPool implements DkimSignatureMaker {
     worker.onerror = crashed;
     worker.onmessageerror = crashed;
     slot.worker = worker;
+    this.#startWatchdog();
     return worker;
+  }
+
+  #startWatchdog() {
+    if (this.#watchdog !== null) return;
+    const watchdog = setInterval(() => {
+      const late = Date.now() - this.#answerWithinMs;
+      for (const slot of this.#slots) {
+        if ([...slot.held.values()].some((job) => job.sentAt <= late)) {
+          this.#restart(slot, `no answer within ${this.#answerWithinMs} ms`);
+        }
+      }
+    }, Math.max(10, Math.floor(this.#answerWithinMs / 4)));
+    // It must not keep the relay running: close() clears it, and the process may end before.
+    Deno.unrefTimer(watchdog);
+    this.#watchdog = watchdog;
   }
 
   #restart(slot: Slot, why: string) {

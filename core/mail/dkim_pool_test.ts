@@ -117,6 +117,16 @@ Deno.test("a worker that crashes is replaced and its request signed by the new o
   }
 });
 
+Deno.test("a worker that stops answering is replaced and the request signed by the new one", async () => {
+  const pool = new DkimPool({ workers: 1, workerUrl: faultyWorker, answerWithinMs: 10_000 });
+  try {
+    const message = await signedMessage(pool, "hang-once");
+    assert.deepEqual(await verdicts(message), ["pass", "pass"]);
+  } finally {
+    pool.close();
+  }
+});
+
 Deno.test("a request that keeps crashing workers is refused (to be deferred); the pool still signs others", async () => {
   const pool = new DkimPool({ workers: 2, workerUrl: faultyWorker });
   try {

@@ -2,7 +2,8 @@
  * The DKIM signing worker (core/mail/dkim_worker.ts) with a real fault: a request whose first
  * signing input contains `crash-always` throws an uncaught error in the worker, every time; one
  * with `crash-once` does so only in a worker's first incarnation (its name ends in `-0`). Other
- * requests are signed by the real worker code.
+ * requests are signed by the real worker code. `hang-once` is never answered by a first
+ * incarnation.
  *
  * @module
  */
@@ -19,6 +20,9 @@ scope.addEventListener("message", (e) => {
   if (text.includes("crash-always") || (text.includes("crash-once") && scope.name.endsWith("-0"))) {
     e.stopImmediatePropagation();
     throw new Error("the worker broke");
+  }
+  if (text.includes("hang-once") && scope.name.endsWith("-0")) {
+    e.stopImmediatePropagation(); // and never answers
   }
 });
 
