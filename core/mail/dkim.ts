@@ -15,12 +15,7 @@ import { Buffer } from "node:buffer";
 import { generateKeyPairSync } from "node:crypto";
 import { RelaxedBodyHash } from "./dkim_body.ts";
 import { bytesToBinary } from "./headers.ts";
-import {
-  type DkimAlgorithm,
-  DkimKeyCache,
-  type DkimSigningKey,
-  signatureBytes,
-} from "./dkim_keys.ts";
+import { type DkimAlgorithm, DkimKeyCache, type DkimSigningKey } from "./dkim_keys.ts";
 
 export type { DkimAlgorithm, DkimSigningKey } from "./dkim_keys.ts";
 
@@ -172,10 +167,7 @@ export class LocalSignatureMaker implements DkimSignatureMaker {
 
   sign(keys: readonly DkimSigningKey[], data: readonly Uint8Array[]): Promise<Uint8Array[]> {
     try {
-      const objects = this.#cache.objects(keys);
-      return Promise.resolve(
-        keys.map((k, i) => signatureBytes(k.algorithm, objects[i]!, data[i]!)),
-      );
+      return Promise.resolve(this.#cache.prepared(keys).map((k, i) => k.sign(data[i]!)));
     } catch (err) {
       return Promise.reject(err);
     }

@@ -22,47 +22,67 @@ export interface DkimSigningKey {
   version: string;
 }
 
+/** A private key ready to sign with. */
+export interface PreparedKey {
+  /** The signature over one signing input (the hashed header fields, RFC 6376 §3.7). */
+  sign(data: Uint8Array): Uint8Array;
+  /** Gives back what the key holds outside the JS heap. */
+  free?(): void;
+}
+
+/** A key parsed by node:crypto. */
+export function nodeKey(key: DkimSigningKey): PreparedKey {
+  const object = createPrivateKey(key.privateKey);
+  return { sign: (data) => signatureBytes(key.algorithm, object, data) };
+}
+
 /**
  * Parsed private keys by domain, selector and key version, so a key is parsed once and not per
  * message. A domain's key set comes whole with each use: keys of that domain it no longer holds
  * (rotated out, retired, replaced by a new version) are dropped then, and the map is bounded.
  */
 export class DkimKeyCache {
-  #byDomain = new Map<string, Map<string, KeyObject>>();
+  #byDomain = new Map<string, Map<string, PreparedKey>>();
   #size = 0;
 
-  constructor(readonly maxKeys = 1000) {}
+  constructor(
+    readonly prepare: (key: DkimSigningKey) => PreparedKey = nodeKey,
+    readonly maxKeys = 1000,
+  ) {}
 
-  /** The parsed keys for `keys` (all of one message), in order; throws for a key that cannot be parsed. */
-  objects(keys: readonly DkimSigningKey[]): KeyObject[] {
-    const out: KeyObject[] = [];
+  /** The prepared keys for `keys` (all of one message), in order; throws for one that does not parse. */
+  prepared(keys: readonly DkimSigningKey[]): PreparedKey[] {
+    const out: PreparedKey[] = [];
+    const domains = new Set<string>();
     for (const key of keys) {
-      const ids = keys.filter((k) => k.domain === key.domain).map(keyId);
       let held = this.#byDomain.get(key.domain);
-      if (held) {
-        for (const id of held.keys()) {
-          if (!ids.includes(id)) {
-            held.delete(id);
-            this.#size--;
-          }
-        }
-      } else {
+      if (!held) {
         held = new Map();
         this.#byDomain.set(key.domain, held);
       }
-      const id = keyId(key);
-      let object = held.get(id);
-      if (!object) {
-        object = createPrivateKey(key.privateKey);
-        if (this.#size >= this.maxKeys) {
-          this.clear();
-          held = new Map();
-          this.#byDomain.set(key.domain, held);
+      if (!domains.has(key.domain)) {
+        domains.add(key.domain);
+        const ids = keys.filter((k) => k.domain === key.domain).map(keyId);
+        for (const [id, stale] of held) {
+          if (!ids.includes(id)) this.#drop(held, id, stale);
         }
-        held.set(id, object);
+      }
+      const id = keyId(key);
+      let prepared = held.get(id);
+      if (!prepared) {
+        prepared = this.prepare(key);
+        held.set(id, prepared);
         this.#size++;
       }
-      out.push(object);
+      out.push(prepared);
+    }
+    // Over the bound: every other domain's keys go (they are parsed again when next used).
+    if (this.#size > this.maxKeys) {
+      for (const [domain, held] of this.#byDomain) {
+        if (domains.has(domain)) continue;
+        for (const [id, stale] of held) this.#drop(held, id, stale);
+        this.#byDomain.delete(domain);
+      }
     }
     return out;
   }
@@ -72,9 +92,10 @@ export class DkimKeyCache {
     return this.#size;
   }
 
-  clear() {
-    this.#byDomain.clear();
-    this.#size = 0;
+  #drop(held: Map<string, PreparedKey>, id: string, key: PreparedKey) {
+    held.delete(id);
+    this.#size--;
+    key.free?.();
   }
 }
 
@@ -83,7 +104,7 @@ function keyId(key: DkimSigningKey): string {
 }
 
 /** Signs one signing input (the hashed header fields, RFC 6376 §3.7) with a parsed key. */
-export function signatureBytes(
+function signatureBytes(
   algorithm: DkimAlgorithm,
   object: KeyObject,
   data: Uint8Array,

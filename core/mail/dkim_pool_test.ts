@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import { DkimSigner, type DkimSigningKey, dkimTxtValue, generateDkimKey } from "./dkim.ts";
-import { DkimKeyCache } from "./dkim_keys.ts";
+import { DkimKeyCache, nodeKey } from "./dkim_keys.ts";
 import { DkimPool, DkimUnavailable } from "./dkim_pool.ts";
 
 const enc = new TextEncoder();
@@ -68,11 +68,17 @@ Deno.test("signatures made in the worker pool verify (RSA and Ed25519), spread o
   }
 });
 
-Deno.test("a key is parsed once per domain and version; a rotation drops the old key", () => {
-  const cache = new DkimKeyCache();
-  const [first] = cache.objects(KEYS);
-  const [again] = cache.objects(KEYS);
+Deno.test("a key is parsed once per domain and version; a rotation drops (and frees) the old key", () => {
+  const parsed: string[] = [];
+  const freed: string[] = [];
+  const cache = new DkimKeyCache((key) => {
+    parsed.push(key.selector);
+    return { ...nodeKey(key), free: () => freed.push(key.selector) };
+  });
+  const [first] = cache.prepared(KEYS);
+  const [again] = cache.prepared(KEYS);
   assert.equal(again, first, "the second message reuses the parsed key");
+  assert.deepEqual(parsed, ["s1", "s1e"]);
   assert.equal(cache.size, 2);
   // Rotation: the domain now signs with a new selector only; its old keys go.
   const fresh = generateDkimKey("rsa");
@@ -83,12 +89,15 @@ Deno.test("a key is parsed once per domain and version; a rotation drops the old
     privateKey: fresh.privateKey,
     version: "2",
   }];
-  const [next] = cache.objects(rotated);
-  assert.notEqual(next, first);
+  cache.prepared(rotated);
+  cache.prepared(rotated);
+  assert.deepEqual(parsed, ["s1", "s1e", "s2"]);
+  assert.deepEqual(freed, ["s1", "s1e"]);
   assert.equal(cache.size, 1);
   // The same selector under a new version (the domain removed and added again) is parsed anew.
-  const [readded] = cache.objects([{ ...KEYS[0]!, privateKey: fresh.privateKey, version: "3" }]);
-  assert.notEqual(readded, first);
+  cache.prepared([{ ...rotated[0]!, privateKey: rsa.privateKey, version: "3" }]);
+  assert.deepEqual(parsed, ["s1", "s1e", "s2", "s2"]);
+  assert.deepEqual(freed, ["s1", "s1e", "s2"]);
   assert.equal(cache.size, 1);
 });
 
