@@ -449,8 +449,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           callback(refusal ? smtpError(refusal) : undefined);
         },
         () => {
+          // The store did not answer the sender's checks: the queue's trouble, as at RCPT.
           releaseHold(session.id);
-          callback(smtpError(replies.authTemporary()));
+          callback(smtpError(replies.storeFailed()));
         },
       );
     },
