@@ -178,6 +178,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   // Abuse limits (core/config/limits.ts), per node like the credential rate limits.
   const clients = new ClientConnections({
     perClient: config.smtpClientConnectionLimit,
+    trustedPerClient: config.trustedMaxConnections,
+    isTrusted,
     total: config.smtpMaxConnections,
     rate: config.smtpClientConnectionRate ?? null,
     now: Date.now,

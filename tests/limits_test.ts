@@ -63,6 +63,32 @@ Deno.test("a connection flood from 127.0.0.2 is held to its per-client limit, an
   assert.fail("127.0.0.2 could not connect again after its sessions closed");
 });
 
+Deno.test("one trusted host opens 180 sessions at once and all are greeted, while an untrusted one still hears 421 past 50", async () => {
+  await using relay = await startRelay({ env: TRUSTED }); // the defaults: 500 trusted, 50 others
+  const held: NodeSmtp[] = [];
+  try {
+    const trusted = await Promise.all(
+      Array.from({ length: 180 }, () => connectFrom(relay, "127.0.0.1")),
+    );
+    held.push(...trusted.map((t) => t.client));
+    assert.deepEqual(
+      trusted.filter((t) => t.greeting.code !== 220).map((t) => t.greeting.raw),
+      [],
+      "every trusted session is greeted",
+    );
+    const others: NodeSmtpReply[] = [];
+    for (let i = 0; i < 51; i++) {
+      const { client, greeting } = await connectFrom(relay, "127.0.0.2");
+      held.push(client);
+      others.push(greeting);
+    }
+    assert.equal(others.filter((g) => g.code === 220).length, 50);
+    assert.match(others[50]!.raw, /^421 4\.7\.0 .*too many connections from your address/);
+  } finally {
+    for (const c of held) c.close();
+  }
+});
+
 Deno.test("unfinished TLS handshakes from 127.0.0.2 cannot fill the implicit-TLS port: 127.0.0.1 still submits there", async () => {
   await using relay = await startRelay({ env: TRUSTED });
   const sockets: net.Socket[] = [];
