@@ -56,6 +56,15 @@ const sessions = values.sessions!;
 const modes = values.modes!.split(",") as Mode[];
 const signs = values.sign!.split(",") as Sign[];
 
+/** What an interrupted bench must stop: the relay under test, its milter, the DNS responder. */
+const cleanups = new Set<() => Promise<unknown>>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, async () => {
+    for (const cleanup of cleanups) await cleanup().catch(() => {});
+    Deno.exit(130);
+  });
+}
+
 async function run(cmd: string, args: string[], env: Record<string, string> = {}) {
   const out = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "inherit" })
     .output();
@@ -75,29 +84,31 @@ if (values.postfix && signs.includes("rsa") && !(await have("opendkim"))) {
   await run("bash", [`${harness}/opendkim-setup.sh`, "install"]);
 }
 
-/** One certificate for both relays' STARTTLS, trusted by the load client. */
+/**
+ * One certificate for both relays' STARTTLS, issued by a throwaway CA the load client trusts
+ * (rustls refuses a self-signed CA certificate as the server's own).
+ */
 const work = await Deno.makeTempDir({ prefix: "postern-bench-" });
-const tlsCert = `${work}/cert.pem`, tlsKey = `${work}/key.pem`;
-await run("openssl", [
-  "req",
-  "-x509",
-  "-newkey",
-  "rsa:2048",
-  "-nodes",
-  "-days",
-  "2",
-  "-subj",
-  `/CN=${HOSTNAME}`,
-  "-addext",
-  `subjectAltName=DNS:${HOSTNAME}`,
-  "-keyout",
-  tlsKey,
-  "-out",
-  tlsCert,
-]);
+const tlsCert = `${work}/cert.pem`, tlsKey = `${work}/key.pem`, caCert = `${work}/ca.pem`;
+await Deno.writeTextFile(
+  `${work}/leaf.ext`,
+  `subjectAltName=DNS:${HOSTNAME}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
+);
+const caKey = `${work}/ca-key.pem`, csr = `${work}/leaf.csr`;
+for (
+  const args of [
+    `req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench-CA -keyout ${caKey} -out ${caCert}`,
+    `req -newkey rsa:2048 -nodes -subj /CN=${HOSTNAME} -keyout ${tlsKey} -out ${csr}`,
+    `x509 -req -in ${csr} -CA ${caCert} -CAkey ${caKey} -CAcreateserial -days 2 -out ${tlsCert} ` +
+    `-extfile ${work}/leaf.ext`,
+  ]
+) {
+  if ((await run("openssl", args.split(" "))).code !== 0) throw new Error(`bench: openssl ${args}`);
+}
 
 /** Loopback DNS for domain verification and Postern's DKIM records (no real name is looked up). */
 const dns = await startDnsServer({ txt: { [HOSTNAME]: ["v=spf1 ip4:127.0.0.1 -all"] } });
+cleanups.add(() => dns.close());
 
 function nFor(size: number): number {
   return size > 100 * 1024 ? Number(values["n-large"]) : Number(values.n);
@@ -223,7 +234,11 @@ async function verifyDomain(algorithm: "rsa" | "ed25519") {
 
 async function benchPostern(label: string, run_: Run): Promise<string> {
   const dataDir = await Deno.makeTempDir({ prefix: "postern-bench-data-" });
-  const logFile = await Deno.open(`${dataDir}/relay.log`, { write: true, create: true });
+  const logPath = `${dataDir}/relay.log`;
+  const [outLog, errLog] = [
+    await Deno.open(logPath, { append: true, create: true }),
+    await Deno.open(logPath, { append: true }),
+  ];
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-kv", `${repo}main.ts`],
     cwd: repo,
@@ -245,10 +260,15 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const stop = async () => {
+    child.kill("SIGTERM");
+    await child.status;
+  };
+  cleanups.add(stop);
   // Its log and banner go to the data dir's relay.log, kept apart from the table.
   const logged = Promise.all([
-    child.stdout.pipeTo(logFile.writable, { preventClose: true }),
-    child.stderr.pipeTo(logFile.writable, { preventClose: true }),
+    child.stdout.pipeTo(outLog.writable),
+    child.stderr.pipeTo(errLog.writable),
   ]).catch(() => {});
   try {
     await waitForPort(RELAY_PORT);
@@ -262,10 +282,9 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
     const load = run_.mode === "submit" || run_.rate > 0 ? loadCommand(login, run_.rate) : "";
     return await relayBench(label, run_, RELAY_PORT, String(child.pid), load);
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
+    await stop();
+    cleanups.delete(stop);
     await logged;
-    logFile.close();
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
 }
@@ -287,6 +306,11 @@ async function benchPostfix(label: string, run_: Run): Promise<string> {
   };
   const setup = `${harness}/postfix-setup.sh`, dkim = `${harness}/opendkim-setup.sh`;
   const pids = [`@${tmp}/relay-bench/postfix/spool/pid/master.pid`];
+  const stop = async () => {
+    await run("bash", [setup, "stop"], env);
+    if (run_.sign === "rsa") await run("bash", [dkim, "stop"], env);
+  };
+  cleanups.add(stop);
   if (run_.sign === "rsa") {
     await run("bash", [dkim, "config"], env);
     await run("bash", [dkim, "start"], env);
@@ -301,8 +325,8 @@ async function benchPostfix(label: string, run_: Run): Promise<string> {
     const port = run_.mode === "submit" ? PF_SUBMIT_PORT : RELAY_PORT;
     return await relayBench(label, run_, port, pids.join(","), load);
   } finally {
-    await run("bash", [setup, "stop"], env);
-    if (run_.sign === "rsa") await run("bash", [dkim, "stop"], env);
+    await stop();
+    cleanups.delete(stop);
   }
 }
 
