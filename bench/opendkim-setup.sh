@@ -47,6 +47,8 @@ InternalHosts           127.0.0.0/8
 Socket                  inet:$MILTER_PORT@127.0.0.1
 PidFile                 $DKIM_DIR/opendkim.pid
 Background              yes
+# the key sits under ${TMPDIR:-/tmp}, which other users may write: opendkim would refuse it
+RequireSafeKeys         no
 CONF
 }
 

@@ -84,6 +84,12 @@ if (values.postfix && signs.includes("rsa") && !(await have("opendkim"))) {
   await run("bash", [`${harness}/opendkim-setup.sh`, "install"]);
 }
 
+for (const port of [RELAY_PORT, SINK_PORT, HTTP_PORT, PF_SUBMIT_PORT, MILTER_PORT]) {
+  const busy = await Deno.connect({ hostname: "127.0.0.1", port }).then((c) => (c.close(), true))
+    .catch(() => false);
+  if (busy) throw new Error(`bench: 127.0.0.1:${port} is taken; is another bench running?`);
+}
+
 /**
  * One certificate for both relays' STARTTLS, issued by a throwaway CA the load client trusts
  * (rustls refuses a self-signed CA certificate as the server's own).
@@ -103,7 +109,15 @@ for (
     `-extfile ${work}/leaf.ext`,
   ]
 ) {
-  if ((await run("openssl", args.split(" "))).code !== 0) throw new Error(`bench: openssl ${args}`);
+  const made = await new Deno.Command("openssl", {
+    args: args.split(" "),
+    stdout: "null",
+    stderr: "piped",
+  })
+    .output();
+  if (made.code !== 0) {
+    throw new Error(`bench: openssl ${args}: ${new TextDecoder().decode(made.stderr)}`);
+  }
 }
 
 /** Loopback DNS for domain verification and Postern's DKIM records (no real name is looked up). */
@@ -146,7 +160,7 @@ function loadCommand(login: { user: string; pass: string } | null, rate: number)
       ? [
         "--tls",
         "--ca",
-        tlsCert,
+        caCert,
         "--servername",
         HOSTNAME,
         "--user",
@@ -460,7 +474,8 @@ console.log(
     .join(" "),
 );
 for (const row of rows) {
-  const ratio = row.ratios.length ? `${median(row.ratios).toFixed(2)}× ${row.versus}` : "";
+  const r = median(row.ratios);
+  const ratio = Number.isFinite(r) ? `${r.toFixed(2)}× ${row.versus}` : "";
   console.log(
     [row.label.padEnd(width), ...columns.map(([, w, f]) => f(row.lines).padStart(w)), ratio].join(
       " ",
