@@ -182,7 +182,8 @@ interface Run {
 }
 
 async function relayBench(label: string, run_: Run, port: number, pids: string, load: string) {
-  const n = run_.rate > 0 ? Math.max(50, Math.round(nFor(run_.size) / 2)) : nFor(run_.size);
+  // At half the rate, half the messages take about as long as a saturated run.
+  const n = run_.rate > 0 ? Math.max(10, Math.round(nFor(run_.size) / 2)) : nFor(run_.size);
   const args = [
     `${harness}/relay-bench.sh`,
     ...["-p", String(port), "-P", String(SINK_PORT), "-n", String(n), "-s", sessions],
@@ -404,7 +405,7 @@ try {
         unsigned = done.postern;
         if (values["no-half"]) continue;
         // Half the saturated delivered rate, each relay its own, alternating as well.
-        const half = (row: Row) => Math.max(1, Math.round(median(row.lines.map(e2e)) / 2));
+        const half = (row: Row) => Math.max(0.1, Math.round(median(row.lines.map(e2e)) * 5) / 10);
         const halfRow: Row = { label: `postern ${name} half`, lines: [], ratios: [], versus: "" };
         const pfRow: Row = { label: `postfix ${name} half`, lines: [], ratios: [], versus: "" };
         const rate = half(done.postern);
@@ -435,9 +436,14 @@ const med = (name: string, digits = 1, scale = 1) => (lines: string[]) => {
   const m = median(lines.map((l) => Number(field(l, name)) * scale));
   return Number.isFinite(m) ? m.toFixed(digits) : "-";
 };
+/** Messages per second: whole above 100, else with a decimal (1 MB runs are slow). */
+const perSecond = (name: string) => (lines: string[]) => {
+  const m = median(lines.map((l) => Number(field(l, name))));
+  return Number.isFinite(m) ? m.toFixed(m >= 100 ? 0 : 1) : "-";
+};
 columns.push(
-  ["accepted/s", 10, med("accept_mps", 0)],
-  ["delivered/s", 11, med("e2e_mps", 0)],
+  ["accepted/s", 10, perSecond("accept_mps")],
+  ["delivered/s", 11, perSecond("e2e_mps")],
   ["CPU ms/msg", 10, med("relay_cpu_ms_per_msg", 2)],
   ["peak RSS MB", 11, med("relay_rss_peak_kb", 0, 1 / 1024)],
   ["KB written/msg", 14, med("relay_write_kb_per_msg", 1)],
