@@ -333,7 +333,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     });
   }
 
-  const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
+  const postern: PosternServerOptions = {
+    ...sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true }),
+    trustedSockets: { perClient: config.trustedMaxConnections, isTrusted },
+  };
   const base: SMTPServerOptions & { postern: PosternServerOptions } = {
     postern,
     name: deps.hostname,

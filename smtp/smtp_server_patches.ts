@@ -73,6 +73,8 @@ export interface PosternServerOptions {
    * handshake (7 below); 0 = no limit.
    */
   tlsSocketsPerClient?: number;
+  /** What a trusted-network address may hold instead (POSTERN_TRUSTED_MAX_CONNECTIONS). */
+  trustedSockets?: { perClient: number; isTrusted: (address: string) => boolean };
   limits?: SessionLimits;
 }
 
@@ -288,10 +290,15 @@ export function applySmtpServerPatches(
 
   const acceptSocket = serverProto._acceptSocket;
   serverProto._acceptSocket = function (this: ServerInternals, socket, handshake) {
-    const limit: number = this.options?.postern?.tlsSocketsPerClient ?? 0;
-    if (!handshake || !(limit > 0)) return acceptSocket.call(this, socket, handshake);
-    const counts: Map<string, number> = this._posternTlsSockets ??= new Map();
+    const postern: PosternServerOptions | undefined = this.options?.postern;
+    if (!handshake) return acceptSocket.call(this, socket, handshake);
     const address = String(socket.remoteAddress ?? "").replace(/^::ffff:/i, "");
+    const trusted = postern?.trustedSockets;
+    const limit = trusted?.isTrusted(address)
+      ? trusted.perClient
+      : postern?.tlsSocketsPerClient ?? 0;
+    if (!(limit > 0)) return acceptSocket.call(this, socket, handshake);
+    const counts: Map<string, number> = this._posternTlsSockets ??= new Map();
     const open = counts.get(address) ?? 0;
     if (open >= limit) {
       socket.on("error", () => {});

@@ -131,6 +131,46 @@ Deno.test("unfinished TLS handshakes from 127.0.0.2 cannot fill the implicit-TLS
   }
 });
 
+Deno.test("on the implicit-TLS port a trusted host is held to POSTERN_TRUSTED_MAX_CONNECTIONS and others to the per-client limit", async () => {
+  await using relay = await startRelay({
+    env: {
+      ...TRUSTED,
+      POSTERN_SMTP_CLIENT_CONNECTION_LIMIT: "5",
+      POSTERN_TRUSTED_MAX_CONNECTIONS: "8",
+    },
+  });
+  const sockets: net.Socket[] = [];
+  const closed = new Map<string, number>();
+  try {
+    // Sockets that never start a handshake, counted from the accept.
+    for (const [address, count] of [["127.0.0.1", 10], ["127.0.0.2", 7]] as const) {
+      for (let i = 0; i < count; i++) {
+        const socket = net.connect({
+          host: "127.0.0.1",
+          port: relay.smtpsPort,
+          localAddress: address,
+        });
+        socket.on("error", () => {});
+        socket.once("close", () => closed.set(address, (closed.get(address) ?? 0) + 1));
+        sockets.push(socket);
+      }
+    }
+    const total = () => (closed.get("127.0.0.1") ?? 0) + (closed.get("127.0.0.2") ?? 0);
+    const started = performance.now();
+    while (total() < 4 && performance.now() - started < 20_000) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      Object.fromEntries(closed),
+      { "127.0.0.1": 2, "127.0.0.2": 2 },
+      "the 2 over each limit were closed",
+    );
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+});
+
 Deno.test("the per-client connection rate and the total number of sessions are limited", async () => {
   await using relay = await startRelay({
     env: {
