@@ -47,6 +47,37 @@ export interface SessionOptions {
  */
 const REUSE_WITHOUT_RSET_MS = 1_000;
 
+interface SendStreamInternals {
+  _socket?: { cork(): void; uncork(): void; writableHighWaterMark: number };
+  _createSendStream(callback: unknown): { once(event: "end", fn: () => void): unknown };
+}
+
+/**
+ * nodemailer writes a message's data and its final dot as two socket writes (two segments with
+ * TCP_NODELAY). A body small enough to sit in the socket's buffer whole is corked until the
+ * data stream ends, so both leave in one write; a larger one streams as before (corked, it
+ * would wait for a drain that never comes).
+ */
+function oneWriteForSmallBodies(conn: SMTPConnection): (size: number) => void {
+  const c = conn as unknown as SendStreamInternals;
+  let corkNext = false;
+  const createSendStream = c._createSendStream.bind(c);
+  c._createSendStream = (callback) => {
+    const stream = createSendStream(callback);
+    const socket = c._socket;
+    if (corkNext && socket) {
+      socket.cork();
+      stream.once("end", () => socket.uncork());
+    }
+    corkNext = false;
+    return stream;
+  };
+  return (size) => {
+    const room = c._socket?.writableHighWaterMark ?? 0;
+    corkNext = size + 5 < room; // the body, and at most "\r\n.\r\n"
+  };
+}
+
 export type OutcomeKind = "success" | "transient" | "permanent";
 
 export interface RecipientOutcome {
@@ -110,6 +141,7 @@ export class OutboundSession {
   #conn: SMTPConnection;
   #broken = false;
   readonly #now: () => number;
+  readonly #nextBodySize: (size: number) => void;
   /** When the last transaction ended in a 250 (see REUSE_WITHOUT_RSET_MS); null: not clean. */
   #cleanSince: number | null = null;
   deliveries = 0;
@@ -121,6 +153,7 @@ export class OutboundSession {
     this.#conn = conn;
     this.info = info;
     this.#now = now;
+    this.#nextBodySize = oneWriteForSmallBodies(conn);
     conn.on("error", () => (this.#broken = true));
     conn.on("end", () => (this.#broken = true));
   }
@@ -212,6 +245,7 @@ export class OutboundSession {
   ): Promise<RecipientOutcome[]> {
     this.deliveries++;
     this.#cleanSince = null;
+    this.#nextBodySize(body instanceof Uint8Array ? body.length : Infinity);
     const message = body instanceof Uint8Array ? body : Readable.from(body);
     return new Promise((resolve) => {
       this.#conn.send(

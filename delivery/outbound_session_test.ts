@@ -159,3 +159,28 @@ Deno.test("a connection reused right after a delivered message sends no RSET; on
     await mx.close();
   }
 });
+
+Deno.test("small and large bodies both arrive whole, whichever way they are written", async () => {
+  const mx = await startRawMx({ starttls: false });
+  const session = await OutboundSession.open({ host: "127.0.0.1", port: mx.port }, {
+    heloName: "relay.test",
+    connectTimeoutMs: 5_000,
+    timeouts: QUICK_TIMEOUTS,
+    requireTls: false,
+  });
+  try {
+    const line = "x".repeat(76) + "\r\n";
+    for (const [i, size] of [100, 16_000, 300_000].entries()) {
+      const text = `Subject: ${size}\r\n\r\n` + line.repeat(Math.ceil(size / line.length));
+      const body = new TextEncoder().encode(text);
+      const [outcome] = await session.send("a@origin.test", ["b@dest.test"], body, body.length);
+      assert.equal(outcome!.kind, "success", outcome!.reply);
+      const [tx] = (await mx.waitFor(i + 1)).slice(-1);
+      assert.equal(new TextDecoder().decode(unstuff(tx!.wire)), text);
+      assert.ok(await session.reset());
+    }
+  } finally {
+    await session.close();
+    await mx.close();
+  }
+});
