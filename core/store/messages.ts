@@ -42,7 +42,12 @@ export class ChunkWriter {
   written = 0;
   staged = false;
   size = 0;
-  #current = new Uint8Array(CHUNK_SIZE);
+  /**
+   * The chunk being filled. The first grows by doubling, so a small body never allocates (and
+   * zeroes) a whole 63 KB chunk: that was 4 % of the main thread at 2 KB messages. Once a body
+   * has filled a chunk, the next ones are allocated whole.
+   */
+  #current = new Uint8Array(0);
   #fill = 0;
   /** Full chunks in `chunks` whose bytes the memory hold counts. */
   #counted = 0;
@@ -59,6 +64,7 @@ export class ChunkWriter {
     let i = 0;
     while (i < bytes.length) {
       const n = Math.min(CHUNK_SIZE - this.#fill, bytes.length - i);
+      this.#reserve(this.#fill + n);
       this.#current.set(bytes.subarray(i, i + n), this.#fill);
       this.#fill += n;
       i += n;
@@ -75,7 +81,18 @@ export class ChunkWriter {
   }
 
   finish() {
-    if (this.#fill > 0) this.chunks.push(this.#current.slice(0, this.#fill));
+    if (this.#fill === 0) return;
+    const c = this.#current;
+    this.chunks.push(this.#fill === c.length ? c : c.slice(0, this.#fill));
+  }
+
+  /** Makes the chunk being filled hold at least `bytes` (at most CHUNK_SIZE). */
+  #reserve(bytes: number) {
+    const c = this.#current;
+    if (bytes <= c.length) return;
+    const next = new Uint8Array(Math.min(CHUNK_SIZE, Math.max(bytes, 2 * c.length, 4096)));
+    next.set(c.subarray(0, this.#fill));
+    this.#current = next;
   }
 
   /** Every chunk of the body, written ahead or not. */
