@@ -19,7 +19,7 @@ import { dnsResolver } from "./core/mail/mx.ts";
 import { claimNodeId, type NodeIdentity } from "./core/node_id.ts";
 import { shortId } from "./core/ids.ts";
 import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
-import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
+import { isRemoteStore, openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { SmtpServerMismatch } from "./smtp/smtp_server_internals.ts";
@@ -325,7 +325,11 @@ async function main() {
   let kv: Deno.Kv;
   try {
     // Bounded: a remote store's client would otherwise wait without end while it is unreachable.
-    kv = boundedKv(await openKvFile(kvPath), config.storeRetry);
+    // A local file is not: an abandoned commit that lands later would be mail told 451 and sent.
+    kv = boundedKv(
+      await openKvFile(kvPath),
+      isRemoteStore(kvPath) ? config.storeRetry : Infinity,
+    );
   } catch (err) {
     fatal(`POSTERN_KV: cannot open the store ${kvPath}: ${(err as Error).message}`);
   }
@@ -338,7 +342,12 @@ async function main() {
   }
   let services: NodeServices;
   try {
-    services = await startNodeServices(kv, config, { hostname, log, secretBox });
+    services = await startNodeServices(kv, config, {
+      hostname,
+      log,
+      secretBox,
+      localStore: !isRemoteStore(kvPath),
+    });
   } catch (err) {
     if (err instanceof ConfigError) fatal(err.message);
     throw err;
