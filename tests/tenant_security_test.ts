@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
 import type { Relay } from "./support/relay_process.ts";
 import type { ReceivedMessage, Sink } from "./support/sink.ts";
-import { writeConfig } from "./support/relay_mail.ts";
+import { writeConfig } from "./support/relay_fixture.ts";
 import { runCommand } from "./support/run_command.ts";
 import {
   assertError,
@@ -602,6 +602,6 @@ Deno.test("a non-ASCII address without SMTPUTF8 is refused with 553 5.6.7 (RFC 6
       "From: jösé@origin.test\r\nTo: müller@dest.test\r\nSubject: utf8\r\n\r\nhi\r\n.\r\n",
     ),
   );
-  assert.equal((await client.read()).code, 250);
+  assert.equal((await client.reply()).code, 250);
   await client.quit();
 });
