@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { ReceivedMessage } from "./support/sink.ts";
 import { submit } from "./support/smtp_client.ts";
-import { eventually, startRelayWithSinks } from "./support/relay_fixture.ts";
+import { eventually, queueDrained, startRelayWithSinks } from "./support/relay_fixture.ts";
 import { createCredential, getMessage, waitForStatus } from "./support/relay_api.ts";
 import { waitUntil } from "./support/operations.ts";
 
@@ -224,7 +224,7 @@ Deno.test("no DSN goes to <>, none answers a DSN, and none goes to a credential 
   await waitForStatus(relay, control!, "bounced");
   const got = await eventually(() => dsns(sink.messages)[0], "the control's DSN");
   assert.match(got.text, /gone4@dest\.test/);
-  await new Promise((r) => setTimeout(r, 500));
+  await queueDrained(relay);
   const all = dsns(sink.messages);
   assert.equal(all.length, 1, all.map((m) => m.to.join()).join("; "));
   assert.ok(sink.messages.every((m) => m.to.every((t) => t !== "")), "nothing to <>");

@@ -316,29 +316,22 @@ Deno.test("retention deletes an expired message's body, rows, events and index e
 Deno.test("a relay with a short retention sweeps delivered messages at start", async () => {
   await using fx = await startRelayWithSinks({ env: env({ POSTERN_RETENTION: "1s" }) });
   const { relay, sink } = fx;
-  let second: Relay | undefined;
-  try {
-    const [id] = await submit(relay, [{ from: "a@origin.test", to: "b@dest.test", tag: "r" }]);
-    await sink.waitFor(1);
-    await waitUntil(async () => (await ids(relay, "status=delivered")).length === 1, "delivery");
-    const created = Date.now();
-    await waitUntil(() => Date.now() - created > 1_200, "the retention period to pass");
-    second = await relay.restart();
-    await second.waitForLog((l) => l.event === "retention.swept");
-    assert.equal((await second.api(`/v1/messages/${id}`)).status, 404);
-    assert.deepEqual(await ids(second, ""), []);
-    await second.stop();
-    const entries = await dumpKv(`${second.dataDir}/postern.kv`);
-    const mentions = entries.filter((e) =>
-      JSON.stringify(e.key).includes(id!) ||
-      (e.key[0] === "evlog" && JSON.stringify(e.value).includes(id!))
-    );
-    assert.deepEqual(mentions.map((e) => e.key), [], "no key of the message is left");
-  } finally {
-    await (second ?? relay)[Symbol.asyncDispose]();
-    await relay[Symbol.asyncDispose]();
-    await sink.close();
-  }
+  const [id] = await submit(relay, [{ from: "a@origin.test", to: "b@dest.test", tag: "r" }]);
+  await sink.waitFor(1);
+  await waitUntil(async () => (await ids(relay, "status=delivered")).length === 1, "delivery");
+  const created = Date.now();
+  await waitUntil(() => Date.now() - created > 1_200, "the retention period to pass");
+  const second = fx.relay = await relay.restart();
+  await second.waitForLog((l) => l.event === "retention.swept");
+  assert.equal((await second.api(`/v1/messages/${id}`)).status, 404);
+  assert.deepEqual(await ids(second, ""), []);
+  await second.stop();
+  const entries = await dumpKv(`${second.dataDir}/postern.kv`);
+  const mentions = entries.filter((e) =>
+    JSON.stringify(e.key).includes(id!) ||
+    (e.key[0] === "evlog" && JSON.stringify(e.value).includes(id!))
+  );
+  assert.deepEqual(mentions.map((e) => e.key), [], "no key of the message is left");
 });
 
 Deno.test("retention drops stats counters of hours before the period and keeps the rest", async () => {

@@ -105,7 +105,7 @@ Deno.test("retry sends deferred mail now; suspend holds a site's mail, across a 
   }]);
   const view = await waitForSite(relay, (s) => s.site === site && s.depth === 1, "the held mail");
   assert.equal(view.state, "suspended");
-  relay = await relay.restart();
+  relay = fx.relay = await relay.restart();
   await new Promise((r) => setTimeout(r, 1_000)); // polls pass; the suspension holds
   assert.equal((await getMessage(relay, held!)).recipients[0]!.status, "queued");
   assert.equal(sink.attempts.get("held@dest.test") ?? 0, 0, "not even tried while suspended");
