@@ -106,11 +106,15 @@ Deno.test("retry sends deferred mail now; suspend holds a site's mail, across a 
   const view = await waitForSite(relay, (s) => s.site === site && s.depth === 1, "the held mail");
   assert.equal(view.state, "suspended");
   relay = fx.relay = await relay.restart();
-  await new Promise((r) => setTimeout(r, 1_000)); // polls pass; the suspension holds
+  // The new process has scanned the queue and adopted the held mail's site: the suspension holds.
+  const still = await waitForSite(
+    relay,
+    (s) => s.site === site && s.depth === 1,
+    "the site after restart",
+  );
+  assert.equal(still.state, "suspended");
   assert.equal((await getMessage(relay, held!)).recipients[0]!.status, "queued");
   assert.equal(sink.attempts.get("held@dest.test") ?? 0, 0, "not even tried while suspended");
-  const still = await waitForSite(relay, (s) => s.site === site, "the site after restart");
-  assert.equal(still.state, "suspended");
 
   const resumed = await relay.api(`/v1/queue/${encodeURIComponent(site)}/resume`, {
     method: "POST",

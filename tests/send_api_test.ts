@@ -10,7 +10,7 @@ import type { ReceivedMessage } from "./support/sink.ts";
 import { submit } from "./support/smtp_client.ts";
 import { waitUntil } from "./support/operations.ts";
 import { getMessage } from "./support/relay_api.ts";
-import { assertError, call, newCredential } from "./support/tenants.ts";
+import { assertError, call } from "./support/tenants.ts";
 
 function env(extra: Record<string, string> = {}): Record<string, string> {
   return { POSTERN_EVENT_SETTLE: "200ms", ...extra };
@@ -284,9 +284,12 @@ Deno.test("a raw MIME upload is queued as written; its envelope comes from the q
 });
 
 Deno.test("a credential key sends under its own scopes; the admin token sends for the default account", async () => {
-  await using fx = await startRelayWithSinks({ env: env() });
+  await using fx = await startRelayWithSinks({
+    env: env(),
+    credential: { domains: ["origin.test"] },
+  });
   const { relay, sink } = fx;
-  const scoped = await newCredential(relay, { domains: ["origin.test"] });
+  const scoped = fx.credential!;
   const ok = await call(relay, "/v1/messages", {
     token: scoped.password,
     body: { from: "app@origin.test", to: "u@dest.test", text: "hi" },
