@@ -141,17 +141,20 @@ export function waitForSite(
 }
 
 /**
- * Resolves once the queue holds nothing (the relay's own `postern_queue_depth`, counted from the
- * store at scrape: every message delivered, bounced or dropped, and any DSN it caused sent too):
- * the event a test awaits before asserting that nothing more arrives.
+ * Resolves once no site holds queued mail (GET /v1/queue, counted fresh from the store per
+ * site): every message accepted so far is delivered, bounced or dropped. The event a test
+ * awaits before asserting that nothing more arrives. (The `postern_queue_depth` metric would
+ * do too, but a scrape caches it for 10 s.)
  */
 export function queueDrained(relay: Relay, timeoutMs?: number): Promise<true> {
   return eventually(
     async () => {
-      const res = await relay.api("/metrics");
-      const depth = /^postern_queue_depth (\d+)/m.exec(String(res.json));
-      if (!depth) throw new Error(`GET /metrics answered ${res.status} without a queue depth`);
-      return depth[1] === "0" ? true : undefined;
+      const res = await relay.api("/v1/queue");
+      if (res.status !== 200) throw new Error(`GET /v1/queue answered ${res.status}`);
+      // deno-lint-ignore no-explicit-any -- the API's JSON
+      const busy = (res.json.data as any[]).filter((s) => s.depth > 0);
+      if (busy.length > 0) throw new Error(`still queued: ${JSON.stringify(busy)}`);
+      return true as const;
     },
     "an empty queue",
     timeoutMs,
