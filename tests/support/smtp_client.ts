@@ -76,6 +76,8 @@ export class SmtpClient {
   #socket: net.Socket;
   #buffer = "";
   #closed = false;
+  /** The server sent its FIN (the socket may still be open for reading what came before). */
+  #ended = false;
   #waiters = new Set<() => void>();
   #timeoutMs: number;
 
@@ -121,10 +123,12 @@ export class SmtpClient {
       this.#buffer += chunk.toString("latin1");
       this.#notify();
     });
+    socket.once("end", () => (this.#ended = true));
     // A reset is reported as the close that follows it.
     socket.on("error", () => {});
     socket.once("close", () => {
       this.#closed = true;
+      this.#ended = true;
       this.#notify();
     });
   }
@@ -199,10 +203,15 @@ export class SmtpClient {
     );
   }
 
-  /** Writes every byte of `data` (a string is sent as UTF-8). */
+  /**
+   * Writes every byte of `data` (a string is sent as UTF-8). Once the server has hung up, what is
+   * written is dropped, as a kernel would take it: the next read then returns what the server
+   * said last (a 421) or reports the close, rather than the write failing first.
+   */
   write(data: Uint8Array | string): Promise<void> {
+    if (this.#ended) return Promise.resolve();
     return new Promise((resolve, reject) =>
-      this.#socket.write(data, (err) => (err ? reject(err) : resolve()))
+      this.#socket.write(data, (err) => (err && !this.#ended ? reject(err) : resolve()))
     );
   }
 
