@@ -110,6 +110,8 @@ const INTAKE_LOGS: ByReason<IntakeRejection, void, [Logger, Reply, LogFields]> =
     metrics.limitRefusals.inc({ limit: "memory_budget" });
     log.warn("smtp.rejected", { reason: "memory_budget", ...f });
   },
+  signing_unavailable: (_r, log, _reply, { aborted: _, ...f }) =>
+    log.warn("smtp.rejected", { reason: "signing_unavailable", ...f }),
   // The client left (or was cut off by a deadline) before the end of DATA, or the store failed.
   store_failed: (r, log, _reply, { aborted, ...f }) =>
     aborted
@@ -178,6 +180,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   // Abuse limits (core/config/limits.ts), per node like the credential rate limits.
   const clients = new ClientConnections({
     perClient: config.smtpClientConnectionLimit,
+    trustedPerClient: config.trustedMaxConnections,
+    isTrusted,
     total: config.smtpMaxConnections,
     rate: config.smtpClientConnectionRate ?? null,
     now: Date.now,
@@ -331,7 +335,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     });
   }
 
-  const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
+  const postern: PosternServerOptions = {
+    ...sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true }),
+    trustedSockets: { perClient: config.trustedMaxConnections, isTrusted },
+  };
   const base: SMTPServerOptions & { postern: PosternServerOptions } = {
     postern,
     name: deps.hostname,

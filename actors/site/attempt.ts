@@ -7,7 +7,7 @@
 import { CommitFailedError, type Committer } from "../../core/store/committer.ts";
 import { listRows } from "../../core/store/queue.ts";
 import { attemptChange, type RecipientResult } from "../../core/store/deliveries.ts";
-import { deleteBody, deleteBodyOp } from "../../core/store/bodies.ts";
+import { deleteBody, deleteBodyOp, storedChunks } from "../../core/store/bodies.ts";
 import type { BodyCache } from "../../core/store/body_cache.ts";
 import { countWarmupOp } from "../../core/store/sites.ts";
 import { FINAL_STATUSES, type RecipientRow } from "../../core/model.ts";
@@ -80,6 +80,7 @@ export async function recordAttempt(
   if (options.feedback !== undefined) site.shaping.learn(results, options.feedback || undefined);
   const effects = await bounceEffects(deps.bounces, job.msg, results, {
     remoteMta: ctx.remoteName,
+    ...(job.due.body ? { body: job.due.body } : {}),
     ...(options.dsn === false ? { dsn: false } : {}),
   });
   const allFinalHere = results.every((r) => FINAL_STATUSES.has(r.status));
@@ -99,7 +100,7 @@ export async function recordAttempt(
     },
     at,
     (op) => {
-      if (dropBodyNow) deleteBodyOp(op, job.msg.id, job.msg.chunks);
+      if (dropBodyNow) deleteBodyOp(op, job.msg.id, storedChunks(job.msg));
       if (options.warmupSource) countWarmupOp(op, options.warmupSource, site.site, day);
       effects.apply(op);
     },
@@ -118,7 +119,7 @@ export async function recordAttempt(
       const rows = await listRows(kv, job.msg.id);
       if (rows.every((r) => FINAL_STATUSES.has(r.status))) {
         bodyCache.delete(job.msg.id);
-        await deleteBody(kv, job.msg.id, job.msg.chunks);
+        await deleteBody(kv, job.msg.id, storedChunks(job.msg));
       }
     }
   };

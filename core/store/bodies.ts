@@ -33,6 +33,11 @@ export async function readFirstChunk(kv: Deno.Kv, id: string): Promise<Uint8Arra
   return (await kv.get<Uint8Array>(keys.body(id, 0))).value;
 }
 
+/** How many chunks of a message's body are stored under ["body", id, n] (none when it rides in its due entry). */
+export function storedChunks(msg: { chunks: number; bodyInDue?: true }): number {
+  return msg.bodyInDue ? 0 : msg.chunks;
+}
+
 /** Adds the deletes of a body's chunks to a commit. */
 export function deleteBodyOp(op: Deno.AtomicOperation, id: string, chunks: number) {
   for (let i = 0; i < chunks; i++) op.delete(keys.body(id, i));

@@ -7,9 +7,10 @@
  * carry their own expiry.
  */
 import { keys } from "./keys.ts";
-import { deleteBody } from "./bodies.ts";
+import { deleteBody, storedChunks } from "./bodies.ts";
 import { idTimePrefix } from "../ids.ts";
-import { FINAL_STATUSES, type MessageEvent, type MessageRecord } from "../model.ts";
+import { FINAL_STATUSES, type MessageRecord } from "../model.ts";
+import { messageEventKeys } from "./events.ts";
 import { listRows } from "./queue.ts";
 import { messageIndexKeys } from "./message_index.ts";
 import { listAccounts } from "./accounts.ts";
@@ -43,11 +44,9 @@ export async function sweepExpiredMessages(
       result.kept++;
       continue;
     }
-    await deleteBody(kv, msg.id, msg.chunks);
+    await deleteBody(kv, msg.id, storedChunks(msg));
     const doomed: Deno.KvKey[] = rows.map((r) => keys.recipient(msg.id, r.idx));
-    for await (const ev of kv.list<MessageEvent>({ prefix: keys.eventPrefix(msg.id) })) {
-      doomed.push(keys.accountEvent(msg.account, ev.value.id), ev.key);
-    }
+    doomed.push(...await messageEventKeys(kv, msg, rows));
     doomed.push(...messageIndexKeys(msg, rows));
     for (let i = 0; i < doomed.length; i += DELETES_PER_COMMIT) {
       const op = kv.atomic();
