@@ -389,7 +389,7 @@ const answerLater = {
 Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA leave the relay in one write", async () => {
   await using server = await startServer({}, answerLater);
   const writes = recordWrites(server);
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   writes.length = 0;
   await client.write(
@@ -408,7 +408,7 @@ Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA leave the relay in 
 Deno.test("a client that waits for each reply still gets each one at once, in its own write", async () => {
   await using server = await startServer({}, answerLater);
   const writes = recordWrites(server);
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   writes.length = 0;
   assert.equal((await client.command("MAIL FROM:<a@example.org>")).code, 250);
@@ -422,7 +422,7 @@ Deno.test("a client that waits for each reply still gets each one at once, in it
 
 Deno.test("STARTTLS pipelined behind other commands still hears its 220 before the handshake", async () => {
   await using server = await startServer();
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.reply();
   await client.write("EHLO client.test\r\nNOOP\r\nSTARTTLS\r\n");
   const codes = [];
