@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
-import { RawSmtp } from "./support/raw_smtp.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
 import { countTags, taggedMessage, waitUntil } from "./support/operations.ts";
 import { seededRandom } from "./support/segments.ts";
 
@@ -43,9 +43,9 @@ Deno.test(`kill -9 at ${KILLS} random moments loses no message that got 250 (see
   // The client: one message per transaction, reconnecting whenever the relay is gone.
   const submitter = (async () => {
     while (!stop) {
-      let client: RawSmtp | undefined;
+      let client: SmtpClient | undefined;
       try {
-        client = await RawSmtp.connect(port);
+        client = await SmtpClient.open(port);
         await client.hello();
         while (!stop) {
           const tag = `chaos-${submitted++}`;
@@ -154,7 +154,7 @@ Deno.test("while another process holds the KV file's lock, SMTP answers 451 and 
     const lock = await lockKv(`${relay.dataDir}/postern.kv`);
     let released = false;
     try {
-      const client = await RawSmtp.connect(relay.smtpPort);
+      const client = await SmtpClient.open(relay.smtpPort);
       const http = fetch(
         `http://127.0.0.1:${relay.httpPort}/v1/messages?from=app@origin.test&to=user@dest.test`,
         {

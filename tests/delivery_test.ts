@@ -58,7 +58,7 @@ async function submitReply(
   const credential = await createCredentialOnce(relay);
   const { client } = await SmtpClient.connect({
     port: relay.smtpsPort,
-    implicitTlsCaCert: await devCertificate(relay),
+    implicitTls: { caCert: await devCertificate(relay) },
     replyTimeoutMs: 60_000,
   });
   try {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "./support/webhook_receiver.ts";
-import { submit } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
 import { waitForStatus } from "./support/relay_api.ts";
 
 /** An SMTP client that connects, reads the greeting and then says nothing. */
