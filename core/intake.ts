@@ -97,6 +97,23 @@ export type IntakeRejection =
   | { reason: "memory_busy" }
   | { reason: "store_failed"; error: string };
 
+/**
+ * Which refusal is answered when several apply: the size limit first (the whole DATA was
+ * drained), then what the header section showed, then the bytes themselves.
+ */
+const REJECTION_PRECEDENCE: readonly IntakeRejection["reason"][] = [
+  "too_large",
+  "scope",
+  "bare_line_ending",
+  "header_too_large",
+  "memory_busy",
+];
+
+function precedence(r: IntakeRejection): number {
+  const at = REJECTION_PRECEDENCE.indexOf(r.reason);
+  return at < 0 ? REJECTION_PRECEDENCE.length : at;
+}
+
 export type IntakeResult =
   | {
     ok: true;
@@ -186,7 +203,15 @@ async function acceptHolding(
   const normalize = crlfNormalizer();
   const writer = new ChunkWriter(deps.committer, id, deps.now, sub.memory);
   let rawBytes = 0;
-  let tooLarge = false;
+  /**
+   * Why the message is refused, once something refuses it; the rest of DATA is still drained so
+   * the client reaches its end and hears the reply. Where two apply, the earlier in
+   * REJECTION_PRECEDENCE is answered.
+   */
+  let rejected = null as IntakeRejection | null;
+  const reject = (r: IntakeRejection) => {
+    if (rejected === null || precedence(r) < precedence(rejected)) rejected = r;
+  };
   // The header section is held until its blank line, as parts: instead of copying the whole
   // head again for each chunk (quadratic when a client trickles bytes), only the newest bytes
   // and the three before them are scanned, and the head is joined once.
@@ -195,15 +220,9 @@ async function acceptHolding(
   /** Bytes of the header section counted in the memory hold, given back once it is written. */
   let headHeld = 0;
   const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
-  let headerTooLarge = false;
-  /** The header section could not be held within the memory budget. */
-  let memoryBusy = false;
   const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
-  let bare = null as BareLineEnding | null;
   let headers = { messageId: "", subject: "" };
   let pool: string | undefined;
-  /** Why the scope refuses the message, once the header section showed it. */
-  let refused = null as ScopeRefusal | null;
   // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
   let signer = null as DkimSigner | null;
   let signedHead: Uint8Array = new Uint8Array(0);
@@ -244,10 +263,10 @@ async function acceptHolding(
     headers = done;
     pool = done.pool;
     if (sub.scope) {
-      refused = await checkSendScope({ kv: deps.kv }, sub.scope, {
+      const refusal = await checkSendScope({ kv: deps.kv }, sub.scope, {
         headers: { ...done.senders, pool: done.pool },
       });
-      if (refused !== null) return;
+      if (refusal !== null) return reject({ reason: "scope", refusal });
     }
     const fromDomains = fromHeaderDomains(done.senders.from[0] ?? "");
     const dkimKeys = fromDomains[0] && deps.dkimKeyFor
@@ -274,15 +293,15 @@ async function acceptHolding(
   try {
     for await (const raw of sub.body) {
       rawBytes += raw.length;
-      if (tooLarge || rawBytes > deps.maxMessageSize) {
-        tooLarge = true;
-        continue; // keep draining so the client reaches the end of DATA and hears 552
+      if (rawBytes > deps.maxMessageSize) {
+        reject({ reason: "too_large", limit: deps.maxMessageSize });
       }
-      if (refused !== null) continue; // likewise, to hear 550 5.7.1 / 550 5.6.0
-      if (idem?.existing) continue;
-      // Drained, to hear 550 5.5.2 / 552 5.3.4 / 452 4.3.1.
-      if (bare !== null || headerTooLarge || memoryBusy) continue;
-      if (findBare !== null && (bare = findBare(raw)) !== null) continue;
+      if (rejected !== null || idem?.existing) continue;
+      const found = findBare?.(raw) ?? null;
+      if (found !== null) {
+        reject({ reason: "bare_line_ending", found });
+        continue;
+      }
       const norm = normalize(raw);
       if (headParts === null) {
         signer?.update(norm);
@@ -303,7 +322,7 @@ async function acceptHolding(
       const needed = Math.max(0, headLength + norm.length - INTAKE_WORKING_BYTES) - headHeld;
       if (needed > 0) {
         if (sub.memory && !sub.memory.grow(needed)) {
-          memoryBusy = true;
+          reject({ reason: "memory_busy" });
           headParts = null;
           continue;
         }
@@ -313,7 +332,7 @@ async function acceptHolding(
       if (end >= 0) {
         const cut = headLength - before.length + end + 2;
         if (cut > maxHeaderSize) {
-          headerTooLarge = true;
+          reject({ reason: "header_too_large", limit: maxHeaderSize });
         } else {
           const joined = concatParts(headParts);
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
@@ -324,17 +343,19 @@ async function acceptHolding(
       }
       headLength += norm.length;
       if (headLength > maxHeaderSize) {
-        headerTooLarge = true;
+        reject({ reason: "header_too_large", limit: maxHeaderSize });
         headParts = null;
         releaseHead();
       }
     }
-    if (findBare !== null && bare === null && !tooLarge) bare = findBare(new Uint8Array(0), true);
-    if (!tooLarge && refused === null && bare === null && !headerTooLarge && !memoryBusy) {
+    const found = findBare?.(new Uint8Array(0), true) ?? null;
+    if (found !== null) reject({ reason: "bare_line_ending", found });
+    if (rejected === null && !idem?.existing) {
       const tail = normalize(new Uint8Array(0), true);
       if (headParts !== null) {
-        if (headLength + tail.length > maxHeaderSize) headerTooLarge = true;
-        // A message with no blank line is all header (RFC 5322 §3.5: the body is optional).
+        if (headLength + tail.length > maxHeaderSize) {
+          reject({ reason: "header_too_large", limit: maxHeaderSize });
+        } // A message with no blank line is all header (RFC 5322 §3.5: the body is optional).
         else await emitHead(concatParts([...headParts, tail]), new Uint8Array([13, 10]));
       } else if (tail.length) {
         signer?.update(tail);
@@ -348,25 +369,9 @@ async function acceptHolding(
     return { ok: false, reason: "store_failed", error: (err as Error).message };
   }
 
-  if (tooLarge) {
+  if (rejected !== null) {
     await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "too_large", limit: deps.maxMessageSize };
-  }
-  if (refused !== null) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "scope", refusal: refused };
-  }
-  if (bare !== null) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "bare_line_ending", found: bare };
-  }
-  if (headerTooLarge) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "header_too_large", limit: maxHeaderSize };
-  }
-  if (memoryBusy) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "memory_busy" };
+    return { ok: false, ...(rejected as IntakeRejection) };
   }
   if (idem?.existing) {
     await discardStaged(deps.kv, id, writer.written);
