@@ -85,9 +85,10 @@ export async function recordAttempt(
     ...(options.dsn === false ? { dsn: false } : {}),
   });
   const allFinalHere = results.every((r) => FINAL_STATUSES.has(r.status));
-  // A message whose every recipient is now final no longer needs its body.
+  // A message whose every recipient is now final no longer needs its body. (A spooled body's
+  // file goes after the commit, with the rows checked, as a large body's chunks do.)
   const dropBodyNow = allFinalHere && job.rows.length === job.msg.recipients &&
-    job.msg.chunks <= 40;
+    !job.msg.spooled && job.msg.chunks <= 40;
   const day = utcDay(at);
   const change = attemptChange(
     job.due,
@@ -101,7 +102,7 @@ export async function recordAttempt(
     },
     at,
     (op) => {
-      if (dropBodyNow) deleteBodyOp(op, job.msg.id, job.msg.chunks);
+      if (dropBodyNow) deleteBodyOp(op, job.msg);
       if (options.warmupSource) countWarmupOp(op, options.warmupSource, recorder.site, day);
       effects.apply(op);
     },
@@ -120,7 +121,7 @@ export async function recordAttempt(
       const rows = await listRows(kv, job.msg.id);
       if (rows.every((r) => FINAL_STATUSES.has(r.status))) {
         bodyCache.delete(job.msg.id);
-        await deleteBody(kv, job.msg.id, job.msg.chunks);
+        await deleteBody(kv, job.msg);
       }
     }
   };

@@ -203,8 +203,8 @@ async function dsnRequestFor(
 /** The header section as it was sent: the DKIM prefix, then the stored headers. */
 async function originalHeaders(deps: BounceDeps, msg: MessageRecord): Promise<Uint8Array> {
   let first = deps.bodyCache.get(msg.id);
-  if (!first && msg.chunks > 0) {
-    first = (await readFirstChunk(deps.kv, msg.id)) ?? undefined;
+  if (!first) {
+    first = (await readFirstChunk(deps.kv, msg)) ?? undefined;
   }
   const stored = first ? headerSection(first) : new Uint8Array(0);
   if (!msg.prefix) return stored;

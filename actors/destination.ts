@@ -701,7 +701,7 @@ export class SiteActor {
         continue;
       }
       const cached = bodyCache.get(job.msg.id);
-      const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg.id, job.msg.chunks));
+      const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg));
       outcomes.push(
         ...await session.send(
           group.from,

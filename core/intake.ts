@@ -7,8 +7,9 @@
  * and the chunk writer live in core/store/messages.ts.
  */
 import type { Committer } from "./store/committer.ts";
-import { CHUNK_SIZE, concatChunks, readBody } from "./store/bodies.ts";
-import { ChunkWriter, commitMessage, discardStaged } from "./store/messages.ts";
+import { CHUNK_SIZE, concatChunks } from "./store/bodies.ts";
+import { ChunkWriter, commitMessage } from "./store/messages.ts";
+import { bodySpoolOf } from "./store/body_spool.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
@@ -200,8 +201,7 @@ async function acceptHolding(
 ): Promise<IntakeResult> {
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
-  const normalize = crlfNormalizer();
-  const writer = new ChunkWriter(deps.committer, id, deps.now, sub.memory);
+  const writer = new ChunkWriter(deps.committer, id, deps.now, sub.memory, bodySpoolOf(deps.kv));
   let rawBytes = 0;
   /**
    * Why the message is refused, once something refuses it; the rest of DATA is still drained so
@@ -221,6 +221,9 @@ async function acceptHolding(
   let headHeld = 0;
   const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
   const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
+  // What the finder lets through is CRLF-clean already (a message with a bare line ending is
+  // refused), so it is taken as it is, without a copy; only HTTP uploads are repaired.
+  const normalize = findBare !== null ? (bytes: Uint8Array) => bytes : crlfNormalizer();
   let headers = { messageId: "", subject: "" };
   let pool: string | undefined;
   // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
@@ -309,11 +312,14 @@ async function acceptHolding(
         continue;
       }
       if (norm.length === 0) continue;
-      if (headLength === 0 && norm.length >= 2 && norm[0] === 13 && norm[1] === 10) {
-        // No header section at all: the body starts at once.
-        await emitHead(new Uint8Array(0), norm);
-        headParts = null;
-        continue;
+      if (headLength < 2) {
+        // No header section at all: the body starts at once. (A CRLF may come split in two.)
+        const start = headLength === 0 ? norm : concatParts([...headParts, norm]);
+        if (start.length >= 2 && start[0] === 13 && start[1] === 10) {
+          await emitHead(new Uint8Array(0), start);
+          headParts = null;
+          continue;
+        }
       }
       const before = lastBytes(headParts, 3);
       const end = findHeaderEnd(concatParts([before, norm]), 0);
@@ -361,20 +367,19 @@ async function acceptHolding(
         signer?.update(tail);
         await writer.write(tail);
       }
-      writer.finish();
-      await writer.flushRemainingIfStaged();
+      await writer.finish();
     }
   } catch (err) {
-    await discardStaged(deps.kv, id, writer.totalChunks);
+    await writer.discard(deps.kv);
     return { ok: false, reason: "store_failed", error: (err as Error).message };
   }
 
   if (rejected !== null) {
-    await discardStaged(deps.kv, id, writer.written);
+    await writer.discard(deps.kv);
     return { ok: false, ...(rejected as IntakeRejection) };
   }
   if (idem?.existing) {
-    await discardStaged(deps.kv, id, writer.written);
+    await writer.discard(deps.kv);
     return repeatResult(idem.existing);
   }
   const signature = signer?.sign(signedHead, new Date(now)) ?? "";
@@ -384,7 +389,7 @@ async function acceptHolding(
     ? await deps.contentFilter.scan(scanInput(deps.kv, sub, id, signature, writer))
     : null;
   if (content?.action === "reject" || content?.action === "tempfail") {
-    await discardStaged(deps.kv, id, writer.written);
+    await writer.discard(deps.kv);
     return content.action === "reject"
       ? { ok: false, reason: "content_rejected", message: content.reason }
       : { ok: false, reason: "content_unavailable" };
@@ -402,13 +407,14 @@ async function acceptHolding(
     }
     : null;
 
-  const totalChunks = writer.totalChunks;
+  const totalChunks = writer.spooled ? 0 : writer.totalChunks;
   const msg: MessageRecord = {
     id,
     account: sub.account,
     mailFrom: sub.mailFrom,
     size: writer.size,
     chunks: totalChunks,
+    ...(writer.spooled ? { spooled: true } : {}),
     recipients: sub.recipients.length,
     createdAt: now,
     credentialId: sub.credentialId,
@@ -499,7 +505,7 @@ async function acceptHolding(
       : null,
   }).catch((err: Error) => err);
   if (committed === null || committed instanceof Error) {
-    await discardStaged(deps.kv, id, totalChunks);
+    await writer.discard(deps.kv);
     if (committed === null && idem) {
       // Our claim lost to a concurrent repeat: answer with the message that won.
       const winner = await lookupIdempotency(deps.kv, sub.account, idem.key[2] as string, now);
@@ -511,7 +517,9 @@ async function acceptHolding(
       error: committed instanceof Error ? committed.message : "commit failed",
     };
   }
-  if (totalChunks > 0 && !writer.staged) deps.bodyCache.put(id, concatChunks(inlineChunks));
+  if (totalChunks > 0 && !writer.staged && !writer.spooled) {
+    deps.bodyCache.put(id, concatChunks(inlineChunks));
+  }
   const queued = rows.filter((r) => r.status === "queued");
   if (queued.length > 0) {
     deps.signal.notify({
@@ -545,7 +553,7 @@ function scanInput(
     // A staged body is all in KV already and is read back in batches, never joined.
     body: async function* () {
       if (signature) yield new TextEncoder().encode(signature);
-      if (writer.staged) yield* readBody(kv, id, writer.written);
+      if (writer.staged || writer.spooled) yield* writer.readAhead(kv);
       else yield* writer.chunks;
     },
   };

@@ -18,6 +18,7 @@ import type {
 } from "../model.ts";
 import { putEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
+import { dueEntries, putDue } from "./due_groups.ts";
 
 export interface RecipientResult {
   row: RecipientRow;
@@ -90,6 +91,7 @@ export function attemptChange(
       nextDue.set(r.nextAttemptAt, list);
     }
   }
+  const filed = [...nextDue].flatMap(([at, idxs]) => dueEntries(due.domain, at, due.msgId, idxs));
   return {
     apply(op) {
       op.check({ key: due.key, versionstamp: due.versionstamp });
@@ -98,9 +100,7 @@ export function attemptChange(
       // Event ids are taken now, as the commit is built (core/store/events.ts says why).
       for (const ev of events) putEvent(op, account, { ...ev, id: monotonicId() } as MessageEvent);
       tally.apply(op);
-      for (const [at, idxs] of nextDue) {
-        op.set(keys.due(due.domain, at, due.msgId, Math.min(...idxs)), { rcpts: idxs });
-      }
+      for (const d of filed) putDue(op, d);
       extra?.(op);
     },
   };

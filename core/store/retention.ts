@@ -43,7 +43,7 @@ export async function sweepExpiredMessages(
       result.kept++;
       continue;
     }
-    await deleteBody(kv, msg.id, msg.chunks);
+    await deleteBody(kv, msg);
     const doomed: Deno.KvKey[] = rows.map((r) => keys.recipient(msg.id, r.idx));
     for await (const ev of kv.list<MessageEvent>({ prefix: keys.eventPrefix(msg.id) })) {
       doomed.push(keys.accountEvent(msg.account, ev.value.id), ev.key);
