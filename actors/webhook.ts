@@ -14,7 +14,7 @@ import type { Committer } from "../core/store/committer.ts";
 import type { Logger } from "../core/log.ts";
 import type { Resolver } from "../core/mail/mx.ts";
 import type { MessageEvent, MessageRecord } from "../core/model.ts";
-import { acquireWebhookLease, releaseWebhookLease } from "../core/store/leases.ts";
+import { releaseWebhookLease, tryWebhookLease } from "../core/store/leases.ts";
 import { listAccountEvents } from "../core/store/events.ts";
 import { loadMessage } from "../core/store/queue.ts";
 import {
@@ -36,6 +36,14 @@ import { webhookHeaders } from "../core/events/signing.ts";
 import { idTime, idTimePrefix } from "../core/ids.ts";
 import { metrics } from "../core/metrics.ts";
 import { postWebhook, type WebhookPostOutcome } from "../delivery/webhook_post.ts";
+import {
+  LEASE_RETRY_MIN_MS,
+  WEBHOOK_LEASE_TTL_MS,
+  WEBHOOK_MESSAGE_CACHE,
+  WEBHOOK_PAGE,
+  WEBHOOK_TARGET_TTL_MS,
+} from "../core/policy/actor_tuning.ts";
+import { every, LeaseKeeper, stopAll, systemTimers, type Timers, Wakeup } from "./actor_loop.ts";
 
 export interface WebhookDeps {
   kv: Deno.Kv;
@@ -56,11 +64,9 @@ export interface WebhookDeps {
   /** Opens the signing secrets, stored sealed. */
   secretBox: SecretBox;
   now(): number;
+  /** The timers the actor waits on (tests drive them). @default the system's */
+  timers?: Timers;
 }
-
-const LEASE_TTL_MS = 30_000;
-const PAGE = 20;
-const TARGET_TTL_MS = 60_000;
 
 export class WebhookActor {
   readonly id: string;
@@ -69,9 +75,9 @@ export class WebhookActor {
   oldestPendingAt: number | null = null;
   #deps: WebhookDeps;
   #stopping = false;
-  #wakeUp: (() => void) | null = null;
+  #wakeup: Wakeup;
+  #lease: LeaseKeeper;
   #done: Promise<void>;
-  #leaseRenewedAt = 0;
   #target: { url: string; check: TargetCheck; until: number } | null = null;
   #agents: { http: http.Agent; https: http.Agent };
   #messages = new Map<string, Pick<MessageRecord, "tags" | "metadata"> | null>();
@@ -79,6 +85,14 @@ export class WebhookActor {
   constructor(id: string, deps: WebhookDeps, onExit: () => void) {
     this.id = id;
     this.#deps = deps;
+    this.#wakeup = new Wakeup(deps.timers ?? systemTimers);
+    this.#lease = new LeaseKeeper({
+      ttlMs: WEBHOOK_LEASE_TTL_MS,
+      retryMinMs: LEASE_RETRY_MIN_MS,
+      now: () => deps.now(),
+      take: (at) => tryWebhookLease(deps.kv, id, deps.nodeId, WEBHOOK_LEASE_TTL_MS, at),
+      release: () => releaseWebhookLease(deps.kv, id, deps.nodeId),
+    });
     // One kept-alive connection per endpoint: events go one at a time anyway.
     this.#agents = {
       http: new httpModule.Agent({ keepAlive: true, maxSockets: 1 }),
@@ -94,9 +108,7 @@ export class WebhookActor {
   }
 
   wake() {
-    const w = this.#wakeUp;
-    this.#wakeUp = null;
-    w?.();
+    this.#wakeup.wake();
   }
 
   stop(): Promise<void> {
@@ -106,24 +118,7 @@ export class WebhookActor {
   }
 
   #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#wakeUp = null;
-        resolve();
-      }, Math.max(0, ms));
-      this.#wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  async #holdLease(): Promise<boolean> {
-    const { kv, nodeId, now } = this.#deps;
-    if (now() - this.#leaseRenewedAt < LEASE_TTL_MS / 3) return true;
-    const ok = await acquireWebhookLease(kv, this.id, nodeId, LEASE_TTL_MS, now());
-    if (ok) this.#leaseRenewedAt = now();
-    return ok;
+    return this.#wakeup.sleep(ms);
   }
 
   async #run() {
@@ -131,10 +126,10 @@ export class WebhookActor {
     try {
       while (!this.#stopping) {
         try {
-          if (!(await this.#holdLease())) {
+          if (!(await this.#lease.hold())) {
             this.backlog = 0;
             this.oldestPendingAt = null;
-            await this.#sleep(LEASE_TTL_MS / 3);
+            await this.#sleep(WEBHOOK_LEASE_TTL_MS / 3);
             continue;
           }
           const endpoint = await getWebhook(kv, this.id);
@@ -149,7 +144,7 @@ export class WebhookActor {
           const page = await listAccountEvents(kv, endpoint.account, {
             after: state.after,
             until: now() - settleMs,
-            limit: PAGE,
+            limit: WEBHOOK_PAGE,
             types: new Set(endpoint.events),
           });
           this.backlog = page.events.length;
@@ -182,7 +177,7 @@ export class WebhookActor {
     } finally {
       this.backlog = 0;
       this.oldestPendingAt = null;
-      await releaseWebhookLease(kv, this.id, this.#deps.nodeId).catch(() => {});
+      await this.#lease.release().catch(() => {});
     }
   }
 
@@ -290,7 +285,7 @@ export class WebhookActor {
       return this.#target.check;
     }
     const check = await checkHttpTarget(url, this.#deps);
-    this.#target = { url: url.href, check, until: now + TARGET_TTL_MS };
+    this.#target = { url: url.href, check, until: now + WEBHOOK_TARGET_TTL_MS };
     return check;
   }
 
@@ -304,7 +299,9 @@ export class WebhookActor {
       }
       : null;
     this.#messages.set(msgId, slim);
-    if (this.#messages.size > 500) this.#messages.delete(this.#messages.keys().next().value!);
+    if (this.#messages.size > WEBHOOK_MESSAGE_CACHE) {
+      this.#messages.delete(this.#messages.keys().next().value!);
+    }
     return slim;
   }
 }
@@ -353,18 +350,15 @@ export function startWebhooks(deps: WebhookDeps): Webhooks {
     metrics.webhookLag.set(oldest === null ? 0 : Math.max(0, (deps.now() - oldest) / 1000));
   }
 
-  scan();
-  const timer = setInterval(scan, Math.min(deps.pollIntervalMs, 1_000));
+  const timers = deps.timers ?? systemTimers;
+  const stopScanning = every(timers, Math.min(deps.pollIntervalMs, 1_000), scan);
 
   return {
     actors,
     async stop(graceMs: number) {
       stopped = true;
-      clearInterval(timer);
-      await Promise.race([
-        Promise.all([...actors.values()].map((a) => a.stop())),
-        new Promise((r) => setTimeout(r, graceMs)),
-      ]);
+      stopScanning();
+      await stopAll(timers, actors.values(), graceMs);
     },
   };
 }

@@ -5,11 +5,13 @@
  * hot path reads neither DNS nor KV. For work queued by other nodes, retries that came due and
  * recovery after a restart, it re-reads the queue markers. It also sends DSNs a crash left owed.
  */
-import { SiteActor, type SiteActorDeps } from "./destination.ts";
+import { SiteActor, type SiteActorDeps } from "./site/actor.ts";
 import { SiteDirectory, type SiteInfo } from "./site_directory.ts";
 import type { QueueSignal } from "../core/queue_signal.ts";
 import { type DueEntry, listQueuedDestinations } from "../core/store/queue.ts";
 import { sweepPendingDsns } from "./bounces.ts";
+import { DSN_SWEEP_EVERY } from "../core/policy/actor_tuning.ts";
+import { every, stopAll, systemTimers } from "./actor_loop.ts";
 
 export interface Worker {
   stop(graceMs: number): Promise<void>;
@@ -21,9 +23,6 @@ export interface Worker {
 }
 
 export type WorkerDeps = Omit<SiteActorDeps, "inflight"> & { signal: QueueSignal };
-
-/** How many polls pass between sweeps for DSNs a crash left owed. */
-const DSN_SWEEP_EVERY = 12;
 
 export function startWorker(deps: WorkerDeps): Worker {
   const { directory } = deps;
@@ -108,8 +107,8 @@ export function startWorker(deps: WorkerDeps): Worker {
     }
   }
 
-  scan();
-  const timer = setInterval(scan, deps.pollIntervalMs);
+  const timers = deps.timers ?? systemTimers;
+  const stopScanning = every(timers, deps.pollIntervalMs, scan);
 
   return {
     actors,
@@ -117,12 +116,9 @@ export function startWorker(deps: WorkerDeps): Worker {
     actorFor,
     async stop(graceMs: number) {
       stopped = true;
-      clearInterval(timer);
+      stopScanning();
       unsubscribe();
-      await Promise.race([
-        Promise.all([...actors.values()].map((a) => a.stop())),
-        new Promise((r) => setTimeout(r, graceMs)),
-      ]);
+      await stopAll(timers, actors.values(), graceMs);
     },
   };
 }

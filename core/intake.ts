@@ -14,7 +14,7 @@ import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
 import { asciiDomain, domainOf } from "./mail/address.ts";
-import { DkimSigner, type DkimSigningKey } from "./mail/dkim.ts";
+import { type DkimSignatureMaker, DkimSigner, type DkimSigningKey } from "./mail/dkim.ts";
 import { fromHeaderDomains } from "./mail/sender_domains.ts";
 import { checkSendScope, type ScopeRefusal, type SendScope } from "./send_scope.ts";
 import { newId } from "./ids.ts";
@@ -96,6 +96,8 @@ export type IntakeRejection =
   /** rspamd failed and the account's on_error is tempfail. */
   | { reason: "content_unavailable" }
   | { reason: "memory_busy" }
+  /** No DKIM signature could be made now (signing pool busy or failing): deferred, not unsigned. */
+  | { reason: "signing_unavailable" }
   | { reason: "store_failed"; error: string };
 
 /**
@@ -142,6 +144,8 @@ export interface IntakeDeps {
   suppressions?: { reasonFor(account: string, address: string): string | null };
   /** The DKIM keys of `account` for mail whose From: domain is `fromDomain` ([] = do not sign). */
   dkimKeyFor?: (account: string, fromDomain: string) => Promise<DkimSigningKey[]>;
+  /** Makes the signatures (core/mail/dkim_pool.ts); absent = on this thread. */
+  dkimSignatures?: DkimSignatureMaker;
   /** VERP: each recipient's delivery leaves with its own return path at this bounce domain. */
   verp?: VerpConfig;
   /** Largest header section in bytes (Postfix header_size_limit). @default 102400 */
@@ -276,12 +280,8 @@ async function acceptHolding(
       ? await deps.dkimKeyFor(sub.account, asciiDomain(fromDomains[0]))
       : [];
     if (dkimKeys.length > 0) {
-      try {
-        signer = new DkimSigner(dkimKeys);
-        signedHead = done.block;
-      } catch (err) {
-        deps.log.warn("dkim.key_unusable", { domain: dkimKeys[0]!.domain, err });
-      }
+      signer = new DkimSigner(dkimKeys, deps.dkimSignatures);
+      signedHead = done.block;
     }
     await writer.write(done.block);
     signer?.update(rest.subarray(2)); // the body starts after the blank line
@@ -382,7 +382,16 @@ async function acceptHolding(
     await writer.discard(deps.kv);
     return repeatResult(idem.existing);
   }
-  const signature = signer?.sign(signedHead, new Date(now)) ?? "";
+  let signature = "";
+  if (signer) {
+    try {
+      signature = await signer.sign(signedHead, new Date(now));
+    } catch (err) {
+      await writer.discard(deps.kv);
+      deps.log.warn("dkim.sign_failed", { domain: signer.keys[0]!.domain, err });
+      return { ok: false, reason: "signing_unavailable" };
+    }
+  }
   // The content scan sees the message as it will be sent, and answers before the 250.
   // (A DSN is the relay's own report, not a tenant's content.)
   const content = deps.contentFilter && sub.via !== "dsn"

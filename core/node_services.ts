@@ -28,6 +28,7 @@ import type { VerpConfig } from "./mail/verp.ts";
 import { RspamdClient } from "./content/rspamd.ts";
 import { ContentGate } from "./content/gate.ts";
 import { HoldQueue } from "./content/hold_queue.ts";
+import { DkimPool } from "./mail/dkim_pool.ts";
 
 export interface NodeServices {
   kv: Deno.Kv;
@@ -49,7 +50,7 @@ export interface NodeServices {
   sandbox: { domain: string; greylistMs: number; slowMs: number };
   /** Which suppression list an address goes on: simulator addresses go on the sandbox's own. */
   listFor(account: string, address: string): string;
-  /** Stops the background refresh of the suppression cache. */
+  /** Stops the background refresh of the suppression cache and the DKIM signing workers. */
   stop(): void;
 }
 
@@ -105,6 +106,8 @@ export async function startNodeServices(
       brake: { limit: config.abuseBrakeLimit, windowMs: config.abuseBrakeWindow },
     })
     : null;
+  // DKIM signatures are made off the main thread; the pool's workers end with stop().
+  const dkimPool = new DkimPool({ workers: config.dkimWorkers, log });
   const intake: IntakeDeps = {
     ...(verp ? { verp } : {}),
     ...(contentFilter ? { contentFilter } : {}),
@@ -120,6 +123,7 @@ export async function startNodeServices(
     log,
     dkimKeyFor: (account: string, fromDomain: string) =>
       signingKeysFor(kv, secretBox, account, fromDomain),
+    dkimSignatures: dkimPool,
   };
   // One limiter for both doors: a credential's rate holds across SMTP and the send API.
   const limits = new SendLimits(kv);
@@ -150,7 +154,10 @@ export async function startNodeServices(
       slowMs: config.sandboxSlowDelay,
     },
     listFor: (account, address) => suppressionListFor(account, address, config.simulatorDomain),
-    stop,
+    stop: () => {
+      stop();
+      dkimPool.close();
+    },
   };
 }
 

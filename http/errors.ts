@@ -119,6 +119,7 @@ const INTAKE_ERRORS: ByReason<IntakeRejection, ApiError, [retryMs: number]> = {
   content_rejected: (r) => errors.contentRejected(r.message),
   content_unavailable: () => errors.unavailable("The content filter is unavailable; retry later"),
   memory_busy: () => errors.memoryBusy(10_000),
+  signing_unavailable: () => errors.unavailable("DKIM signing is unavailable; retry later"),
   store_failed: (_r, retryMs) => errors.storeUnavailable(retryMs),
 };
 

@@ -54,6 +54,9 @@ export const replies = {
   /** rspamd failed and the account's on_error is tempfail. */
   contentUnavailable: () =>
     reply(451, "4.7.1", "Content filter temporarily unavailable, try again later"),
+  /** The message's DKIM signature could not be made now. */
+  signingUnavailable: () =>
+    reply(451, "4.3.0", "DKIM signing temporarily unavailable, try again later"),
   /** The abuse brake suspended the credential (too many messages rejected or held). */
   credentialSuspended: () =>
     reply(550, "5.7.1", "Credential suspended for abuse; contact the relay's administrator"),
@@ -123,6 +126,7 @@ const INTAKE_REPLIES: ByReason<IntakeRejection, Reply> = {
   content_rejected: (r) => replies.contentRejected(r.message),
   content_unavailable: () => replies.contentUnavailable(),
   memory_busy: () => replies.memoryBusy(),
+  signing_unavailable: () => replies.signingUnavailable(),
   store_failed: () => replies.storeFailed(),
 };
 

@@ -110,6 +110,8 @@ const INTAKE_LOGS: ByReason<IntakeRejection, void, [Logger, Reply, LogFields]> =
     metrics.limitRefusals.inc({ limit: "memory_budget" });
     log.warn("smtp.rejected", { reason: "memory_budget", ...f });
   },
+  signing_unavailable: (_r, log, _reply, { aborted: _, ...f }) =>
+    log.warn("smtp.rejected", { reason: "signing_unavailable", ...f }),
   // The client left (or was cut off by a deadline) before the end of DATA, or the store failed.
   store_failed: (r, log, _reply, { aborted, ...f }) =>
     aborted

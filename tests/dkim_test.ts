@@ -255,3 +255,15 @@ Deno.test("rotate-dkim signs with the old selector until the new one verifies, t
   ]);
   assert.deepEqual(await dkimpyVerify(after.raw, env.dns), [true]);
 });
+
+Deno.test("the relay stops at SIGTERM, exit code 0, with its signing workers running", async () => {
+  await using env = await start();
+  await verifiedDomain(env, "example.test");
+  const key = await newCredential(env.relay);
+  const signed = await deliver(env, key, { from: "app@example.test", subject: "before stop" });
+  assert.deepEqual(await dkimpyVerify(signed.raw, env.dns), [true]);
+  // relay.stop() rejects if the process is still there 15 s after the signal.
+  const { code } = await env.relay.stop();
+  assert.equal(code, 0);
+  assert.ok(env.relay.logs.some((line) => line.event === "shutdown.done"));
+});

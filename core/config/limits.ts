@@ -79,6 +79,13 @@ export const LIMIT_FIELDS = {
   memoryBudget: z.coerce.number().int().min(1024 * 1024).default(512 * 1024 * 1024),
   /** What one client address may hold of it; default three quarters of the budget. */
   memoryBudgetPerClient: z.coerce.number().int().min(64 * 1024).optional(),
+  /**
+   * Worker threads making DKIM signatures (core/mail/dkim_pool.ts), started as signing needs
+   * them; default one per core, so signing uses the cores the main thread does not.
+   */
+  dkimWorkers: z.coerce.number().int().min(1).max(256).default(
+    Math.max(1, navigator.hardwareConcurrency ?? 1),
+  ),
 };
 
 /** Env variable → field, merged into load.ts's table. */
@@ -88,6 +95,7 @@ export const LIMIT_ENV_NAMES = {
   POSTERN_SMTP_CLIENT_CONNECTION_RATE: "smtpClientConnectionRate",
   POSTERN_SMTP_MAX_LINE_LENGTH: "smtpMaxLineLength",
   POSTERN_MAX_HEADER_SIZE: "maxHeaderSize",
+  POSTERN_DKIM_WORKERS: "dkimWorkers",
   POSTERN_MAX_RECIPIENTS: "maxRecipients",
   POSTERN_SMTP_SOFT_ERROR_LIMIT: "smtpSoftErrorLimit",
   POSTERN_SMTP_HARD_ERROR_LIMIT: "smtpHardErrorLimit",

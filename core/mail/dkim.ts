@@ -3,34 +3,21 @@
  *
  * Instead of mailauth's `dkimSign`, which builds `h=` from the header fields present and so cannot
  * over-sign (list `from` once more than it occurs, RFC 6376 §8.15, so that a second From added in
- * transit breaks the signature), we use mailauth's streaming body canonicalizer for `bh=` and
- * build the header hash here (§3.4.2 relaxed header canonicalization, §3.7 hash, §5.4.2 field
+ * transit breaks the signature), the body hash (dkim_body.ts, checked against mailauth's) and the
+ * header hash are made here (§3.4.2 relaxed header canonicalization, §3.7 hash, §5.4.2 field
  * selection). The body is hashed chunk by chunk as intake writes it to KV, so a 50 MB message is
- * never held whole. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
+ * never held whole. The private-key operation goes to a DkimSignatureMaker: the worker pool
+ * (dkim_pool.ts) in the relay. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
  *
  * @module
  */
 import { Buffer } from "node:buffer";
-import {
-  createHash,
-  createPrivateKey,
-  generateKeyPairSync,
-  type KeyObject,
-  sign,
-} from "node:crypto";
-// @ts-types="./_mailauth_body.d.ts"
-import { dkimBody } from "mailauth/lib/dkim/body/index.js";
+import { generateKeyPairSync } from "node:crypto";
+import { RelaxedBodyHash } from "./dkim_body.ts";
 import { bytesToBinary } from "./headers.ts";
+import { type DkimAlgorithm, DkimKeyCache, type DkimSigningKey } from "./dkim_keys.ts";
 
-export type DkimAlgorithm = "rsa" | "ed25519";
-
-/** A key to sign with; `privateKey` is PKCS#8 PEM and never leaves the process in a reply or log. */
-export interface DkimSigningKey {
-  domain: string;
-  selector: string;
-  algorithm: DkimAlgorithm;
-  privateKey: string;
-}
+export type { DkimAlgorithm, DkimSigningKey } from "./dkim_keys.ts";
 
 /**
  * Header fields signed when present: RFC 6376 §5.4.1's recommendation plus the MIME fields whose
@@ -168,38 +155,60 @@ function foldTags(tags: string[]): string {
   return out;
 }
 
+/** What makes the signatures: here (the default) or in a worker pool (core/mail/dkim_pool.ts). */
+export interface DkimSignatureMaker {
+  /** One signature per key over `data[i]`; rejects when it cannot sign now. */
+  sign(keys: readonly DkimSigningKey[], data: readonly Uint8Array[]): Promise<Uint8Array[]>;
+}
+
+/** Signs on the calling thread with its own key cache. */
+export class LocalSignatureMaker implements DkimSignatureMaker {
+  #cache = new DkimKeyCache();
+
+  sign(keys: readonly DkimSigningKey[], data: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    try {
+      return Promise.resolve(this.#cache.prepared(keys).map((k, i) => k.sign(data[i]!)));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+}
+
+const localMaker = new LocalSignatureMaker();
+
 /**
  * Signs one message for a set of keys (several keys give several signatures, e.g. RSA and
  * Ed25519, RFC 8463 §3). Feed the body with {@linkcode DkimSigner.update} as it streams; call
- * {@linkcode DkimSigner.sign} once with the final header block.
+ * {@linkcode DkimSigner.sign} once with the final header block. The body hash and the header
+ * canonicalization are done here; only the private-key operation goes to `maker`.
  */
 export class DkimSigner {
-  #body = dkimBody("relaxed/relaxed", "sha256");
-  #keys: { key: DkimSigningKey; object: KeyObject }[];
+  #body = new RelaxedBodyHash();
 
-  constructor(keys: readonly DkimSigningKey[]) {
-    this.#keys = keys.map((key) => ({ key, object: createPrivateKey(key.privateKey) }));
-  }
+  constructor(
+    readonly keys: readonly DkimSigningKey[],
+    readonly maker: DkimSignatureMaker = localMaker,
+  ) {}
 
   /** Body bytes, after the blank line that ends the header section, in order. */
   update(bytes: Uint8Array) {
     if (bytes.length > 0) {
-      this.#body.update(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+      this.#body.update(bytes);
     }
   }
 
   /**
    * The DKIM-Signature fields to put in front of the message, each ending in CRLF.
    * `headerBlock` is the complete header section (CRLF line endings, without the blank line).
+   * Rejects when no signature can be made now (a key that does not parse, a busy or failed pool).
    */
-  sign(headerBlock: Uint8Array, now: Date): string {
-    const bodyHash = this.#body.digest("base64");
+  async sign(headerBlock: Uint8Array, now: Date): Promise<string> {
+    const bodyHash = this.#body.digest();
     const fields = rawFields(bytesToBinary(headerBlock));
     const names = signedFieldList(fields);
     const signed = canonicalHeaders(fields, names);
-    let out = "";
-    for (const { key, object } of this.#keys) {
-      const tags = [
+    const unsigned = this.keys.map((key) =>
+      foldTags([
         "v=1",
         `a=${key.algorithm}-sha256`,
         "c=relaxed/relaxed",
@@ -209,16 +218,15 @@ export class DkimSigner {
         `h=${names.join(":")}`,
         `bh=${bodyHash}`,
         "b=",
-      ];
-      const unsigned = foldTags(tags);
-      // §3.7: the signature field itself is hashed last, with an empty b= and no CRLF.
-      const data = Buffer.from(signed + relaxedField(unsigned), "binary");
-      const signature = key.algorithm === "rsa"
-        ? sign("sha256", data, object)
-        // RFC 8463 §3: Ed25519 signs the SHA-256 of the data (PureEdDSA over the hash).
-        : sign(null, createHash("sha256").update(data).digest(), object);
-      const b = signature.toString("base64").match(/.{1,72}/g)!.join("\r\n\t");
-      out += `${unsigned}${b}\r\n`;
+      ])
+    );
+    // §3.7: the signature field itself is hashed last, with an empty b= and no CRLF.
+    const data = unsigned.map((u) => Buffer.from(signed + relaxedField(u), "binary"));
+    const signatures = await this.maker.sign(this.keys, data);
+    let out = "";
+    for (const [i, u] of unsigned.entries()) {
+      const b64 = Buffer.from(signatures[i]!).toString("base64");
+      out += `${u}${b64.match(/.{1,72}/g)!.join("\r\n\t")}\r\n`;
     }
     return out;
   }

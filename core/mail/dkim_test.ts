@@ -23,17 +23,24 @@ Deno.test("DkimSigner signs with RSA and Ed25519 so that mailauth verifies both"
     "From: App <app@example.test>\r\nTo:   someone@dest.test\r\nSubject: hello\r\n\t  folded\r\n";
   const body = "Hi there  \r\n\r\nsecond\tline\r\n\r\n\r\n";
   const signer = new DkimSigner([
-    { domain: "example.test", selector: "pst202611", algorithm: "rsa", privateKey: rsa.privateKey },
+    {
+      domain: "example.test",
+      selector: "pst202611",
+      algorithm: "rsa",
+      privateKey: rsa.privateKey,
+      version: "1",
+    },
     {
       domain: "example.test",
       selector: "pst202611e",
       algorithm: "ed25519",
       privateKey: ed.privateKey,
+      version: "1",
     },
   ]);
   signer.update(enc.encode(body.slice(0, 5)));
   signer.update(enc.encode(body.slice(5)));
-  const prefix = signer.sign(enc.encode(head), new Date());
+  const prefix = await signer.sign(enc.encode(head), new Date());
   assert.match(prefix, /h=from:from:subject:to;/);
   const message = prefix + head + "\r\n" + body;
   const result = await dkimVerify(message, {

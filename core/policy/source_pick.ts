@@ -37,6 +37,11 @@ export function utcDay(now: number): number {
   return Math.floor(now / DAY_MS);
 }
 
+/** When a source at its warm-up cap today may send again: the next UTC midnight. */
+export function nextUtcDayStart(now: number): number {
+  return (utcDay(now) + 1) * DAY_MS;
+}
+
 export interface SourceCandidate {
   address: string;
   weight: number;

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { pickSource, type SourceCandidate, utcDay, warmupCap, warmupDay } from "./source_pick.ts";
+import {
+  nextUtcDayStart,
+  pickSource,
+  type SourceCandidate,
+  utcDay,
+  warmupCap,
+  warmupDay,
+} from "./source_pick.ts";
 
 const DAY = 86_400_000;
 const START = Date.parse("2026-03-01T00:00:00Z");
@@ -94,4 +101,9 @@ Deno.test("pickSource() splits traffic in proportion to weight", () => {
     counts.set(a, (counts.get(a) ?? 0) + 1);
   }
   assert.deepEqual(Object.fromEntries(counts), { x: 100, y: 300 });
+});
+
+Deno.test("a source at its warm-up cap may send again from the next UTC midnight", () => {
+  assert.equal(nextUtcDayStart(Date.UTC(2026, 11, 5, 10, 30)), Date.UTC(2026, 11, 6));
+  assert.equal(nextUtcDayStart(Date.UTC(2026, 11, 5)), Date.UTC(2026, 11, 6));
 });

@@ -314,6 +314,7 @@ export async function signingKeysFor(
         selector: k.selector,
         algorithm: k.algorithm,
         privateKey: await box.open(k.privateKey!, sealContext(domain.id, k.selector)),
+        version: `${domain.id}:${k.createdAt}`,
       })),
     );
     break;

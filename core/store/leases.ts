@@ -65,14 +65,14 @@ export function releaseSiteLease(kv: Deno.Kv, site: string, owner: string): Prom
 }
 
 /** The lease on a webhook endpoint (one node delivers its events at a time). */
-export function acquireWebhookLease(
+export function tryWebhookLease(
   kv: Deno.Kv,
   id: string,
   owner: string,
   ttlMs: number,
   now = Date.now(),
-): Promise<boolean> {
-  return acquireLease(kv, keys.webhookLease(id), owner, ttlMs, now);
+): Promise<LeaseAttempt> {
+  return tryLease(kv, keys.webhookLease(id), owner, ttlMs, now);
 }
 
 export function releaseWebhookLease(kv: Deno.Kv, id: string, owner: string): Promise<void> {

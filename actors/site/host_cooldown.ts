@@ -2,8 +2,8 @@
  * Hosts of a site skipped for a while after a connection to them failed: instead of trying a dead
  * host once per queued message, the site defers to it until its cool-down ends.
  */
-import type { ConnectFailure } from "../delivery/outbound_session.ts";
-import type { Target } from "./routing.ts";
+import type { ConnectFailure } from "../../delivery/outbound_session.ts";
+import type { Target } from "../routing.ts";
 
 export interface HostDown {
   until: number;

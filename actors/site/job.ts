@@ -2,8 +2,14 @@
  * A due entry taken for delivery, and how a claimed entry becomes one: the entry is re-read after
  * the claim, so an attempt recorded meanwhile (its commit deletes the entry) is never sent again.
  */
-import { dropDue, type DueEntry, isStaged, loadRows, readClaimedDue } from "../core/store/queue.ts";
-import { FINAL_STATUSES, type MessageRecord, type RecipientRow } from "../core/model.ts";
+import {
+  dropDue,
+  type DueEntry,
+  isStaged,
+  loadRows,
+  readClaimedDue,
+} from "../../core/store/queue.ts";
+import { FINAL_STATUSES, type MessageRecord, type RecipientRow } from "../../core/model.ts";
 
 export interface Job {
   due: DueEntry;

@@ -1,62 +1,72 @@
 /**
  * Opening a site's connection for a job: the hosts of its destination in turn, skipping those
  * cooling down after a failure, and failing over to the next host when one cannot be reached.
- * An attempt that gets no connection is recorded here, with the most telling failure.
+ * An attempt that gets no connection comes back as the outcome to record, the most telling
+ * failure.
  */
-import type { Logger } from "../core/log.ts";
-import { type ConnectFailure, OutboundSession, tlsResultOf } from "../delivery/outbound_session.ts";
-import type { AttemptOutcome } from "./attempt_record.ts";
-import { describe, type HostCooldown } from "./host_cooldown.ts";
-import type { SiteInfo } from "./site_directory.ts";
-import type { Job } from "./site_job.ts";
-import type { SiteShaping } from "./site_shaping.ts";
-import { isThrottling } from "../core/policy/classify.ts";
+import type { Logger } from "../../core/log.ts";
+import {
+  type ConnectFailure,
+  OutboundSession,
+  tlsResultOf,
+} from "../../delivery/outbound_session.ts";
+import type { AttemptOutcome } from "./attempt.ts";
+import { describe } from "./host_cooldown.ts";
+import type { SiteInfo } from "../site_directory.ts";
+import type { Job } from "./job.ts";
+import type { SiteState } from "./state.ts";
+import { isThrottling } from "../../core/policy/classify.ts";
 import type { Source } from "./source_chooser.ts";
-import type { OutboundTls } from "./outbound_tls.ts";
-import { requirementFor } from "../core/policy/tls_requirement.ts";
-import type { StsPolicy } from "../core/policy/mta_sts.ts";
-import type { ReplyTimeouts } from "../delivery/reply_timeouts.ts";
+import type { OutboundTls } from "../outbound_tls.ts";
+import { requirementFor } from "../../core/policy/tls_requirement.ts";
+import type { StsPolicy } from "../../core/policy/mta_sts.ts";
+import type { ReplyTimeouts } from "../../delivery/reply_timeouts.ts";
 
-/** What connecting needs of its site actor. */
-export interface SiteConnector {
-  site: string;
-  deps: { log: Logger; timeouts: ReplyTimeouts; now(): number; tls?: OutboundTls | undefined };
-  hostsDown: HostCooldown;
-  shaping: SiteShaping;
-  /** Records an attempt that ended before any transaction. */
-  recordUnsent(
-    job: Job,
-    outcome: AttemptOutcome,
-    options?: { neverBounce?: boolean; ms?: number },
-  ): Promise<unknown>;
+export interface ConnectDeps {
+  log: Logger;
+  timeouts: ReplyTimeouts;
+  now(): number;
+  tls?: OutboundTls | undefined;
 }
 
-/** A session to the first reachable host of the site's destination; null once recorded unsent. */
+/** An attempt that ended before any transaction: what to record for it. */
+export interface Unsent {
+  outcome: AttemptOutcome;
+  /** The failure came before any transaction: defer, never bounce. */
+  neverBounce?: boolean;
+  ms?: number;
+}
+
+/** A session to the first reachable host of the site's destination, or why there is none. */
 export async function openSession(
-  c: SiteConnector,
+  deps: ConnectDeps,
+  site: SiteState,
   job: Job,
   source: Source,
   info: SiteInfo,
-): Promise<OutboundSession | null> {
-  const { now, log } = c.deps;
+): Promise<{ session: OutboundSession } | { unsent: Unsent }> {
+  const { now, log } = deps;
+  const { hostsDown, shaping } = site;
   const destination = info.destination;
   if (!destination.ok) {
-    await c.recordUnsent(job, {
-      kind: destination.permanent ? "permanent" : "transient",
-      reply: destination.reason,
-      dns: destination.failure,
-    });
-    return null;
+    return {
+      unsent: {
+        outcome: {
+          kind: destination.permanent ? "permanent" : "transient",
+          reply: destination.reason,
+          dns: destination.failure,
+        },
+      },
+    };
   }
-  const up = destination.targets.filter((t) => c.hostsDown.isUp(t, now()));
+  const up = destination.targets.filter((t) => hostsDown.isUp(t, now()));
   if (up.length === 0) {
     // Every host failed a moment ago: defer this round without hammering them again.
-    const down = c.hostsDown.get(destination.targets[0]!);
-    await c.recordUnsent(job, { kind: "transient", reply: down?.reason ?? "no hosts" });
-    return null;
+    const down = hostsDown.get(destination.targets[0]!);
+    return { unsent: { outcome: { kind: "transient", reply: down?.reason ?? "no hosts" } } };
   }
   const failures: { text: string; reply: string; code?: number; tls: boolean }[] = [];
-  const tls = c.deps.tls;
+  const tls = deps.tls;
   const domain = job.due.domain;
   // MTA-STS is for MX delivery; a route's smarthost is the operator's choice, not the domain's.
   const sts: StsPolicy | null = tls && !destination.route && info.tlsLevel !== "none"
@@ -83,8 +93,8 @@ export async function openSession(
       const session = await OutboundSession.open(target, {
         heloName: source.ehlo,
         ...(source.address ? { localAddress: source.address } : {}),
-        connectTimeoutMs: c.shaping.profile.connectTimeoutMs,
-        timeouts: c.deps.timeouts,
+        connectTimeoutMs: shaping.profile.connectTimeoutMs,
+        timeouts: deps.timeouts,
         peer: need.check,
         ...(tls?.ca ? { ca: tls.ca } : {}),
         ...(destination.auth ? { auth: destination.auth } : {}),
@@ -105,17 +115,17 @@ export async function openSession(
         void tls?.report(domain, reportPolicy, "starttls-not-supported", target.name);
       }
       log.debug("delivery.connected", {
-        site: c.site,
+        site: site.site,
         host: target.host,
         port: target.port,
         source: source.address ?? null,
       });
-      return session;
+      return { session };
     } catch (err) {
       const e = err as ConnectFailure;
       const text = describe(target, err);
       log.info("delivery.connect_failed", {
-        site: c.site,
+        site: site.site,
         domain: job.due.domain,
         host: `${target.host}:${target.port}`,
         source: source.address ?? null,
@@ -126,14 +136,14 @@ export async function openSession(
       // for a certificate one domain's policy refused, which another domain's mail may accept.
       const policyRefused = e.tlsFailure === true && need.check.kind !== "any";
       if (!policyRefused) {
-        c.hostsDown.markDown(target, {
-          until: now() + c.shaping.profile.failedHostCooldownMs,
+        hostsDown.markDown(target, {
+          until: now() + shaping.profile.failedHostCooldownMs,
           reason: text,
         });
       }
       const code = e.responseCode;
       if (code && code >= 400 && code < 500 && isThrottling(e.message)) {
-        c.shaping.noteThrottle(source.address);
+        shaping.noteThrottle(source.address);
       }
       // A TLS refusal is reported as such (tls_failure), whatever reply code came with it.
       const tlsFailed = e.tlsFailure === true;
@@ -153,12 +163,17 @@ export async function openSession(
   }
   // Report the most telling failure: a TLS refusal, then a server's reply, then the last one.
   const worst = failures.find((f) => f.tls) ?? failures.find((f) => f.code) ?? failures.at(-1)!;
-  await c.recordUnsent(job, {
-    kind: "transient",
-    reply: worst.reply,
-    ...(worst.code ? { code: worst.code } : {}),
-  }, { neverBounce: true, ms: Math.round(performance.now() - started) });
-  return null;
+  return {
+    unsent: {
+      outcome: {
+        kind: "transient",
+        reply: worst.reply,
+        ...(worst.code ? { code: worst.code } : {}),
+      },
+      neverBounce: true,
+      ms: Math.round(performance.now() - started),
+    },
+  };
 }
 
 /**

@@ -3,10 +3,9 @@
  * success, halves on throttling), the message rate (GCRA) and the backoff that slows both for a
  * cool-down after the site pushes back.
  */
-import { setTimeout as sleep } from "node:timers/promises";
-import type { RecipientResult } from "../core/store/deliveries.ts";
-import type { Logger } from "../core/log.ts";
-import { formatRate, type SiteProfile } from "../core/config/shaping.ts";
+import type { RecipientResult } from "../../core/store/deliveries.ts";
+import type { Logger } from "../../core/log.ts";
+import { formatRate, type SiteProfile } from "../../core/config/shaping.ts";
 import {
   initialWindow,
   onSuccess,
@@ -14,15 +13,18 @@ import {
   release,
   tryAcquire,
   type Window,
-} from "../core/policy/concurrency_window.ts";
-import { type GcraState, gcraTake } from "../core/policy/gcra.ts";
-import type { Rate } from "../core/policy/duration.ts";
+} from "../../core/policy/concurrency_window.ts";
+import { type GcraState, gcraTake } from "../../core/policy/gcra.ts";
+import type { Rate } from "../../core/policy/duration.ts";
+import { backoffRate, feedbackOf } from "../../core/policy/site_feedback.ts";
 import type { SourceChooser } from "./source_chooser.ts";
+import { sleep, type Timers } from "../actor_loop.ts";
 
 export interface SiteShapingDeps {
   log: Logger;
   sources: SourceChooser;
   now(): number;
+  timers: Timers;
 }
 
 export class SiteShaping {
@@ -74,7 +76,7 @@ export class SiteShaping {
   rateInForce(): Rate | null {
     const base = this.#profile.maxMessageRate;
     if (this.#deps.now() >= this.#window.cooldownUntil) return base;
-    return base ? { count: base.count, perMs: base.perMs * 2 } : this.#profile.backoffMessageRate;
+    return backoffRate(base, this.#profile.backoffMessageRate);
   }
 
   /** Waits until the site's rate lets one more message go (or the actor is stopping). */
@@ -85,7 +87,7 @@ export class SiteShaping {
       const r = gcraTake(this.#rate, rate, this.#deps.now());
       this.#rate = r.state;
       if (r.allowed) return;
-      await sleep(Math.min(r.retryAfterMs, 1_000));
+      await sleep(this.#deps.timers, Math.min(r.retryAfterMs, 1_000));
     }
   }
 
@@ -121,13 +123,14 @@ export class SiteShaping {
   /** Shaping learns from replies: success grows the window, push-back shrinks it. */
   learn(results: readonly RecipientResult[], source: string | undefined) {
     const now = this.#deps.now();
-    if (results.some((r) => r.category === "throttled")) {
+    const feedback = feedbackOf(results);
+    if (feedback.throttled) {
       this.noteThrottle(source);
-    } else if (results.some((r) => r.status === "delivered")) {
+    } else if (feedback.succeeded) {
       this.#window = onSuccess(this.#window, this.#profile.connectionLimit, now);
     }
     // A source the site blocks is tried last at this site (and only here) for a while.
-    if (source && results.some((r) => r.category === "policy_block")) {
+    if (source && feedback.sourceBlocked) {
       this.#deps.sources.deprioritise(source, now + this.#profile.backoffCooldownMs);
       this.#deps.log.info("site.source_deprioritised", { site: this.site, source });
     }

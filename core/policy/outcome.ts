@@ -2,13 +2,12 @@
  * From what the remote side said about one recipient to what the queue records: delivered,
  * deferred until a time the retry schedule (or a greylist window) names, or bounced.
  */
-import { classifyConnectionError, classifyReply, parseReply } from "../core/policy/classify.ts";
-import type { Classification } from "../core/policy/classify.ts";
-import { classifyDnsFailure, type DnsFailure } from "../core/policy/dns_outcome.ts";
-import { nextAttempt } from "../core/policy/retry_schedule.ts";
-import type { RecipientRow } from "../core/model.ts";
-import type { RecipientResult } from "../core/store/deliveries.ts";
-import type { RecipientOutcome } from "../delivery/outbound_session.ts";
+import { classifyConnectionError, classifyReply, parseReply } from "./classify.ts";
+import type { Classification } from "./classify.ts";
+import { classifyDnsFailure, type DnsFailure } from "./dns_outcome.ts";
+import { nextAttempt } from "./retry_schedule.ts";
+import type { RecipientRow } from "../model.ts";
+import type { RecipientResult } from "../store/deliveries.ts";
 
 /**
  * A greylisting server is retried this long after the window it names, not at the window's
@@ -29,7 +28,11 @@ export function retryPolicyFor(policy: RetryPolicy, domain: string): RetryPolicy
 }
 
 /** What an attempt ended with: a server's reply, a connection failure, or a DNS answer. */
-export type Outcome = Pick<RecipientOutcome, "kind" | "reply" | "code"> & {
+export type Outcome = {
+  kind: "success" | "transient" | "permanent";
+  /** The remote reply, or a description of the local/connection failure. */
+  reply: string;
+  code?: number;
   /** The attempt ended at DNS: the answer decides, not the wording of `reply`. */
   dns?: DnsFailure;
 };

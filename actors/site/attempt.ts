@@ -4,20 +4,27 @@
  * it. The versionstamp check in the commit makes a replayed attempt a no-op. A commit the store
  * refuses is held and retried, never dropped: the remote side may have accepted the mail.
  */
-import { CommitFailedError, type Committer } from "../core/store/committer.ts";
-import { listRows } from "../core/store/queue.ts";
-import { attemptChange, type RecipientResult } from "../core/store/deliveries.ts";
-import { deleteBody, deleteBodyOp } from "../core/store/bodies.ts";
-import type { BodyCache } from "../core/store/body_cache.ts";
-import { countWarmupOp } from "../core/store/sites.ts";
-import { FINAL_STATUSES, type RecipientRow } from "../core/model.ts";
-import type { Logger } from "../core/log.ts";
-import { metrics } from "../core/metrics.ts";
-import { utcDay } from "../core/policy/source_pick.ts";
-import type { TlsDetails } from "../delivery/outbound_session.ts";
-import { decide, type Outcome, type RetryPolicy, retryPolicyFor } from "./outcome.ts";
-import { type BounceDeps, bounceEffects } from "./bounces.ts";
-import type { Job } from "./site_job.ts";
+import { CommitFailedError, type Committer } from "../../core/store/committer.ts";
+import { listRows } from "../../core/store/queue.ts";
+import { attemptChange, type RecipientResult } from "../../core/store/deliveries.ts";
+import { deleteBody, deleteBodyOp } from "../../core/store/bodies.ts";
+import type { BodyCache } from "../../core/store/body_cache.ts";
+import { countWarmupOp } from "../../core/store/sites.ts";
+import { FINAL_STATUSES, type RecipientRow } from "../../core/model.ts";
+import type { Logger } from "../../core/log.ts";
+import { metrics } from "../../core/metrics.ts";
+import { utcDay } from "../../core/policy/source_pick.ts";
+import type { TlsDetails } from "../../delivery/outbound_session.ts";
+import {
+  decide,
+  type Outcome,
+  type RetryPolicy,
+  retryPolicyFor,
+} from "../../core/policy/outcome.ts";
+import { BODY_DROP_IN_COMMIT_MAX_CHUNKS } from "../../core/policy/actor_tuning.ts";
+import { type BounceDeps, bounceEffects } from "../bounces.ts";
+import type { Job } from "./job.ts";
+import type { SiteState } from "./state.ts";
 
 export interface AttemptRecordDeps {
   kv: Deno.Kv;
@@ -27,21 +34,6 @@ export interface AttemptRecordDeps {
   retry: RetryPolicy;
   bounces: BounceDeps;
   now(): number;
-}
-
-/** The site an attempt belongs to, and what it learns from the recorded results. */
-export interface AttemptRecorder {
-  site: string;
-  deps: AttemptRecordDeps;
-  /** Shaping learns from the replies an attempt from `source` got. */
-  learn(results: readonly RecipientResult[], source: string | undefined): void;
-  /** The commit went through: results may bring the domain's next due time forward. */
-  noteNextAttempts(domain: string, results: readonly RecipientResult[]): void;
-  /**
-   * The store refused the attempt's commit (`err`): the site keeps the job's entry claimed and
-   * calls `commit` again until it succeeds (actors/uncommitted_outcomes.ts).
-   */
-  holdUncommitted(job: Job, commit: () => Promise<void>, err: unknown): void;
 }
 
 export type AttemptOutcome = Outcome;
@@ -64,14 +56,20 @@ export interface RecordOptions {
   dsn?: boolean;
 }
 
+/**
+ * Records the attempt and returns every recipient's result. The site learns from it: shaping
+ * from the replies, its domain's next due time from the results, and an outcome the store
+ * refused is held on the site (state.ts) with the entry still claimed.
+ */
 export async function recordAttempt(
-  recorder: AttemptRecorder,
+  deps: AttemptRecordDeps,
+  site: SiteState,
   job: Job,
   outcomeOf: (row: RecipientRow) => AttemptOutcome,
   ctx: AttemptContext,
   options: RecordOptions = {},
 ): Promise<RecipientResult[]> {
-  const { committer, kv, bodyCache, now, retry } = recorder.deps;
+  const { committer, kv, bodyCache, now, retry, log } = deps;
   const at = now();
   const results: RecipientResult[] = job.rows.map((row) =>
     decide(row, outcomeOf(row), retryPolicyFor(retry, job.due.domain), at, {
@@ -79,8 +77,8 @@ export async function recordAttempt(
       neverBounce: options.neverBounce,
     })
   );
-  if (options.feedback !== undefined) recorder.learn(results, options.feedback || undefined);
-  const effects = await bounceEffects(recorder.deps.bounces, job.msg, results, {
+  if (options.feedback !== undefined) site.shaping.learn(results, options.feedback || undefined);
+  const effects = await bounceEffects(deps.bounces, job.msg, results, {
     remoteMta: ctx.remoteName,
     ...(options.dsn === false ? { dsn: false } : {}),
   });
@@ -88,7 +86,7 @@ export async function recordAttempt(
   // A message whose every recipient is now final no longer needs its body. (A spooled body's
   // file goes after the commit, with the rows checked, as a large body's chunks do.)
   const dropBodyNow = allFinalHere && job.rows.length === job.msg.recipients &&
-    !job.msg.spooled && job.msg.chunks <= 40;
+    !job.msg.spooled && job.msg.chunks <= BODY_DROP_IN_COMMIT_MAX_CHUNKS;
   const day = utcDay(at);
   const change = attemptChange(
     job.due,
@@ -103,18 +101,18 @@ export async function recordAttempt(
     at,
     (op) => {
       if (dropBodyNow) deleteBodyOp(op, job.msg);
-      if (options.warmupSource) countWarmupOp(op, options.warmupSource, recorder.site, day);
+      if (options.warmupSource) countWarmupOp(op, options.warmupSource, site.site, day);
       effects.apply(op);
     },
   );
   const committed = async (stamp: string | null) => {
     if (!stamp) {
-      recorder.deps.log.warn("delivery.record_conflict", { msg: job.msg.id, site: recorder.site });
+      log.warn("delivery.record_conflict", { msg: job.msg.id, site: site.site });
       return;
     }
     for (const r of results) metrics.deliveries.inc({ outcome: r.event });
     effects.after(stamp);
-    recorder.noteNextAttempts(job.due.domain, results);
+    site.noteNextAttempts(job.due.domain, results);
     if (dropBodyNow) {
       bodyCache.delete(job.msg.id);
     } else if (allFinalHere) {
@@ -133,10 +131,10 @@ export async function recordAttempt(
     if (!(err instanceof CommitFailedError) || err.tooLarge) throw err;
     // The store refused the outcome (a full disk): keep it, and the entry, until it takes it.
     // Let go, the entry would stay due in KV and a recipient already accepted would be sent again.
-    recorder.holdUncommitted(job, async () => {
+    site.holdUncommitted(job, async () => {
       const stamp = await committer.commit(change);
       await committed(stamp).catch((err) =>
-        recorder.deps.log.warn("delivery.after_commit_failed", { msg: job.msg.id, err })
+        log.warn("delivery.after_commit_failed", { msg: job.msg.id, err })
       );
     }, err);
     return results;

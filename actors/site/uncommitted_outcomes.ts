@@ -9,21 +9,19 @@
  * when the store started failing (its concurrency window, under the global connection cap).
  * Recovery needs no restart: the first commit the store takes again drains the rest.
  */
-import { setTimeout as sleep } from "node:timers/promises";
-import type { Logger } from "../core/log.ts";
+import type { Logger } from "../../core/log.ts";
+import { HELD_OUTCOME_RETRY } from "../../core/policy/actor_tuning.ts";
+import { sleep, type Timers } from "../actor_loop.ts";
 
 export interface UncommittedOutcomesDeps {
   site: string;
   log: Logger;
+  timers: Timers;
   /** The entry's outcome is committed (or was superseded): it may be let go. */
   committed(id: string): void;
   /** Every held outcome is committed: the site may take work again. */
   drained(): void;
 }
-
-/** The first wait before a held outcome is tried again; it doubles up to the maximum. */
-const FIRST_RETRY_MS = 200;
-const MAX_RETRY_MS = 5_000;
 
 export class UncommittedOutcomes {
   #deps: UncommittedOutcomesDeps;
@@ -63,17 +61,17 @@ export class UncommittedOutcomes {
   }
 
   async #retry() {
-    let wait = FIRST_RETRY_MS;
+    let wait: number = HELD_OUTCOME_RETRY.firstMs;
     let tries = 0;
     while (this.#held.size > 0) {
-      await sleep(wait);
+      await sleep(this.#deps.timers, wait);
       tries++;
       for (const [id, commit] of [...this.#held]) {
         try {
           await commit();
         } catch {
           // The store still fails: the rest would too. Wait longer before the next round.
-          wait = Math.min(wait * 2, MAX_RETRY_MS);
+          wait = Math.min(wait * 2, HELD_OUTCOME_RETRY.maxMs);
           break;
         }
         this.#held.delete(id);

@@ -4,22 +4,23 @@
  * where a busy machine delays them, so the interleavings are reproduced exactly, not hoped for.
  */
 import assert from "node:assert/strict";
-import { type Job, SiteActor, type SiteActorDeps } from "./destination.ts";
-import { SiteDirectory } from "./site_directory.ts";
-import { ConnectionCap } from "./connection_cap.ts";
-import { startWorker } from "./worker.ts";
-import { CredentialSettingsCache } from "./credential_settings.ts";
-import { Committer } from "../core/store/committer.ts";
-import { BodyCache } from "../core/store/body_cache.ts";
-import { SuppressionCache } from "../core/store/suppressions.ts";
-import { keys } from "../core/store/keys.ts";
-import { tryLease } from "../core/store/leases.ts";
-import { type QueuedMessage, QueueSignal } from "../core/queue_signal.ts";
-import { accept, type IntakeDeps } from "../core/intake.ts";
-import { resolveShaping, ShapingSchema } from "../core/config/shaping.ts";
-import { createLogger } from "../core/log.ts";
-import type { RecipientRow } from "../core/model.ts";
-import { startSink } from "../tests/support/sink.ts";
+import { type Job, SiteActor, type SiteActorDeps } from "./actor.ts";
+import { SiteDirectory } from "../site_directory.ts";
+import { ConnectionCap } from "../connection_cap.ts";
+import { startWorker } from "../worker.ts";
+import { CredentialSettingsCache } from "../credential_settings.ts";
+import { Committer } from "../../core/store/committer.ts";
+import { BodyCache } from "../../core/store/body_cache.ts";
+import { SuppressionCache } from "../../core/store/suppressions.ts";
+import { keys } from "../../core/store/keys.ts";
+import { tryLease } from "../../core/store/leases.ts";
+import { type QueuedMessage, QueueSignal } from "../../core/queue_signal.ts";
+import { accept, type IntakeDeps } from "../../core/intake.ts";
+import { resolveShaping, ShapingSchema } from "../../core/config/shaping.ts";
+import { createLogger } from "../../core/log.ts";
+import type { RecipientRow } from "../../core/model.ts";
+import { startSink } from "../../tests/support/sink.ts";
+import { FakeTimers } from "../../tests/support/fake_timers.ts";
 
 const DOMAIN = "dest.test";
 const GREYLISTED = { code: 451, message: "4.7.1 Greylisted, please try again in 2 seconds" };
@@ -170,6 +171,8 @@ async function setUp() {
   const info = await directory.lookup(DOMAIN);
   const credentials = new CredentialSettingsCache(kv, Date.now);
   const inflight = new Set<string>();
+  // The actor's waits (polls, lease retries, idle connections) run on time the test moves.
+  const timers = new FakeTimers();
   const deps: SiteActorDeps = {
     kv,
     committer,
@@ -205,6 +208,7 @@ async function setUp() {
     },
     inflight,
     now: Date.now,
+    timers,
   };
 
   async function submit(to: string): Promise<QueuedMessage> {
@@ -251,6 +255,7 @@ async function setUp() {
     lines,
     inflight,
     deps,
+    timers,
     signal,
     directory,
     site: info.site,
@@ -371,6 +376,8 @@ Deno.test("an actor whose lease another node took while it could not renew drops
     ...t.deps,
     now: () => Date.now() + stalledMs,
     leaseTtlMs: 3_000,
+    // The stuck recipient's reply timeout ends its attempt well inside the test's deadlines.
+    timeouts: { ...t.deps.timeouts, rcptMs: 5_000 },
   };
   const warm = await t.submit(`w@${DOMAIN}`);
   const actor = new SiteActor(t.site, t.directory.peek(DOMAIN)!.profile, deps, () => {});
@@ -390,9 +397,10 @@ Deno.test("an actor whose lease another node took while it could not renew drops
     assert.ok(taken.ok);
     actor.wake();
     await until(() => t.lines.some((l) => l.event === "lease.lost"), "the loss noticed");
-    // The stuck attempt ends (a timeout); nothing else leaves this node.
+    // The stuck attempt ends (a timeout); nothing else leaves this node, however many turns
+    // the actor's loop takes (each ends in a wait on the test's timers, here passed at once).
     await until(() => t.inflight.size === 0, "the stuck attempt over");
-    await new Promise((r) => setTimeout(r, 500));
+    for (let turn = 0; turn < 5; turn++) await t.timers.fireNext();
     for (const q of waiting) {
       assert.equal(t.sink.attempts.get(q.rows[0]!.rcpt), undefined, `${q.rows[0]!.rcpt} sent`);
       assert.equal((await t.row(q.msg.id)).status, "queued", "left in the store for node-b");

@@ -4,12 +4,12 @@
  * pool, else `default`), weights, warm-up caps counted per site and UTC day, and sources this
  * site recently blocked or rate-limited, tried last here (and only here).
  */
-import type { Pools, PoolSource } from "../core/config/pools.ts";
-import { DEFAULT_POOL } from "../core/config/pools.ts";
-import { pickSource, utcDay, warmupCap } from "../core/policy/source_pick.ts";
-import { readWarmupCount } from "../core/store/sites.ts";
-import type { MessageRecord, RecipientRow } from "../core/model.ts";
-import type { CredentialSettingsCache } from "./credential_settings.ts";
+import type { Pools, PoolSource } from "../../core/config/pools.ts";
+import { DEFAULT_POOL } from "../../core/config/pools.ts";
+import { pickSource, utcDay, warmupCap } from "../../core/policy/source_pick.ts";
+import { readWarmupCount } from "../../core/store/sites.ts";
+import type { MessageRecord, RecipientRow } from "../../core/model.ts";
+import type { CredentialSettingsCache } from "../credential_settings.ts";
 
 /** A connection's source; no address: the system picks one and EHLO is our host name. */
 export interface Source {

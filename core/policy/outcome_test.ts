@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { decide, GREYLIST_MARGIN_MS } from "./outcome.ts";
-import type { RecipientRow } from "../core/model.ts";
-import type { DnsFailure } from "../core/policy/dns_outcome.ts";
+import type { RecipientRow } from "../model.ts";
+import type { DnsFailure } from "./dns_outcome.ts";
 
 const MIN = 60_000;
 const policy = { schedule: [1 * MIN, 5 * MIN, 15 * MIN], maxAgeMs: 24 * 60 * MIN };

@@ -1,0 +1,190 @@
+/**
+ * Everything a site actor knows, in one object: its domains' queues, the jobs ready to send, the
+ * due entries it holds, its flags (stopping, suspended, purging, retry-now), and the site's
+ * shaping, host cool-downs, source choice and held outcomes. The actor (actor.ts) owns it; the
+ * parts that work on it (connection.ts, attempt.ts, purge.ts, view.ts) take it and change it only
+ * through its methods, so every rule about holding and letting go of an entry is written here.
+ */
+import type { RecipientResult } from "../../core/store/deliveries.ts";
+import type { Logger } from "../../core/log.ts";
+import type { SiteProfile } from "../../core/config/shaping.ts";
+import { MAX_READY_JOBS } from "../../core/policy/actor_tuning.ts";
+import { type LeaseKeeper, type Timers, Wakeup } from "../actor_loop.ts";
+import { type Job, keyId } from "./job.ts";
+import { SiteShaping } from "./shaping.ts";
+import { HostCooldown } from "./host_cooldown.ts";
+import { SourceChooser, type SourceChooserDeps } from "./source_chooser.ts";
+import { UncommittedOutcomes } from "./uncommitted_outcomes.ts";
+
+/** One recipient domain's due queue, as the site knows it. */
+export interface DomainQueue {
+  /** The earliest due time known to be in KV; null: unknown, read it. */
+  nextDueAt: number | null;
+  /** The last read filled a whole batch: more may be due. */
+  more: boolean;
+  /** The worker saw intake touch this domain's queue marker at this time. */
+  touchedAt: number;
+}
+
+export interface SiteStateDeps extends SourceChooserDeps {
+  log: Logger;
+  /** Due entries in flight on this node, across all actors (a domain may change sites). */
+  inflight: Set<string>;
+  timers: Timers;
+}
+
+export class SiteState {
+  readonly site: string;
+  readonly domains = new Map<string, DomainQueue>();
+  /** Jobs taken from the queue, waiting for a connection. */
+  readonly ready: Job[] = [];
+  /** Due entries this site holds (ready or being delivered). */
+  readonly held = new Set<string>();
+  readonly shaping: SiteShaping;
+  readonly hostsDown = new HostCooldown();
+  readonly sources: SourceChooser;
+  /** Outcomes the store refused: while any waits, the site takes no new work. */
+  readonly uncommitted: UncommittedOutcomes;
+  /** The loop's sleep; anything that may give the loop work wakes it. */
+  readonly wakeup: Wakeup;
+  /** The site's lease, set by the actor that owns this state. */
+  lease!: LeaseKeeper;
+  stopping = false;
+  suspended = false;
+  purging = false;
+  /** Retry now: read due entries regardless of their due time until the queue is drained. */
+  retryAll = false;
+  /** Counts retry-now requests, so one made while a read runs is not cleared by that read. */
+  retryAsked = 0;
+  /** Connections open and waiting for a job. */
+  idle = 0;
+  /** When the loop reads the store next (0: on its next turn). */
+  scanAt = 0;
+  #deps: SiteStateDeps;
+  #jobWaiters = new Set<() => void>();
+
+  constructor(site: string, profile: SiteProfile, deps: SiteStateDeps) {
+    this.site = site;
+    this.#deps = deps;
+    this.wakeup = new Wakeup(deps.timers);
+    this.sources = new SourceChooser(site, deps);
+    this.shaping = new SiteShaping(site, profile, {
+      log: deps.log,
+      sources: this.sources,
+      now: () => deps.now(),
+      timers: deps.timers,
+    });
+    this.uncommitted = new UncommittedOutcomes({
+      site,
+      log: deps.log,
+      timers: deps.timers,
+      committed: (id) => this.release(id),
+      drained: () => this.wake(),
+    });
+  }
+
+  wake() {
+    this.wakeup.wake();
+  }
+
+  /** No new work now: suspended, purging, or an outcome waits for the store. */
+  get paused(): boolean {
+    return this.suspended || this.purging || this.uncommitted.size > 0;
+  }
+
+  /** Starts working a domain's due queue; true when it is new here. */
+  adopt(domain: string): boolean {
+    if (this.domains.has(domain)) return false;
+    this.domains.set(domain, { nextDueAt: null, more: false, touchedAt: 0 });
+    this.scanAt = 0;
+    return true;
+  }
+
+  /** Reads the domain's queue again on the next turn (all domains without one). */
+  recheck(domain?: string) {
+    const queues = domain === undefined ? this.domains.values() : [this.domains.get(domain)];
+    for (const q of queues) if (q) q.nextDueAt = null;
+    this.scanAt = 0;
+  }
+
+  /** Claims a due entry on this node (no offer and no other actor takes it meanwhile). */
+  hold(id: string) {
+    this.#deps.inflight.add(id);
+    this.held.add(id);
+  }
+
+  /** Whether the entry is claimed anywhere on this node. */
+  inFlight(id: string): boolean {
+    return this.#deps.inflight.has(id);
+  }
+
+  /** Lets go of a claimed entry. */
+  release(id: string) {
+    this.#deps.inflight.delete(id);
+    this.held.delete(id);
+  }
+
+  /** A job is done with here; its entry stays claimed while its outcome waits for the store. */
+  finish(job: Job) {
+    const id = keyId(job.due.key);
+    if (!this.uncommitted.has(id)) this.release(id);
+  }
+
+  /** Lets go of every ready job (or those of one domain). */
+  dropReady(domain?: string) {
+    let kept = 0;
+    for (const job of this.ready) {
+      if (domain === undefined || job.due.domain === domain) this.finish(job);
+      else this.ready[kept++] = job;
+    }
+    this.ready.length = kept;
+  }
+
+  /** Whether the ready list has room for one more job. */
+  get roomForJob(): boolean {
+    return this.ready.length < MAX_READY_JOBS;
+  }
+
+  /** Adds a job to the ready list and tells idle connections. */
+  addReady(job: Job) {
+    this.ready.push(job);
+    this.notifyJobs();
+  }
+
+  /** Lets every connection waiting for a job look again. */
+  notifyJobs() {
+    const waiters = [...this.#jobWaiters];
+    this.#jobWaiters.clear();
+    for (const w of waiters) w();
+  }
+
+  /** Waits until a job is offered (true) or `ms` pass (false). */
+  waitForJob(ms: number): Promise<boolean> {
+    const { timers } = this.#deps;
+    return new Promise((resolve) => {
+      const done = (got: boolean) => {
+        timers.clearTimeout(timer);
+        this.#jobWaiters.delete(notify);
+        resolve(got);
+      };
+      const notify = () => done(true);
+      const timer = timers.setTimeout(() => done(false), ms);
+      this.#jobWaiters.add(notify);
+    });
+  }
+
+  /** A recorded attempt's next due times bring the domain's known earliest forward. */
+  noteNextAttempts(domain: string, results: readonly RecipientResult[]) {
+    const q = this.domains.get(domain);
+    for (const r of results) {
+      if (q && r.nextAttemptAt !== null && q.nextDueAt !== null && r.nextAttemptAt < q.nextDueAt) {
+        q.nextDueAt = r.nextAttemptAt;
+      }
+    }
+  }
+
+  /** Holds a job's outcome the store refused; its entry stays claimed until it is committed. */
+  holdUncommitted(job: Job, commit: () => Promise<void>, err: unknown) {
+    this.uncommitted.hold(keyId(job.due.key), commit, err);
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * A DKIM signing worker (core/mail/dkim_pool.ts starts one per core): it holds its own parsed
+ * keys and answers each request with one signature per key, so the private-key operations (an
+ * RSA-2048 signature costs 0.3 ms of CPU with OpenSSL, over 1.5 ms with node:crypto) run beside
+ * the main thread instead of on it.
+ *
+ * @module
+ */
+import { DkimKeyCache, nodeKey } from "./dkim_keys.ts";
+import { openSsl } from "./openssl_rsa.ts";
+import type { SignReply, SignRequest } from "./dkim_pool.ts";
+
+// This file runs as a Web Worker; the project's type check sees the window globals.
+const scope = globalThis as unknown as {
+  onmessage: ((e: MessageEvent<SignRequest>) => void) | null;
+  postMessage(message: SignReply): void;
+};
+
+const ssl = openSsl();
+const cache = new DkimKeyCache((key) =>
+  key.algorithm === "rsa" && ssl ? ssl.key(key.privateKey) : nodeKey(key)
+);
+
+scope.onmessage = ({ data: { id, keys, data } }) => {
+  let reply: SignReply;
+  try {
+    reply = { id, signatures: cache.prepared(keys).map((k, i) => k.sign(data[i]!)) };
+  } catch (err) {
+    // The message only: a key's parse error must not carry key material into a log.
+    reply = { id, error: err instanceof Error ? err.message : String(err) };
+  }
+  scope.postMessage(reply);
+};
