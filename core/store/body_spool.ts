@@ -140,11 +140,16 @@ export class SpoolFile {
     for (let o = 0; o < bytes.length;) o += this.file.writeSync(bytes.subarray(o));
   }
 
-  /** Makes the body durable: its data, then its directory entry. */
+  /**
+   * Makes the body durable: its data and its directory entry, synced side by side (the entry
+   * was made when the file was created, so its sync need not wait for the data's).
+   */
   async finish() {
-    await this.file.syncData();
-    this.#close();
-    await this.spool.syncDir();
+    try {
+      await Promise.all([this.file.syncData(), this.spool.syncDir()]);
+    } finally {
+      this.#close();
+    }
   }
 
   /** Removes the file (the message was refused or its commit failed). */
