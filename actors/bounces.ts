@@ -66,11 +66,13 @@ export interface AttemptFacts {
   remoteMta?: string | undefined;
   /** false: an operator's purge that drops without telling the sender. */
   dsn?: boolean;
+  /** The body, when it rides in the attempted due entry (the store has no chunks of it). */
+  body?: Uint8Array;
 }
 
 /**
  * The suppression and DSN side of one attempt's results. Reads KV only when something bounced
- * or expired; a delivery costs one blind delete (ending an expiry streak), no read.
+ * or expired; a delivery costs nothing unless it ends an expiry streak the node knows of.
  */
 export async function bounceEffects(
   deps: BounceDeps,
@@ -79,12 +81,18 @@ export async function bounceEffects(
   facts: AttemptFacts,
 ): Promise<BounceEffects> {
   const account = msg.account;
-  const delivered = results.filter((r) => r.status === "delivered").map((r) => r.row.rcpt);
+  // A delivery ends an expiry streak: only where one exists, no read.
+  const delivered = results.filter((r) =>
+    r.status === "delivered" && deps.suppressions.hasStreak(account, r.row.rcpt)
+  ).map((r) => r.row.rcpt);
+  const streaksEnded = () => {
+    for (const rcpt of delivered) deps.suppressions.rememberStreak(account, rcpt, false);
+  };
   const failed = results.filter((r) => r.status === "bounced");
   if (failed.length === 0) {
     return {
       apply: (op) => delivered.forEach((rcpt) => clearStreakOp(op, account, rcpt)),
-      after() {},
+      after: streaksEnded,
     };
   }
   const now = deps.now();
@@ -146,6 +154,8 @@ export async function bounceEffects(
       if (request) dsnRequestOp(op, request);
     },
     after(stamp) {
+      streaksEnded();
+      for (const s of streakWrites) deps.suppressions.rememberStreak(account, s.address, true);
       for (const s of suppress) {
         deps.suppressions.remember(s.list, s.address, s.reason);
         deps.log.info("suppression.added", {
@@ -174,7 +184,7 @@ async function dsnRequestFor(
   // Never to the null sender, never about a DSN we sent, never when the sender opted out.
   if (facts.dsn === false || msg.mailFrom === "" || msg.via === "dsn") return null;
   if (!(await deps.credentials.get(msg.credentialId)).dsn) return null;
-  const headers = await originalHeaders(deps, msg);
+  const headers = await originalHeaders(deps, msg, facts.body);
   if (isDeliveryReport(headers)) return null;
   const recipients: DsnRecipient[] = failed.map((r) => ({
     rcpt: r.row.rcpt,
@@ -201,8 +211,12 @@ async function dsnRequestFor(
 }
 
 /** The header section as it was sent: the DKIM prefix, then the stored headers. */
-async function originalHeaders(deps: BounceDeps, msg: MessageRecord): Promise<Uint8Array> {
-  let first = deps.bodyCache.get(msg.id);
+async function originalHeaders(
+  deps: BounceDeps,
+  msg: MessageRecord,
+  body: Uint8Array | undefined,
+): Promise<Uint8Array> {
+  let first = deps.bodyCache.get(msg.id) ?? body;
   if (!first) {
     first = (await readFirstChunk(deps.kv, msg)) ?? undefined;
   }

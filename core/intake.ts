@@ -9,7 +9,7 @@
 import type { Committer } from "./store/committer.ts";
 import { CHUNK_SIZE, concatChunks } from "./store/bodies.ts";
 import { ChunkWriter, commitMessage } from "./store/messages.ts";
-import { bodySpoolOf } from "./store/body_spool.ts";
+import { writableSpoolOf } from "./store/body_spool.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
@@ -205,7 +205,13 @@ async function acceptHolding(
 ): Promise<IntakeResult> {
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
-  const writer = new ChunkWriter(deps.committer, id, deps.now, sub.memory, bodySpoolOf(deps.kv));
+  const writer = new ChunkWriter(
+    deps.committer,
+    id,
+    deps.now,
+    sub.memory,
+    writableSpoolOf(deps.kv),
+  );
   let rawBytes = 0;
   /**
    * Why the message is refused, once something refuses it; the rest of DATA is still drained so

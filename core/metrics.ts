@@ -156,6 +156,14 @@ export const metrics = {
     "postern_credentials_suspended_total",
     "Credentials the abuse brake suspended (too many messages rejected or held in its window)",
   ),
+  kvCommits: new Counter(
+    "postern_kv_commits_total",
+    "KV commits that landed (atomic operations, and single sets and deletes)",
+  ),
+  kvMutations: new Counter(
+    "postern_kv_mutations_total",
+    "KV mutations (set, delete, sum, min, max) in the commits that landed",
+  ),
   webhookLag: new Gauge(
     "postern_webhook_lag_seconds",
     "Age of the oldest undelivered event over all endpoints this node serves",

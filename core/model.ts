@@ -58,6 +58,13 @@ export interface MessageRecord {
   pool?: string;
   /** Test mode: delivered only to the simulated MX (core/sandbox/), never counted in quotas. */
   test?: boolean;
+  /** Ids of the events the message commit wrote (`accepted`, `suppressed`): its timeline's start. */
+  events?: string[];
+  /**
+   * The body (one small chunk) rides in the message's only due entry instead of under
+   * ["body", id, 0]: it leaves the store with that entry's last delete (core/store/messages.ts).
+   */
+  bodyInDue?: true;
 }
 
 export interface RecipientRow {
@@ -76,6 +83,8 @@ export interface RecipientRow {
   /** The source address of the last attempt: a greylisted retry goes out from it again. */
   lastSource?: string;
   updatedAt: number;
+  /** Ids of the events written with this row's changes: the rest of the message's timeline. */
+  events?: string[];
 }
 
 export type EventType =

@@ -80,6 +80,7 @@ export async function recordAttempt(
   if (options.feedback !== undefined) site.shaping.learn(results, options.feedback || undefined);
   const effects = await bounceEffects(deps.bounces, job.msg, results, {
     remoteMta: ctx.remoteName,
+    ...(job.due.body ? { body: job.due.body } : {}),
     ...(options.dsn === false ? { dsn: false } : {}),
   });
   const allFinalHere = results.every((r) => FINAL_STATUSES.has(r.status));

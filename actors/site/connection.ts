@@ -173,7 +173,7 @@ async function deliver(
       outcomes.push(...group.rcpts.map((rcpt) => ({ rcpt, kind: "transient" as const, reply })));
       continue;
     }
-    const cached = bodyCache.get(job.msg.id);
+    const cached = bodyCache.get(job.msg.id) ?? job.due.body;
     const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg));
     outcomes.push(
       ...await session.send(

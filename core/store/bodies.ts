@@ -13,11 +13,12 @@ export const CHUNK_SIZE = 63_000;
 const READ_BATCH = 8;
 
 /** Where a message's body is: its chunk count in KV, or a file in the store's spool. */
-export type BodyRef = Pick<MessageRecord, "id" | "chunks" | "spooled">;
+export type BodyRef = Pick<MessageRecord, "id" | "chunks" | "spooled" | "bodyInDue">;
 
 export async function* readBody(kv: Deno.Kv, ref: BodyRef): AsyncGenerator<Uint8Array> {
   if (ref.spooled) return yield* spoolOf(kv, ref).read(ref.id);
-  const { id, chunks } = ref;
+  const { id } = ref;
+  const chunks = storedChunks(ref);
   for (let n = 0; n < chunks; n += READ_BATCH) {
     const batch = [];
     for (let i = n; i < Math.min(chunks, n + READ_BATCH); i++) batch.push(keys.body(id, i));
@@ -36,8 +37,16 @@ export async function* readBody(kv: Deno.Kv, ref: BodyRef): AsyncGenerator<Uint8
 /** The body's first chunk (where its header section starts), or null when none is stored. */
 export async function readFirstChunk(kv: Deno.Kv, ref: BodyRef): Promise<Uint8Array | null> {
   if (ref.spooled) return spoolOf(kv, ref).head(ref.id, CHUNK_SIZE);
-  if (ref.chunks === 0) return null;
+  if (storedChunks(ref) === 0) return null;
   return (await kv.get<Uint8Array>(keys.body(ref.id, 0))).value;
+}
+
+/**
+ * How many chunks of a message's body are stored under ["body", id, n] (none when it rides in its
+ * due entry or sits in the spool).
+ */
+export function storedChunks(ref: BodyRef): number {
+  return ref.bodyInDue || ref.spooled ? 0 : ref.chunks;
 }
 
 /**
@@ -45,15 +54,14 @@ export async function readFirstChunk(kv: Deno.Kv, ref: BodyRef): Promise<Uint8Ar
  * {@linkcode deleteBody} once the commit has landed.
  */
 export function deleteBodyOp(op: Deno.AtomicOperation, ref: BodyRef) {
-  if (ref.spooled) return;
-  for (let i = 0; i < ref.chunks; i++) op.delete(keys.body(ref.id, i));
+  for (let i = 0; i < storedChunks(ref); i++) op.delete(keys.body(ref.id, i));
 }
 
 /** Deletes a body: its chunks, in as few commits as the store allows, or its spool file. */
 export async function deleteBody(kv: Deno.Kv, ref: BodyRef) {
   if (ref.spooled) return spoolOf(kv, ref).remove(ref.id);
   const writer = new MeteredWriter(directCommit(kv));
-  for (let i = 0; i < ref.chunks; i++) await writer.delete(keys.body(ref.id, i));
+  for (let i = 0; i < storedChunks(ref); i++) await writer.delete(keys.body(ref.id, i));
   await writer.flush();
 }
 

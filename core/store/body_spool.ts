@@ -21,10 +21,22 @@ export function spoolDirFor(kvPath: string): string | null {
   return `${kvPath}-bodies`;
 }
 
-/** Keeps large bodies of `kv` in `dir` from now on (made 0700 if missing). */
+/**
+ * Keeps large bodies of `kv` in `dir` from now on (made 0700 if missing). A process that may not
+ * write there (a node allowed to write only the store's own files) still reads spooled bodies,
+ * and keeps the bodies it takes in KV.
+ */
 export async function useBodySpool(kv: Deno.Kv, dir: string): Promise<BodySpool> {
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const spool = new BodySpool(dir);
+  let writable = true;
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable)) {
+      throw err;
+    }
+    writable = false;
+  }
+  const spool = new BodySpool(dir, writable);
   spools.set(kv, spool);
   return spool;
 }
@@ -32,6 +44,12 @@ export async function useBodySpool(kv: Deno.Kv, dir: string): Promise<BodySpool>
 /** The spool of `kv`, or null when its bodies all live in KV. */
 export function bodySpoolOf(kv: Deno.Kv): BodySpool | null {
   return spools.get(kv) ?? null;
+}
+
+/** The spool new large bodies of `kv` go to, or null when they stay in KV. */
+export function writableSpoolOf(kv: Deno.Kv): BodySpool | null {
+  const spool = spools.get(kv);
+  return spool?.writable ? spool : null;
 }
 
 const STALE_AFTER_MS = 60 * 60_000;
@@ -44,7 +62,7 @@ const READ_SIZE = 256 * 1024;
 export class BodySpool {
   #dirSync: Coalesced;
 
-  constructor(readonly dir: string) {
+  constructor(readonly dir: string, readonly writable = true) {
     this.#dirSync = new Coalesced(async () => {
       using d = await Deno.open(dir, { read: true });
       await d.sync();

@@ -10,6 +10,8 @@
  * reads that is harmless; for a commit it means "unknown", never "certainly not written".
  */
 
+import { metrics } from "../metrics.ts";
+
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
 }
@@ -40,14 +42,36 @@ function boundedList<T>(it: Deno.KvListIterator<T>, ms: number): Deno.KvListIter
   return wrapped as unknown as Deno.KvListIterator<T>;
 }
 
+/** The builder calls that each add one mutation; `mutate` adds one per argument. */
+const MUTATIONS = new Set<PropertyKey>(["set", "delete", "sum", "min", "max"]);
+
+/** Counts a commit that landed and its mutations (what write amplification is measured in). */
+function countCommit(mutations: number) {
+  metrics.kvCommits.inc();
+  metrics.kvMutations.inc({}, mutations);
+}
+
 function boundedAtomic(op: Deno.AtomicOperation, ms: number): Deno.AtomicOperation {
+  let mutations = 0;
   const proxy: Deno.AtomicOperation = new Proxy(op, {
     get(target, prop) {
-      if (prop === "commit") return () => within(target.commit(), ms, "a commit");
+      if (prop === "commit") {
+        return () =>
+          within(
+            target.commit().then((res) => {
+              if (res.ok) countCommit(mutations);
+              return res;
+            }),
+            ms,
+            "a commit",
+          );
+      }
       const value = Reflect.get(target, prop, target);
       if (typeof value !== "function") return value;
       // The builder methods return the operation itself: keep the caller on the wrapper.
       return (...args: unknown[]) => {
+        if (MUTATIONS.has(prop)) mutations++;
+        else if (prop === "mutate") mutations += args.length;
         const result = value.apply(target, args);
         return result === target ? proxy : result;
       };
@@ -65,12 +89,16 @@ export function boundedKv(kv: Deno.Kv, ms: number): Deno.Kv {
         case "getMany":
         case "set":
         case "delete":
-          return (...args: unknown[]) =>
-            within(
-              (target[prop] as (...a: unknown[]) => Promise<unknown>).apply(target, args),
-              ms,
-              `a ${prop}`,
-            );
+          return (...args: unknown[]) => {
+            let done = (target[prop] as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            if (prop === "set" || prop === "delete") {
+              done = done.then((res) => {
+                countCommit(1);
+                return res;
+              });
+            }
+            return within(done, ms, `a ${prop}`);
+          };
         case "list":
           return (...args: Parameters<Deno.Kv["list"]>) => boundedList(target.list(...args), ms);
         case "atomic":

@@ -74,6 +74,11 @@ export class Committer {
     this.#now = options.now ?? Date.now;
   }
 
+  /** The store this committer writes to. */
+  get kv(): Deno.Kv {
+    return this.#kv;
+  }
+
   /** How long a caller may wait for the store (POSTERN_STORE_RETRY). */
   get retryMs(): number {
     return this.#retryMs;
@@ -158,7 +163,9 @@ export class Committer {
     const giveUpAt = Math.max(deadline, started + MIN_ATTEMPT_MS);
     for (let attempt = 0;; attempt++) {
       const op = this.#kv.atomic();
-      for (const c of changes) c.apply(op);
+      const folded = foldSums(op);
+      for (const c of changes) c.apply(folded.op);
+      folded.flush();
       try {
         // The client of a remote store may go on sending this request after we stop waiting,
         // so a commit reported as failed may still land: callers treat failure as "unknown".
@@ -183,6 +190,41 @@ export class Committer {
       }
     }
   }
+}
+
+/**
+ * `op` with every `sum` held back and folded per key, so a batch's counters (every message's
+ * stats, say) cost one mutation per distinct key; `flush` adds them. Sums commute, so the
+ * result is what the separate sums would have made.
+ */
+function foldSums(op: Deno.AtomicOperation): { op: Deno.AtomicOperation; flush(): void } {
+  const sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
+  const folding: Deno.AtomicOperation = new Proxy(op, {
+    get(target, prop) {
+      if (prop === "sum") {
+        return (key: Deno.KvKey, n: bigint) => {
+          const id = key.map((part) => `${typeof part}:${String(part)}`).join("\u0001");
+          const cur = sums.get(id);
+          if (cur) cur.n += n;
+          else sums.set(id, { key, n });
+          return folding;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        const result = value.apply(target, args);
+        return result === target ? folding : result;
+      };
+    },
+  });
+  return {
+    op: folding,
+    flush() {
+      // KV sums wrap at 2^64 like the separate sums would.
+      for (const { key, n } of sums.values()) op.sum(key, BigInt.asUintN(64, n));
+    },
+  };
 }
 
 /** Errors that say the store could not take the commit now, not that the commit is wrong. */

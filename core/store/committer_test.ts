@@ -76,3 +76,39 @@ Deno.test("a change is measured as Deno encodes it: keys as tuples, values as st
   });
   assert.ok(COMMIT_BUDGET.checks === 10);
 });
+
+Deno.test("counters summed by many changes of one batch land once, with their total", async () => {
+  const raw = await Deno.openKv(":memory:");
+  try {
+    let sums = 0;
+    // Counts the sums each commit carries, as the store receives them.
+    const kv = new Proxy(raw, {
+      get(target, prop) {
+        if (prop !== "atomic") return Reflect.get(target, prop, target).bind?.(target);
+        return () => {
+          const op = target.atomic();
+          const sum = op.sum.bind(op);
+          op.sum = (key, n) => {
+            sums++;
+            return sum(key, n);
+          };
+          return op;
+        };
+      },
+    });
+    const committer = new Committer(kv);
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        committer.commit({
+          apply: (op) => op.set(["msg", i], true).sum(["stat", "a"], 2n).sum(["stat", "b"], 1n),
+        })),
+    );
+    assert.ok(results.every((r) => typeof r === "string"));
+    assert.equal((await raw.get<Deno.KvU64>(["stat", "a"])).value?.value, 100n);
+    assert.equal((await raw.get<Deno.KvU64>(["stat", "b"])).value?.value, 50n);
+    assert.ok(sums <= 2 * committer.commits, `${sums} sums in ${committer.commits} commits`);
+    assert.ok(committer.commits < 50, `${committer.commits} commits: the changes shared some`);
+  } finally {
+    raw.close();
+  }
+});

@@ -1,7 +1,7 @@
 /**
  * Recording a delivery attempt: one commit per transaction that removes the due entry, moves
  * each recipient row to its new state, files the next due entry for the deferred ones and writes
- * one event per recipient (in the message timeline, the account's event log and the stats
+ * one event per recipient (in the account's event log, its id on the row, and the stats
  * counters). A check on the due entry's versionstamp makes a replayed attempt (a
  * second node, a restart) a no-op rather than a second state change.
  */
@@ -16,7 +16,7 @@ import type {
   RecipientRow,
   RecipientStatus,
 } from "../model.ts";
-import { putEvent } from "./events.ts";
+import { putEvent, withEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { dueEntries, putDue } from "./due_groups.ts";
 
@@ -91,15 +91,22 @@ export function attemptChange(
       nextDue.set(r.nextAttemptAt, list);
     }
   }
-  const filed = [...nextDue].flatMap(([at, idxs]) => dueEntries(due.domain, at, due.msgId, idxs));
+  const filed = [...nextDue].flatMap(([at, idxs]) =>
+    dueEntries(due.domain, at, due.msgId, idxs, due.body)
+  );
   return {
     apply(op) {
       op.check({ key: due.key, versionstamp: due.versionstamp });
       op.delete(due.key);
-      for (const row of rows) op.set(keys.recipient(row.msgId, row.idx), row);
-      // Event ids are taken now, as the commit is built (core/store/events.ts says why).
-      for (const ev of events) putEvent(op, account, { ...ev, id: monotonicId() } as MessageEvent);
+      // Event ids are taken now, as the commit is built (core/store/events.ts says why); each
+      // row lists its event's id, which is how the message's timeline finds it.
+      rows.forEach((row, i) => {
+        const event = { ...events[i]!, id: monotonicId() } as MessageEvent;
+        putEvent(op, account, event);
+        op.set(keys.recipient(row.msgId, row.idx), withEvent(row, event.id));
+      });
       tally.apply(op);
+      // A body that rides in the due entry moves on with the recipients still to be tried.
       for (const d of filed) putDue(op, d);
       extra?.(op);
     },

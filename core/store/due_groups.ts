@@ -7,7 +7,7 @@
  * entries here, and return them to the worker, which offers them to actors in memory as they are.
  */
 import { keys } from "./keys.ts";
-import type { DueEntry } from "./queue.ts";
+import { type DueEntry, dueValue } from "./queue.ts";
 
 export const MAX_RECIPIENTS_PER_DUE = 100;
 
@@ -25,13 +25,15 @@ export type FiledDue = Omit<DueEntry, "versionstamp">;
 
 /**
  * The due entries for recipients `idxs` of message `msgId` at `domain`, due at `dueAt`: one per
- * group, each keyed by its group's lowest recipient index.
+ * group, each keyed by its group's lowest recipient index, each carrying `body` when the
+ * message's body rides in its due entry (MessageRecord.bodyInDue).
  */
 export function dueEntries(
   domain: string,
   dueAt: number,
   msgId: string,
   idxs: readonly number[],
+  body?: Uint8Array,
 ): FiledDue[] {
   return dueGroups([...idxs].sort((a, b) => a - b)).map((rcpts) => ({
     key: keys.due(domain, dueAt, msgId, rcpts[0]!),
@@ -39,12 +41,13 @@ export function dueEntries(
     dueAt,
     msgId,
     rcpts,
+    ...(body ? { body } : {}),
   }));
 }
 
 /** Adds the set that files `due` to a commit. */
 export function putDue(op: Deno.AtomicOperation, due: FiledDue) {
-  op.set(due.key, { rcpts: due.rcpts });
+  op.set(due.key, dueValue(due.rcpts, due.body));
 }
 
 /** `filed` as written by the commit whose versionstamp is `versionstamp`. */

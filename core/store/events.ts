@@ -1,7 +1,10 @@
 /**
- * Events in the store. Each event is written twice in the commit of the state change it records:
- * under its message (["ev", msgId, id], the message's timeline) and in its account's log
- * (["evlog", account, id]), which consumers and webhook actors read by cursor.
+ * Events in the store. Each event is written once, in the commit of the state change it records,
+ * to its account's log (["evlog", account, id]), which consumers and webhook actors read by
+ * cursor. A message's timeline is found through the ids its record and its recipient rows keep
+ * (`events`), which the same commit writes. A rare event whose commit writes no such record, or
+ * one whose rows go on from memory (a release from the hold queue, a report after delivery), also
+ * goes under its message (["ev", msgId, id]), as every event did before.
  *
  * Reading the log by cursor has one trap: event ids are taken from the clock when a commit is
  * built, but commits land a little later, and another node's clock may lag ours. A reader that
@@ -14,17 +17,47 @@
  */
 import { keys } from "./keys.ts";
 import { idTimePrefix, monotonicId } from "../ids.ts";
-import type { EventType, MessageEvent } from "../model.ts";
+import type { EventType, MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
+import { listRows, loadMessage } from "./queue.ts";
 
 /** Stamps `event` with a fresh, time-ordered id; call inside `Change.apply`. */
 export function stampEvent(event: Omit<MessageEvent, "id">): MessageEvent {
   return { ...event, id: monotonicId() } as MessageEvent;
 }
 
-/** Adds one event to a commit: the message timeline and the account log. */
+/**
+ * Adds one event to a commit: the account log. The commit must also write the event's id into
+ * the message record or a recipient row (`events`), or the timeline does not find it.
+ */
 export function putEvent(op: Deno.AtomicOperation, account: string, event: MessageEvent) {
-  op.set(keys.event(event.msgId, event.id), event);
   op.set(keys.accountEvent(account, event.id), event);
+}
+
+/** Adds an event that no record in its commit lists: in the log and under its message. */
+export function putUnlistedEvent(op: Deno.AtomicOperation, account: string, event: MessageEvent) {
+  putEvent(op, account, event);
+  op.set(keys.event(event.msgId, event.id), event);
+}
+
+/** `row` with the id of an event of its commit added to its timeline. */
+export function withEvent<T extends { events?: string[] }>(row: T, eventId: string): T {
+  return { ...row, events: [...(row.events ?? []), eventId] };
+}
+
+/** Every event key of a message: its account-log entries and its own timeline entries. */
+export async function messageEventKeys(
+  kv: Deno.Kv,
+  msg: MessageRecord,
+  rows: readonly RecipientRow[],
+): Promise<Deno.KvKey[]> {
+  const ids = new Set([...(msg.events ?? []), ...rows.flatMap((r) => r.events ?? [])]);
+  const out: Deno.KvKey[] = [];
+  for await (const e of kv.list({ prefix: keys.eventPrefix(msg.id) })) {
+    out.push(e.key);
+    ids.add(e.key[2] as string);
+  }
+  for (const id of ids) out.push(keys.accountEvent(msg.account, id));
+  return out;
 }
 
 export interface EventPage {
@@ -80,9 +113,21 @@ export async function listAccountEvents(
 
 /** The message timeline: every event of one message, oldest first. */
 export async function listMessageEvents(kv: Deno.Kv, msgId: string): Promise<MessageEvent[]> {
-  const out: MessageEvent[] = [];
+  const byId = new Map<string, MessageEvent>();
   for await (const e of kv.list<MessageEvent>({ prefix: keys.eventPrefix(msgId) })) {
-    out.push(e.value);
+    byId.set(e.value.id, e.value);
   }
-  return out;
+  const msg = await loadMessage(kv, msgId);
+  if (msg) {
+    const rows = await listRows(kv, msgId);
+    const ids = [...(msg.events ?? []), ...rows.flatMap((r) => r.events ?? [])]
+      .filter((id) => !byId.has(id));
+    for (let i = 0; i < ids.length; i += 10) {
+      const batch = ids.slice(i, i + 10).map((id) => keys.accountEvent(msg.account, id));
+      for (const e of await kv.getMany<MessageEvent[]>(batch)) {
+        if (e.value) byId.set(e.value.id, e.value);
+      }
+    }
+  }
+  return [...byId.values()].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }

@@ -10,9 +10,9 @@
  */
 import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
-import { type DueEntry, listRows, loadMessage } from "./queue.ts";
+import { type DueEntry, listRows, loadMessage, setMarkersOp } from "./queue.ts";
 import { dueEntries, putDue, written } from "./due_groups.ts";
-import { putEvent } from "./events.ts";
+import { putUnlistedEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 
@@ -109,11 +109,12 @@ async function settle(
       apply(op) {
         for (const row of batch) op.set(keys.recipient(msgId, row.idx), row);
         for (const d of filed) putDue(op, d);
-        for (const domain of byDomain.keys()) op.set(keys.queue(domain), { touchedAt: now });
+        setMarkersOp(op, [...byDomain.keys()], now);
         if (last) {
           op.check(entry);
           op.delete(keys.hold(msgId));
-          putEvent(op, msg.account, { ...event, msgId, at: now, id: monotonicId() });
+          // Rare, and the rows go on to delivery from memory: kept under the message itself.
+          putUnlistedEvent(op, msg.account, { ...event, msgId, at: now, id: monotonicId() });
         }
       },
     });

@@ -4,12 +4,12 @@
  * | key                                   | value            | written by                 |
  * |---------------------------------------|------------------|----------------------------|
  * | ["msg", id]                           | MessageRecord    | intake                     |
- * | ["body", id, n]                       | Uint8Array ≤63000| intake (chunk n of body)   |
+ * | ["body", id, n]                       | Uint8Array ≤63000| intake (chunk n of body; a small body of a message with one due entry rides in it instead) |
  * | ["staged", id]                        | {createdAt}      | intake, before a large body's chunks; removed by its commit |
  * | ["rcpt", id, idx]                     | RecipientRow     | intake, destination actor  |
- * | ["due", domain, dueAt, id, idx]       | {rcpts}          | intake, site actor (filed per recipient domain; a site actor works all its domains) |
- * | ["queue", domain]                     | {touchedAt}      | intake (destination has work) |
- * | ["ev", msgId, eventId]                | MessageEvent     | same commit as the change  |
+ * | ["due", domain, dueAt, id, idx]       | {rcpts, body?}   | intake, site actor (filed per recipient domain; a site actor works all its domains) |
+ * | ["queue", domain]                     | {touchedAt}      | intake (destination has work; a node rewrites it at most every 5 s) |
+ * | ["ev", msgId, eventId]                | MessageEvent     | an event no record of its commit lists (older stores: every event) |
  * | ["cred", id]                          | Credential       | credentials                |
  * | ["cred_user", username]               | id               | credentials                |
  * | ["cred_day", credId, "YYYY-MM-DD"]    | Deno.KvU64       | intake, in the message commit: messages accepted that UTC day (daily_quota) |
@@ -21,14 +21,14 @@
  * | ["lease", "site", site]               | Lease            | site actor (one node shapes a site) |
  * | ["site_ctl", site]                    | SiteControl      | queue API: an operator's suspension of a site |
  * | ["supp", account, address]            | Suppression      | suppressions API; attempt commit (hard bounce, expiry streak) |
- * | ["supp_streak", account, address]     | {count, lastAt}  | attempt commit: expiries in a row; deleted on delivery |
+ * | ["supp_streak", account, address]     | {count, lastAt}  | attempt commit: expiries in a row; deleted by a delivery (when a node's cache knows of it) |
  * | ["meta", "supp_gen"]                  | Deno.KvU64       | summed with every suppression change: nodes reload their cache |
  * | ["dsn", msgId, dsnId]                 | DsnRequest       | attempt commit (a permanent failure); deleted by the DSN's own message commit |
  * | ["warmup", source, site, utcDay]      | Deno.KvU64       | attempt commit: sends from a warming source to a site that day |
  * | ["meta", "admin_token"]               | {hash}           | start-up                   |
- * | ["evlog", account, eventId]           | MessageEvent     | same commit as ["ev", …]: the account's event log, read by cursor |
+ * | ["evlog", account, eventId]           | MessageEvent     | the commit of the change: the account's event log, read by cursor; its id is listed in the message record or a row (`events`) |
  * | ["idem", account, key]                | {id, at, fingerprint?} | message commit (expires after 24 h) |
- * | ["idx_time", account, msgId]          | true             | message commit: search by time |
+ * | ["idx_time", account, msgId]          | true             | (older stores: search by time; now the walk of ["msg", id]) |
  * | ["idx_from", account, from, msgId]    | true             | message commit: search by sender (lower-cased) |
  * | ["idx_rcpt", account, rcpt, msgId]    | true             | message commit: search by recipient (lower-cased) |
  * | ["idx_tag", account, tag, msgId]      | true             | message commit: search by tag |
@@ -96,6 +96,7 @@ export const keys = {
   suppressionPrefix: (account?: string): Key =>
     account === undefined ? ["supp"] : ["supp", account],
   suppressionStreak: (account: string, address: string): Key => ["supp_streak", account, address],
+  suppressionStreakPrefix: (): Key => ["supp_streak"],
   suppressionGeneration: (): Key => ["meta", "supp_gen"],
   dsnRequest: (msgId: string, dsnId: string): Key => ["dsn", msgId, dsnId],
   dsnRequestPrefix: (): Key => ["dsn"],

@@ -1,9 +1,12 @@
 /**
  * Log search without scans of the whole store. The message commit writes one index key per
- * searchable fact — time, sender, each recipient, each tag, the submitting credential — each
- * ending in the message id, so
- * a search walks one index's range for its most selective term, newest first, and only checks
- * the other terms on the messages that range yields. Cost follows the matches, not the number of
+ * searchable fact — sender, each recipient, each tag, the submitting credential — each ending in
+ * the message id, so a search walks one index's range for its most selective term, newest first,
+ * and only checks the other terms on the messages that range yields. Time needs no index of its
+ * own: message ids are time-ordered, so a search by time alone walks the message records
+ * themselves (["msg", id]) over its range. Those are every account's, so where several accounts
+ * share a store such a search skips the others' messages, within `maxScan`. (Older stores also
+ * hold a per-account time index, ["idx_time", account, id], which retention still removes.) Cost follows the matches, not the number of
  * stored messages. Status and subject have no index: they are checked on the candidates the other
  * terms yield, so a search that has to skip many of them (a rare status, an unusual subject) stops
  * after `maxScan` and hands back a cursor to go on from.
@@ -30,14 +33,13 @@ export function recipientIndexEntries(
   return out;
 }
 
-/** Time, sender, tag and credential index entries; they ride in the message commit itself. */
+/** Sender, tag and credential index entries; they ride in the message commit itself. */
 export function putMessageIndex(op: Deno.AtomicOperation, msg: MessageRecord) {
   for (const key of commitIndexKeys(msg)) op.set(key, true);
 }
 
 function commitIndexKeys(msg: MessageRecord): Deno.KvKey[] {
   return [
-    keys.indexTime(msg.account, msg.id),
     keys.indexFrom(msg.account, msg.mailFrom.toLowerCase(), msg.id),
     ...(msg.tags ?? []).map((tag) => keys.indexTag(msg.account, tag, msg.id)),
     ...(msg.credentialId ? [keys.indexCredential(msg.account, msg.credentialId, msg.id)] : []),
@@ -47,6 +49,8 @@ function commitIndexKeys(msg: MessageRecord): Deno.KvKey[] {
 /** Every index key of a message, for the retention sweeper. */
 export function messageIndexKeys(msg: MessageRecord, rows: readonly RecipientRow[]): Deno.KvKey[] {
   return [
+    // A record without `events` was written before the time index went (see the module comment).
+    ...(msg.events === undefined ? [keys.indexTime(msg.account, msg.id)] : []),
     ...commitIndexKeys(msg),
     ...recipientIndexEntries(msg, rows).map(([key]) => key),
   ];
@@ -95,7 +99,7 @@ function driver(q: SearchQuery): Deno.KvKey {
   if (q.from) return ["idx_from", q.account, q.from.toLowerCase()];
   if (q.tag) return ["idx_tag", q.account, q.tag];
   if (q.credential) return ["idx_cred", q.account, q.credential];
-  return ["idx_time", q.account];
+  return keys.messagePrefix();
 }
 
 function selector(prefix: Deno.KvKey, q: SearchQuery): Deno.KvListSelector {
@@ -122,11 +126,13 @@ export async function searchMessages(kv: Deno.Kv, q: SearchQuery): Promise<Searc
   let scanned = 0;
   let lastScanned: string | null = null;
   let batch: string[] = [];
+  /** Records the walk itself read (a search by time walks the records). */
+  const known = new Map<string, MessageRecord>();
 
   // A batch's candidates are read ten to a round trip, all round trips at once, then taken in
   // index order, so the page and its cursor are what a one-by-one walk would give.
   const flush = async (): Promise<boolean> => {
-    const checked = await checkBatch(kv, q, batch);
+    const checked = await checkBatch(kv, q, batch, known);
     for (let i = 0; i < batch.length; i++) {
       const hit = checked[i];
       if (hit) hits.push(hit);
@@ -136,12 +142,17 @@ export async function searchMessages(kv: Deno.Kv, q: SearchQuery): Promise<Searc
       }
     }
     batch = [];
+    known.clear();
     return false;
   };
 
-  const iter = kv.list<true>(selector(prefix, q), { reverse: true, batchSize: CANDIDATE_BATCH });
+  const iter = kv.list<true | MessageRecord>(selector(prefix, q), {
+    reverse: true,
+    batchSize: CANDIDATE_BATCH,
+  });
   for await (const entry of iter) {
     const msgId = entry.key[entry.key.length - 1] as string;
+    if (entry.value !== true) known.set(msgId, entry.value);
     scanned++;
     lastScanned = msgId;
     batch.push(msgId);
@@ -165,12 +176,17 @@ async function checkBatch(
   kv: Deno.Kv,
   q: SearchQuery,
   ids: readonly string[],
+  known: ReadonlyMap<string, MessageRecord>,
 ): Promise<(SearchHit | null)[]> {
+  const unknown = ids.filter((id) => !known.has(id));
   const chunks: string[][] = [];
-  for (let i = 0; i < ids.length; i += 10) chunks.push(ids.slice(i, i + 10));
-  const msgs = (await Promise.all(
-    chunks.map((c) => kv.getMany<MessageRecord[]>(c.map((id) => keys.message(id)))),
-  )).flat().map((e) => e.value);
+  for (let i = 0; i < unknown.length; i += 10) chunks.push(unknown.slice(i, i + 10));
+  const read = new Map(
+    (await Promise.all(
+      chunks.map((c) => kv.getMany<MessageRecord[]>(c.map((id) => keys.message(id)))),
+    )).flat().map((e) => [e.key[1] as string, e.value]),
+  );
+  const msgs = ids.map((id) => known.get(id) ?? read.get(id) ?? null);
   return await Promise.all(ids.map(async (msgId, i): Promise<SearchHit | null> => {
     const msg = await matchMessage(kv, q, msgs[i] ?? null, msgId);
     if (!msg) return null;

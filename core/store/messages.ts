@@ -12,14 +12,14 @@ import { measureChange } from "./commit_size.ts";
 import { CommitChecksFailed, type CommitFn, MeteredAtomic, MeteredWriter } from "./metered.ts";
 import { CHUNK_SIZE, deleteBody, readBody } from "./bodies.ts";
 import type { BodySpool, SpoolFile } from "./body_spool.ts";
-import { dueEntries, type FiledDue } from "./due_groups.ts";
+import { dueEntries, type FiledDue, MAX_RECIPIENTS_PER_DUE } from "./due_groups.ts";
 import { putEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { putMessageIndex, recipientIndexEntries } from "./message_index.ts";
 import { claimIdempotency, type IdempotencyLookup, type IdempotencyRecord } from "./idempotency.ts";
 import { countAccepted } from "./send_counts.ts";
 import { type HoldRecord, putHold } from "./holds.ts";
-import type { DueEntry } from "./queue.ts";
+import { type DueEntry, dueValue, markersDue, markersWritten } from "./queue.ts";
 import { monotonicId } from "../ids.ts";
 import type { MemoryHold } from "../policy/memory_budget.ts";
 import { domainOf } from "../mail/address.ts";
@@ -27,6 +27,13 @@ import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 
 /** Bodies up to this size ride in the message commit; larger ones are written ahead. */
 const INLINE_BODY_LIMIT = 6 * CHUNK_SIZE;
+/**
+ * A body up to this size, in a message with one due entry, rides in that entry: written with it
+ * and gone with its last delete, which saves the body's own set and delete (two of the dozen
+ * mutations a small message costs). Larger bodies stay in chunks: due entries are listed in
+ * batches, and a deferral rewrites the entry.
+ */
+const BODY_IN_DUE_LIMIT = 16 * 1024;
 
 /**
  * Splits a byte stream into fixed-size chunks and decides when they must leave memory early: a
@@ -223,17 +230,28 @@ export async function commitMessage(
   const { msg } = m;
   const pieces: Deno.KvMutation[] = [];
   const piece = (key: Deno.KvKey, value: unknown) => pieces.push({ type: "set", key, value });
-  m.inlineChunks.forEach((c, j) => piece(keys.body(msg.id, m.baseChunk + j), c));
+  const groups = [...m.byDomain].map(([domain, idxs]) => ({ domain, idxs }));
+  const only = m.inlineChunks[0];
+  const bodyInDue = groups.length === 1 && groups[0]!.idxs.length <= MAX_RECIPIENTS_PER_DUE &&
+      !m.staged && m.baseChunk === 0 && m.inlineChunks.length === 1 && only !== undefined &&
+      only.length <= BODY_IN_DUE_LIMIT
+    ? only
+    : undefined;
+  // The record handed to delivery in memory says so too.
+  if (bodyInDue) msg.bodyInDue = true;
+  else m.inlineChunks.forEach((c, j) => piece(keys.body(msg.id, m.baseChunk + j), c));
   for (const row of m.rows) piece(keys.recipient(msg.id, row.idx), row);
   /** The due entries by key, until the commit that writes each one is known. */
   const due = new Map<Deno.KvKey, FiledDue>();
-  for (const [domain, domainIdxs] of m.byDomain) {
-    for (const entry of dueEntries(domain, msg.createdAt, msg.id, domainIdxs)) {
+  for (const { domain, idxs } of groups) {
+    for (const entry of dueEntries(domain, msg.createdAt, msg.id, idxs, bodyInDue)) {
       due.set(entry.key, entry);
-      piece(entry.key, { rcpts: entry.rcpts });
+      piece(entry.key, dueValue(entry.rcpts, entry.body));
     }
-    piece(keys.queue(domain), { touchedAt: msg.createdAt });
   }
+  // A domain's queue marker is rewritten only when this node's write of it is stale (queue.ts).
+  const markers = markersDue(committer.kv, m.byDomain.keys(), msg.createdAt);
+  for (const domain of markers) piece(keys.queue(domain), { touchedAt: msg.createdAt });
   // Last, so they are the pieces most likely to stay in the message commit itself.
   for (const [key, value] of recipientIndexEntries(msg, m.rows)) piece(key, value);
   // Events, counters and the other index entries must land with the message, never ahead of it.
@@ -251,10 +269,11 @@ export async function commitMessage(
   }
   let staged = m.staged;
   const applyHead = (op: Deno.AtomicOperation, withStagedMarker: boolean) => {
-    op.set(keys.message(msg.id), msg);
-    // Event ids are taken now, as the commit is built (core/store/events.ts says why).
-    putEvent(op, msg.account, { ...m.event, id: monotonicId() });
-    for (const ev of m.suppressedEvents) putEvent(op, msg.account, { ...ev, id: monotonicId() });
+    // Event ids are taken now, as the commit is built (core/store/events.ts says why); the
+    // record lists them, which is how the message's timeline finds them.
+    const events = [m.event, ...m.suppressedEvents].map((ev) => ({ ...ev, id: monotonicId() }));
+    for (const ev of events) putEvent(op, msg.account, ev);
+    op.set(keys.message(msg.id), { ...msg, events: events.map((ev) => ev.id) });
     tally.apply(op);
     putMessageIndex(op, msg);
     if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);
@@ -301,6 +320,7 @@ export async function commitMessage(
     },
   });
   if (stamp === null) return null;
+  markersWritten(committer.kv, markers, msg.createdAt);
   wrote(last.mutations, stamp);
   return { versionstamp: stamp, due: written, staged };
 }

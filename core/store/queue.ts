@@ -13,11 +13,32 @@ export interface DueEntry {
   dueAt: number;
   msgId: string;
   rcpts: number[];
+  /** The message's body, when it rides in its due entry (MessageRecord.bodyInDue). */
+  body?: Uint8Array;
 }
 
-function toDue(e: Deno.KvEntry<{ rcpts: number[] }>): DueEntry {
+/** A due entry's value. */
+export interface DueValue {
+  rcpts: number[];
+  body?: Uint8Array;
+}
+
+/** The value of a due entry for `rcpts`, carrying `body` when the message's body rides along. */
+export function dueValue(rcpts: number[], body: Uint8Array | undefined): DueValue {
+  return body ? { rcpts, body } : { rcpts };
+}
+
+function toDue(e: Deno.KvEntry<DueValue>): DueEntry {
   const [, domain, dueAt, msgId] = e.key as [string, string, number, string, number];
-  return { key: e.key, versionstamp: e.versionstamp, domain, dueAt, msgId, rcpts: e.value.rcpts };
+  return {
+    key: e.key,
+    versionstamp: e.versionstamp,
+    domain,
+    dueAt,
+    msgId,
+    rcpts: e.value.rcpts,
+    ...(e.value.body ? { body: e.value.body } : {}),
+  };
 }
 
 export async function listDue(
@@ -27,7 +48,7 @@ export async function listDue(
   limit: number,
 ): Promise<DueEntry[]> {
   const out: DueEntry[] = [];
-  const iter = kv.list<{ rcpts: number[] }>({
+  const iter = kv.list<DueValue>({
     start: keys.duePrefix(domain),
     end: [...keys.duePrefix(domain), now + 1],
   }, { limit });
@@ -57,10 +78,86 @@ export async function nextDueAfter(
   return null;
 }
 
+/**
+ * A destination's queue marker (["queue", domain]) tells every node's poll that the domain has
+ * work, and its `touchedAt` that new work came. Rewriting it with every message would be a
+ * mutation per message on one shared key, so a node writes it at most once per
+ * {@linkcode MARKER_REFRESH_MS} per domain: the first message after a quiet spell still touches it
+ * at once. This node's retirement of a marker forgets it here, so the next message writes it again.
+ */
+export const MARKER_REFRESH_MS = 5_000;
+/** Polls between full scans of the due entries for domains whose marker went missing. */
+const ORPHAN_SCAN_EVERY = 12;
+
+interface MarkerState {
+  /** When this node last wrote each domain's marker (the `touchedAt` it wrote). */
+  written: Map<string, number>;
+  polls: number;
+}
+
+/** Per store: tests run several relays' stores in one process. */
+const markerStates = new WeakMap<Deno.Kv, MarkerState>();
+
+function markerState(kv: Deno.Kv): MarkerState {
+  let state = markerStates.get(kv);
+  if (!state) markerStates.set(kv, state = { written: new Map(), polls: 0 });
+  return state;
+}
+
+/** The domains whose marker a commit queuing work for `domains` at `at` should write. */
+export function markersDue(kv: Deno.Kv, domains: Iterable<string>, at: number): string[] {
+  const { written } = markerState(kv);
+  return [...domains].filter((domain) => {
+    const last = written.get(domain);
+    return last === undefined || at < last || at - last >= MARKER_REFRESH_MS;
+  });
+}
+
+/** Adds the marker writes {@linkcode markersDue} chose to a commit. */
+export function setMarkersOp(op: Deno.AtomicOperation, domains: readonly string[], at: number) {
+  for (const domain of domains) op.set(keys.queue(domain), { touchedAt: at });
+}
+
+/** The commit that wrote markers for `domains` at `at` landed. */
+export function markersWritten(kv: Deno.Kv, domains: readonly string[], at: number) {
+  const { written } = markerState(kv);
+  for (const domain of domains) {
+    if ((written.get(domain) ?? -Infinity) < at) written.set(domain, at);
+  }
+}
+
+/**
+ * The destinations with work: their markers, and every {@linkcode ORPHAN_SCAN_EVERY}th call (the
+ * first included) also domains that have due entries but no marker, which another node's
+ * retirement racing a message this node queued without rewriting the marker can leave.
+ */
 export async function listQueuedDestinations(kv: Deno.Kv): Promise<Deno.KvEntry<unknown>[]> {
   const out: Deno.KvEntry<unknown>[] = [];
   for await (const e of kv.list({ prefix: keys.queuePrefix() })) out.push(e);
+  const state = markerState(kv);
+  if (state.polls++ % ORPHAN_SCAN_EVERY !== 0) return out;
+  const marked = new Set(out.map((e) => e.key[1] as string));
+  for (const entry of await firstDuePerDomain(kv)) {
+    const domain = entry.key[1] as string;
+    if (marked.has(domain)) continue;
+    out.push({ ...entry, key: keys.queue(domain), value: { touchedAt: entry.key[2] as number } });
+  }
   return out;
+}
+
+/** The earliest due entry of each domain: one read per domain, skipping over the rest. */
+async function firstDuePerDomain(kv: Deno.Kv): Promise<Deno.KvEntry<unknown>[]> {
+  const out: Deno.KvEntry<unknown>[] = [];
+  const prefix = keys.dueAllPrefix();
+  let start: Deno.KvKey = prefix;
+  for (;;) {
+    let found: Deno.KvEntry<unknown> | null = null;
+    for await (const e of kv.list({ prefix, start }, { limit: 1 })) found = e;
+    if (!found) return out;
+    out.push(found);
+    // A domain followed by NUL sorts right after every key of that domain.
+    start = [...prefix, `${found.key[1] as string}\0`];
+  }
 }
 
 /**
@@ -70,6 +167,9 @@ export async function listQueuedDestinations(kv: Deno.Kv): Promise<Deno.KvEntry<
 export async function retireDestination(kv: Deno.Kv, domain: string): Promise<boolean> {
   const marker = await kv.get(keys.queue(domain));
   if ((await nextDueAt(kv, domain)) !== null) return false;
+  // Forgotten first: a message queued from now on writes the marker again.
+  markerState(kv).written.delete(domain);
+  if (marker.versionstamp === null) return true;
   const res = await kv.atomic().check(marker).delete(keys.queue(domain)).commit();
   return res.ok;
 }

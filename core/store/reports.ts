@@ -8,7 +8,7 @@ import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
-import { putEvent } from "./events.ts";
+import { putUnlistedEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { type Suppression, suppressOps } from "./suppressions.ts";
 
@@ -61,7 +61,8 @@ export function reportChange(
       } else {
         op.set(row.key, { ...r, updatedAt: now } satisfies RecipientRow); // moves the versionstamp
       }
-      putEvent(op, msg.account, { ...event, id: monotonicId() } as MessageEvent);
+      // Rare (a report after delivery): kept under the message itself too.
+      putUnlistedEvent(op, msg.account, { ...event, id: monotonicId() } as MessageEvent);
       tally.apply(op);
       if (outcome.suppress) suppressOps(op, outcome.list ?? msg.account, outcome.suppress);
     },

@@ -9,7 +9,8 @@
 import { keys } from "./keys.ts";
 import { deleteBody } from "./bodies.ts";
 import { idTimePrefix } from "../ids.ts";
-import { FINAL_STATUSES, type MessageEvent, type MessageRecord } from "../model.ts";
+import { FINAL_STATUSES, type MessageRecord } from "../model.ts";
+import { messageEventKeys } from "./events.ts";
 import { listRows } from "./queue.ts";
 import { messageIndexKeys } from "./message_index.ts";
 import { listAccounts } from "./accounts.ts";
@@ -45,9 +46,7 @@ export async function sweepExpiredMessages(
     }
     await deleteBody(kv, msg);
     const doomed: Deno.KvKey[] = rows.map((r) => keys.recipient(msg.id, r.idx));
-    for await (const ev of kv.list<MessageEvent>({ prefix: keys.eventPrefix(msg.id) })) {
-      doomed.push(keys.accountEvent(msg.account, ev.value.id), ev.key);
-    }
+    doomed.push(...await messageEventKeys(kv, msg, rows));
     doomed.push(...messageIndexKeys(msg, rows));
     for (let i = 0; i < doomed.length; i += DELETES_PER_COMMIT) {
       const op = kv.atomic();

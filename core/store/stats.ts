@@ -1,8 +1,10 @@
 /**
  * Event counters for `GET /v1/stats`: KV sums written in the same commit as the events they count,
  * one counter per (account, hour, dimension, value, event type). Sums to one key within a commit
- * add up, so a tally folds a whole commit's events into one mutation per distinct counter.
- * Counts are per recipient: a message to three recipients is `accepted` three times.
+ * add up, so a tally folds a whole commit's events into one mutation per distinct counter, and the
+ * group committer folds a whole batch's (core/store/committer.ts). Counts are per recipient: a
+ * message to three recipients is `accepted` three times. A delivery costs one counter (two with
+ * tags): its latency bucket under its domain, from which `delivered` and the hour's total are read.
  */
 import { keys } from "./keys.ts";
 import type { EventType } from "../model.ts";
@@ -14,9 +16,11 @@ const MAX_COUNTERS = 300;
 export type StatDimension = "all" | "domain" | "tag";
 
 /**
- * Delivery latency (accepted → delivered) is counted into these buckets (upper bounds, ms) next to
- * the event counters, so percentiles come from sums alone: no per-message scan, and the same
- * one-mutation-per-counter folding within a commit.
+ * Delivery latency (accepted → delivered) is counted into these buckets (upper bounds, ms), so
+ * percentiles come from sums alone: no per-message scan, and the same one-mutation-per-counter
+ * folding within a commit. Every delivery is counted in exactly one bucket, so the buckets are the
+ * `delivered` count too: a delivery sums only its bucket (older stores also hold a `delivered`
+ * counter, which reading reconciles).
  */
 export const LATENCY_BUCKETS_MS = [
   100,
@@ -92,14 +96,14 @@ export class StatTally {
   ) {
     const hour = hourOf(at);
     const n = BigInt(options.count ?? 1);
-    const types = options.latencyMs === undefined
-      ? [type]
-      : [type, latencyBucket(Math.max(0, options.latencyMs))];
+    // A delivery's count is its latency bucket (see LATENCY_BUCKETS_MS), summed under its
+    // domain only: the hour's total is read as the sum of its domains (readStats).
+    const delivery = options.latencyMs !== undefined;
+    const types = delivery ? [latencyBucket(Math.max(0, options.latencyMs!))] : [type];
+    const perDomain = options.domain !== undefined && options.domain !== "" && type !== "accepted";
     for (const t of types) {
-      this.#bump(keys.stat(account, hour, "all", "", t), n);
-      if (options.domain && type !== "accepted") {
-        this.#bump(keys.stat(account, hour, "domain", options.domain, t), n);
-      }
+      if (!(delivery && perDomain)) this.#bump(keys.stat(account, hour, "all", "", t), n);
+      if (perDomain) this.#bump(keys.stat(account, hour, "domain", options.domain!, t), n);
       for (const tag of options.tags ?? []) this.#bump(keys.stat(account, hour, "tag", tag, t), n);
     }
   }
@@ -148,6 +152,20 @@ function percentile(buckets: Map<number, number>, q: number): number | null {
   return null;
 }
 
+/**
+ * `counts` with `delivered` as its latency buckets add up. A store written before deliveries
+ * stopped summing `delivered` itself has both for its older hours, where they agree; the buckets
+ * never count fewer, so the larger is right in every row.
+ */
+function withDeliveredFromBuckets(
+  counts: Partial<Record<EventType | ScanStat, number>>,
+  buckets: Map<number, number> | undefined,
+): Partial<Record<EventType | ScanStat, number>> {
+  const inBuckets = [...(buckets?.values() ?? [])].reduce((a, b) => a + b, 0);
+  const delivered = Math.max(counts.delivered ?? 0, inBuckets);
+  return delivered > 0 ? { ...counts, delivered } : counts;
+}
+
 /** Sums the counters of `account` over `[since, until)` grouped by hour, domain or tag. */
 export async function readStats(
   kv: Deno.Kv,
@@ -160,6 +178,8 @@ export async function readStats(
   const rows = new Map<string, Partial<Record<EventType | ScanStat, number>>>();
   const latencies = new Map<string, Map<number, number>>();
   const scanLatencies = new Map<string, Map<number, number>>();
+  /** By hour: the delivery buckets summed over the hour's domains (see StatTally.add). */
+  const domainLatencies = new Map<string, Map<number, number>>();
   const dim: StatDimension = by === "hour" ? "all" : by;
   const iter = kv.list<Deno.KvU64>({
     start: [...prefix, hourOf(since)],
@@ -174,10 +194,11 @@ export async function readStats(
       string,
       EventType | ScanStat,
     ];
-    if (d !== dim) continue;
     const rowKey = by === "hour" ? new Date(hour).toISOString() : value;
+    const ofDomains = by === "hour" && d === "domain" && type.startsWith(LATENCY_TYPE);
+    if (d !== dim && !ofDomains) continue;
     const bucketed = type.startsWith(LATENCY_TYPE)
-      ? [LATENCY_TYPE, latencies] as const
+      ? [LATENCY_TYPE, ofDomains ? domainLatencies : latencies] as const
       : type.startsWith(SCAN_LATENCY_TYPE)
       ? [SCAN_LATENCY_TYPE, scanLatencies] as const
       : null;
@@ -195,6 +216,13 @@ export async function readStats(
     counts[type] = (counts[type] ?? 0) + Number(e.value.value);
     rows.set(rowKey, counts);
   }
+  // An hour's delivery buckets: its domains' sums, or the hour's own where an older store summed
+  // them too (never fewer than the domains', which a commit's counter cap could have dropped).
+  for (const [rowKey, buckets] of domainLatencies) {
+    const own = latencies.get(rowKey) ?? new Map<number, number>();
+    for (const [bound, n] of buckets) own.set(bound, Math.max(own.get(bound) ?? 0, n));
+    latencies.set(rowKey, own);
+  }
   const percentiles = (buckets = new Map<number, number>()): Percentiles => ({
     p50: percentile(buckets, 0.5),
     p90: percentile(buckets, 0.9),
@@ -202,7 +230,7 @@ export async function readStats(
   });
   return [...rows.entries()].map(([key, counts]) => ({
     key,
-    counts,
+    counts: withDeliveredFromBuckets(counts, latencies.get(key)),
     latency: percentiles(latencies.get(key)),
     scanLatency: percentiles(scanLatencies.get(key)),
   }))

@@ -108,11 +108,17 @@ export async function loadStreaks(
   return out;
 }
 
+/** Sets an expiry streak; every node's cache learns of it, so their deliveries end it. */
 export function setStreakOp(op: Deno.AtomicOperation, account: string, address: string, s: Streak) {
   op.set(keys.suppressionStreak(account, normalizeAddress(address)), s);
+  op.sum(keys.suppressionGeneration(), 1n);
 }
 
-/** A delivery ends a streak: a blind delete, no read. */
+/**
+ * A delivery ends a streak: a delete, no read. Only for an address the cache knows has one
+ * ({@linkcode SuppressionCache.hasStreak}): a delete per delivery would be a mutation per message
+ * for a key that almost never exists.
+ */
 export function clearStreakOp(op: Deno.AtomicOperation, account: string, address: string) {
   op.delete(keys.suppressionStreak(account, normalizeAddress(address)));
 }
@@ -121,6 +127,8 @@ export function clearStreakOp(op: Deno.AtomicOperation, account: string, address
 export class SuppressionCache {
   #kv: Deno.Kv;
   #lists = new Map<string, Map<string, string>>();
+  /** Addresses with an expiry streak, by account: few, as an expiry is rare. */
+  #streaks = new Map<string, Set<string>>();
   #generation = -1n;
 
   constructor(kv: Deno.Kv) {
@@ -143,6 +151,22 @@ export class SuppressionCache {
     this.#lists.get(account)?.delete(normalizeAddress(address));
   }
 
+  /**
+   * Whether `address` has an expiry streak, as far as this node knows. A streak another node set
+   * since this node's last refresh is missed: a delivery here in that window leaves it standing.
+   */
+  hasStreak(account: string, address: string): boolean {
+    return this.#streaks.get(account)?.has(normalizeAddress(address)) ?? false;
+  }
+
+  /** Applies a streak change this node just committed (`on` false: the streak ended). */
+  rememberStreak(account: string, address: string, on: boolean) {
+    let set = this.#streaks.get(account);
+    if (!set) this.#streaks.set(account, set = new Set());
+    if (on) set.add(normalizeAddress(address));
+    else set.delete(normalizeAddress(address));
+  }
+
   get size(): number {
     let n = 0;
     for (const list of this.#lists.values()) n += list.size;
@@ -161,7 +185,15 @@ export class SuppressionCache {
       if (!list) lists.set(account, list = new Map());
       list.set(e.value.address, e.value.reason);
     }
+    const streaks = new Map<string, Set<string>>();
+    for await (const e of this.#kv.list({ prefix: keys.suppressionStreakPrefix() })) {
+      const [, account, address] = e.key as [string, string, string];
+      let set = streaks.get(account);
+      if (!set) streaks.set(account, set = new Set());
+      set.add(address);
+    }
     this.#lists = lists;
+    this.#streaks = streaks;
     this.#generation = gen;
   }
 

@@ -26,6 +26,6 @@ export async function sweepStaged(kv: Deno.Kv, now = Date.now()): Promise<number
     swept++;
   }
   const spool = bodySpoolOf(kv);
-  if (spool) swept += await spool.sweep(kv, now);
+  if (spool?.writable) swept += await spool.sweep(kv, now);
   return swept;
 }
