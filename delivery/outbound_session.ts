@@ -35,6 +35,47 @@ export interface SessionOptions {
   ca?: string[];
   /** SMTP AUTH (RFC 4954) at a smarthost, after STARTTLS. */
   auth?: { user: string; pass: string };
+  /** Monotonic ms, for how long the connection sat idle; performance.now() unless a test sets it. */
+  now?: () => number;
+}
+
+/**
+ * A connection whose last transaction ended in a 250 within this long is reused without RSET: a
+ * completed transaction leaves the server with no state to clear (RFC 5321 §4.1.1.4), and the
+ * round trip was one of the writes and waits of every message on a hot connection. Older ones
+ * still get RSET, which also proves the connection is alive before a transaction starts.
+ */
+const REUSE_WITHOUT_RSET_MS = 1_000;
+
+interface SendStreamInternals {
+  _socket?: { cork(): void; uncork(): void; writableHighWaterMark: number };
+  _createSendStream(callback: unknown): { once(event: "end", fn: () => void): unknown };
+}
+
+/**
+ * nodemailer writes a message's data and its final dot as two socket writes (two segments with
+ * TCP_NODELAY). A body small enough to sit in the socket's buffer whole is corked until the
+ * data stream ends, so both leave in one write; a larger one streams as before (corked, it
+ * would wait for a drain that never comes).
+ */
+function oneWriteForSmallBodies(conn: SMTPConnection): (size: number) => void {
+  const c = conn as unknown as SendStreamInternals;
+  let corkNext = false;
+  const createSendStream = c._createSendStream.bind(c);
+  c._createSendStream = (callback) => {
+    const stream = createSendStream(callback);
+    const socket = c._socket;
+    if (corkNext && socket) {
+      socket.cork();
+      stream.once("end", () => socket.uncork());
+    }
+    corkNext = false;
+    return stream;
+  };
+  return (size) => {
+    const room = c._socket?.writableHighWaterMark ?? 0;
+    corkNext = size + 5 < room; // the body, and at most "\r\n.\r\n"
+  };
 }
 
 export type OutcomeKind = "success" | "transient" | "permanent";
@@ -99,14 +140,20 @@ function kindOf(code: number | undefined): OutcomeKind {
 export class OutboundSession {
   #conn: SMTPConnection;
   #broken = false;
+  readonly #now: () => number;
+  readonly #nextBodySize: (size: number) => void;
+  /** When the last transaction ended in a 250 (see REUSE_WITHOUT_RSET_MS); null: not clean. */
+  #cleanSince: number | null = null;
   deliveries = 0;
   readonly info: SessionInfo;
   /** The TLS policy this session was checked against; reuse only for jobs under the same. */
   policyKey = "plain";
 
-  private constructor(conn: SMTPConnection, info: SessionInfo) {
+  private constructor(conn: SMTPConnection, info: SessionInfo, now: () => number) {
     this.#conn = conn;
     this.info = info;
+    this.#now = now;
+    this.#nextBodySize = oneWriteForSmallBodies(conn);
     conn.on("error", () => (this.#broken = true));
     conn.on("end", () => (this.#broken = true));
   }
@@ -165,7 +212,7 @@ export class OutboundSession {
             ...(target.name ? { remoteName: target.name } : {}),
             ...(socket?.localAddress ? { localAddress: String(socket.localAddress) } : {}),
             ...(details ? { tls: details.version, tlsDetails: details } : {}),
-          }),
+          }, options.now ?? (() => performance.now())),
         );
       };
       conn.connect(() => {
@@ -197,13 +244,18 @@ export class OutboundSession {
     size: number,
   ): Promise<RecipientOutcome[]> {
     this.deliveries++;
+    this.#cleanSince = null;
+    this.#nextBodySize(body instanceof Uint8Array ? body.length : Infinity);
     const message = body instanceof Uint8Array ? body : Readable.from(body);
     return new Promise((resolve) => {
       this.#conn.send(
         { from, to: [...to], size, use8BitMime: true } as SMTPConnection.Envelope,
         message as unknown as Readable,
         (err, info) => {
-          if (!err && info) return resolve(this.#fromInfo(to, info));
+          if (!err && info) {
+            this.#cleanSince = this.#now();
+            return resolve(this.#fromInfo(to, info));
+          }
           resolve(this.#fromError(to, (err ?? new Error("no result")) as NodemailerError));
         },
       );
@@ -236,10 +288,15 @@ export class OutboundSession {
       : { rcpt, kind: "transient", reply: `${e.code ?? "ERROR"}: ${e.message}` };
   }
 
-  /** RSET between transactions keeps a reused connection clean after a failed one. */
+  /**
+   * RSET between transactions keeps a reused connection clean after a failed one, and checks
+   * that one idle for a while is still there; right after a 250 it is not needed.
+   */
   reset(): Promise<boolean> {
     return new Promise((resolve) => {
       if (!this.usable) return resolve(false);
+      const clean = this.#cleanSince;
+      if (clean !== null && this.#now() - clean < REUSE_WITHOUT_RSET_MS) return resolve(true);
       this.#conn.reset((err) => {
         if (err) this.#broken = true;
         resolve(!err);

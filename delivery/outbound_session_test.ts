@@ -106,3 +106,81 @@ Deno.test("a pipelined RCPT that gets no reply is given up after the RCPT timeou
     await sink.close();
   }
 });
+
+const QUICK_TIMEOUTS = {
+  greetingMs: 10_000,
+  commandMs: 10_000,
+  mailMs: 10_000,
+  rcptMs: 10_000,
+  dataMs: 10_000,
+  dataBlockMs: 10_000,
+  dataDoneMs: 10_000,
+};
+
+Deno.test("a connection reused right after a delivered message sends no RSET; one idle for a while does", async () => {
+  const mx = await startRawMx({ starttls: false });
+  let now = 0;
+  const session = await OutboundSession.open({ host: "127.0.0.1", port: mx.port }, {
+    heloName: "relay.test",
+    connectTimeoutMs: 5_000,
+    timeouts: QUICK_TIMEOUTS,
+    requireTls: false,
+    now: () => now,
+  });
+  try {
+    const body = new TextEncoder().encode("Subject: x\r\n\r\nbody\r\n");
+    const send = async () => {
+      const [outcome] = await session.send("a@origin.test", ["b@dest.test"], body, body.length);
+      assert.equal(outcome!.kind, "success", outcome!.reply);
+    };
+    await send();
+    now += 10;
+    assert.ok(await session.reset());
+    await send();
+    now += 60_000;
+    assert.ok(await session.reset());
+    await send();
+    const verbs = mx.sessions[0]!.map((line) => line.split(" ")[0]);
+    assert.deepEqual(verbs, [
+      "EHLO",
+      "MAIL",
+      "RCPT",
+      "DATA",
+      "MAIL",
+      "RCPT",
+      "DATA",
+      "RSET",
+      "MAIL",
+      "RCPT",
+      "DATA",
+    ]);
+  } finally {
+    await session.close();
+    await mx.close();
+  }
+});
+
+Deno.test("small and large bodies both arrive whole, whichever way they are written", async () => {
+  const mx = await startRawMx({ starttls: false });
+  const session = await OutboundSession.open({ host: "127.0.0.1", port: mx.port }, {
+    heloName: "relay.test",
+    connectTimeoutMs: 5_000,
+    timeouts: QUICK_TIMEOUTS,
+    requireTls: false,
+  });
+  try {
+    const line = "x".repeat(76) + "\r\n";
+    for (const [i, size] of [100, 16_000, 300_000].entries()) {
+      const text = `Subject: ${size}\r\n\r\n` + line.repeat(Math.ceil(size / line.length));
+      const body = new TextEncoder().encode(text);
+      const [outcome] = await session.send("a@origin.test", ["b@dest.test"], body, body.length);
+      assert.equal(outcome!.kind, "success", outcome!.reply);
+      const [tx] = (await mx.waitFor(i + 1)).slice(-1);
+      assert.equal(new TextDecoder().decode(unstuff(tx!.wire)), text);
+      assert.ok(await session.reset());
+    }
+  } finally {
+    await session.close();
+    await mx.close();
+  }
+});

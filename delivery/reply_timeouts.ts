@@ -64,7 +64,16 @@ export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
   // one write) are answered in order, so the socket waits as long as the oldest one may.
   const owed: number[] = [];
   let streaming = false;
-  const arm = () => c._socket?.setTimeout(streaming ? t.dataBlockMs : owed[0] ?? t.commandMs);
+  // Set only when the wait changes (or TLS brought a new socket): each setTimeout makes a new
+  // timer, and every read and write restarts the countdown of the one there anyway.
+  let armed: { socket: unknown; ms: number } | null = null;
+  const arm = () => {
+    const socket = c._socket;
+    const ms = streaming ? t.dataBlockMs : owed[0] ?? t.commandMs;
+    if (!socket || (armed?.socket === socket && armed.ms === ms)) return;
+    armed = { socket, ms };
+    socket.setTimeout(ms);
+  };
   // The greeting and a TLS handshake get their own time, not what the connect timeout left.
   c._remainingSetupTime = () => t.greetingMs;
   const sendCommand = c._sendCommand.bind(c);

@@ -180,6 +180,8 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   // Abuse limits (core/config/limits.ts), per node like the credential rate limits.
   const clients = new ClientConnections({
     perClient: config.smtpClientConnectionLimit,
+    trustedPerClient: config.trustedMaxConnections,
+    isTrusted,
     total: config.smtpMaxConnections,
     rate: config.smtpClientConnectionRate ?? null,
     now: Date.now,
@@ -333,7 +335,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     });
   }
 
-  const postern = sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true });
+  const postern: PosternServerOptions = {
+    ...sessionGuards(config, { earlyTalkerPause: false, authOnlyOverTls: true }),
+    trustedSockets: { perClient: config.trustedMaxConnections, isTrusted },
+  };
   const base: SMTPServerOptions & { postern: PosternServerOptions } = {
     postern,
     name: deps.hostname,

@@ -5,6 +5,7 @@
  * the tests await events and bound them generously instead of timing the server.
  */
 import assert from "node:assert/strict";
+import type { Server, Socket } from "node:net";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import {
@@ -342,6 +343,91 @@ Deno.test("a command line over the limit is answered 421 4.7.0 line too long", a
   const tooLong = await client.command(`NOOP ${"x".repeat(200)}`);
   assert.equal(tooLong.code, 421);
   assert.match(tooLong.raw, /^421 4\.7\.0 relay\.test Error: line too long/);
+  client.close();
+});
+
+// --- _createParser: the replies to a pipelined batch in one write ---------------------------
+
+type WriteCallback = (err?: Error | null) => void;
+interface WritableHooks {
+  _write(chunk: Uint8Array, encoding: string, cb: WriteCallback): void;
+  _writev?(chunks: { chunk: Uint8Array }[], cb: WriteCallback): void;
+}
+
+/** What the server writes to its sessions' sockets, one entry per write (seen, not altered). */
+function recordWrites(server: TestServer): string[] {
+  const writes: string[] = [];
+  const net = (server.smtp as unknown as { server: Server }).server;
+  net.on("connection", (socket: Socket) => {
+    const hooks = socket as unknown as WritableHooks;
+    const write = hooks._write.bind(socket);
+    hooks._write = (chunk, encoding, cb) => {
+      writes.push(String(chunk));
+      write(chunk, encoding, cb);
+    };
+    const writev = hooks._writev?.bind(socket);
+    if (writev) {
+      hooks._writev = (chunks, cb) => {
+        writes.push(chunks.map((c) => String(c.chunk)).join(""));
+        writev(chunks, cb);
+      };
+    }
+  });
+  return writes;
+}
+
+/** Handlers that decide a little later, as the relay's do (they look things up). */
+const answerLater = {
+  onMailFrom(_a: unknown, _s: unknown, callback: () => void) {
+    setTimeout(callback, 1);
+  },
+  onRcptTo(_a: unknown, _s: unknown, callback: () => void) {
+    setTimeout(callback, 1);
+  },
+} as Partial<SMTPServerOptions>;
+
+Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA leave the relay in one write", async () => {
+  await using server = await startServer({}, answerLater);
+  const writes = recordWrites(server);
+  const client = await RawSmtp.connect(server.port);
+  await client.hello();
+  writes.length = 0;
+  await client.write(
+    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n",
+  );
+  const codes = [];
+  for (let i = 0; i < 4; i++) codes.push((await client.reply()).code);
+  assert.deepEqual(codes, [250, 250, 250, 354]);
+  assert.equal(writes.length, 1, `one write, not ${JSON.stringify(writes)}`);
+  assert.match(writes[0]!, /^250 [^\r]*\r\n250 [^\r]*\r\n250 [^\r]*\r\n354 /);
+  await client.write("Subject: one\r\n\r\nbody\r\n.\r\n");
+  assert.equal((await client.reply()).code, 250);
+  await client.quit();
+});
+
+Deno.test("a client that waits for each reply still gets each one at once, in its own write", async () => {
+  await using server = await startServer({}, answerLater);
+  const writes = recordWrites(server);
+  const client = await RawSmtp.connect(server.port);
+  await client.hello();
+  writes.length = 0;
+  assert.equal((await client.command("MAIL FROM:<a@example.org>")).code, 250);
+  assert.equal((await client.command("RCPT TO:<b@example.org>")).code, 250);
+  assert.equal((await client.command("DATA")).code, 354);
+  assert.equal(writes.length, 3);
+  await client.write("Subject: one\r\n\r\nbody\r\n.\r\n");
+  assert.equal((await client.reply()).code, 250);
+  await client.quit();
+});
+
+Deno.test("STARTTLS pipelined behind other commands still hears its 220 before the handshake", async () => {
+  await using server = await startServer();
+  const client = await RawSmtp.connect(server.port);
+  await client.reply();
+  await client.write("EHLO client.test\r\nNOOP\r\nSTARTTLS\r\n");
+  const codes = [];
+  for (let i = 0; i < 3; i++) codes.push((await within(client.reply(), 10_000, "a reply")).code);
+  assert.deepEqual(codes, [250, 250, 220]);
   client.close();
 });
 

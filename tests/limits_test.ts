@@ -63,6 +63,32 @@ Deno.test("a connection flood from 127.0.0.2 is held to its per-client limit, an
   assert.fail("127.0.0.2 could not connect again after its sessions closed");
 });
 
+Deno.test("one trusted host opens 180 sessions at once and all are greeted, while an untrusted one still hears 421 past 50", async () => {
+  await using relay = await startRelay({ env: TRUSTED }); // the defaults: 500 trusted, 50 others
+  const held: NodeSmtp[] = [];
+  try {
+    const trusted = await Promise.all(
+      Array.from({ length: 180 }, () => connectFrom(relay, "127.0.0.1")),
+    );
+    held.push(...trusted.map((t) => t.client));
+    assert.deepEqual(
+      trusted.filter((t) => t.greeting.code !== 220).map((t) => t.greeting.raw),
+      [],
+      "every trusted session is greeted",
+    );
+    const others: NodeSmtpReply[] = [];
+    for (let i = 0; i < 51; i++) {
+      const { client, greeting } = await connectFrom(relay, "127.0.0.2");
+      held.push(client);
+      others.push(greeting);
+    }
+    assert.equal(others.filter((g) => g.code === 220).length, 50);
+    assert.match(others[50]!.raw, /^421 4\.7\.0 .*too many connections from your address/);
+  } finally {
+    for (const c of held) c.close();
+  }
+});
+
 Deno.test("unfinished TLS handshakes from 127.0.0.2 cannot fill the implicit-TLS port: 127.0.0.1 still submits there", async () => {
   await using relay = await startRelay({ env: TRUSTED });
   const sockets: net.Socket[] = [];
@@ -100,6 +126,46 @@ Deno.test("unfinished TLS handshakes from 127.0.0.2 cannot fill the implicit-TLS
     } finally {
       await client.quit();
     }
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+});
+
+Deno.test("on the implicit-TLS port a trusted host is held to POSTERN_TRUSTED_MAX_CONNECTIONS and others to the per-client limit", async () => {
+  await using relay = await startRelay({
+    env: {
+      ...TRUSTED,
+      POSTERN_SMTP_CLIENT_CONNECTION_LIMIT: "5",
+      POSTERN_TRUSTED_MAX_CONNECTIONS: "8",
+    },
+  });
+  const sockets: net.Socket[] = [];
+  const closed = new Map<string, number>();
+  try {
+    // Sockets that never start a handshake, counted from the accept.
+    for (const [address, count] of [["127.0.0.1", 10], ["127.0.0.2", 7]] as const) {
+      for (let i = 0; i < count; i++) {
+        const socket = net.connect({
+          host: "127.0.0.1",
+          port: relay.smtpsPort,
+          localAddress: address,
+        });
+        socket.on("error", () => {});
+        socket.once("close", () => closed.set(address, (closed.get(address) ?? 0) + 1));
+        sockets.push(socket);
+      }
+    }
+    const total = () => (closed.get("127.0.0.1") ?? 0) + (closed.get("127.0.0.2") ?? 0);
+    const started = performance.now();
+    while (total() < 4 && performance.now() - started < 20_000) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      Object.fromEntries(closed),
+      { "127.0.0.1": 2, "127.0.0.2": 2 },
+      "the 2 over each limit were closed",
+    );
   } finally {
     for (const s of sockets) s.destroy();
   }

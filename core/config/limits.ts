@@ -2,7 +2,8 @@
  * Abuse limits: what one client may cost us. Defaults follow Postfix where Postfix has the knob
  * (its parameter is named beside each field) and are stricter where Postfix relies on its
  * process model instead (a whole-session deadline, a hard TLS handshake deadline). README's
- * "Security and limits" lists every one. Loopback and trusted networks are not exempt.
+ * "Security and limits" lists every one. Loopback and trusted networks are not exempt; trusted
+ * networks have a higher per-client session count of their own.
  *
  * @module
  */
@@ -17,6 +18,11 @@ export const LIMIT_FIELDS = {
   smtpMaxConnections: count.default(1000),
   /** Sessions one client address may hold (smtpd_client_connection_count_limit). */
   smtpClientConnectionLimit: count.default(50),
+  /**
+   * Sessions one trusted-network address may hold instead (Postfix exempts $mynetworks from its
+   * client limits: one trusted host may carry a whole load); still counted against the total.
+   */
+  trustedMaxConnections: count.default(500),
   /**
    * New sessions per client address, e.g. "60/min", the whole count allowed back to back
    * (smtpd_client_connection_rate_limit; unset = no limit, as Postfix's default 0).
@@ -93,6 +99,7 @@ export const LIMIT_ENV_NAMES = {
   POSTERN_SMTP_MAX_CONNECTIONS: "smtpMaxConnections",
   POSTERN_SMTP_CLIENT_CONNECTION_LIMIT: "smtpClientConnectionLimit",
   POSTERN_SMTP_CLIENT_CONNECTION_RATE: "smtpClientConnectionRate",
+  POSTERN_TRUSTED_MAX_CONNECTIONS: "trustedMaxConnections",
   POSTERN_SMTP_MAX_LINE_LENGTH: "smtpMaxLineLength",
   POSTERN_MAX_HEADER_SIZE: "maxHeaderSize",
   POSTERN_DKIM_WORKERS: "dkimWorkers",

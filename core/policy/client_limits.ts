@@ -3,8 +3,9 @@
  * address holds open (`smtpd_client_connection_count_limit`), how fast it opens new ones
  * (`smtpd_client_connection_rate_limit`), and how many sessions the listeners hold in all.
  *
- * Instead of exempting loopback and the trusted networks (Postfix exempts `$mynetworks` by
- * default), every address is counted: a runaway app on a trusted host must not starve the others.
+ * Trusted networks are counted too, against a limit of their own: Postfix exempts `$mynetworks`
+ * outright, which lets one trusted host run a whole load (a bench, an app server's pool), but a
+ * runaway app on a trusted host must still not starve the others, so its limit is higher, not gone.
  * The clock is injected; nothing here touches a socket.
  *
  * @module
@@ -15,6 +16,10 @@ import type { Rate } from "./duration.ts";
 export interface ClientLimitOptions {
   /** Sessions one client address may hold open at once; 0 = no limit. */
   perClient: number;
+  /** Sessions one trusted client address may hold open at once instead; 0 = no limit. */
+  trustedPerClient?: number;
+  /** Whether an address is in the trusted networks; none are without it. */
+  isTrusted?: (address: string) => boolean;
   /** Sessions over all clients; 0 = no limit. */
   total: number;
   /** New sessions per client address, with the whole count allowed back to back; null = none. */
@@ -45,9 +50,10 @@ export class ClientConnections {
 
   /** Asks to open a session for `address`; when allowed, it counts until {@linkcode close}. */
   open(address: string): ConnectionVerdict {
-    const { perClient, total, rate } = this.#options;
+    const { total, rate } = this.#options;
     if (total > 0 && this.#total >= total) return { ok: false, reason: "total", retryAfterMs: 0 };
     const open = this.#open.get(address) ?? 0;
+    const perClient = this.#perClientFor(address);
     if (perClient > 0 && open >= perClient) {
       return { ok: false, reason: "client_count", retryAfterMs: 0 };
     }
@@ -73,6 +79,11 @@ export class ClientConnections {
     if (open === 1) this.#open.delete(address);
     else this.#open.set(address, open - 1);
     this.#total--;
+  }
+
+  #perClientFor(address: string): number {
+    const { perClient, trustedPerClient, isTrusted } = this.#options;
+    return trustedPerClient !== undefined && isTrusted?.(address) ? trustedPerClient : perClient;
   }
 
   /** A client whose theoretical arrival time has passed has nothing left to remember. */

@@ -18,6 +18,26 @@ Deno.test("ClientConnections refuses a client over its count while others still 
   assert.equal(limits.openFor(), 3);
 });
 
+Deno.test("ClientConnections holds a trusted address to its own, higher limit", () => {
+  const limits = new ClientConnections({
+    perClient: 2,
+    trustedPerClient: 4,
+    isTrusted: (address) => address === "10.0.0.1",
+    total: 0,
+    rate: null,
+    now: () => 0,
+  });
+  for (let i = 0; i < 4; i++) assert.deepEqual(limits.open("10.0.0.1"), { ok: true });
+  assert.equal(limits.open("10.0.0.1").ok, false);
+  assert.equal(limits.open("10.0.0.2").ok, true);
+  assert.equal(limits.open("10.0.0.2").ok, true);
+  assert.deepEqual(limits.open("10.0.0.2"), {
+    ok: false,
+    reason: "client_count",
+    retryAfterMs: 0,
+  });
+});
+
 Deno.test("ClientConnections counts every client against the total", () => {
   const limits = new ClientConnections({ perClient: 0, total: 2, rate: null, now: () => 0 });
   assert.equal(limits.open("a").ok, true);
