@@ -267,12 +267,15 @@ async function startWorkerRole(
   return {
     worker,
     tlsReports,
-    async stop(deadline: number) {
+    /** `step` marks the end of each part of the stop, for the shutdown log line. */
+    async stop(deadline: number, step: (name: string) => void) {
       await worker.stop(Math.max(0, deadline - Date.now()));
+      step("deliveries");
       clearInterval(retentionTimer);
       tlsReports.stop();
       clearInterval(holdTimer);
       await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
+      step("webhooks");
     },
     closeSimulator: () => simulator.close(),
   };
@@ -569,13 +572,24 @@ async function main() {
     if (stopping) return;
     stopping = true;
     log.info("shutdown.start", { signal: signalName, grace_ms: config.shutdownGrace });
-    const deadline = Date.now() + config.shutdownGrace;
+    const started = Date.now();
+    const deadline = started + config.shutdownGrace;
+    // How long each step took: a stop that waits out the grace says which step held it.
+    const took: Record<string, number> = {};
+    let mark = started;
+    const step = (name: string) => {
+      const at = Date.now();
+      took[`${name}_ms`] = at - mark;
+      mark = at;
+    };
     await smtp?.drain(config.shutdownGrace);
-    await workerRole?.stop(deadline);
+    step("drain");
+    await workerRole?.stop(deadline, step);
     services.stop();
     tlsWatch.close();
     launchers.stop();
     await heartbeat.stop();
+    step("heartbeat");
     await Promise.race([
       Promise.all([
         smtp?.close(),
@@ -585,9 +599,10 @@ async function main() {
       ]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
+    step("close");
     kv.close();
     node.file?.close(); // releases the id for the next start
-    log.info("shutdown.done", {});
+    log.info("shutdown.done", { ms: Date.now() - started, ...took });
     Deno.exit(0);
   }
   Deno.addSignalListener("SIGTERM", () => shutdown("SIGTERM"));

@@ -55,8 +55,8 @@ Deno.test("GET /v1/queue lists each site with depth, oldest age, state and limit
     assert.equal(typeof site.oldest_age_s, "number");
     assert.ok(site.oldest_age_s >= 0 && site.oldest_age_s < 600);
     assert.ok(Date.parse(site.next_attempt_at) > Date.now() + 30 * 60_000, "the 1 h schedule");
-    assert.equal(site.limits.profile, "default");
-    assert.equal(site.limits.connection_limit, 10);
+    assert.equal(site.limits.profile, "route", "a route's site has the route profile");
+    assert.equal(site.limits.connection_limit, 50);
     assert.equal(site.limits.max_deliveries_per_connection, 100);
     assert.equal(site.limits.connect_timeout, "30s");
     assert.equal(site.limits.require_tls, false);
