@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from "./core/config/load.ts";
 import type { Config } from "./core/config/schema.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
+import { spoolDirFor, useBodySpool } from "./core/store/body_spool.ts";
 import { type LoadedTls, loadTls, openTlsSource, watchTlsFiles } from "./core/tls_source.ts";
 import { TlsPairError } from "./core/tls_pair.ts";
 import { helpText } from "./core/config/help.ts";
@@ -330,6 +331,8 @@ async function main() {
       await openKvFile(kvPath),
       isRemoteStore(kvPath) ? config.storeRetry : Infinity,
     );
+    const spoolDir = spoolDirFor(kvPath);
+    if (spoolDir) await useBodySpool(kv, spoolDir);
   } catch (err) {
     fatal(`POSTERN_KV: cannot open the store ${kvPath}: ${(err as Error).message}`);
   }

@@ -174,7 +174,7 @@ async function deliver(
       continue;
     }
     const cached = bodyCache.get(job.msg.id) ?? job.due.body;
-    const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg.id, job.msg.chunks));
+    const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg));
     outcomes.push(
       ...await session.send(
         group.from,
