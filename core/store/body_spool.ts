@@ -61,11 +61,14 @@ const READ_SIZE = 256 * 1024;
 
 export class BodySpool {
   #dirSync: Coalesced;
+  /** Directory syncs completed so far (a shared one counted once). */
+  dirSyncs = 0;
 
   constructor(readonly dir: string, readonly writable = true) {
     this.#dirSync = new Coalesced(async () => {
       using d = await Deno.open(dir, { read: true });
       await d.sync();
+      this.dirSyncs++;
     });
   }
 
@@ -73,19 +76,23 @@ export class BodySpool {
     return `${this.dir}/${id}`;
   }
 
-  /** A new body file for message `id`. */
+  /**
+   * A new body file for message `id`. Its directory entry starts syncing at once, while the rest
+   * of the body is still arriving, so that wait is mostly over by the time the body ends.
+   */
   create(id: string): SpoolFile {
     const file = Deno.openSync(this.path(id), {
       write: true,
       createNew: true,
       mode: 0o600,
     });
-    return new SpoolFile(this, id, file);
+    return new SpoolFile(this, id, file, this.syncDir());
   }
 
   /**
-   * Makes a new file's directory entry durable. Intakes finishing together share one directory
-   * sync: one that asks while a sync runs waits for the next, which covers its file.
+   * Makes the directory entries of the files created so far durable. Intakes asking together
+   * share one directory sync: one that asks while a sync runs waits for the next, which is the
+   * first to start after its file was created and so covers it.
    */
   syncDir(): Promise<void> {
     return this.#dirSync.run();
@@ -152,19 +159,28 @@ export class BodySpool {
 export class SpoolFile {
   #open = true;
 
-  constructor(private spool: BodySpool, readonly id: string, private file: Deno.FsFile) {}
+  constructor(
+    private spool: BodySpool,
+    readonly id: string,
+    private file: Deno.FsFile,
+    /** The sync of the file's directory entry, started when the file was created. */
+    private entrySynced: Promise<void>,
+  ) {
+    // Awaited by finish(); a body discarded before then never asks.
+    entrySynced.catch(() => {});
+  }
 
   write(bytes: Uint8Array) {
     for (let o = 0; o < bytes.length;) o += this.file.writeSync(bytes.subarray(o));
   }
 
   /**
-   * Makes the body durable: its data and its directory entry, synced side by side (the entry
-   * was made when the file was created, so its sync need not wait for the data's).
+   * Makes the body durable: its data, and its directory entry (whose sync started when the file
+   * was created, so it need not wait for the data's).
    */
   async finish() {
     try {
-      await Promise.all([this.file.syncData(), this.spool.syncDir()]);
+      await Promise.all([this.file.syncData(), this.entrySynced]);
     } finally {
       this.#close();
     }

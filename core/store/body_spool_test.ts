@@ -31,3 +31,32 @@ Deno.test("a spooled body reads back byte-exact; after an hour the sweeper remov
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("bodies spooled together share directory syncs, and each file's entry is synced by a sync that started after the file was made", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "postern_spool_" });
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const spool = await useBodySpool(kv, `${dir}/bodies`);
+    // The first file starts a directory sync; the 19 made while it runs all wait for the next.
+    const files = Array.from({ length: 20 }, (_, i) => spool.create(`m${i}`));
+    assert.equal(spool.dirSyncs, 0);
+    const body = new Uint8Array(500_000).fill(65);
+    for (const f of files) f.write(body);
+    await Promise.all(files.map((f) => f.finish()));
+    assert.equal(spool.dirSyncs, 2, "20 concurrent bodies cost two directory syncs, not 20");
+
+    // A file made while a sync is in flight is not covered by it: its finish waits for the
+    // next sync, which starts after the file's entry exists.
+    const first = spool.create("a");
+    const late = spool.create("b");
+    let lateDone = false;
+    const lateFinished = late.finish().then(() => (lateDone = true));
+    await first.finish();
+    await lateFinished;
+    assert.ok(lateDone);
+    assert.equal(spool.dirSyncs, 4, "the late file waited for a sync of its own round");
+  } finally {
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
