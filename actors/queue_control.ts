@@ -12,6 +12,13 @@ export function createQueueControl(
   deps: { kv: Deno.Kv; now(): number },
 ): QueueControl {
   const actorOf = (site: string) => worker.actors.get(site);
+  /** The live actor for a site key or domain, after adopting queued work none holds yet. */
+  function find(key: string) {
+    const actor = worker.actors.get(key);
+    if (actor) return actor;
+    for (const a of worker.actors.values()) if (a.domains.includes(key)) return a;
+    return undefined;
+  }
 
   return {
     async sites(): Promise<SiteView[]> {
@@ -21,18 +28,19 @@ export function createQueueControl(
 
     async resolve(siteOrDomain) {
       const key = siteOrDomain.trim().toLowerCase();
-      if (worker.actors.has(key)) return key;
-      for (const actor of worker.actors.values()) {
-        if (actor.domains.includes(key)) return actor.site;
-      }
+      // After a restart the poll may not have given a site's queued mail to an actor yet.
+      const actor = find(key) ?? (await worker.adoptQueued(), find(key));
+      if (actor) return actor.site;
       if (!/^[a-z0-9.-]+\.[a-z0-9-]+$/.test(key)) return null;
       const info = await worker.directory.lookup(key);
       return info.destination.ok ? info.site : null;
     },
 
-    retry(site) {
+    async retry(site) {
+      // Named by a domain without queued mail, the site may have no actor yet: retry what the
+      // store holds for it, so the request is never silently lost.
+      if (!actorOf(site)) await worker.adoptQueued();
       actorOf(site)?.retryNow();
-      return Promise.resolve();
     },
 
     async suspend(site) {

@@ -20,6 +20,12 @@ export interface Worker {
   readonly directory: SiteDirectory;
   /** The actor working a site, creating it (and adopting `domain`) if needed. */
   actorFor(info: SiteInfo): SiteActor | undefined;
+  /**
+   * Gives every domain with queued work (marked or not) to its site's actor, lookups awaited.
+   * The poll does this too, but without waiting and, for unmarked domains, only now and then:
+   * an operator's retry right after a restart named a site no actor worked yet, and was lost.
+   */
+  adoptQueued(): Promise<void>;
 }
 
 export type WorkerDeps = Omit<SiteActorDeps, "inflight"> & { signal: QueueSignal };
@@ -107,6 +113,17 @@ export function startWorker(deps: WorkerDeps): Worker {
     }
   }
 
+  async function adoptQueued() {
+    for (const entry of await listQueuedDestinations(deps.kv, { all: true })) {
+      const domain = entry.key[1] as string;
+      try {
+        route(domain, directory.cached(domain) ?? await directory.lookup(domain));
+      } catch (err) {
+        deps.log.error("worker.lookup_failed", { domain, err });
+      }
+    }
+  }
+
   const timers = deps.timers ?? systemTimers;
   const stopScanning = every(timers, deps.pollIntervalMs, scan);
 
@@ -114,6 +131,7 @@ export function startWorker(deps: WorkerDeps): Worker {
     actors,
     directory,
     actorFor,
+    adoptQueued,
     async stop(graceMs: number) {
       stopped = true;
       stopScanning();

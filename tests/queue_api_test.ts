@@ -4,8 +4,13 @@
  */
 import assert from "node:assert/strict";
 import type { Relay } from "./support/relay_process.ts";
-import { submit } from "./support/smtp_client.ts";
-import { eventually, startRelayWithSinks, waitForSite } from "./support/relay_fixture.ts";
+import { queuedId, sendTransaction, SmtpClient, submit } from "./support/smtp_client.ts";
+import {
+  eventually,
+  queueDrained,
+  startRelayWithSinks,
+  waitForSite,
+} from "./support/relay_fixture.ts";
 import {
   createCredential,
   getMessage,
@@ -228,4 +233,99 @@ Deno.test("the suppressions API pages by cursor, adds and deletes, scoped to the
   assert.equal((await call(relay, "DELETE", "/v1/suppressions/c@x.test")).status, 404);
   const [open] = await submit(relay, [{ from: "app@origin.test", to: "c@x.test", tag: "s2" }]);
   await waitForMessage(relay, open!, (m) => m.recipients[0]!.status === "delivered");
+});
+
+/** Submits a message to `to` whose body is about `size` bytes; returns its queue id. */
+async function submitSized(relay: Relay, to: string, tag: string, size: number): Promise<string> {
+  const line = "x".repeat(76) + "\r\n";
+  const data = [
+    "From: app@origin.test",
+    `To: ${to}`,
+    `Subject: test ${tag}`,
+    `X-Postern-Test-Id: ${tag}`,
+    "",
+    line.repeat(Math.ceil(size / line.length)),
+  ].join("\r\n");
+  const client = await SmtpClient.open(relay.smtpPort);
+  try {
+    await client.hello();
+    return queuedId(
+      await sendTransaction(client, "app@origin.test", [to], new TextEncoder().encode(data)),
+    );
+  } finally {
+    await client.quit();
+  }
+}
+
+/**
+ * Mail the sink deferred (1 h schedule): a 10 KB body (it rides in its due entry) and a 400 KB
+ * one (it sits in the spool beside the store). `between` runs once both wait (a restart, say);
+ * then the sink accepts, `POST /v1/queue/<name>/retry` is asked, and each message must arrive
+ * exactly once.
+ */
+async function retryDeferred(
+  name: (site: string) => string,
+  between: (fx: Awaited<ReturnType<typeof startRelayWithSinks>>) => Promise<void>,
+) {
+  await using fx = await startRelayWithSinks({
+    sinks: [{ defaultBehavior: { code: 451, message: "4.3.0 Not now" } }],
+    env: env(),
+  });
+  const { sink } = fx;
+  const small = await submitSized(fx.relay, "small@dest.test", "small", 10_000);
+  const large = await submitSized(fx.relay, "large@dest.test", "large", 400_000);
+  for (const id of [small, large]) {
+    const m = await waitForStatus(fx.relay, id, "deferred");
+    assert.ok(Date.parse(m.recipients[0]!.next_attempt_at!) > Date.now() + 30 * 60_000);
+  }
+  const site = `route:127.0.0.1:${sink.port}`;
+  await between(fx);
+  const relay = fx.relay;
+  sink.setBehavior("small@dest.test", "accept");
+  sink.setBehavior("large@dest.test", "accept");
+  const retried = await relay.api(`/v1/queue/${encodeURIComponent(name(site))}/retry`, {
+    method: "POST",
+  });
+  assert.equal(retried.status, 200, JSON.stringify(retried.json));
+  assert.equal(retried.json.site, site);
+  for (const id of [small, large]) await waitForStatus(relay, id, "delivered", 60_000);
+  await queueDrained(relay);
+  for (const tag of ["small", "large"]) {
+    const got = sink.messages.filter((m) => m.headers.includes(`X-Postern-Test-Id: ${tag}`));
+    assert.equal(got.length, 1, `${tag} arrives exactly once`);
+  }
+  assert.ok(
+    sink.messages.find((m) => m.headers.includes("X-Postern-Test-Id: large"))!.raw.length >
+      400_000,
+  );
+}
+
+const restart = async (fx: Awaited<ReturnType<typeof startRelayWithSinks>>) => {
+  fx.relay = await fx.relay.restart();
+};
+
+Deno.test("retry by domain sends mail deferred before a restart, each message once", async () => {
+  await retryDeferred(() => "dest.test", restart);
+});
+
+Deno.test("retry by site key sends mail deferred before a restart, each message once", async () => {
+  await retryDeferred((site) => site, restart);
+});
+
+Deno.test("retry by domain sends deferred mail without a restart, each message once", async () => {
+  await retryDeferred(() => "dest.test", () => Promise.resolve());
+});
+
+Deno.test("retry sends mail deferred before a restart whose domain's queue marker was retired", async () => {
+  await retryDeferred(() => "dest.test", async (fx) => {
+    await fx.relay.stop();
+    // Another node's retirement raced the deferral: the due entries stand, the marker is gone.
+    const kv = await Deno.openKv(`${fx.relay.dataDir}/postern.kv`);
+    try {
+      await kv.delete(["queue", "dest.test"]);
+    } finally {
+      kv.close();
+    }
+    fx.relay = await fx.relay.restart();
+  });
 });

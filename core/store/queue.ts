@@ -129,13 +129,17 @@ export function markersWritten(kv: Deno.Kv, domains: readonly string[], at: numb
 /**
  * The destinations with work: their markers, and every {@linkcode ORPHAN_SCAN_EVERY}th call (the
  * first included) also domains that have due entries but no marker, which another node's
- * retirement racing a message this node queued without rewriting the marker can leave.
+ * retirement racing a message this node queued without rewriting the marker can leave. `all`
+ * looks for those now, outside the poll's count: for an operator who names a site to act on.
  */
-export async function listQueuedDestinations(kv: Deno.Kv): Promise<Deno.KvEntry<unknown>[]> {
+export async function listQueuedDestinations(
+  kv: Deno.Kv,
+  options: { all?: boolean } = {},
+): Promise<Deno.KvEntry<unknown>[]> {
   const out: Deno.KvEntry<unknown>[] = [];
   for await (const e of kv.list({ prefix: keys.queuePrefix() })) out.push(e);
   const state = markerState(kv);
-  if (state.polls++ % ORPHAN_SCAN_EVERY !== 0) return out;
+  if (!options.all && state.polls++ % ORPHAN_SCAN_EVERY !== 0) return out;
   const marked = new Set(out.map((e) => e.key[1] as string));
   for (const entry of await firstDuePerDomain(kv)) {
     const domain = entry.key[1] as string;
@@ -149,10 +153,12 @@ export async function listQueuedDestinations(kv: Deno.Kv): Promise<Deno.KvEntry<
 async function firstDuePerDomain(kv: Deno.Kv): Promise<Deno.KvEntry<unknown>[]> {
   const out: Deno.KvEntry<unknown>[] = [];
   const prefix = keys.dueAllPrefix();
-  let start: Deno.KvKey = prefix;
+  // No start at first: KV refuses a start equal to the prefix (it must lie inside it), and that
+  // refusal failed the whole poll, so no domain was found this way at all.
+  let start: Deno.KvKey | undefined;
   for (;;) {
     let found: Deno.KvEntry<unknown> | null = null;
-    for await (const e of kv.list({ prefix, start }, { limit: 1 })) found = e;
+    for await (const e of kv.list(start ? { prefix, start } : { prefix }, { limit: 1 })) found = e;
     if (!found) return out;
     out.push(found);
     // A domain followed by NUL sorts right after every key of that domain.
