@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from "./core/config/load.ts";
 import type { Config } from "./core/config/schema.ts";
 import { createLogger, type Logger } from "./core/log.ts";
 import { sweepStaged } from "./core/store/sweeper.ts";
+import { spoolDirFor, useBodySpool } from "./core/store/body_spool.ts";
 import { type LoadedTls, loadTls, openTlsSource, watchTlsFiles } from "./core/tls_source.ts";
 import { TlsPairError } from "./core/tls_pair.ts";
 import { helpText } from "./core/config/help.ts";
@@ -19,7 +20,7 @@ import { dnsResolver } from "./core/mail/mx.ts";
 import { claimNodeId, type NodeIdentity } from "./core/node_id.ts";
 import { shortId } from "./core/ids.ts";
 import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
-import { openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
+import { isRemoteStore, openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
 import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { SmtpServerMismatch } from "./smtp/smtp_server_internals.ts";
@@ -266,12 +267,15 @@ async function startWorkerRole(
   return {
     worker,
     tlsReports,
-    async stop(deadline: number) {
+    /** `step` marks the end of each part of the stop, for the shutdown log line. */
+    async stop(deadline: number, step: (name: string) => void) {
       await worker.stop(Math.max(0, deadline - Date.now()));
+      step("deliveries");
       clearInterval(retentionTimer);
       tlsReports.stop();
       clearInterval(holdTimer);
       await webhooks.stop(Math.max(0, Math.min(2_000, deadline - Date.now())));
+      step("webhooks");
     },
     closeSimulator: () => simulator.close(),
   };
@@ -322,7 +326,13 @@ async function main() {
   let kv: Deno.Kv;
   try {
     // Bounded: a remote store's client would otherwise wait without end while it is unreachable.
-    kv = boundedKv(await openKvFile(kvPath), config.storeRetry);
+    // A local file is not: an abandoned commit that lands later would be mail told 451 and sent.
+    kv = boundedKv(
+      await openKvFile(kvPath),
+      isRemoteStore(kvPath) ? config.storeRetry : Infinity,
+    );
+    const spoolDir = spoolDirFor(kvPath);
+    if (spoolDir) await useBodySpool(kv, spoolDir);
   } catch (err) {
     fatal(`POSTERN_KV: cannot open the store ${kvPath}: ${(err as Error).message}`);
   }
@@ -335,7 +345,12 @@ async function main() {
   }
   let services: NodeServices;
   try {
-    services = await startNodeServices(kv, config, { hostname, log, secretBox });
+    services = await startNodeServices(kv, config, {
+      hostname,
+      log,
+      secretBox,
+      localStore: !isRemoteStore(kvPath),
+    });
   } catch (err) {
     if (err instanceof ConfigError) fatal(err.message);
     throw err;
@@ -566,13 +581,24 @@ async function main() {
     if (stopping) return;
     stopping = true;
     log.info("shutdown.start", { signal: signalName, grace_ms: config.shutdownGrace });
-    const deadline = Date.now() + config.shutdownGrace;
+    const started = Date.now();
+    const deadline = started + config.shutdownGrace;
+    // How long each step took: a stop that waits out the grace says which step held it.
+    const took: Record<string, number> = {};
+    let mark = started;
+    const step = (name: string) => {
+      const at = Date.now();
+      took[`${name}_ms`] = at - mark;
+      mark = at;
+    };
     await smtp?.drain(config.shutdownGrace);
-    await workerRole?.stop(deadline);
+    step("drain");
+    await workerRole?.stop(deadline, step);
     services.stop();
     tlsWatch.close();
     launchers.stop();
     await heartbeat.stop();
+    step("heartbeat");
     await Promise.race([
       Promise.all([
         smtp?.close(),
@@ -582,9 +608,10 @@ async function main() {
       ]),
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
+    step("close");
     kv.close();
     node.file?.close(); // releases the id for the next start
-    log.info("shutdown.done", {});
+    log.info("shutdown.done", { ms: Date.now() - started, ...took });
     Deno.exit(0);
   }
   Deno.addSignalListener("SIGTERM", () => shutdown("SIGTERM"));

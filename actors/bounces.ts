@@ -15,7 +15,7 @@ import {
   isDeliveryReport,
 } from "../core/mail/dsn.ts";
 import type { BodyCache } from "../core/store/body_cache.ts";
-import { readFirstChunk, storedChunks } from "../core/store/bodies.ts";
+import { readFirstChunk } from "../core/store/bodies.ts";
 import {
   clearStreakOp,
   loadStreaks,
@@ -217,8 +217,8 @@ async function originalHeaders(
   body: Uint8Array | undefined,
 ): Promise<Uint8Array> {
   let first = deps.bodyCache.get(msg.id) ?? body;
-  if (!first && storedChunks(msg) > 0) {
-    first = (await readFirstChunk(deps.kv, msg.id)) ?? undefined;
+  if (!first) {
+    first = (await readFirstChunk(deps.kv, msg)) ?? undefined;
   }
   const stored = first ? headerSection(first) : new Uint8Array(0);
   if (!msg.prefix) return stored;

@@ -82,7 +82,9 @@ export class SiteDirectory {
         reason: String(err),
       };
     }
-    const profile = destination.ok ? profileFor(shaping, destination.hostNames) : shaping.default;
+    const profile = destination.ok
+      ? profileFor(shaping, destination.hostNames, destination.route !== undefined)
+      : shaping.default;
     const info: SiteInfo = {
       domain,
       site: destination.site,

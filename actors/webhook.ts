@@ -114,6 +114,11 @@ export class WebhookActor {
   stop(): Promise<void> {
     this.#stopping = true;
     this.wake();
+    // A POST to a receiver that does not answer would hold the stop for the whole webhook
+    // timeout: cut it. Its event was not recorded delivered, so it is sent again after the
+    // restart (webhooks are at least once).
+    this.#agents.http.destroy();
+    this.#agents.https.destroy();
     return this.#done;
   }
 
@@ -207,6 +212,8 @@ export class WebhookActor {
         continue;
       }
       const outcome = await this.#post(endpoint, ev);
+      // Cut short by the stop: not the endpoint's failure, so neither counted nor logged as one.
+      if (!outcome.ok && this.#stopping) return { next, failures, complete: false };
       if (outcome.ok) {
         metrics.webhookDeliveries.inc({ result: "success" });
         Object.assign(next, {

@@ -7,8 +7,9 @@
  * and the chunk writer live in core/store/messages.ts.
  */
 import type { Committer } from "./store/committer.ts";
-import { CHUNK_SIZE, concatChunks, readBody } from "./store/bodies.ts";
-import { ChunkWriter, commitMessage, discardStaged } from "./store/messages.ts";
+import { CHUNK_SIZE, concatChunks } from "./store/bodies.ts";
+import { ChunkWriter, commitMessage } from "./store/messages.ts";
+import { writableSpoolOf } from "./store/body_spool.ts";
 import type { BodyCache } from "./store/body_cache.ts";
 import { type BareLineEnding, bareLineEndingFinder, crlfNormalizer } from "./mail/line_endings.ts";
 import { completeHeaders } from "./mail/headers.ts";
@@ -99,6 +100,23 @@ export type IntakeRejection =
   | { reason: "signing_unavailable" }
   | { reason: "store_failed"; error: string };
 
+/**
+ * Which refusal is answered when several apply: the size limit first (the whole DATA was
+ * drained), then what the header section showed, then the bytes themselves.
+ */
+const REJECTION_PRECEDENCE: readonly IntakeRejection["reason"][] = [
+  "too_large",
+  "scope",
+  "bare_line_ending",
+  "header_too_large",
+  "memory_busy",
+];
+
+function precedence(r: IntakeRejection): number {
+  const at = REJECTION_PRECEDENCE.indexOf(r.reason);
+  return at < 0 ? REJECTION_PRECEDENCE.length : at;
+}
+
 export type IntakeResult =
   | {
     ok: true;
@@ -187,10 +205,23 @@ async function acceptHolding(
 ): Promise<IntakeResult> {
   const now = (deps.now ?? Date.now)();
   const id = newId(now);
-  const normalize = crlfNormalizer();
-  const writer = new ChunkWriter(deps.committer, id, deps.now, sub.memory);
+  const writer = new ChunkWriter(
+    deps.committer,
+    id,
+    deps.now,
+    sub.memory,
+    writableSpoolOf(deps.kv),
+  );
   let rawBytes = 0;
-  let tooLarge = false;
+  /**
+   * Why the message is refused, once something refuses it; the rest of DATA is still drained so
+   * the client reaches its end and hears the reply. Where two apply, the earlier in
+   * REJECTION_PRECEDENCE is answered.
+   */
+  let rejected = null as IntakeRejection | null;
+  const reject = (r: IntakeRejection) => {
+    if (rejected === null || precedence(r) < precedence(rejected)) rejected = r;
+  };
   // The header section is held until its blank line, as parts: instead of copying the whole
   // head again for each chunk (quadratic when a client trickles bytes), only the newest bytes
   // and the three before them are scanned, and the head is joined once.
@@ -199,15 +230,12 @@ async function acceptHolding(
   /** Bytes of the header section counted in the memory hold, given back once it is written. */
   let headHeld = 0;
   const maxHeaderSize = deps.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
-  let headerTooLarge = false;
-  /** The header section could not be held within the memory budget. */
-  let memoryBusy = false;
   const findBare = sub.lineEndings === "reject" ? bareLineEndingFinder() : null;
-  let bare = null as BareLineEnding | null;
+  // What the finder lets through is CRLF-clean already (a message with a bare line ending is
+  // refused), so it is taken as it is, without a copy; only HTTP uploads are repaired.
+  const normalize = findBare !== null ? (bytes: Uint8Array) => bytes : crlfNormalizer();
   let headers = { messageId: "", subject: "" };
   let pool: string | undefined;
-  /** Why the scope refuses the message, once the header section showed it. */
-  let refused = null as ScopeRefusal | null;
   // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
   let signer = null as DkimSigner | null;
   let signedHead: Uint8Array = new Uint8Array(0);
@@ -248,10 +276,10 @@ async function acceptHolding(
     headers = done;
     pool = done.pool;
     if (sub.scope) {
-      refused = await checkSendScope({ kv: deps.kv }, sub.scope, {
+      const refusal = await checkSendScope({ kv: deps.kv }, sub.scope, {
         headers: { ...done.senders, pool: done.pool },
       });
-      if (refused !== null) return;
+      if (refusal !== null) return reject({ reason: "scope", refusal });
     }
     const fromDomains = fromHeaderDomains(done.senders.from[0] ?? "");
     const dkimKeys = fromDomains[0] && deps.dkimKeyFor
@@ -274,15 +302,15 @@ async function acceptHolding(
   try {
     for await (const raw of sub.body) {
       rawBytes += raw.length;
-      if (tooLarge || rawBytes > deps.maxMessageSize) {
-        tooLarge = true;
-        continue; // keep draining so the client reaches the end of DATA and hears 552
+      if (rawBytes > deps.maxMessageSize) {
+        reject({ reason: "too_large", limit: deps.maxMessageSize });
       }
-      if (refused !== null) continue; // likewise, to hear 550 5.7.1 / 550 5.6.0
-      if (idem?.existing) continue;
-      // Drained, to hear 550 5.5.2 / 552 5.3.4 / 452 4.3.1.
-      if (bare !== null || headerTooLarge || memoryBusy) continue;
-      if (findBare !== null && (bare = findBare(raw)) !== null) continue;
+      if (rejected !== null || idem?.existing) continue;
+      const found = findBare?.(raw) ?? null;
+      if (found !== null) {
+        reject({ reason: "bare_line_ending", found });
+        continue;
+      }
       const norm = normalize(raw);
       if (headParts === null) {
         signer?.update(norm);
@@ -290,11 +318,14 @@ async function acceptHolding(
         continue;
       }
       if (norm.length === 0) continue;
-      if (headLength === 0 && norm.length >= 2 && norm[0] === 13 && norm[1] === 10) {
-        // No header section at all: the body starts at once.
-        await emitHead(new Uint8Array(0), norm);
-        headParts = null;
-        continue;
+      if (headLength < 2) {
+        // No header section at all: the body starts at once. (A CRLF may come split in two.)
+        const start = headLength === 0 ? norm : concatParts([...headParts, norm]);
+        if (start.length >= 2 && start[0] === 13 && start[1] === 10) {
+          await emitHead(new Uint8Array(0), start);
+          headParts = null;
+          continue;
+        }
       }
       const before = lastBytes(headParts, 3);
       const end = findHeaderEnd(concatParts([before, norm]), 0);
@@ -303,7 +334,7 @@ async function acceptHolding(
       const needed = Math.max(0, headLength + norm.length - INTAKE_WORKING_BYTES) - headHeld;
       if (needed > 0) {
         if (sub.memory && !sub.memory.grow(needed)) {
-          memoryBusy = true;
+          reject({ reason: "memory_busy" });
           headParts = null;
           continue;
         }
@@ -313,7 +344,7 @@ async function acceptHolding(
       if (end >= 0) {
         const cut = headLength - before.length + end + 2;
         if (cut > maxHeaderSize) {
-          headerTooLarge = true;
+          reject({ reason: "header_too_large", limit: maxHeaderSize });
         } else {
           const joined = concatParts(headParts);
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
@@ -324,52 +355,37 @@ async function acceptHolding(
       }
       headLength += norm.length;
       if (headLength > maxHeaderSize) {
-        headerTooLarge = true;
+        reject({ reason: "header_too_large", limit: maxHeaderSize });
         headParts = null;
         releaseHead();
       }
     }
-    if (findBare !== null && bare === null && !tooLarge) bare = findBare(new Uint8Array(0), true);
-    if (!tooLarge && refused === null && bare === null && !headerTooLarge && !memoryBusy) {
+    const found = findBare?.(new Uint8Array(0), true) ?? null;
+    if (found !== null) reject({ reason: "bare_line_ending", found });
+    if (rejected === null && !idem?.existing) {
       const tail = normalize(new Uint8Array(0), true);
       if (headParts !== null) {
-        if (headLength + tail.length > maxHeaderSize) headerTooLarge = true;
-        // A message with no blank line is all header (RFC 5322 §3.5: the body is optional).
+        if (headLength + tail.length > maxHeaderSize) {
+          reject({ reason: "header_too_large", limit: maxHeaderSize });
+        } // A message with no blank line is all header (RFC 5322 §3.5: the body is optional).
         else await emitHead(concatParts([...headParts, tail]), new Uint8Array([13, 10]));
       } else if (tail.length) {
         signer?.update(tail);
         await writer.write(tail);
       }
-      writer.finish();
-      await writer.flushRemainingIfStaged();
+      await writer.finish();
     }
   } catch (err) {
-    await discardStaged(deps.kv, id, writer.totalChunks);
+    await writer.discard(deps.kv);
     return { ok: false, reason: "store_failed", error: (err as Error).message };
   }
 
-  if (tooLarge) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "too_large", limit: deps.maxMessageSize };
-  }
-  if (refused !== null) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "scope", refusal: refused };
-  }
-  if (bare !== null) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "bare_line_ending", found: bare };
-  }
-  if (headerTooLarge) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "header_too_large", limit: maxHeaderSize };
-  }
-  if (memoryBusy) {
-    await discardStaged(deps.kv, id, writer.written);
-    return { ok: false, reason: "memory_busy" };
+  if (rejected !== null) {
+    await writer.discard(deps.kv);
+    return { ok: false, ...(rejected as IntakeRejection) };
   }
   if (idem?.existing) {
-    await discardStaged(deps.kv, id, writer.written);
+    await writer.discard(deps.kv);
     return repeatResult(idem.existing);
   }
   let signature = "";
@@ -377,7 +393,7 @@ async function acceptHolding(
     try {
       signature = await signer.sign(signedHead, new Date(now));
     } catch (err) {
-      await discardStaged(deps.kv, id, writer.written);
+      await writer.discard(deps.kv);
       deps.log.warn("dkim.sign_failed", { domain: signer.keys[0]!.domain, err });
       return { ok: false, reason: "signing_unavailable" };
     }
@@ -388,7 +404,7 @@ async function acceptHolding(
     ? await deps.contentFilter.scan(scanInput(deps.kv, sub, id, signature, writer))
     : null;
   if (content?.action === "reject" || content?.action === "tempfail") {
-    await discardStaged(deps.kv, id, writer.written);
+    await writer.discard(deps.kv);
     return content.action === "reject"
       ? { ok: false, reason: "content_rejected", message: content.reason }
       : { ok: false, reason: "content_unavailable" };
@@ -406,13 +422,14 @@ async function acceptHolding(
     }
     : null;
 
-  const totalChunks = writer.totalChunks;
+  const totalChunks = writer.spooled ? 0 : writer.totalChunks;
   const msg: MessageRecord = {
     id,
     account: sub.account,
     mailFrom: sub.mailFrom,
     size: writer.size,
     chunks: totalChunks,
+    ...(writer.spooled ? { spooled: true } : {}),
     recipients: sub.recipients.length,
     createdAt: now,
     credentialId: sub.credentialId,
@@ -503,7 +520,7 @@ async function acceptHolding(
       : null,
   }).catch((err: Error) => err);
   if (committed === null || committed instanceof Error) {
-    await discardStaged(deps.kv, id, totalChunks);
+    await writer.discard(deps.kv);
     if (committed === null && idem) {
       // Our claim lost to a concurrent repeat: answer with the message that won.
       const winner = await lookupIdempotency(deps.kv, sub.account, idem.key[2] as string, now);
@@ -515,7 +532,9 @@ async function acceptHolding(
       error: committed instanceof Error ? committed.message : "commit failed",
     };
   }
-  if (totalChunks > 0 && !writer.staged) deps.bodyCache.put(id, concatChunks(inlineChunks));
+  if (totalChunks > 0 && !writer.staged && !writer.spooled) {
+    deps.bodyCache.put(id, concatChunks(inlineChunks));
+  }
   const queued = rows.filter((r) => r.status === "queued");
   if (queued.length > 0) {
     deps.signal.notify({
@@ -549,7 +568,7 @@ function scanInput(
     // A staged body is all in KV already and is read back in batches, never joined.
     body: async function* () {
       if (signature) yield new TextEncoder().encode(signature);
-      if (writer.staged) yield* readBody(kv, id, writer.written);
+      if (writer.staged || writer.spooled) yield* writer.readAhead(kv);
       else yield* writer.chunks;
     },
   };

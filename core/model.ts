@@ -25,8 +25,10 @@ export interface MessageRecord {
   account: string;
   mailFrom: string;
   size: number;
-  /** Number of body chunks under ["body", id, n]. */
+  /** Number of body chunks under ["body", id, n] (0 when the body is spooled). */
   chunks: number;
+  /** The body is a file in the store's spool beside the KV file (core/store/body_spool.ts). */
+  spooled?: true;
   recipients: number;
   createdAt: number;
   credentialId: string | null;

@@ -58,14 +58,23 @@ export interface NodeServices {
 export async function startNodeServices(
   kv: Deno.Kv,
   config: Config,
-  options: { hostname: string; log: Logger; secretBox: SecretBox },
+  options: {
+    hostname: string;
+    log: Logger;
+    secretBox: SecretBox;
+    /** The store is a local file (see CommitterOptions.localStore); edge stores are not. */
+    localStore?: boolean;
+  },
 ): Promise<NodeServices> {
   const { hostname, log, secretBox } = options;
   await checkSecretKey(kv, secretBox);
   // Records written before secrets were sealed are sealed now (and read as they are meanwhile).
   const sealed = await sealWebhookSecrets(kv, secretBox) + await sealDomainKeys(kv, secretBox);
   if (sealed > 0) log.info("secrets.sealed", { count: sealed });
-  const committer = new Committer(kv, { storeRetryMs: config.storeRetry });
+  const committer = new Committer(kv, {
+    storeRetryMs: config.storeRetry,
+    localStore: options.localStore ?? false,
+  });
   const bodyCache = new BodyCache();
   const signal = new QueueSignal();
   const admin = await ensureAdminToken(kv, config.adminToken);

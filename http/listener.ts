@@ -33,7 +33,10 @@ export type FetchHandler = (req: Request, info: ConnInfo) => Response | Promise<
 
 export interface HttpListener {
   port: number;
-  /** Stops accepting, lets open requests finish, closes idle keep-alive connections. */
+  /**
+   * Stops accepting, lets requests in progress finish, and closes every connection without one
+   * (idle keep-alive, or connected with no whole request yet) at once.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -149,6 +152,7 @@ export async function serveHttp(options: {
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: KEEP_ALIVE_MS,
   }, (req, res) => {
+    requestStarted(req.socket, res);
     watchBodyRate(req, limits, log);
     const aborted = new AbortController();
     res.once("close", () => {
@@ -172,6 +176,23 @@ export async function serveHttp(options: {
         }
       });
   });
+  // Requests in progress by connection. At shutdown node:http's server.close() waits for every
+  // connection to close, and closeIdleConnections() leaves those that have not sent a whole
+  // request yet (a client that connected and waits, headers half sent): each of those held the
+  // stop until the grace ran out. So a stop ends every connection with no request in progress
+  // at once, and each other one as soon as its response is done.
+  const inProgress = new Map<Socket, number>();
+  let closing = false;
+  const endIfDone = (socket: Socket) => {
+    if (closing && inProgress.get(socket) === 0) socket.destroy();
+  };
+  function requestStarted(socket: Socket, res: http.ServerResponse) {
+    inProgress.set(socket, (inProgress.get(socket) ?? 0) + 1);
+    res.once("close", () => {
+      inProgress.set(socket, Math.max(0, (inProgress.get(socket) ?? 1) - 1));
+      endIfDone(socket);
+    });
+  }
   // The cap is counted here rather than by server.maxConnections, whose "drop" event Deno's
   // node:http does not emit: a refusal must be seen in the log and the metrics.
   let open = 0;
@@ -195,7 +216,11 @@ export async function serveHttp(options: {
       return;
     }
     open++;
-    socket.once("close", () => open--);
+    inProgress.set(socket, 0);
+    socket.once("close", () => {
+      open--;
+      inProgress.delete(socket);
+    });
   });
   server.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
     if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
@@ -223,8 +248,10 @@ export async function serveHttp(options: {
     port: (server.address() as AddressInfo).port,
     shutdown() {
       return new Promise<void>((resolve) => {
+        closing = true;
         server.close(() => resolve());
         server.closeIdleConnections();
+        for (const socket of inProgress.keys()) endIfDone(socket);
       });
     },
   };

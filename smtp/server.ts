@@ -366,7 +366,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
     // Per listener; also bounds implicit-TLS handshakes in progress. The total over both
     // listeners is counted in onConnect.
     ...(config.smtpMaxConnections > 0 ? { maxClients: config.smtpMaxConnections } : {}),
-    closeTimeout: 1000,
+    // Closing comes after the drain: a session still open then has no transaction to finish,
+    // so it hears 421 at once instead of holding the stop a second.
+    closeTimeout: 1,
 
     onConnect(session, callback) {
       metrics.smtpSessions.inc();
@@ -452,8 +454,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
           callback(refusal ? smtpError(refusal) : undefined);
         },
         () => {
+          // The store did not answer the sender's checks: the queue's trouble, as at RCPT.
           releaseHold(session.id);
-          callback(smtpError(replies.authTemporary()));
+          callback(smtpError(replies.storeFailed()));
         },
       );
     },

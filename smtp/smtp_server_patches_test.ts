@@ -17,7 +17,7 @@ import {
   sampleInstalledSmtpServer,
   SmtpServerMismatch,
 } from "./smtp_server_internals.ts";
-import { RawSmtp } from "../tests/support/raw_smtp.ts";
+import { SmtpClient } from "../tests/support/smtp_client.ts";
 import { loopbackCertificate } from "../tests/support/tls_certificate.ts";
 import { listeningPort } from "./server.ts";
 
@@ -116,7 +116,7 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 async function greetingBeats100msTimer(port: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const elapsed = new Promise<"timer">((r) => timer = setTimeout(() => r("timer"), 100));
-  const client = await RawSmtp.connect(port);
+  const client = await SmtpClient.open(port);
   const first = await Promise.race([client.reply().then((r) => r.code), elapsed]);
   clearTimeout(timer);
   await client.quit();
@@ -133,7 +133,7 @@ Deno.test("a submission listener greets at once: the greeting beats a 100 ms tim
 
 Deno.test("a submission listener answers a client that talks before the greeting instead of refusing it", async () => {
   await using server = await startServer();
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.write("EHLO client.test\r\n"); // before reading the greeting
   assert.equal((await client.reply()).code, 220);
   const ehlo = await client.reply();
@@ -148,9 +148,9 @@ Deno.test("an untrusted listener keeps smtp-server's early-talker pause of 100 m
 
 Deno.test("past maxClients a new session hears our 421 4.3.2 busy reply", async () => {
   await using server = await startServer({}, { maxClients: 1 });
-  const first = await RawSmtp.connect(server.port);
+  const first = await SmtpClient.open(server.port);
   assert.equal((await first.reply()).code, 220);
-  const second = await RawSmtp.connect(server.port);
+  const second = await SmtpClient.open(server.port);
   const busy = await second.reply();
   assert.equal(busy.code, 421);
   assert.match(busy.raw, /^421 4\.3\.2 relay\.test Error: too many connections/);
@@ -162,7 +162,7 @@ Deno.test("past maxClients a new session hears our 421 4.3.2 busy reply", async 
 
 Deno.test("a session past its time limit is closed with 421 4.4.2 though the idle timeout is far off", async () => {
   await using server = await startServer({ limits: { sessionTimeoutMs: 400 } });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   assert.equal((await client.command("NOOP")).code, 250);
   const reply = await client.reply(15_000); // unprompted: the session's deadline
@@ -184,7 +184,7 @@ Deno.test("a session that ends clears the deadline timers it armed", async () =>
     clear(id);
   };
   try {
-    const client = await RawSmtp.connect(server.port);
+    const client = await SmtpClient.open(server.port);
     await client.hello();
     await client.command("MAIL FROM:<a@example.org>");
     await client.command("RCPT TO:<b@example.org>");
@@ -204,7 +204,7 @@ Deno.test("a session that ends clears the deadline timers it armed", async () =>
 
 Deno.test("before TLS EHLO does not offer AUTH, and AUTH sent anyway hears 538 5.7.11", async () => {
   await using server = await startServer();
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.reply();
   const ehlo = await client.command("EHLO client.test");
   assert.ok(!ehlo.lines.some((l) => /^AUTH\b/.test(l)), ehlo.raw);
@@ -214,7 +214,7 @@ Deno.test("before TLS EHLO does not offer AUTH, and AUTH sent anyway hears 538 5
   assert.match(auth.raw, /^538 5\.7\.11 /);
   await client.quit();
   // Pipelined right behind EHLO, AUTH gets the same answer.
-  const pipelined = await RawSmtp.connect(server.port);
+  const pipelined = await SmtpClient.open(server.port);
   await pipelined.reply();
   await pipelined.write("EHLO client.test\r\nAUTH PLAIN AGEAYg==\r\n");
   assert.equal((await pipelined.reply()).code, 250);
@@ -224,7 +224,7 @@ Deno.test("before TLS EHLO does not offer AUTH, and AUTH sent anyway hears 538 5
 
 Deno.test("a listener that allows AUTH without TLS still offers it in EHLO", async () => {
   await using server = await startServer({ authOnlyOverTls: false });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.reply();
   const ehlo = await client.command("EHLO client.test");
   assert.ok(ehlo.lines.some((l) => /^AUTH (LOGIN|PLAIN)/.test(l)), ehlo.raw);
@@ -239,7 +239,7 @@ Deno.test("a reply that carries its own enhanced code is sent as written, not wi
       callback(Object.assign(new Error("5.7.1 Sender domain refused"), { responseCode: 550 }));
     },
   });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   const refused = await client.command("MAIL FROM:<a@example.org>");
   assert.equal(refused.raw, "550 5.7.1 Sender domain refused");
@@ -248,7 +248,7 @@ Deno.test("a reply that carries its own enhanced code is sent as written, not wi
 
 Deno.test("at the hard error limit the session is closed with 421 4.7.0 too many errors", async () => {
   await using server = await startServer({ limits: { hardErrorLimit: 3 } });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   assert.equal((await client.command("BOGUS")).code, 500);
   assert.equal((await client.command("BOGUS")).code, 500);
@@ -264,7 +264,7 @@ Deno.test("at the hard error limit the session is closed with 421 4.7.0 too many
 
 Deno.test("past the soft error limit each command is read only after the error sleep", async () => {
   await using server = await startServer({ limits: { softErrorLimit: 1, errorSleepMs: 400 } });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   await client.command("BOGUS");
   await client.command("BOGUS"); // two errors: past the soft limit of one
@@ -290,7 +290,7 @@ Deno.test("addresses reach the handlers as the client wrote them, and a source r
       callback(Object.assign(new Error("5.1.3 seen"), { responseCode: 553 }));
     },
   });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   assert.equal((await client.command("MAIL FROM:<user@xn--bcher-kva.example>")).code, 250);
   await client.command("RCPT TO:<@relay.example:user@example.org>");
@@ -303,7 +303,7 @@ Deno.test("addresses reach the handlers as the client wrote them, and a source r
 
 Deno.test("DATA that stops arriving is cut off with 421 4.4.2 at the minimum-rate deadline", async () => {
   await using server = await startServer({ limits: { idleTimeoutMs: 300, minDataRate: 1000 } });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   await client.beginData("a@example.org", "b@example.org");
   await client.write("Subject: slow\r\n");
@@ -326,7 +326,7 @@ Deno.test("a bare LF in a command line is refused with 550 5.5.2 and the session
       callback();
     },
   });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   await client.write("MAIL FROM:<a@example.org>\nRCPT TO:<b@example.org>\r\n");
   const refused = await client.reply();
@@ -338,7 +338,7 @@ Deno.test("a bare LF in a command line is refused with 550 5.5.2 and the session
 
 Deno.test("a command line over the limit is answered 421 4.7.0 line too long", async () => {
   await using server = await startServer({}, { maxCommandLength: 100 });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   const tooLong = await client.command(`NOOP ${"x".repeat(200)}`);
   assert.equal(tooLong.code, 421);
@@ -389,7 +389,7 @@ const answerLater = {
 Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA leave the relay in one write", async () => {
   await using server = await startServer({}, answerLater);
   const writes = recordWrites(server);
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   writes.length = 0;
   await client.write(
@@ -408,7 +408,7 @@ Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA leave the relay in 
 Deno.test("a client that waits for each reply still gets each one at once, in its own write", async () => {
   await using server = await startServer({}, answerLater);
   const writes = recordWrites(server);
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   writes.length = 0;
   assert.equal((await client.command("MAIL FROM:<a@example.org>")).code, 250);
@@ -422,7 +422,7 @@ Deno.test("a client that waits for each reply still gets each one at once, in it
 
 Deno.test("STARTTLS pipelined behind other commands still hears its 220 before the handshake", async () => {
   await using server = await startServer();
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.reply();
   await client.write("EHLO client.test\r\nNOOP\r\nSTARTTLS\r\n");
   const codes = [];
@@ -435,7 +435,7 @@ Deno.test("STARTTLS pipelined behind other commands still hears its 220 before t
 
 Deno.test("a STARTTLS handshake that never comes is cut off at the handshake deadline", async () => {
   await using server = await startServer({ limits: { tlsHandshakeTimeoutMs: 300 } });
-  const client = await RawSmtp.connect(server.port);
+  const client = await SmtpClient.open(server.port);
   await client.hello();
   assert.equal((await client.command("STARTTLS")).code, 220);
   // smtp-server alone would wait for its one-minute idle timeout.

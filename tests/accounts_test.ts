@@ -19,6 +19,7 @@ import {
   session,
 } from "./support/tenants.ts";
 import { getCredential } from "../core/store/credentials.ts";
+import { queueDrained } from "./support/relay_fixture.ts";
 
 /** A sink, and a relay that routes every domain to it. */
 async function relayAndSink(env: Record<string, string> = {}) {
@@ -411,7 +412,7 @@ Deno.test("MAIL FROM and From: must align with the credential's domains, else 55
   await client.quit();
 
   await sink.waitFor(2);
-  await new Promise((r) => setTimeout(r, 300));
+  await queueDrained(relay);
   assert.deepEqual(sink.messages.map((m) => /Subject: (\w+)/.exec(m.headers)![1]), [
     "aligned",
     "aligned",

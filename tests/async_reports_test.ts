@@ -6,11 +6,10 @@
 import assert from "node:assert/strict";
 import { freePort, type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
-import { RawSmtp } from "./support/raw_smtp.ts";
+import { SmtpClient, submit } from "./support/smtp_client.ts";
 import { waitUntil } from "./support/operations.ts";
 import { getMessage } from "./support/relay_api.ts";
 import { startWebhookReceiver } from "./support/webhook_receiver.ts";
-import { submit } from "./support/relay_mail.ts";
 
 const BOUNCES = "bounces.relay.test";
 
@@ -32,7 +31,7 @@ async function setup(sink: Sink): Promise<{ relay: Relay; inboundPort: number }>
 
 /** Sends one message to the inbound listener; returns the reply to each step. */
 async function report(port: number, from: string, to: string, message: string) {
-  const client = await RawSmtp.connect(port);
+  const client = await SmtpClient.open(port);
   try {
     await client.hello("mx.dest.test");
     const mail = await client.command(`MAIL FROM:<${from}>`);
@@ -253,7 +252,7 @@ Deno.test("the inbound listener refuses a bare LF, bare CR or NUL in DATA with 5
     );
     // A genuine DSN whose text carries the smuggling bytes: refused whole, never applied.
     const genuine = dsn(verp, "gone@dest.test").replace(/\n/g, "\r\n");
-    const client = await RawSmtp.connect(inboundPort);
+    const client = await SmtpClient.open(inboundPort);
     try {
       await client.hello("mx.dest.test");
       for (const [name, bad] of [["bare LF", "\n"], ["bare CR", "\r"], ["NUL", "\0"]]) {

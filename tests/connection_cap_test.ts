@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
 import { startDnsServer } from "./support/dns_server.ts";
-import { submit } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
 import { countTags } from "./support/operations.ts";
 
 /**

@@ -14,7 +14,7 @@ import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type DnsServer, startDnsServer } from "./support/dns_server.ts";
 import { type Sink, startSink } from "./support/sink.ts";
 import { getMessage, queuedId, waitForStatus } from "./support/relay_api.ts";
-import { queuedId as rawQueuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId as rawQueuedId, SmtpClient } from "./support/smtp_client.ts";
 import { procStatusBytes, randomBody, taggedMessage } from "./support/operations.ts";
 import {
   call,
@@ -433,7 +433,7 @@ const BIG_BYTES = 20_000_000;
  * peak resident memory grew while it was taken in (and scanned, when filtering is on).
  */
 async function sendBig(env: Env, tail: string): Promise<{ id: string; growth: number }> {
-  const client = await RawSmtp.connect(env.relay.smtpPort);
+  const client = await SmtpClient.open(env.relay.smtpPort);
   try {
     await client.hello();
     rawQueuedId(await client.send("app@origin.test", "user@dest.test", taggedMessage("warm-up")));

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
-import { submit } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
 import { call, newAccount, newCredential } from "./support/tenants.ts";
 import { keys } from "../core/store/keys.ts";
 import { newId } from "../core/ids.ts";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
-import { submit } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
 import { waitUntil } from "./support/operations.ts";
 import { call, newAccount, newCredential, publish } from "./support/tenants.ts";
 import { startDnsServer } from "./support/dns_server.ts";

@@ -58,7 +58,7 @@ async function submitReply(
   const credential = await createCredentialOnce(relay);
   const { client } = await SmtpClient.connect({
     port: relay.smtpsPort,
-    implicitTlsCaCert: await devCertificate(relay),
+    implicitTls: { caCert: await devCertificate(relay) },
     replyTimeoutMs: 60_000,
   });
   try {
@@ -414,4 +414,92 @@ Deno.test("a 20 MB message arrives with a byte-identical body", async () => {
   assert.equal(await sha256Hex(arrived), await sha256Hex(body));
   const view = await waitForStatus(relay, id, "delivered");
   assert.ok(view.size >= body.length);
+});
+
+/** Files left in the relay's body spool (large bodies beside the KV file). */
+async function spooledBodies(relay: Relay): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${relay.dataDir}/postern.kv-bodies`)) names.push(e.name);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return names;
+}
+
+/** Resolves once the body spool is empty (watched, not polled), or after `timeoutMs`. */
+async function spoolEmptied(relay: Relay, timeoutMs: number) {
+  using watcher = Deno.watchFs(`${relay.dataDir}/postern.kv-bodies`);
+  const timer = setTimeout(() => watcher.close(), timeoutMs);
+  try {
+    if ((await spooledBodies(relay)).length === 0) return;
+    for await (const _ of watcher) if ((await spooledBodies(relay)).length === 0) return;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("a 10 MB message at the size limit waits out a deferral, arrives byte-exact and leaves no body file; one byte more hears 552", async () => {
+  const header = encoder.encode(
+    "From: app@site.test\r\nTo: big@dest.test\r\nSubject: 10 MB\r\n" +
+      "Content-Type: application/octet-stream\r\n\r\n",
+  );
+  // 10 MB of printable lines, some led by a dot, so dot-stuffing is exercised both ways.
+  const line = (n: number) => (n % 997 === 0 ? "." : "x") + `${n}`.padStart(76, "=") + "\r\n";
+  const parts: string[] = [];
+  let length = header.length;
+  for (let n = 0; length < 10 * 1024 * 1024; n++) {
+    parts.push(line(n));
+    length += parts.at(-1)!.length;
+  }
+  const body = encoder.encode(parts.join(""));
+  const limit = header.length + body.length;
+  const wire = (extra: string) => {
+    const stuffed = encoder.encode(
+      parts.join("").replaceAll("\r\n.", "\r\n..").replace(/^\./, ".."),
+    );
+    const tail = encoder.encode(extra);
+    const out = new Uint8Array(header.length + stuffed.length + tail.length);
+    out.set(header);
+    out.set(stuffed, header.length);
+    out.set(tail, header.length + stuffed.length);
+    return out;
+  };
+
+  // The first attempt hears 451 and the next is an hour away: the message waits in the queue
+  // until an operator's retry sends it.
+  const sink = await startSink({
+    behaviors: {
+      "big@dest.test": { sequence: [{ code: 451, message: "4.3.0 Not now" }, "accept"] },
+    },
+  });
+  await using _sink = cleanup(sink);
+  await using relay = await startRelay({
+    env: {
+      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
+      POSTERN_RETRY_SCHEDULE: "1h",
+      POSTERN_MAX_MESSAGE_SIZE: String(limit),
+    },
+  });
+
+  const over = await submitReply(relay, "app@site.test", ["big@dest.test"], wire("y\r\n"));
+  assert.equal(over.code, 552, over.raw);
+  assert.match(over.raw, /5\.3\.4/);
+
+  const id = await submit(relay, "app@site.test", ["big@dest.test"], wire(""));
+  await waitForStatus(relay, id, "deferred", 60_000);
+  // Its body waits beside the store (the refused one left nothing there).
+  assert.equal((await spooledBodies(relay)).length, 1);
+  const retried = await relay.api("/v1/queue/dest.test/retry", { method: "POST" });
+  assert.equal(retried.status, 200, JSON.stringify(retried.json));
+
+  const [received] = await sink.waitFor(1, { timeoutMs: 60_000 });
+  const arrived = bodyOf(received!.raw);
+  assert.equal(arrived.length, body.length);
+  assert.equal(await sha256Hex(arrived), await sha256Hex(body));
+  const view = await waitForStatus(relay, id, "delivered");
+  assert.ok(view.size >= limit, `${view.size}`);
+  // The body's file goes once its last recipient is final.
+  await spoolEmptied(relay, 20_000);
+  assert.deepEqual(await spooledBodies(relay), []);
 });

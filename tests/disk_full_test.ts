@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
-import { RawSmtp } from "./support/raw_smtp.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
 import { countTags, taggedMessage, waitUntil } from "./support/operations.ts";
 import { runCommand } from "./support/run_command.ts";
 
@@ -79,7 +79,7 @@ Deno.test("with the disk full while deliveries finish, every message that got 25
   });
   const acked: string[] = [];
   const refused: string[] = [];
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   await client.hello();
   const send = async (tag: string, padding = 0) => {
     const body = taggedMessage(tag) + "x".repeat(padding);

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { type Relay, runCommand, startRelay } from "./support/relay_process.ts";
 import { createCredential, queuedId, waitForStatus } from "./support/relay_api.ts";
-import { RawSmtp } from "./support/raw_smtp.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
 import { certificateFor, fingerprintOf, presentedFingerprint } from "./support/tls_certificate.ts";
 
 Deno.test("the start banner names the certificate file and what it covers: the hostname, localhost and 127.0.0.1", async () => {
@@ -175,7 +175,7 @@ Deno.test("a failed TLS handshake is logged once, with the client's address", as
     line.event === "smtp.tls_failed" && line.listener === "submission"
   );
   // A session that follows (and so comes after any repeat) is logged; then count.
-  const after = await RawSmtp.connect(relay.smtpPort);
+  const after = await SmtpClient.open(relay.smtpPort);
   await after.reply();
   await after.quit();
   const failures = relay.logs.filter((line) => line.event === "smtp.tls_failed");
@@ -186,7 +186,7 @@ Deno.test("a failed TLS handshake is logged once, with the client's address", as
 
 Deno.test("the greeting says ESMTP once, and MAIL FROM before STARTTLS is told to start TLS first", async () => {
   await using relay = await startRelay();
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   const greeting = await client.reply();
   assert.equal(greeting.code, 220);
   assert.equal(greeting.raw.match(/ESMTP/g)?.length, 1, greeting.raw);

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { startRelay } from "./support/relay_process.ts";
 import { type SinkReply, startSink } from "./support/sink.ts";
-import { submit, waitForSite, writeConfig } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
+import { waitForSite, writeConfig } from "./support/relay_fixture.ts";
 import { waitForMessage, waitForStatus } from "./support/relay_api.ts";
 
 const GREYLISTING: SinkReply[] = [

@@ -8,8 +8,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { type Relay, startRelay } from "./support/relay_process.ts";
-import { NodeSmtp, type NodeSmtpReply } from "./support/node_smtp.ts";
-import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId, SmtpClient, type SmtpReply } from "./support/smtp_client.ts";
 import { taggedMessage } from "./support/operations.ts";
 import { newCredential } from "./support/tenants.ts";
 
@@ -17,7 +16,7 @@ const TRUSTED = { POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32" };
 
 /** 127.0.0.1 (trusted) submits one message and hears 250. */
 async function submitFromHere(relay: Relay, tag: string): Promise<string> {
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   try {
     await client.hello();
     return queuedId(await client.send("app@origin.test", "user@dest.test", taggedMessage(tag)));
@@ -27,13 +26,13 @@ async function submitFromHere(relay: Relay, tag: string): Promise<string> {
 }
 
 async function connectFrom(relay: Relay, localAddress: string) {
-  return await NodeSmtp.connect({ port: relay.smtpPort, localAddress });
+  return await SmtpClient.connect({ port: relay.smtpPort, localAddress });
 }
 
 Deno.test("a connection flood from 127.0.0.2 is held to its per-client limit, and 127.0.0.1 still submits", async () => {
   await using relay = await startRelay({ env: TRUSTED }); // the default limit: 50 per client
-  const flood: NodeSmtp[] = [];
-  const greetings: NodeSmtpReply[] = [];
+  const flood: SmtpClient[] = [];
+  const greetings: SmtpReply[] = [];
   try {
     for (let i = 0; i < 60; i++) {
       const { client, greeting } = await connectFrom(relay, "127.0.0.2");
@@ -65,7 +64,7 @@ Deno.test("a connection flood from 127.0.0.2 is held to its per-client limit, an
 
 Deno.test("one trusted host opens 180 sessions at once and all are greeted, while an untrusted one still hears 421 past 50", async () => {
   await using relay = await startRelay({ env: TRUSTED }); // the defaults: 500 trusted, 50 others
-  const held: NodeSmtp[] = [];
+  const held: SmtpClient[] = [];
   try {
     const trusted = await Promise.all(
       Array.from({ length: 180 }, () => connectFrom(relay, "127.0.0.1")),
@@ -76,7 +75,7 @@ Deno.test("one trusted host opens 180 sessions at once and all are greeted, whil
       [],
       "every trusted session is greeted",
     );
-    const others: NodeSmtpReply[] = [];
+    const others: SmtpReply[] = [];
     for (let i = 0; i < 51; i++) {
       const { client, greeting } = await connectFrom(relay, "127.0.0.2");
       held.push(client);
@@ -111,9 +110,9 @@ Deno.test("unfinished TLS handshakes from 127.0.0.2 cannot fill the implicit-TLS
     }
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(closed, 10, "exactly the 10 over the limit were closed");
-    const { client, greeting } = await NodeSmtp.connect({
+    const { client, greeting } = await SmtpClient.connect({
       port: relay.smtpsPort,
-      implicitTls: true,
+      implicitTls: "unverified",
     });
     try {
       assert.equal(greeting.code, 220);
@@ -122,7 +121,7 @@ Deno.test("unfinished TLS handshakes from 127.0.0.2 cannot fill the implicit-TLS
       assert.equal((await client.command("RCPT TO:<user@dest.test>")).code, 250);
       assert.equal((await client.command("DATA")).code, 354);
       await client.write(taggedMessage("tls-flood") + ".\r\n");
-      assert.equal((await client.read()).code, 250);
+      assert.equal((await client.reply()).code, 250);
     } finally {
       await client.quit();
     }
@@ -189,7 +188,7 @@ Deno.test("the per-client connection rate and the total number of sessions are l
   assert.deepEqual(codes, [...Array(10).fill(220), 421, 421], "ten a minute, back to back");
   await submitFromHere(relay, "rate"); // 127.0.0.1 has a rate of its own
 
-  const held: NodeSmtp[] = [];
+  const held: SmtpClient[] = [];
   try {
     for (const address of ["127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.4", "127.0.0.5"]) {
       const { client, greeting } = await connectFrom(relay, address);
@@ -209,7 +208,7 @@ Deno.test("the per-client connection rate and the total number of sessions are l
 
 Deno.test("an over-long command line closes the session with 421; recipients past 1000 hear 452 4.5.3", async () => {
   await using relay = await startRelay({ env: TRUSTED });
-  const long = await RawSmtp.connect(relay.smtpPort);
+  const long = await SmtpClient.open(relay.smtpPort);
   try {
     await long.hello();
     const reply = await long.command("NOOP " + "x".repeat(3000));
@@ -217,7 +216,7 @@ Deno.test("an over-long command line closes the session with 421; recipients pas
   } finally {
     long.close();
   }
-  const ok = await RawSmtp.connect(relay.smtpPort);
+  const ok = await SmtpClient.open(relay.smtpPort);
   try {
     await ok.hello();
     assert.equal((await ok.command("NOOP " + "x".repeat(2000))).code, 250, "2048 is allowed");
@@ -225,7 +224,7 @@ Deno.test("an over-long command line closes the session with 421; recipients pas
     await ok.quit();
   }
 
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   try {
     await client.hello();
     assert.equal((await client.command("MAIL FROM:<app@origin.test>")).code, 250);
@@ -249,7 +248,7 @@ Deno.test("an over-long command line closes the session with 421; recipients pas
 
 Deno.test("a header section over the limit is refused with 552 5.3.4", async () => {
   await using relay = await startRelay({ env: { ...TRUSTED, POSTERN_MAX_HEADER_SIZE: "2048" } });
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   try {
     await client.hello();
     const big = taggedMessage("big").replace("\r\n\r\n", `\r\nX-Pad: ${"p".repeat(3000)}\r\n\r\n`);
@@ -279,7 +278,7 @@ Deno.test("errors in a session are slowed past the soft limit and end it at the 
       POSTERN_SMTP_ERROR_SLEEP: "300ms",
     },
   });
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   try {
     await client.hello();
     // Three errors, then a delivered message: the count starts again.
@@ -314,7 +313,7 @@ Deno.test("idle, whole-session and DATA deadlines close slow clients with 421 4.
     },
   });
   // Idle: says nothing after EHLO.
-  const idle = await RawSmtp.connect(relay.smtpPort);
+  const idle = await SmtpClient.open(relay.smtpPort);
   try {
     await idle.hello();
     assert.match((await idle.reply(15_000)).raw, /^421 4\.4\.2 /);
@@ -323,7 +322,7 @@ Deno.test("idle, whole-session and DATA deadlines close slow clients with 421 4.
   }
   // Slowloris with commands: a NOOP every 300 ms keeps the idle timer from firing, not the
   // session deadline.
-  const chatty = await RawSmtp.connect(relay.smtpPort);
+  const chatty = await SmtpClient.open(relay.smtpPort);
   try {
     await chatty.hello();
     let last = "";
@@ -336,7 +335,7 @@ Deno.test("idle, whole-session and DATA deadlines close slow clients with 421 4.
     chatty.close();
   }
   // Slowloris in DATA: a byte every 200 ms (5 bytes/s, under the 500 bytes/s minimum).
-  const trickle = await RawSmtp.connect(relay.smtpPort);
+  const trickle = await SmtpClient.open(relay.smtpPort);
   try {
     await trickle.hello();
     await trickle.beginData("app@origin.test", "user@dest.test");
@@ -355,7 +354,7 @@ Deno.test("idle, whole-session and DATA deadlines close slow clients with 421 4.
   }
   assert.equal(relay.logs.filter((l) => l.event === "smtp.accepted").length, 0);
   // A client at a normal pace is not cut: 3 KB of DATA with one pause shorter than the idle timeout.
-  const normal = await RawSmtp.connect(relay.smtpPort);
+  const normal = await SmtpClient.open(relay.smtpPort);
   try {
     await normal.hello();
     await normal.beginData("app@origin.test", "user@dest.test");
@@ -384,17 +383,15 @@ Deno.test("HTTP: body size, JSON depth and request rate per key are limited, and
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body,
     });
-  // Each check waits out the previous one's rate use: one second's worth is 5 requests.
-  const pause = () => new Promise((r) => setTimeout(r, 1_100));
-
-  await pause();
+  // One second's worth, 5 requests, may come back to back: the credential, the two refusals
+  // below use 3 of them, so neither can be answered 429 instead, however slowly the test runs.
   const big = await post(JSON.stringify({ name: "x".repeat(3000) }));
   assert.equal(big.status, 413, await big.text());
   const deep = await post(`{"name":"d","x":${"[".repeat(20)}${"]".repeat(20)}}`);
   assert.equal(deep.status, 400);
   assert.match((await deep.json()).error.message, /nests deeper than 8/);
 
-  await pause();
+  // Forty at once overrun the five, whatever is left of them.
   const burst = await Promise.all(
     Array.from({ length: 40 }, () =>
       fetch(`http://127.0.0.1:${relay.httpPort}/v1/credentials`, {

@@ -3,9 +3,9 @@
  * on a store of many messages, and a sweep that leaves nothing of an expired message behind.
  */
 import assert from "node:assert/strict";
-import { type Relay, startRelay } from "./support/relay_process.ts";
-import { type Sink, startSink } from "./support/sink.ts";
-import { submit } from "./support/relay_mail.ts";
+import { startRelayWithSinks } from "./support/relay_fixture.ts";
+import type { Relay } from "./support/relay_process.ts";
+import { submit } from "./support/smtp_client.ts";
 import { dumpKv, waitUntil } from "./support/operations.ts";
 import { keys } from "../core/store/keys.ts";
 import { newId } from "../core/ids.ts";
@@ -21,14 +21,8 @@ import { ensureDefaultAccount } from "../core/store/accounts.ts";
 import { putEvent } from "../core/store/events.ts";
 import { newCredential } from "./support/tenants.ts";
 
-function env(sink: Sink, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
-    POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
-    POSTERN_POLL_INTERVAL: "200ms",
-    POSTERN_RETRY_SCHEDULE: "1h",
-    ...extra,
-  };
+function env(extra: Record<string, string> = {}): Record<string, string> {
+  return { POSTERN_RETRY_SCHEDULE: "1h", ...extra };
 }
 
 async function ids(relay: Relay, query: string): Promise<string[]> {
@@ -38,13 +32,16 @@ async function ids(relay: Relay, query: string): Promise<string[]> {
 }
 
 Deno.test("the delivery log filters by recipient, sender, tag, status and time, newest first, with a cursor", async () => {
-  const sink = await startSink({
-    behaviors: {
-      "gone@dest.test": { code: 550, message: "5.1.1 no such user" },
-      "later@dest.test": { code: 451, message: "4.7.1 later" },
-    },
+  await using fx = await startRelayWithSinks({
+    sinks: [{
+      behaviors: {
+        "gone@dest.test": { code: 550, message: "5.1.1 no such user" },
+        "later@dest.test": { code: 451, message: "4.7.1 later" },
+      },
+    }],
+    env: env(),
   });
-  await using relay = await startRelay({ env: env(sink) });
+  const { relay, sink } = fx;
   try {
     const [a, b, c] = await submit(relay, [
       {
@@ -110,57 +107,53 @@ Deno.test("the delivery log filters by recipient, sender, tag, status and time, 
 });
 
 Deno.test("the delivery log filters by subject and by credential", async () => {
-  const sink = await startSink();
-  await using relay = await startRelay({ env: env(sink) });
-  try {
-    const shop = await newCredential(relay, { name: "shop" });
-    const news = await newCredential(relay, { name: "newsletter" });
-    const send = async (token: string, subject: string) => {
-      const res = await relay.api("/v1/messages", {
-        token,
-        body: { from: "app@origin.test", to: "ann@dest.test", subject, text: "hi" },
-      });
-      assert.equal(res.status, 202, JSON.stringify(res.json));
-      return res.json.id as string;
-    };
-    const receipt = await send(shop.password, "Your receipt #1042");
-    const shipped = await send(shop.password, "Your order has shipped");
-    const weekly = await send(news.password, "Weekly news: RECEIPTS explained");
-    // Sent as an RFC 2047 encoded-word: found by what a mail client shows.
-    const greeting = await send(news.password, "Grüße aus Köln");
-    const [trusted] = await submit(relay, [{
-      from: "app@origin.test",
-      to: "ann@dest.test",
-      tag: "receipt-t",
-    }]);
-    await sink.waitFor(5);
+  await using fx = await startRelayWithSinks({ env: env() });
+  const { relay, sink } = fx;
+  const shop = await newCredential(relay, { name: "shop" });
+  const news = await newCredential(relay, { name: "newsletter" });
+  const send = async (token: string, subject: string) => {
+    const res = await relay.api("/v1/messages", {
+      token,
+      body: { from: "app@origin.test", to: "ann@dest.test", subject, text: "hi" },
+    });
+    assert.equal(res.status, 202, JSON.stringify(res.json));
+    return res.json.id as string;
+  };
+  const receipt = await send(shop.password, "Your receipt #1042");
+  const shipped = await send(shop.password, "Your order has shipped");
+  const weekly = await send(news.password, "Weekly news: RECEIPTS explained");
+  // Sent as an RFC 2047 encoded-word: found by what a mail client shows.
+  const greeting = await send(news.password, "Grüße aus Köln");
+  const [trusted] = await submit(relay, [{
+    from: "app@origin.test",
+    to: "ann@dest.test",
+    tag: "receipt-t",
+  }]);
+  await sink.waitFor(5);
 
-    const q = (query: string) => ids(relay, query);
-    assert.deepEqual(await q(`credential=${shop.id}`), [shipped, receipt]);
-    assert.deepEqual(await q(`credential=${news.id}`), [greeting, weekly]);
-    assert.deepEqual(await q("subject=receipt"), [trusted!, weekly, receipt], "case-insensitive");
-    assert.deepEqual(await q(`subject=${encodeURIComponent("grüße aus KÖLN")}`), [greeting]);
-    assert.deepEqual(await q(`subject=RECEIPT&credential=${shop.id}`), [receipt]);
-    assert.deepEqual(await q(`subject=receipt&credential=${news.id}`), [weekly]);
-    assert.deepEqual(await q(`subject=shipped&credential=${news.id}`), []);
-    assert.deepEqual(
-      await q(
-        `subject=your&credential=${shop.id}&since=${encodeURIComponent(new Date(0).toISOString())}`,
-      ),
-      [shipped, receipt],
-    );
-    // A key sees its whole account's log, the other credential's messages of it included.
-    const own = await relay.api(`/v1/messages?credential=${shop.id}`, { token: news.password });
-    assert.equal(own.status, 200);
-    assert.deepEqual(own.json.data.map((m: { id: string }) => m.id), [shipped, receipt]);
+  const q = (query: string) => ids(relay, query);
+  assert.deepEqual(await q(`credential=${shop.id}`), [shipped, receipt]);
+  assert.deepEqual(await q(`credential=${news.id}`), [greeting, weekly]);
+  assert.deepEqual(await q("subject=receipt"), [trusted!, weekly, receipt], "case-insensitive");
+  assert.deepEqual(await q(`subject=${encodeURIComponent("grüße aus KÖLN")}`), [greeting]);
+  assert.deepEqual(await q(`subject=RECEIPT&credential=${shop.id}`), [receipt]);
+  assert.deepEqual(await q(`subject=receipt&credential=${news.id}`), [weekly]);
+  assert.deepEqual(await q(`subject=shipped&credential=${news.id}`), []);
+  assert.deepEqual(
+    await q(
+      `subject=your&credential=${shop.id}&since=${encodeURIComponent(new Date(0).toISOString())}`,
+    ),
+    [shipped, receipt],
+  );
+  // A key sees its whole account's log, the other credential's messages of it included.
+  const own = await relay.api(`/v1/messages?credential=${shop.id}`, { token: news.password });
+  assert.equal(own.status, 200);
+  assert.deepEqual(own.json.data.map((m: { id: string }) => m.id), [shipped, receipt]);
 
-    const bad = await relay.api("/v1/messages?credential=not-an-id");
-    assert.equal(bad.status, 400);
-    assert.equal(bad.json.error.code, "invalid_request");
-    assert.equal(bad.json.error.details[0].path, "credential");
-  } finally {
-    await sink.close();
-  }
+  const bad = await relay.api("/v1/messages?credential=not-an-id");
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.code, "invalid_request");
+  assert.equal(bad.json.error.details[0].path, "credential");
 });
 
 /** Writes `count` delivered messages as intake would (record, row, index keys), in batches. */
@@ -325,31 +318,24 @@ Deno.test("retention deletes an expired message's body, rows, events and index e
 });
 
 Deno.test("a relay with a short retention sweeps delivered messages at start", async () => {
-  const sink = await startSink();
-  const relay = await startRelay({ env: env(sink, { POSTERN_RETENTION: "1s" }) });
-  let second: Relay | undefined;
-  try {
-    const [id] = await submit(relay, [{ from: "a@origin.test", to: "b@dest.test", tag: "r" }]);
-    await sink.waitFor(1);
-    await waitUntil(async () => (await ids(relay, "status=delivered")).length === 1, "delivery");
-    const created = Date.now();
-    await waitUntil(() => Date.now() - created > 1_200, "the retention period to pass");
-    second = await relay.restart();
-    await second.waitForLog((l) => l.event === "retention.swept");
-    assert.equal((await second.api(`/v1/messages/${id}`)).status, 404);
-    assert.deepEqual(await ids(second, ""), []);
-    await second.stop();
-    const entries = await dumpKv(`${second.dataDir}/postern.kv`);
-    const mentions = entries.filter((e) =>
-      JSON.stringify(e.key).includes(id!) ||
-      (e.key[0] === "evlog" && JSON.stringify(e.value).includes(id!))
-    );
-    assert.deepEqual(mentions.map((e) => e.key), [], "no key of the message is left");
-  } finally {
-    await (second ?? relay)[Symbol.asyncDispose]();
-    await relay[Symbol.asyncDispose]();
-    await sink.close();
-  }
+  await using fx = await startRelayWithSinks({ env: env({ POSTERN_RETENTION: "1s" }) });
+  const { relay, sink } = fx;
+  const [id] = await submit(relay, [{ from: "a@origin.test", to: "b@dest.test", tag: "r" }]);
+  await sink.waitFor(1);
+  await waitUntil(async () => (await ids(relay, "status=delivered")).length === 1, "delivery");
+  const created = Date.now();
+  await waitUntil(() => Date.now() - created > 1_200, "the retention period to pass");
+  const second = fx.relay = await relay.restart();
+  await second.waitForLog((l) => l.event === "retention.swept");
+  assert.equal((await second.api(`/v1/messages/${id}`)).status, 404);
+  assert.deepEqual(await ids(second, ""), []);
+  await second.stop();
+  const entries = await dumpKv(`${second.dataDir}/postern.kv`);
+  const mentions = entries.filter((e) =>
+    JSON.stringify(e.key).includes(id!) ||
+    (e.key[0] === "evlog" && JSON.stringify(e.value).includes(id!))
+  );
+  assert.deepEqual(mentions.map((e) => e.key), [], "no key of the message is left");
 });
 
 Deno.test("retention drops stats counters of hours before the period and keeps the rest", async () => {

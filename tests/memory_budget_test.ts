@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { Buffer } from "node:buffer";
 import { type Relay, startRelay } from "./support/relay_process.ts";
-import { NodeSmtp } from "./support/node_smtp.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
 import { procStatusBytes } from "./support/operations.ts";
 
 const MB = 1024 * 1024;
@@ -25,13 +25,13 @@ function lines(size: number): Uint8Array {
   return out;
 }
 
-async function smtpFrom(relay: Relay, localAddress: string): Promise<NodeSmtp> {
-  const { client, greeting } = await NodeSmtp.connect({
+async function smtpFrom(relay: Relay, localAddress: string): Promise<SmtpClient> {
+  const { client, greeting } = await SmtpClient.connect({
     port: relay.smtpPort,
     localAddress,
     // The held uploads are written to the store as they arrive: on a loaded machine the final
     // dot may wait for the last of them.
-    timeoutMs: 120_000,
+    replyTimeoutMs: 120_000,
   });
   assert.equal(greeting.code, 220, greeting.raw);
   assert.equal((await client.command("EHLO client.test")).code, 250);
@@ -85,7 +85,7 @@ Deno.test("SMTP: six submissions held before the dot stay within the memory budg
   const before = await procStatusBytes(relay.pid, "VmHWM");
 
   const body = lines(EACH);
-  const held: NodeSmtp[] = [];
+  const held: SmtpClient[] = [];
   for (let i = 0; i < HELD; i++) {
     const c = await smtpFrom(relay, "127.0.0.2");
     assert.equal((await c.command("MAIL FROM:<app@origin.test>")).code, 250);
@@ -100,7 +100,7 @@ Deno.test("SMTP: six submissions held before the dot stay within the memory budg
   }));
 
   // The attacker's share is spent: more transactions from it are refused at MAIL FROM.
-  const more: NodeSmtp[] = [];
+  const more: SmtpClient[] = [];
   let refusal = "";
   for (let i = 0; i < 30 && !refusal; i++) {
     const c = await smtpFrom(relay, "127.0.0.2");

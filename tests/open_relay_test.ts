@@ -9,8 +9,7 @@
 import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
-import { SmtpClient, type SmtpReply } from "./support/smtp_client.ts";
-import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId, SmtpClient, type SmtpReply } from "./support/smtp_client.ts";
 import { newCredential, session } from "./support/tenants.ts";
 import { taggedMessage } from "./support/operations.ts";
 
@@ -107,14 +106,14 @@ Deno.test("an untrusted, unauthenticated client cannot relay with any address tr
     ["submission after STARTTLS", async () => {
       const { client } = await SmtpClient.connect({ port: env.relay.smtpPort });
       await client.command("EHLO client.test");
-      await client.startTls(ca);
+      await client.startTls({ caCert: ca });
       await client.command("EHLO client.test");
       return client;
     }],
     ["SMTPS claiming to be localhost", async () => {
       const { client } = await SmtpClient.connect({
         port: env.relay.smtpsPort,
-        implicitTlsCaCert: ca,
+        implicitTls: { caCert: ca },
       });
       await client.command("EHLO localhost");
       return client;
@@ -162,7 +161,7 @@ Deno.test("an authenticated client's address tricks are refused, not rewritten",
     assert.equal((await client.command("RCPT TO:<marker@dest.test>")).code, 250);
     assert.equal((await client.command("DATA")).code, 354);
     await client.write(new TextEncoder().encode(taggedMessage("auth") + ".\r\n"));
-    assert.equal((await client.read()).code, 250);
+    assert.equal((await client.reply()).code, 250);
   } finally {
     await client.quit();
   }
@@ -171,7 +170,7 @@ Deno.test("an authenticated client's address tricks are refused, not rewritten",
 
 Deno.test("a trusted network relays without AUTH by design, and its address tricks are refused too", async () => {
   await using env = await startEnv({ POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32" });
-  const client = await RawSmtp.connect(env.relay.smtpPort);
+  const client = await SmtpClient.open(env.relay.smtpPort);
   try {
     await client.hello();
     await assertTricksRefused(client, "trusted");
@@ -179,7 +178,7 @@ Deno.test("a trusted network relays without AUTH by design, and its address tric
     await client.quit();
   }
   await assertOnlyMarkerReached(env, async () => {
-    const c = await RawSmtp.connect(env.relay.smtpPort);
+    const c = await SmtpClient.open(env.relay.smtpPort);
     try {
       await c.hello();
       queuedId(await c.send("app@origin.test", "marker@dest.test", taggedMessage("trusted")));

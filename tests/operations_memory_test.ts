@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
-import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId, SmtpClient } from "./support/smtp_client.ts";
 import {
   procStatusBytes,
   randomBody,
@@ -40,7 +40,7 @@ Deno.test("a 50 MB message is accepted and delivered intact while the relay's pe
         POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
       },
     });
-    const client = await RawSmtp.connect(relay.smtpPort);
+    const client = await SmtpClient.open(relay.smtpPort);
     try {
       await client.hello();
       // A small message first, so the baseline includes every code path a delivery loads.

@@ -5,12 +5,12 @@
 import assert from "node:assert/strict";
 import { freePort, type LogLine, type Relay, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
-import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId, SmtpClient } from "./support/smtp_client.ts";
 import { countTags, dumpKv, taggedMessage, waitUntil } from "./support/operations.ts";
 
 /** Submits `count` tagged messages over one trusted-network session; returns their queue ids. */
 async function submit(relay: Relay, tags: readonly string[]): Promise<string[]> {
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   try {
     await client.hello();
     const ids: string[] = [];

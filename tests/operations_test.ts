@@ -13,7 +13,7 @@ import {
 } from "./support/relay_process.ts";
 import { certificateFor } from "./support/tls_certificate.ts";
 import { startSink } from "./support/sink.ts";
-import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId, SmtpClient } from "./support/smtp_client.ts";
 import { countTags, TAG_HEADER, waitUntil } from "./support/operations.ts";
 
 /** A relay that routes everything to a sink and lets loopback relay, with a long shutdown grace. */
@@ -33,7 +33,7 @@ Deno.test("SIGTERM refuses new sessions with 421 4.3.2, lets the open transactio
   try {
     const relay = await drainingRelay(sink.port);
     relays.push(relay);
-    const open = await RawSmtp.connect(relay.smtpPort);
+    const open = await SmtpClient.open(relay.smtpPort);
     await open.hello();
     await open.beginData("app@origin.test", "user@dest.test");
     await open.write(
@@ -45,7 +45,7 @@ Deno.test("SIGTERM refuses new sessions with 421 4.3.2, lets the open transactio
 
     // The client is still trickling its message in; a newcomer is turned away meanwhile.
     await open.write("second line\r\n");
-    const late = await RawSmtp.connect(relay.smtpPort);
+    const late = await SmtpClient.open(relay.smtpPort);
     const refusal = await late.reply();
     late.close();
     assert.equal(refusal.code, 421, refusal.raw);
@@ -297,7 +297,7 @@ Deno.test("SIGTERM lets a transaction already past MAIL FROM finish with 250 wit
   try {
     const relay = await drainingRelay(sink.port);
     relays.push(relay);
-    const open = await RawSmtp.connect(relay.smtpPort);
+    const open = await SmtpClient.open(relay.smtpPort);
     await open.hello();
     const mail = await open.command("MAIL FROM:<app@origin.test>");
     assert.equal(mail.code, 250, mail.raw);

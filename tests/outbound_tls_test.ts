@@ -14,7 +14,8 @@ import { type Sink, startSink } from "./support/sink.ts";
 import { startDnsServer } from "./support/dns_server.ts";
 import { createTestCa, selfSignedCertificate } from "./support/test_ca.ts";
 import { startMtaStsServer, stsPolicy } from "./support/mta_sts_server.ts";
-import { submit, writeConfig } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
+import { writeConfig } from "./support/relay_fixture.ts";
 import { type MessageView, waitForStatus } from "./support/relay_api.ts";
 
 const PASSWORD = "upstream-secret-9f2c";

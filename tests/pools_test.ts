@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { freePort, startRelay } from "./support/relay_process.ts";
 import { type ReceivedMessage, type Sink, startSink } from "./support/sink.ts";
-import { submit, writeConfig } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
+import { writeConfig } from "./support/relay_fixture.ts";
 import { createCredential, waitForStatus } from "./support/relay_api.ts";
 import { tagOf, waitUntil } from "./support/operations.ts";
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
-import { RawSmtp } from "./support/raw_smtp.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
 import { countTags, TAG_HEADER, taggedMessage, waitUntil } from "./support/operations.ts";
 import { KvConnectStandin, startStandinProcess } from "./support/kv_connect_standin.ts";
 import { startWebhookReceiver } from "./support/webhook_receiver.ts";
@@ -51,7 +51,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One transaction to many recipients with a body of `bodyBytes`; the reply to the data. */
 async function sendBig(relay: Relay, tag: string, recipients: string[], bodyBytes: number) {
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   try {
     await client.hello();
     assert.equal((await client.command("MAIL FROM:<app@origin.test>")).code, 250);
@@ -78,7 +78,7 @@ Deno.test("a relay on a KV Connect store accepts mail over SMTP and delivers it"
   const sink = await startSink();
   await using relay = await startRelay({ env: remoteEnv(store.standin, sink.port) });
   try {
-    const client = await RawSmtp.connect(relay.smtpPort);
+    const client = await SmtpClient.open(relay.smtpPort);
     const ids: string[] = [];
     try {
       await client.hello();
@@ -139,9 +139,9 @@ function startSubmitter(relay: Relay, prefix: string, maxMessages: number) {
   let stopping = false;
   const done = (async () => {
     while (!stopping && submitted < maxMessages) {
-      let client: RawSmtp | undefined;
+      let client: SmtpClient | undefined;
       try {
-        client = await RawSmtp.connect(relay.smtpPort);
+        client = await SmtpClient.open(relay.smtpPort);
         await client.hello();
         while (!stopping && submitted < maxMessages) {
           const tag = `${prefix}-${submitted++}`;
@@ -271,7 +271,7 @@ Deno.test("with the store unreachable past POSTERN_STORE_RETRY, SMTP answers 451
     assert.equal(first.acked.length, 1, first.refused.join("; "));
 
     // A transaction under way when the store goes: its commit is retried for the bound, then 451.
-    const client = await RawSmtp.connect(relay.smtpPort);
+    const client = await SmtpClient.open(relay.smtpPort);
     try {
       await client.hello();
       await client.beginData("app@origin.test", "user@dest.test");
@@ -289,7 +289,7 @@ Deno.test("with the store unreachable past POSTERN_STORE_RETRY, SMTP answers 451
       client.close();
     }
     // A new transaction while the store is still down hears a temporary refusal, never 250.
-    const late = await RawSmtp.connect(relay.smtpPort);
+    const late = await SmtpClient.open(relay.smtpPort);
     try {
       await late.hello();
       // Whichever step first needs the store answers 4xx (the end of DATA: 451 4.3.0).

@@ -18,7 +18,7 @@ import {
   queuedId,
   waitForMessage,
 } from "./support/relay_api.ts";
-import { RawSmtp } from "./support/raw_smtp.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
 import { EVENT_TYPES } from "../core/events/vocabulary.ts";
 
 const SIM = "simulator.postern.invalid";
@@ -227,7 +227,7 @@ Deno.test("submission faults: smtp-421@, smtp-451@, smtp-552@ and smtp-slow@ ove
   try {
     const message = "From: app@origin.test\r\nSubject: fault\r\n\r\nHello.\r\n";
     // 421 4.3.2 at RCPT TO, and the connection is closed.
-    const a = await RawSmtp.connect(relay.smtpPort);
+    const a = await SmtpClient.open(relay.smtpPort);
     await a.hello();
     assert.equal((await a.command("MAIL FROM:<app@origin.test>")).code, 250);
     const refused = await a.command(`RCPT TO:<smtp-421@${SIM}>`);
@@ -237,7 +237,7 @@ Deno.test("submission faults: smtp-421@, smtp-451@, smtp-552@ and smtp-slow@ ove
     a.close();
 
     // 451 4.3.0 and 552 5.3.4 after the final dot; the session goes on.
-    const b = await RawSmtp.connect(relay.smtpPort);
+    const b = await SmtpClient.open(relay.smtpPort);
     await b.hello();
     const r451 = await b.send("app@origin.test", `smtp-451@${SIM}`, message);
     assert.match(r451.raw, /^451 4\.3\.0 /);

@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { type LogLine, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
 import { startDnsServer } from "./support/dns_server.ts";
-import { eventually, submit, waitForSite, writeConfig } from "./support/relay_mail.ts";
+import { submit } from "./support/smtp_client.ts";
+import { startRelayWithSinks, waitForSite, writeConfig } from "./support/relay_fixture.ts";
 import { getMessage, waitForMessage, waitForStatus } from "./support/relay_api.ts";
 import { tagOf } from "./support/operations.ts";
 
@@ -112,55 +113,48 @@ Deno.test("a require-TLS provider (Google, by its MX) is never sent to in clear:
 
 Deno.test("a 421 storm shrinks the site's concurrency and rate for the cool-down, then both recover", async () => {
   const rcpts = Array.from({ length: 8 }, (_, i) => `r${i}@dest.test`);
-  const sink = await startSink({
-    behaviors: Object.fromEntries(rcpts.map((r) => [r, {
-      sequence: [
-        { code: 421, message: "4.7.0 Too many connections from your IP, slow down" },
-        "accept",
-      ],
-    }])),
-  });
-  const config = await writeConfig({
-    shaping: {
-      default: { connection_limit: 4, backoff_cooldown: "3s", backoff_message_rate: "20/s" },
+  await using fx = await startRelayWithSinks({
+    sinks: [{
+      behaviors: Object.fromEntries(rcpts.map((r) => [r, {
+        sequence: [
+          { code: 421, message: "4.7.0 Too many connections from your IP, slow down" },
+          "accept",
+        ],
+      }])),
+    }],
+    config: {
+      shaping: {
+        default: { connection_limit: 4, backoff_cooldown: "3s", backoff_message_rate: "20/s" },
+      },
     },
-  });
-  const relay = await startRelay({
     env: {
-      ...TRUSTED,
-      POSTERN_CONFIG: config,
-      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
       POSTERN_RETRY_SCHEDULE: "1s",
     },
   });
-  try {
-    const ids = await submit(
-      relay,
-      rcpts.map((to, i) => ({ from: "app@origin.test", to, tag: `storm${i}` })),
-    );
-    const throttled = await relay.waitForLog((l) => l.event === "site.throttled");
-    assert.ok(Number(throttled.connection_limit) < 4, JSON.stringify(throttled));
-    assert.equal(throttled.rate, "20/s", "the backoff rate, as the site has none of its own");
-    const during = await relay.api("/v1/queue");
-    const view = during.json.data[0];
-    assert.equal(view.state, "throttled", JSON.stringify(view));
-    assert.ok(view.in_force.connection_limit < 4);
-    assert.equal(view.in_force.max_message_rate, "20/s");
-    assert.equal(view.limits.connection_limit, 4, "the configured limit stays as configured");
-    assert.ok(Date.parse(view.throttled_until) > Date.parse(String(throttled.ts)));
-    const recovered = await relay.waitForLog((l) => l.event === "site.recovered");
-    assert.equal(recovered.rate, null, "the rate limit lifts with the cool-down");
-    for (const id of ids) await waitForStatus(relay, id, "delivered");
-    // Each cool-down halves once, not once per 421 that arrived during it.
-    const halvings = logsOf(relay.logs, "site.throttled");
-    assert.ok(halvings.length <= 2, `${halvings.length} halvings`);
-    const viewed = await getMessage(relay, ids[0]!);
-    assert.deepEqual(viewed.events.map((e) => e.type), ["accepted", "deferred", "delivered"]);
-    assert.equal(viewed.events[1]!.category, "throttled");
-  } finally {
-    await relay.stop();
-    await sink.close();
-  }
+  const { relay } = fx;
+  const ids = await submit(
+    relay,
+    rcpts.map((to, i) => ({ from: "app@origin.test", to, tag: `storm${i}` })),
+  );
+  const throttled = await relay.waitForLog((l) => l.event === "site.throttled");
+  assert.ok(Number(throttled.connection_limit) < 4, JSON.stringify(throttled));
+  assert.equal(throttled.rate, "20/s", "the backoff rate, as the site has none of its own");
+  const during = await relay.api("/v1/queue");
+  const view = during.json.data[0];
+  assert.equal(view.state, "throttled", JSON.stringify(view));
+  assert.ok(view.in_force.connection_limit < 4);
+  assert.equal(view.in_force.max_message_rate, "20/s");
+  assert.equal(view.limits.connection_limit, 4, "the configured limit stays as configured");
+  assert.ok(Date.parse(view.throttled_until) > Date.parse(String(throttled.ts)));
+  const recovered = await relay.waitForLog((l) => l.event === "site.recovered");
+  assert.equal(recovered.rate, null, "the rate limit lifts with the cool-down");
+  for (const id of ids) await waitForStatus(relay, id, "delivered");
+  // Each cool-down halves once, not once per 421 that arrived during it.
+  const halvings = logsOf(relay.logs, "site.throttled");
+  assert.ok(halvings.length <= 2, `${halvings.length} halvings`);
+  const viewed = await getMessage(relay, ids[0]!);
+  assert.deepEqual(viewed.events.map((e) => e.type), ["accepted", "deferred", "delivered"]);
+  assert.equal(viewed.events[1]!.category, "throttled");
 });
 
 Deno.test("a dead MX host is given up within the connect timeout and the next MX is tried at once", async () => {
@@ -257,6 +251,8 @@ Deno.test("max_message_rate paces a site's messages, across its connections", as
         (_, i) => ({ from: "a@origin.test", to: `p${i}@dest.test`, tag: `p${i}` }),
       ),
     );
+    // The site is shown while it paces (an idle site is let go once its mail is out).
+    const pacing = waitForSite(relay, (s) => s.depth > 0, "the site while it paces");
     const got = await sink.waitFor(9);
     const times = got.map((m) => m.at).sort((a, b) => a - b);
     // Nine messages at four a second, spaced evenly (GCRA): two seconds from first to last.
@@ -264,11 +260,7 @@ Deno.test("max_message_rate paces a site's messages, across its connections", as
     // can shave a little off the span, so the bound proves pacing without timing it exactly.
     const span = times.at(-1)! - times[0]!;
     assert.ok(span >= 1_500, `span ${span} ms`);
-    const site = await eventually(async () => {
-      const res = await relay.api("/v1/queue");
-      return res.json.data[0];
-    }, "the site").catch(() => null);
-    if (site) assert.equal(site.limits.max_message_rate, "4/s");
+    assert.equal((await pacing).limits.max_message_rate, "4/s");
   } finally {
     await relay.stop();
     await sink.close();
@@ -277,69 +269,62 @@ Deno.test("max_message_rate paces a site's messages, across its connections", as
 
 Deno.test("a greylisting 451 is retried after the window it names plus 10 s, from the same source address", async () => {
   const rcpts = Array.from({ length: 4 }, (_, i) => `g${i}@dest.test`);
-  const sink = await startSink({
-    behaviors: Object.fromEntries(rcpts.map((r) => [r, {
-      sequence: [
-        { code: 451, message: "4.7.1 Greylisted, please try again in 2 seconds" },
-        "accept",
-      ],
-    }])),
-  });
-  const config = await writeConfig({
-    pools: {
-      default: {
-        sources: [
-          { address: "127.0.0.2", ehlo: "a.relay.test" },
-          { address: "127.0.0.3", ehlo: "b.relay.test" },
+  await using fx = await startRelayWithSinks({
+    sinks: [{
+      behaviors: Object.fromEntries(rcpts.map((r) => [r, {
+        sequence: [
+          { code: 451, message: "4.7.1 Greylisted, please try again in 2 seconds" },
+          "accept",
         ],
+      }])),
+    }],
+    config: {
+      pools: {
+        default: {
+          sources: [
+            { address: "127.0.0.2", ehlo: "a.relay.test" },
+            { address: "127.0.0.3", ehlo: "b.relay.test" },
+          ],
+        },
       },
+      shaping: { default: { max_deliveries_per_connection: 1 } },
     },
-    shaping: { default: { max_deliveries_per_connection: 1 } },
-  });
-  const relay = await startRelay({
     env: {
-      ...TRUSTED,
-      POSTERN_CONFIG: config,
-      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
       POSTERN_RETRY_SCHEDULE: "1s", // the generic schedule would retry far sooner
     },
   });
-  try {
-    const ids = await submit(
-      relay,
-      rcpts.map((to, i) => ({ from: "app@origin.test", to, tag: `grey${i}` })),
-    );
-    const deferred = await waitForMessage(
-      relay,
-      ids[0]!,
-      (m) => m.recipients[0]!.status === "deferred",
-    );
-    const ev = deferred.events.find((e) => e.type === "deferred")!;
-    assert.equal(ev.category, "greylisted");
-    assert.equal(Date.parse(ev.next_attempt_at!) - Date.parse(ev.at), 2_000 + 10_000);
-    assert.match(deferred.recipients[0]!.waiting!, /^greylisted: .*next attempt/);
-    await sink.waitFor(rcpts.length, { timeoutMs: 40_000 });
-    // An attempt recorded over another means one due entry went out twice.
-    assert.deepEqual(logsOf(relay.logs, "delivery.record_conflict"), [], "no entry sent twice");
-    for (const rcpt of rcpts) {
-      const tries = sink.rcpts.filter((r) => r.rcpt === rcpt);
-      assert.equal(tries.length, 2, `${rcpt}: one greylisted try, one retry, none in between`);
-      const [first, second] = tries as [typeof tries[0], typeof tries[0]];
-      assert.equal(first.code, 451);
-      assert.ok(second.at - first.at >= 12_000, `${rcpt} retried after ${second.at - first.at} ms`);
-      assert.equal(second.remoteAddress, first.remoteAddress, `${rcpt} kept its source address`);
-      assert.ok(["127.0.0.2", "127.0.0.3"].includes(first.remoteAddress), first.remoteAddress);
-      const ehlo = first.remoteAddress === "127.0.0.2" ? "a.relay.test" : "b.relay.test";
-      assert.equal(second.heloName, ehlo, "the EHLO name that belongs to the address");
-    }
-    const viewed = await getMessage(relay, ids[0]!);
-    const sourceEvents = viewed.events.filter((e) => e.type !== "accepted");
-    assert.equal(
-      sourceEvents[0]!.local_address,
-      sourceEvents[1]!.local_address,
-    );
-  } finally {
-    await relay.stop();
-    await sink.close();
+  const { relay, sink } = fx;
+  const ids = await submit(
+    relay,
+    rcpts.map((to, i) => ({ from: "app@origin.test", to, tag: `grey${i}` })),
+  );
+  const deferred = await waitForMessage(
+    relay,
+    ids[0]!,
+    (m) => m.recipients[0]!.status === "deferred",
+  );
+  const ev = deferred.events.find((e) => e.type === "deferred")!;
+  assert.equal(ev.category, "greylisted");
+  assert.equal(Date.parse(ev.next_attempt_at!) - Date.parse(ev.at), 2_000 + 10_000);
+  assert.match(deferred.recipients[0]!.waiting!, /^greylisted: .*next attempt/);
+  await sink.waitFor(rcpts.length, { timeoutMs: 40_000 });
+  // An attempt recorded over another means one due entry went out twice.
+  assert.deepEqual(logsOf(relay.logs, "delivery.record_conflict"), [], "no entry sent twice");
+  for (const rcpt of rcpts) {
+    const tries = sink.rcpts.filter((r) => r.rcpt === rcpt);
+    assert.equal(tries.length, 2, `${rcpt}: one greylisted try, one retry, none in between`);
+    const [first, second] = tries as [typeof tries[0], typeof tries[0]];
+    assert.equal(first.code, 451);
+    assert.ok(second.at - first.at >= 12_000, `${rcpt} retried after ${second.at - first.at} ms`);
+    assert.equal(second.remoteAddress, first.remoteAddress, `${rcpt} kept its source address`);
+    assert.ok(["127.0.0.2", "127.0.0.3"].includes(first.remoteAddress), first.remoteAddress);
+    const ehlo = first.remoteAddress === "127.0.0.2" ? "a.relay.test" : "b.relay.test";
+    assert.equal(second.heloName, ehlo, "the EHLO name that belongs to the address");
   }
+  const viewed = await getMessage(relay, ids[0]!);
+  const sourceEvents = viewed.events.filter((e) => e.type !== "accepted");
+  assert.equal(
+    sourceEvents[0]!.local_address,
+    sourceEvents[1]!.local_address,
+  );
 });

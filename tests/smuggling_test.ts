@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
-import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId, SmtpClient } from "./support/smtp_client.ts";
 import { newCredential, session } from "./support/tenants.ts";
 import { segmentations } from "./support/segments.ts";
 import { startRawMx, unstuff } from "./support/raw_mx.ts";
@@ -74,7 +74,7 @@ function smugglingPayload(fakeEnd: string, nul: boolean): Uint8Array {
 
 /** Sends a clean message and waits until the sink has it: the pipeline is flushed up to here. */
 async function flushWithMarker(env: Env, expectedAtSink: number): Promise<void> {
-  const client = await RawSmtp.connect(env.relay.smtpPort);
+  const client = await SmtpClient.open(env.relay.smtpPort);
   try {
     await client.hello();
     queuedId(await client.send("app@origin.test", "marker@dest.test", taggedMessage("marker")));
@@ -92,7 +92,7 @@ Deno.test("a bare LF, bare CR or NUL in DATA is refused with 550 5.5.2, from a t
     ["NUL", "\0"],
     ["bare LF after a CR-less header", "\nX-Injected: 1\n"],
   ];
-  const trusted = await RawSmtp.connect(env.relay.smtpPort);
+  const trusted = await SmtpClient.open(env.relay.smtpPort);
   try {
     await trusted.hello();
     for (const [name, bytes] of bad) {
@@ -113,7 +113,7 @@ Deno.test("a bare LF, bare CR or NUL in DATA is refused with 550 5.5.2, from a t
       assert.equal((await client.command("RCPT TO:<user@dest.test>")).code, 250);
       assert.equal((await client.command("DATA")).code, 354);
       await client.write(encoder.encode(messageWith(bytes) + ".\r\n"));
-      const reply = await client.read();
+      const reply = await client.reply();
       assert.match(reply.raw, /^550 5\.5\.2 /, `authenticated, ${name}: ${reply.raw}`);
     }
   } finally {
@@ -129,7 +129,7 @@ Deno.test("no malformed end of data ends DATA or lets a smuggled transaction thr
   let sessions = 0;
   for (const fakeEnd of FAKE_ENDS) {
     // A session per look-alike: each refusal counts as an error, and 20 close the session.
-    const client = await RawSmtp.connect(env.relay.smtpPort);
+    const client = await SmtpClient.open(env.relay.smtpPort);
     try {
       await client.hello();
       for (const nul of [false, true]) {
@@ -167,7 +167,7 @@ Deno.test("an authenticated client over TLS cannot smuggle either, even byte by 
         assert.equal((await client.command("RCPT TO:<user@dest.test>")).code, 250);
         assert.equal((await client.command("DATA")).code, 354);
         for (const piece of split.cut(smugglingPayload(fakeEnd, false))) await client.write(piece);
-        const verdict = await client.read();
+        const verdict = await client.reply();
         assert.match(verdict.raw, /^550 5\.5\.2 /, `${JSON.stringify(fakeEnd)} ${split.name}`);
         assert.equal((await client.command("NOOP")).raw, "250 2.0.0 OK");
       }
@@ -193,7 +193,7 @@ Deno.test("what the relay sends on has only CRLF line endings and dot-stuffed li
     });
     // Over SMTP: lines that need stuffing, sent stuffed (the relay unstuffs, then stuffs again).
     const lines = [".", "..", ".hidden", "trailing.", " .", "...", "MAIL FROM:<x@y.test>", "."];
-    const client = await RawSmtp.connect(relay.smtpPort);
+    const client = await SmtpClient.open(relay.smtpPort);
     try {
       await client.hello();
       await client.beginData("app@origin.test", "user@dest.test");
@@ -242,7 +242,7 @@ Deno.test("what the relay sends on has only CRLF line endings and dot-stuffed li
 
 Deno.test("a command line ending in a bare LF is refused with 550 5.5.2 and the session ends", async () => {
   await using env = await startEnv();
-  const client = await RawSmtp.connect(env.relay.smtpPort);
+  const client = await SmtpClient.open(env.relay.smtpPort);
   try {
     await client.hello();
     // Pipelined: a proper MAIL line, then a RCPT line that ends in a bare LF, then more.
@@ -258,7 +258,7 @@ Deno.test("a command line ending in a bare LF is refused with 550 5.5.2 and the 
   }
   // Nothing from that session was queued; the next client is served as usual.
   assert.equal(accepted(env.relay), 0);
-  const next = await RawSmtp.connect(env.relay.smtpPort);
+  const next = await SmtpClient.open(env.relay.smtpPort);
   try {
     await next.hello();
     queuedId(await next.send("app@origin.test", "user@dest.test", taggedMessage("after")));

@@ -7,8 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type Relay, runCommand, startRelay } from "./support/relay_process.ts";
-import { SmtpClient } from "./support/smtp_client.ts";
-import { queuedId, RawSmtp } from "./support/raw_smtp.ts";
+import { queuedId, SmtpClient } from "./support/smtp_client.ts";
 import { startRawMx } from "./support/raw_mx.ts";
 import { taggedMessage } from "./support/operations.ts";
 
@@ -57,10 +56,10 @@ Deno.test("commands pipelined behind STARTTLS are discarded, and the session sta
         "STARTTLS\r\nMAIL FROM:<evil@origin.test>\r\nRCPT TO:<user@dest.test>\r\nNOOP\r\n",
       ),
     );
-    const ready = await client.read();
+    const ready = await client.reply();
     assert.equal(ready.code, 220, ready.raw);
     // Throws if any reply to the injected commands came in plaintext after the 220.
-    await client.upgradeToTls(await devCertificate(relay));
+    await client.upgradeToTls({ caCert: await devCertificate(relay) });
 
     const early = await client.command("MAIL FROM:<app@origin.test>");
     assert.equal(early.code, 503, `EHLO is required again: ${early.raw}`);
@@ -121,14 +120,11 @@ Deno.test("a TLS handshake has a hard deadline, on both ports, even for a client
   assert.ok(implicit.closed, "the implicit-TLS handshake was cut off");
 
   // STARTTLS: the 220 comes, then the client never starts the handshake.
-  const starttls = await RawSmtp.connect(relay.smtpPort);
+  const starttls = await SmtpClient.open(relay.smtpPort);
   try {
     await starttls.hello();
     assert.equal((await starttls.command("STARTTLS")).code, 220);
-    const started = performance.now();
-    while (!starttls.closed && performance.now() - started < 20_000) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await starttls.waitClosed(20_000);
     assert.ok(starttls.closed, "the STARTTLS handshake was cut off");
   } finally {
     starttls.close();
@@ -262,7 +258,7 @@ Deno.test("outbound, what an MX sends after its STARTTLS reply and before the ha
         POSTERN_POLL_INTERVAL: "200ms",
       },
     });
-    const client = await RawSmtp.connect(relay.smtpPort);
+    const client = await SmtpClient.open(relay.smtpPort);
     try {
       await client.hello();
       queuedId(await client.send("app@origin.test", "user@dest.test", taggedMessage("tls")));

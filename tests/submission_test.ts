@@ -379,7 +379,7 @@ Deno.test("EHLO advertises the submission extensions, and AUTH only once TLS is 
     }
     assert.ok(!plain.some((k) => k.startsWith("AUTH")), `no AUTH before TLS: ${before.raw}`);
 
-    assert.equal((await client.startTls(ca)).code, 220);
+    assert.equal((await client.startTls({ caCert: ca })).code, 220);
     const after = await client.command("EHLO client.test");
     assert.equal(after.code, 250);
     const auth = keywords(after).find((k) => k.startsWith("AUTH "));
@@ -392,7 +392,7 @@ Deno.test("EHLO advertises the submission extensions, and AUTH only once TLS is 
   }
 
   // Implicit TLS: AUTH from the first EHLO.
-  const smtps = await SmtpClient.connect({ port: relay.smtpsPort, implicitTlsCaCert: ca });
+  const smtps = await SmtpClient.connect({ port: relay.smtpsPort, implicitTls: { caCert: ca } });
   try {
     const ehlo = await smtps.client.command("EHLO client.test");
     assert.ok(keywords(ehlo).some((k) => /^AUTH PLAIN LOGIN/.test(k)), ehlo.raw);
@@ -425,7 +425,7 @@ Deno.test("AUTH before TLS is refused with 538 5.7.11 and MAIL FROM before AUTH 
     assert.match(mail.lines[0]!, /^5\.7\.0 /);
 
     // Still refused once the session is encrypted but not authenticated.
-    await client.startTls(ca);
+    await client.startTls({ caCert: ca });
     await client.command("EHLO client.test");
     const afterTls = await client.command("MAIL FROM:<wordpress@site.test>");
     assert.equal(afterTls.code, 530);
@@ -442,7 +442,7 @@ Deno.test("a wrong password is refused with 535 5.7.8, over the raw protocol and
   const { client } = await SmtpClient.connect({ port: relay.smtpPort });
   try {
     await client.command("EHLO client.test");
-    await client.startTls(ca);
+    await client.startTls({ caCert: ca });
     await client.command("EHLO client.test");
     const wrong = await client.command(`AUTH PLAIN ${authPlain(credential.username, "not-it")}`);
     assert.equal(wrong.code, 535);
@@ -485,7 +485,7 @@ Deno.test("an oversize message is refused with 552 5.3.4 and nothing is queued",
     try {
       const ehlo = await client.command("EHLO client.test");
       assert.ok(keywords(ehlo).includes("SIZE 100000"), ehlo.raw);
-      await client.startTls(ca);
+      await client.startTls({ caCert: ca });
       await client.command("EHLO client.test");
       const auth = await client.command(
         `AUTH PLAIN ${authPlain(credential.username, credential.password)}`,
@@ -547,7 +547,7 @@ Deno.test("a trusted network relays without AUTH", async () => {
     assert.equal((await client.command("RCPT TO:<frank@dest.test>")).code, 250);
     assert.equal((await client.command("DATA")).code, 354);
     await client.write(new TextEncoder().encode("Subject: scan\r\n\r\nScanned page.\r\n.\r\n"));
-    reply = await client.read();
+    reply = await client.reply();
   } finally {
     await client.quit();
   }
@@ -578,7 +578,7 @@ Deno.test("without a trusted network an unauthenticated client can never relay",
       open: async () => {
         const { client } = await SmtpClient.connect({ port: relay.smtpPort });
         await client.command("EHLO client.test");
-        await client.startTls(ca);
+        await client.startTls({ caCert: ca });
         await client.command("EHLO client.test");
         return client;
       },
@@ -588,7 +588,7 @@ Deno.test("without a trusted network an unauthenticated client can never relay",
       open: async () => {
         const { client } = await SmtpClient.connect({
           port: relay.smtpsPort,
-          implicitTlsCaCert: ca,
+          implicitTls: { caCert: ca },
         });
         await client.command("EHLO client.test");
         return client;
@@ -644,7 +644,7 @@ Deno.test("a revoked credential fails AUTH at once, and an open session fails it
   const { client } = await SmtpClient.connect({ port: relay.smtpPort });
   try {
     await client.command("EHLO client.test");
-    await client.startTls(ca);
+    await client.startTls({ caCert: ca });
     await client.command("EHLO client.test");
     const auth = await client.command(
       `AUTH PLAIN ${authPlain(credential.username, credential.password)}`,
@@ -655,7 +655,7 @@ Deno.test("a revoked credential fails AUTH at once, and an open session fails it
     assert.equal((await client.command("RCPT TO:<gina@dest.test>")).code, 250);
     assert.equal((await client.command("DATA")).code, 354);
     await client.write(data);
-    assert.match((await client.read()).raw, QUEUED);
+    assert.match((await client.reply()).raw, QUEUED);
 
     const revoked = await relay.api(`/v1/credentials/${credential.id}`, { method: "DELETE" });
     assert.equal(revoked.status, 200);

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
 import type { Relay } from "./support/relay_process.ts";
 import type { ReceivedMessage, Sink } from "./support/sink.ts";
-import { writeConfig } from "./support/relay_mail.ts";
+import { queueDrained, writeConfig } from "./support/relay_fixture.ts";
 import { runCommand } from "./support/run_command.ts";
 import {
   assertError,
@@ -199,7 +199,7 @@ Deno.test("another account's domain is refused as MAIL FROM, From or Sender, sub
 
   // Only A's own mail left, signed by A.
   await sink.waitFor(2);
-  await new Promise((r) => setTimeout(r, 500));
+  await queueDrained(relay);
   assert.deepEqual(subjects(sink).sort(), ["own", "own http"]);
   for (const m of sink.messages) {
     assert.doesNotMatch(m.headers, /b\.test/i);
@@ -295,7 +295,7 @@ Deno.test("an account made through the API sends only as its verified domains un
   assert.equal(after.code, 250, after.raw);
 
   await sink.waitFor(2);
-  await new Promise((r) => setTimeout(r, 500));
+  await queueDrained(relay);
   assert.deepEqual(subjects(sink).sort(), ["unrestricted", "verified"]);
 });
 
@@ -383,7 +383,7 @@ Deno.test("more than one From or Sender is refused with 550 5.6.0, and every add
   );
 
   await sink.waitFor(2);
-  await new Promise((r) => setTimeout(r, 500));
+  await queueDrained(relay);
   assert.deepEqual(subjects(sink).sort(), ["null sender", "s"]);
 });
 
@@ -465,7 +465,7 @@ Deno.test("X-Postern-Pool chooses only among the pools granted to the credential
   assert.equal((await httpSend("vip")).status, 202);
 
   const got = await sink.waitFor(3, { timeoutMs: 30_000 });
-  await new Promise((r) => setTimeout(r, 500));
+  await queueDrained(relay);
   const from = Object.fromEntries(got.map((m) => [subjectOf(m), m]));
   assert.deepEqual(Object.keys(from).sort(), ["bulk", "http vip", "warm"]);
   assert.equal(from["warm"]!.remoteAddress, "127.0.0.3");
@@ -602,6 +602,6 @@ Deno.test("a non-ASCII address without SMTPUTF8 is refused with 553 5.6.7 (RFC 6
       "From: jösé@origin.test\r\nTo: müller@dest.test\r\nSubject: utf8\r\n\r\nhi\r\n.\r\n",
     ),
   );
-  assert.equal((await client.read()).code, 250);
+  assert.equal((await client.reply()).code, 250);
   await client.quit();
 });

@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
 import { type Sink, startSink } from "./support/sink.ts";
-import { RawSmtp } from "./support/raw_smtp.ts";
-import { eventually } from "./support/relay_mail.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
+import { eventually } from "./support/relay_fixture.ts";
 import { DatabaseSync } from "node:sqlite";
 import { keySize, valueSize } from "../core/store/commit_size.ts";
 
@@ -35,7 +35,7 @@ function message2k(n: number): string {
 }
 
 async function sendSession(relay: Relay, first: number, count: number) {
-  const client = await RawSmtp.connect(relay.smtpPort);
+  const client = await SmtpClient.open(relay.smtpPort);
   try {
     await client.hello();
     for (let n = first; n < first + count; n++) {

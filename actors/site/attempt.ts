@@ -7,7 +7,7 @@
 import { CommitFailedError, type Committer } from "../../core/store/committer.ts";
 import { listRows } from "../../core/store/queue.ts";
 import { attemptChange, type RecipientResult } from "../../core/store/deliveries.ts";
-import { deleteBody, deleteBodyOp, storedChunks } from "../../core/store/bodies.ts";
+import { deleteBody, deleteBodyOp } from "../../core/store/bodies.ts";
 import type { BodyCache } from "../../core/store/body_cache.ts";
 import { countWarmupOp } from "../../core/store/sites.ts";
 import { FINAL_STATUSES, type RecipientRow } from "../../core/model.ts";
@@ -84,9 +84,10 @@ export async function recordAttempt(
     ...(options.dsn === false ? { dsn: false } : {}),
   });
   const allFinalHere = results.every((r) => FINAL_STATUSES.has(r.status));
-  // A message whose every recipient is now final no longer needs its body.
+  // A message whose every recipient is now final no longer needs its body. (A spooled body's
+  // file goes after the commit, with the rows checked, as a large body's chunks do.)
   const dropBodyNow = allFinalHere && job.rows.length === job.msg.recipients &&
-    job.msg.chunks <= BODY_DROP_IN_COMMIT_MAX_CHUNKS;
+    !job.msg.spooled && job.msg.chunks <= BODY_DROP_IN_COMMIT_MAX_CHUNKS;
   const day = utcDay(at);
   const change = attemptChange(
     job.due,
@@ -100,7 +101,7 @@ export async function recordAttempt(
     },
     at,
     (op) => {
-      if (dropBodyNow) deleteBodyOp(op, job.msg.id, storedChunks(job.msg));
+      if (dropBodyNow) deleteBodyOp(op, job.msg);
       if (options.warmupSource) countWarmupOp(op, options.warmupSource, site.site, day);
       effects.apply(op);
     },
@@ -119,7 +120,7 @@ export async function recordAttempt(
       const rows = await listRows(kv, job.msg.id);
       if (rows.every((r) => FINAL_STATUSES.has(r.status))) {
         bodyCache.delete(job.msg.id);
-        await deleteBody(kv, job.msg.id, storedChunks(job.msg));
+        await deleteBody(kv, job.msg);
       }
     }
   };

@@ -32,7 +32,7 @@ export async function runConnection(deps: ConnectionDeps, site: SiteState): Prom
   let session: OutboundSession | null = null;
   let source: Source | null = null;
   try {
-    while (!site.stopping && !site.suspended && !site.purging) {
+    while (!site.halted) {
       // The window shrank under a backoff: this connection is one too many.
       if (shaping.window.current > shaping.window.limit) break;
       // An outcome waits for the store: send nothing more until it is committed.
@@ -174,7 +174,7 @@ async function deliver(
       continue;
     }
     const cached = bodyCache.get(job.msg.id) ?? job.due.body;
-    const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg.id, job.msg.chunks));
+    const body = withPrefix(job.msg.prefix, cached ?? readBody(kv, job.msg));
     outcomes.push(
       ...await session.send(
         group.from,

@@ -158,9 +158,19 @@ export class SiteState {
     for (const w of waiters) w();
   }
 
-  /** Waits until a job is offered (true) or `ms` pass (false). */
+  /** Stopping, suspended or purging: no connection may start another transaction. */
+  get halted(): boolean {
+    return this.stopping || this.suspended || this.purging;
+  }
+
+  /**
+   * Waits until a job is offered (true) or `ms` pass (false); false at once when halted. A flag
+   * raised while the connection awaited something else (a lease renewal) notified no waiter, so
+   * without that check the connection would idle out its whole idle timeout, and a stop wait it.
+   */
   waitForJob(ms: number): Promise<boolean> {
     const { timers } = this.#deps;
+    if (this.halted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const done = (got: boolean) => {
         timers.clearTimeout(timer);

@@ -154,7 +154,7 @@ export const ConfigSchema = z.object({
   connectionLimit: z.coerce.number().int().positive().optional(),
   maxDeliveriesPerConnection: z.coerce.number().int().positive().optional(),
   /** Per-site limits: a default profile and per-provider overrides matched by MX suffix. */
-  shaping: ShapingSchema.default({ default: {}, provider: {} }),
+  shaping: ShapingSchema.default({ default: {}, route: {}, provider: {} }),
   /** Named pools of source addresses; a pool named "default" serves mail that names none. */
   pools: PoolsSchema.default({}),
   /** An address that expires this many times in a row is suppressed. */

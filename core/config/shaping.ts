@@ -98,6 +98,7 @@ const PROVIDER_NAME = /^[A-Za-z0-9_.-]+$/;
 
 export const ShapingSchema = z.object({
   default: ProfileInput.default({}),
+  route: ProfileInput.default({}),
   provider: z.record(z.string().regex(PROVIDER_NAME, "letters, digits, . _ -"), ProviderInput)
     .default({}),
 }).strict().superRefine((s, ctx) => {
@@ -133,8 +134,19 @@ export interface SiteProfile {
 
 export interface Shaping {
   default: SiteProfile;
+  /** Sites that are routes (a smarthost or a host of the operator's): see ROUTE_CONNECTION_LIMIT. */
+  route: SiteProfile;
   providers: { name: string; match: string[]; profile: SiteProfile }[];
 }
+
+/**
+ * A route's hosts are the operator's own relay or a provider's submission service, not a mailbox
+ * provider to be polite to, so its sites open more connections unless a connection limit was set
+ * (in `shaping.default`, `shaping.route` or POSTERN_CONNECTION_LIMIT). Postfix's own default is
+ * 20 per destination; with 10, a relay saturated by one-connection-per-message clients queued
+ * mail faster than it delivered it.
+ */
+export const ROUTE_CONNECTION_LIMIT = 50;
 
 /** Global settings that feed the default profile when they were set explicitly. */
 export interface ShapingGlobals {
@@ -189,6 +201,13 @@ export function resolveShaping(
       : {}),
     ...(globals.connectTimeout !== undefined ? { connect_timeout: globals.connectTimeout } : {}),
   }, "default");
+  const routeLimit = globals.connectionLimit ?? input.default.connection_limit ??
+    ROUTE_CONNECTION_LIMIT;
+  const route = overlay(
+    overlay(base, { connection_limit: routeLimit }, "route"),
+    input.route,
+    "route",
+  );
   const names = new Set([...Object.keys(BUILTIN_PROVIDERS), ...Object.keys(input.provider)]);
   const providers: Shaping["providers"] = [];
   for (const name of names) {
@@ -200,7 +219,7 @@ export function resolveShaping(
     const profile = overlay(overlay(base, builtinFields, name), userFields, name);
     providers.push({ name, match: userMatch ?? builtinMatch ?? [], profile });
   }
-  return { default: base, providers };
+  return { default: base, route, providers };
 }
 
 /** Whether `host` is `suffix` or ends with "." + `suffix`. */
@@ -214,7 +233,11 @@ export function hostMatches(host: string, suffix: string): boolean {
  * first provider listed, the longest matching suffix wins, to avoid a user's broad entry
  * ("outlook.com") shadowing a narrower one ("eu.protection.outlook.com") by file order.
  */
-export function profileFor(shaping: Shaping, hostNames: readonly string[]): SiteProfile {
+export function profileFor(
+  shaping: Shaping,
+  hostNames: readonly string[],
+  isRoute = false,
+): SiteProfile {
   let best: { length: number; profile: SiteProfile } | null = null;
   for (const provider of shaping.providers) {
     for (const suffix of provider.match) {
@@ -225,7 +248,7 @@ export function profileFor(shaping: Shaping, hostNames: readonly string[]): Site
       }
     }
   }
-  return best?.profile ?? shaping.default;
+  return best?.profile ?? (isRoute ? shaping.route : shaping.default);
 }
 
 export function formatRate(r: Rate | null): string | null {

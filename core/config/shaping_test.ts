@@ -89,6 +89,22 @@ Deno.test("profileFor() prefers the longest matching suffix over file order", ()
   assert.equal(profileFor(s, ["a.us.mx.example.net"]).name, "broad");
 });
 
+Deno.test("a route's site opens more connections unless a connection limit was set, and a provider's match still wins", () => {
+  const plain = resolveShaping(parse({}));
+  assert.equal(profileFor(plain, ["smarthost.example.net"], true).name, "route");
+  assert.equal(profileFor(plain, ["smarthost.example.net"], true).connectionLimit, 50);
+  assert.equal(profileFor(plain, ["mx.example.net"]).connectionLimit, 10);
+  assert.equal(profileFor(plain, ["smtp.google.com"], true).name, "google");
+
+  const global = resolveShaping(parse({}), { connectionLimit: 7 });
+  assert.equal(profileFor(global, ["smarthost.example.net"], true).connectionLimit, 7);
+  const fileDefault = resolveShaping(parse({ default: { connection_limit: 3 } }));
+  assert.equal(profileFor(fileDefault, ["smarthost.example.net"], true).connectionLimit, 3);
+  const own = resolveShaping(parse({ route: { connection_limit: 80, idle_timeout: "1s" } }));
+  const route = profileFor(own, ["smarthost.example.net"], true);
+  assert.deepEqual([route.connectionLimit, route.idleTimeoutMs], [80, 1000]);
+});
+
 Deno.test("ShapingSchema rejects unknown fields, bad rates and providers without match", () => {
   const cases: Array<[unknown, RegExp]> = [
     [{ default: { conection_limit: 3 } }, /conection_limit/],

@@ -102,7 +102,7 @@ export class HoldQueue {
         user: msg.credentialId,
         queueId: msg.id,
         body: () =>
-          withPrefix(msg.prefix, readBody(deps.kv, msg.id, msg.chunks)) as AsyncIterable<
+          withPrefix(msg.prefix, readBody(deps.kv, msg)) as AsyncIterable<
             Uint8Array
           >,
       });

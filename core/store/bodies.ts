@@ -1,18 +1,24 @@
 /**
- * Message bodies as chunks below KV's 64 KiB value limit. Reading streams chunk batches so a
- * 50 MB body never sits whole in memory.
+ * Message bodies as chunks below KV's 64 KiB value limit, or (large ones, in a store kept in a
+ * local file) as a file beside it (body_spool.ts). Reading streams chunk batches so a 50 MB body
+ * never sits whole in memory.
  */
 import { keys } from "./keys.ts";
+import { directCommit, MeteredWriter } from "./metered.ts";
+import { type BodySpool, bodySpoolOf } from "./body_spool.ts";
+import type { MessageRecord } from "../model.ts";
 
 export const CHUNK_SIZE = 63_000;
 /** Chunks read per KV round trip while streaming a body out. */
 const READ_BATCH = 8;
 
-export async function* readBody(
-  kv: Deno.Kv,
-  id: string,
-  chunks: number,
-): AsyncGenerator<Uint8Array> {
+/** Where a message's body is: its chunk count in KV, or a file in the store's spool. */
+export type BodyRef = Pick<MessageRecord, "id" | "chunks" | "spooled" | "bodyInDue">;
+
+export async function* readBody(kv: Deno.Kv, ref: BodyRef): AsyncGenerator<Uint8Array> {
+  if (ref.spooled) return yield* spoolOf(kv, ref).read(ref.id);
+  const { id } = ref;
+  const chunks = storedChunks(ref);
   for (let n = 0; n < chunks; n += READ_BATCH) {
     const batch = [];
     for (let i = n; i < Math.min(chunks, n + READ_BATCH); i++) batch.push(keys.body(id, i));
@@ -29,27 +35,40 @@ export async function* readBody(
 }
 
 /** The body's first chunk (where its header section starts), or null when none is stored. */
-export async function readFirstChunk(kv: Deno.Kv, id: string): Promise<Uint8Array | null> {
-  return (await kv.get<Uint8Array>(keys.body(id, 0))).value;
+export async function readFirstChunk(kv: Deno.Kv, ref: BodyRef): Promise<Uint8Array | null> {
+  if (ref.spooled) return spoolOf(kv, ref).head(ref.id, CHUNK_SIZE);
+  if (storedChunks(ref) === 0) return null;
+  return (await kv.get<Uint8Array>(keys.body(ref.id, 0))).value;
 }
 
-/** How many chunks of a message's body are stored under ["body", id, n] (none when it rides in its due entry). */
-export function storedChunks(msg: { chunks: number; bodyInDue?: true }): number {
-  return msg.bodyInDue ? 0 : msg.chunks;
+/**
+ * How many chunks of a message's body are stored under ["body", id, n] (none when it rides in its
+ * due entry or sits in the spool).
+ */
+export function storedChunks(ref: BodyRef): number {
+  return ref.bodyInDue || ref.spooled ? 0 : ref.chunks;
 }
 
-/** Adds the deletes of a body's chunks to a commit. */
-export function deleteBodyOp(op: Deno.AtomicOperation, id: string, chunks: number) {
-  for (let i = 0; i < chunks; i++) op.delete(keys.body(id, i));
+/**
+ * Adds the deletes of a body's chunks to a commit. A spooled body has none: its file goes with
+ * {@linkcode deleteBody} once the commit has landed.
+ */
+export function deleteBodyOp(op: Deno.AtomicOperation, ref: BodyRef) {
+  for (let i = 0; i < storedChunks(ref); i++) op.delete(keys.body(ref.id, i));
 }
 
-/** Deletes a body's chunks in commits of at most `perCommit` deletes. */
-export async function deleteBody(kv: Deno.Kv, id: string, chunks: number, perCommit = 500) {
-  for (let n = 0; n < chunks; n += perCommit) {
-    const op = kv.atomic();
-    for (let i = n; i < Math.min(chunks, n + perCommit); i++) op.delete(keys.body(id, i));
-    await op.commit();
-  }
+/** Deletes a body: its chunks, in as few commits as the store allows, or its spool file. */
+export async function deleteBody(kv: Deno.Kv, ref: BodyRef) {
+  if (ref.spooled) return spoolOf(kv, ref).remove(ref.id);
+  const writer = new MeteredWriter(directCommit(kv));
+  for (let i = 0; i < storedChunks(ref); i++) await writer.delete(keys.body(ref.id, i));
+  await writer.flush();
+}
+
+function spoolOf(kv: Deno.Kv, ref: BodyRef): BodySpool {
+  const spool = bodySpoolOf(kv);
+  if (!spool) throw new Error(`Cannot read body of message ${ref.id}: the store has no spool`);
+  return spool;
 }
 
 export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {

@@ -16,8 +16,12 @@ export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
 }
 
-/** `promise`, or a StoreUnavailableError after `ms`; the promise itself is left to run. */
+/**
+ * `promise`, or a StoreUnavailableError after `ms`; the promise itself is left to run. An
+ * infinite `ms` (a local file, which answers within SQLite's busy timeout) is `promise` itself.
+ */
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  if (ms === Infinity) return promise;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(

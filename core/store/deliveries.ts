@@ -7,7 +7,7 @@
  */
 import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
-import { type DueEntry, dueValue } from "./queue.ts";
+import type { DueEntry } from "./queue.ts";
 import { monotonicId } from "../ids.ts";
 import type {
   EventType,
@@ -18,6 +18,7 @@ import type {
 } from "../model.ts";
 import { putEvent, withEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
+import { dueEntries, putDue } from "./due_groups.ts";
 
 export interface RecipientResult {
   row: RecipientRow;
@@ -90,6 +91,9 @@ export function attemptChange(
       nextDue.set(r.nextAttemptAt, list);
     }
   }
+  const filed = [...nextDue].flatMap(([at, idxs]) =>
+    dueEntries(due.domain, at, due.msgId, idxs, due.body)
+  );
   return {
     apply(op) {
       op.check({ key: due.key, versionstamp: due.versionstamp });
@@ -102,10 +106,8 @@ export function attemptChange(
         op.set(keys.recipient(row.msgId, row.idx), withEvent(row, event.id));
       });
       tally.apply(op);
-      for (const [at, idxs] of nextDue) {
-        // A body that rides in the due entry moves on with the recipients still to be tried.
-        op.set(keys.due(due.domain, at, due.msgId, Math.min(...idxs)), dueValue(idxs, due.body));
-      }
+      // A body that rides in the due entry moves on with the recipients still to be tried.
+      for (const d of filed) putDue(op, d);
       extra?.(op);
     },
   };

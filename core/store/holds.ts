@@ -11,7 +11,7 @@
 import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
 import { type DueEntry, listRows, loadMessage, setMarkersOp } from "./queue.ts";
-import { dueGroups } from "./due_groups.ts";
+import { dueEntries, putDue, written } from "./due_groups.ts";
 import { putUnlistedEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
@@ -103,18 +103,12 @@ async function settle(
     }
     // Due at the message's own time, as intake files them.
     const filed = [...byDomain].flatMap(([domain, idxs]) =>
-      dueGroups(idxs).map((rcpts) => ({
-        key: keys.due(domain, msg.createdAt, msgId, rcpts[0]!),
-        domain,
-        dueAt: msg.createdAt,
-        msgId,
-        rcpts,
-      }))
+      dueEntries(domain, msg.createdAt, msgId, idxs)
     );
     const stamp = await committer.commit({
       apply(op) {
         for (const row of batch) op.set(keys.recipient(msgId, row.idx), row);
-        for (const d of filed) op.set(d.key, { rcpts: d.rcpts });
+        for (const d of filed) putDue(op, d);
         setMarkersOp(op, [...byDomain.keys()], now);
         if (last) {
           op.check(entry);
@@ -126,7 +120,7 @@ async function settle(
     });
     if (stamp === null) return { ok: false, reason: "conflict" };
     versionstamp = stamp;
-    for (const d of filed) due.push({ ...d, versionstamp: stamp });
+    due.push(...written(filed, stamp));
   }
   return { ok: true, msg, rows: moved, versionstamp, due };
 }

@@ -21,9 +21,18 @@ export async function prepareDataDir(dataDir: string): Promise<void> {
  */
 export const STORE_PAGE_SIZE = 2048;
 
+/**
+ * Whether `path` names a remote store (a KV Connect URL). A local file answers every call within
+ * SQLite's busy timeout, so its commits are awaited to their real outcome; a remote store's client
+ * retries without end and has to be bounded (bounded_kv.ts), leaving an abandoned commit unknown.
+ */
+export function isRemoteStore(path: string): boolean {
+  return /^[a-z]+:\/\//i.test(path);
+}
+
 /** Opens the KV store at `path`, a file (kept 0600) or a KV Connect URL / `:memory:`. */
 export async function openKvFile(path: string): Promise<Deno.Kv> {
-  if (path === ":memory:" || /^[a-z]+:\/\//i.test(path)) return await Deno.openKv(path);
+  if (path === ":memory:" || isRemoteStore(path)) return await Deno.openKv(path);
   try {
     await Deno.writeFile(path, new Uint8Array(0), { createNew: true, mode: 0o600 });
     // The page size is fixed when SQLite first writes the file: before Deno KV makes its tables.

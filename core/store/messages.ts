@@ -1,15 +1,18 @@
 /**
  * The message commit: ONE commit makes the message record, its recipient rows, their due
  * entries and the `accepted` event visible together, and the chunk writer that puts a large
- * body ahead of it. Whatever is written ahead sits under a staged marker and stays inert until
- * the message record appears (core/store/queue.ts), so a failed commit leaves nothing half
- * visible; the sweeper removes what a crash leaves behind.
+ * body ahead of it. Whatever is written ahead sits under a staged marker (or, a body, in a spool
+ * file no record names yet) and stays inert until the message record appears
+ * (core/store/queue.ts), so a failed commit leaves nothing half visible; the sweeper removes what
+ * a crash leaves behind.
  */
 import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
-import { addSizes, EMPTY_SIZE, fits, measureChange, setSize } from "./commit_size.ts";
-import { CHUNK_SIZE, deleteBody } from "./bodies.ts";
-import { dueGroups } from "./due_groups.ts";
+import { measureChange } from "./commit_size.ts";
+import { CommitChecksFailed, type CommitFn, MeteredAtomic, MeteredWriter } from "./metered.ts";
+import { CHUNK_SIZE, deleteBody, readBody } from "./bodies.ts";
+import type { BodySpool, SpoolFile } from "./body_spool.ts";
+import { dueEntries, type FiledDue, MAX_RECIPIENTS_PER_DUE } from "./due_groups.ts";
 import { putEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { putMessageIndex, recipientIndexEntries } from "./message_index.ts";
@@ -22,7 +25,7 @@ import type { MemoryHold } from "../policy/memory_budget.ts";
 import { domainOf } from "../mail/address.ts";
 import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 
-/** Bodies up to this size ride in the message commit; larger ones are written ahead, staged. */
+/** Bodies up to this size ride in the message commit; larger ones are written ahead. */
 const INLINE_BODY_LIMIT = 6 * CHUNK_SIZE;
 /**
  * A body up to this size, in a message with one due entry, rides in that entry: written with it
@@ -31,16 +34,20 @@ const INLINE_BODY_LIMIT = 6 * CHUNK_SIZE;
  * batches, and a deferral rewrites the entry.
  */
 const BODY_IN_DUE_LIMIT = 16 * 1024;
-/** Chunks per staged commit (≤ 800 KB a commit). */
-const STAGE_BATCH = 11;
 
-/** Splits a byte stream into fixed-size chunks and decides when they must go to KV early. */
+/**
+ * Splits a byte stream into fixed-size chunks and decides when they must leave memory early: a
+ * body past INLINE_BODY_LIMIT (or one the memory budget cannot hold) goes to the store's spool
+ * file as it arrives when the store has a spool, else to KV chunks under the staged marker.
+ */
 export class ChunkWriter {
   /** Chunks not yet written: they ride in the message commit. */
   chunks: Uint8Array[] = [];
-  /** Chunks written ahead, under the staged marker. */
+  /** Chunks committed to KV ahead of the message commit, under the staged marker. */
   written = 0;
   staged = false;
+  /** The body file in the spool, once the body went there. */
+  #spooled: SpoolFile | null = null;
   size = 0;
   /**
    * The chunk being filled. The first grows by doubling, so a small body never allocates (and
@@ -51,13 +58,20 @@ export class ChunkWriter {
   #fill = 0;
   /** Full chunks in `chunks` whose bytes the memory hold counts. */
   #counted = 0;
+  #ahead: MeteredWriter | null = null;
 
   constructor(
     private committer: Committer,
     private id: string,
     private now: () => number = Date.now,
     private memory?: MemoryHold,
+    private spool: BodySpool | null = null,
   ) {}
+
+  /** The body is a spool file, not KV chunks. */
+  get spooled(): boolean {
+    return this.#spooled !== null;
+  }
 
   async write(bytes: Uint8Array) {
     this.size += bytes.length;
@@ -68,22 +82,21 @@ export class ChunkWriter {
       this.#current.set(bytes.subarray(i, i + n), this.#fill);
       this.#fill += n;
       i += n;
-      if (this.#fill === CHUNK_SIZE) {
-        this.chunks.push(this.#current);
-        this.#current = new Uint8Array(CHUNK_SIZE);
+      if (this.#fill < CHUNK_SIZE) continue;
+      if (this.#spooled) {
+        // Written at once; the buffer is reused, so a large body costs one copy per byte.
+        this.#spooled.write(this.#current);
         this.#fill = 0;
-        if (!this.#hold()) {
-          // The memory budget is spent: this body goes to the store as it arrives.
-          while (this.chunks.length > 0) await this.#stage();
-        } else if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#stage();
+        continue;
       }
+      this.chunks.push(this.#current);
+      this.#current = new Uint8Array(CHUNK_SIZE);
+      this.#fill = 0;
+      if (!this.#hold()) {
+        // The memory budget is spent: this body goes to the store as it arrives.
+        await this.#goAhead();
+      } else if (this.chunks.length * CHUNK_SIZE > INLINE_BODY_LIMIT) await this.#goAhead();
     }
-  }
-
-  finish() {
-    if (this.#fill === 0) return;
-    const c = this.#current;
-    this.chunks.push(this.#fill === c.length ? c : c.slice(0, this.#fill));
   }
 
   /** Makes the chunk being filled hold at least `bytes` (at most CHUNK_SIZE). */
@@ -97,7 +110,7 @@ export class ChunkWriter {
 
   /** Every chunk of the body, written ahead or not. */
   get totalChunks(): number {
-    return this.written + this.chunks.length;
+    return this.written + (this.#ahead?.pending ?? 0) + this.chunks.length;
   }
 
   /** Counts the newest full chunk in the memory hold; false when the hold cannot grow. */
@@ -115,31 +128,75 @@ export class ChunkWriter {
     this.memory?.shrink(back * CHUNK_SIZE);
   }
 
-  /** Writes the pending chunks ahead of the message commit, under a staged marker. */
-  async #stage() {
+  /** Moves the pending chunks out of memory: to the spool file, or KV under the staged marker. */
+  async #goAhead() {
+    const pending = this.chunks.splice(0);
+    if (this.spool) {
+      this.#spooled ??= this.spool.create(this.id);
+      for (const c of pending) this.#spooled.write(c);
+      this.#unhold(pending.length);
+      return;
+    }
     if (!this.staged) {
       if (!(await stageMessage(this.committer, this.id, this.now()))) {
         throw new Error("staged marker commit failed");
       }
       this.staged = true;
     }
-    while (this.chunks.length >= STAGE_BATCH || (this.chunks.length > 0 && this.staged)) {
-      const batch = this.chunks.splice(0, STAGE_BATCH);
-      const base = this.written;
-      const ok = await this.committer.commit({
-        apply: (op) => batch.forEach((c, j) => op.set(keys.body(this.id, base + j), c)),
-      });
-      if (!ok) throw new Error("staged chunk commit failed");
-      this.written += batch.length;
-      this.#unhold(batch.length);
-      if (this.chunks.length < STAGE_BATCH) break;
+    this.#ahead ??= new MeteredWriter(committerCommit(this.committer), (mutations) => {
+      this.written += mutations.length;
+      this.#unhold(mutations.length);
+    });
+    for (const c of pending) await this.#ahead.set(keys.body(this.id, this.totalChunks), c);
+  }
+
+  /**
+   * Ends the body. A body that went ahead is completed there and made durable (the spool file
+   * synced, the last KV chunks committed): only then may the message commit refer to it.
+   */
+  async finish() {
+    const c = this.#current;
+    const tail = this.#fill === 0 ? null : this.#fill === c.length ? c : c.slice(0, this.#fill);
+    this.#fill = 0;
+    if (this.#spooled) {
+      if (tail) this.#spooled.write(tail);
+      this.chunks = [];
+      await this.#spooled.finish();
+      return;
+    }
+    if (tail) this.chunks.push(tail);
+    if (this.staged) {
+      await this.#goAhead();
+      await this.#ahead!.flush();
     }
   }
 
-  async flushRemainingIfStaged() {
-    if (!this.staged) return;
-    while (this.chunks.length > 0) await this.#stage();
+  /** Streams what was written ahead (for the content scan, before the message commit). */
+  readAhead(kv: Deno.Kv): AsyncGenerator<Uint8Array> {
+    return readBody(kv, {
+      id: this.id,
+      chunks: this.written,
+      ...(this.spooled ? { spooled: true } : {}),
+    });
   }
+
+  /** Removes what went ahead of a message commit that will not happen. Best effort. */
+  async discard(kv: Deno.Kv) {
+    try {
+      if (this.#spooled) this.#spooled.discard();
+      if (this.staged) {
+        await deleteBody(kv, { id: this.id, chunks: this.totalChunks });
+        await kv.delete(keys.staged(this.id));
+      }
+    } catch {
+      // the sweeper will find the staged marker or the unnamed spool file
+    }
+  }
+}
+
+/** The group committer as a metered writer's commit. */
+function committerCommit(committer: Committer): CommitFn {
+  return (apply) => committer.commit({ apply });
 }
 
 /** Marks a message as being written ahead of its commit (the sweeper's clue after a crash). */
@@ -187,39 +244,32 @@ export async function commitMessage(
   m: MessageCommit,
 ): Promise<CommittedMessage | null> {
   const { msg } = m;
-  type Piece = [Deno.KvKey, unknown];
-  const pieces: Piece[] = [];
-  const groups = [...m.byDomain].flatMap(([domain, idxs]) =>
-    dueGroups(idxs).map((rcpts) => ({ domain, rcpts }))
-  );
+  const pieces: Deno.KvMutation[] = [];
+  const piece = (key: Deno.KvKey, value: unknown) => pieces.push({ type: "set", key, value });
+  const groups = [...m.byDomain].map(([domain, idxs]) => ({ domain, idxs }));
   const only = m.inlineChunks[0];
-  const bodyInDue = groups.length === 1 && !m.staged && m.baseChunk === 0 &&
-      m.inlineChunks.length === 1 && only !== undefined && only.length <= BODY_IN_DUE_LIMIT
+  const bodyInDue = groups.length === 1 && groups[0]!.idxs.length <= MAX_RECIPIENTS_PER_DUE &&
+      !m.staged && m.baseChunk === 0 && m.inlineChunks.length === 1 && only !== undefined &&
+      only.length <= BODY_IN_DUE_LIMIT
     ? only
     : undefined;
   // The record handed to delivery in memory says so too.
   if (bodyInDue) msg.bodyInDue = true;
-  else m.inlineChunks.forEach((c, j) => pieces.push([keys.body(msg.id, m.baseChunk + j), c]));
-  for (const row of m.rows) pieces.push([keys.recipient(msg.id, row.idx), row]);
+  else m.inlineChunks.forEach((c, j) => piece(keys.body(msg.id, m.baseChunk + j), c));
+  for (const row of m.rows) piece(keys.recipient(msg.id, row.idx), row);
   /** The due entries by key, until the commit that writes each one is known. */
-  const due = new Map<Deno.KvKey, Omit<DueEntry, "versionstamp">>();
-  for (const { domain, rcpts: idxs } of groups) {
-    const key = keys.due(domain, msg.createdAt, msg.id, idxs[0]!);
-    due.set(key, {
-      key,
-      domain,
-      dueAt: msg.createdAt,
-      msgId: msg.id,
-      rcpts: idxs,
-      ...(bodyInDue ? { body: bodyInDue } : {}),
-    });
-    pieces.push([key, dueValue(idxs, bodyInDue)]);
+  const due = new Map<Deno.KvKey, FiledDue>();
+  for (const { domain, idxs } of groups) {
+    for (const entry of dueEntries(domain, msg.createdAt, msg.id, idxs, bodyInDue)) {
+      due.set(entry.key, entry);
+      piece(entry.key, dueValue(entry.rcpts, entry.body));
+    }
   }
   // A domain's queue marker is rewritten only when this node's write of it is stale (queue.ts).
   const markers = markersDue(committer.kv, m.byDomain.keys(), msg.createdAt);
-  for (const domain of markers) pieces.push([keys.queue(domain), { touchedAt: msg.createdAt }]);
+  for (const domain of markers) piece(keys.queue(domain), { touchedAt: msg.createdAt });
   // Last, so they are the pieces most likely to stay in the message commit itself.
-  for (const [key, value] of recipientIndexEntries(msg, m.rows)) pieces.push([key, value]);
+  for (const [key, value] of recipientIndexEntries(msg, m.rows)) piece(key, value);
   // Events, counters and the other index entries must land with the message, never ahead of it.
   const tally = new StatTally();
   tally.add(msg.account, "accepted", msg.createdAt, {
@@ -252,54 +302,41 @@ export async function commitMessage(
     m.alsoCommit?.(op);
   };
   const written: DueEntry[] = [];
-  const wrote = (batch: readonly Piece[], versionstamp: string) => {
-    for (const [key] of batch) {
+  const wrote = (batch: readonly Deno.KvMutation[], versionstamp: string) => {
+    for (const { key } of batch) {
       const entry = due.get(key);
       if (entry) written.push({ ...entry, versionstamp });
     }
   };
-  // Sized as if staged: the marker's delete may yet join the message commit.
-  const head = measureChange((op) => applyHead(op, true));
-  const sizes = pieces.map(([k, v]) => setSize(k, v));
-  const total = () => sizes.reduce(addSizes, head);
-  // Write ahead what does not fit one commit. (What must ride in the message commit itself
-  // stays: with nothing left to move, the commit is tried as it is and the committer refuses it
-  // if it is still too large.)
-  while (pieces.length > 0 && !fits(total())) {
+  // The message commit keeps the head and as many of the last pieces as fit beside it (sized as
+  // if staged: the marker's delete may yet join it); the pieces before them are written ahead,
+  // in as few commits as fit. (With nothing left to move, the commit is tried as it is and the
+  // committer refuses it if the head alone is too large.)
+  const last = new MeteredAtomic(undefined, measureChange((op) => applyHead(op, true)));
+  let cut = pieces.length;
+  while (cut > 0 && last.tryAdd(pieces[cut - 1]!)) cut--;
+  if (cut > 0) {
     if (!staged) {
       if (!(await stageMessage(committer, msg.id, msg.createdAt))) return null;
       staged = true;
     }
-    const batch: Piece[] = [];
-    let batchSize = EMPTY_SIZE;
-    while (pieces.length > 0 && fits(addSizes(batchSize, sizes[0]!))) {
-      batch.push(pieces.shift()!);
-      batchSize = addSizes(batchSize, sizes.shift()!);
+    const ahead = new MeteredWriter(committerCommit(committer), wrote);
+    try {
+      for (const p of pieces.slice(0, cut)) await ahead.add(p);
+      await ahead.flush();
+    } catch (err) {
+      if (err instanceof CommitChecksFailed) return null;
+      throw err;
     }
-    const stamp = await committer.commit({
-      apply: (op) => batch.forEach(([k, v]) => op.set(k, v)),
-    });
-    if (stamp === null) return null;
-    wrote(batch, stamp);
   }
   const stamp = await committer.commit({
     apply(op) {
       applyHead(op, staged);
-      for (const [k, v] of pieces) op.set(k, v);
+      last.apply(op);
     },
   });
   if (stamp === null) return null;
   markersWritten(committer.kv, markers, msg.createdAt);
-  wrote(pieces, stamp);
+  wrote(last.mutations, stamp);
   return { versionstamp: stamp, due: written, staged };
-}
-
-/** Removes what was written ahead of a message commit that did not happen. Best effort. */
-export async function discardStaged(kv: Deno.Kv, id: string, chunks: number) {
-  try {
-    await deleteBody(kv, id, chunks);
-    await kv.delete(keys.staged(id));
-  } catch {
-    // the sweeper will find the staged marker
-  }
 }

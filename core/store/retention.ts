@@ -7,7 +7,7 @@
  * carry their own expiry.
  */
 import { keys } from "./keys.ts";
-import { deleteBody, storedChunks } from "./bodies.ts";
+import { deleteBody } from "./bodies.ts";
 import { idTimePrefix } from "../ids.ts";
 import { FINAL_STATUSES, type MessageRecord } from "../model.ts";
 import { messageEventKeys } from "./events.ts";
@@ -44,7 +44,7 @@ export async function sweepExpiredMessages(
       result.kept++;
       continue;
     }
-    await deleteBody(kv, msg.id, storedChunks(msg));
+    await deleteBody(kv, msg);
     const doomed: Deno.KvKey[] = rows.map((r) => keys.recipient(msg.id, r.idx));
     doomed.push(...await messageEventKeys(kv, msg, rows));
     doomed.push(...messageIndexKeys(msg, rows));

@@ -9,7 +9,7 @@
 import { startStandinProcess } from "./kv_connect_standin.ts";
 import { type Relay, startRelay } from "./relay_process.ts";
 import { type Sink, startSink } from "./sink.ts";
-import { RawSmtp } from "./raw_smtp.ts";
+import { SmtpClient } from "./smtp_client.ts";
 import { countTags, taggedMessage } from "./operations.ts";
 
 /** Where the nodes keep their shared state, and what an http-only node may write for it. */
@@ -136,10 +136,10 @@ export async function submitTags(
   let i = 0;
   let sending = false;
   while (i < tags.length && !stopped()) {
-    let client: RawSmtp | undefined;
+    let client: SmtpClient | undefined;
     sending = false;
     try {
-      client = await RawSmtp.connect(port());
+      client = await SmtpClient.open(port());
       await client.hello();
       for (; i < tags.length && !stopped(); i++) {
         const tag = tags[i]!;

@@ -110,7 +110,7 @@ export async function tlsSession(relay: Relay): Promise<SmtpClient> {
   const cert = await Deno.readTextFile(`${relay.dataDir}/dev-cert.pem`);
   const { client } = await SmtpClient.connect({ port: relay.smtpPort });
   await client.command("EHLO client.test");
-  const tls = await client.startTls(cert);
+  const tls = await client.startTls({ caCert: cert });
   assert.equal(tls.code, 220, tls.raw);
   await client.command("EHLO client.test");
   return client;

@@ -42,10 +42,10 @@ const MAX_HEADER_BYTES = 32 * 1024;
 /** The stored header section (with the DKIM fields signed at intake), or null once deleted. */
 async function headersOf(kv: Deno.Kv, id: string) {
   const msg = await loadMessage(kv, id);
-  if (!msg || msg.chunks === 0) return null;
+  if (!msg || (msg.chunks === 0 && !msg.spooled)) return null;
   try {
     let text = "";
-    for await (const chunk of readBody(kv, id, msg.chunks)) {
+    for await (const chunk of readBody(kv, msg)) {
       text += bytesToBinary(chunk);
       if (text.includes("\r\n\r\n") || text.length > MAX_HEADER_BYTES) break;
     }
