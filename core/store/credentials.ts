@@ -256,10 +256,35 @@ function forgetVerified(credentialId: string) {
 }
 
 /**
- * Checks username + secret. Every failure pays exactly MAX_SECRETS scrypt derivations, whether
- * the user is unknown or has one or two secrets: instead of failing after as many hashes as the
- * credential happens to hold, which would time a wrong password apart from an unknown user, the
- * difference is made up with hashes of a dummy secret.
+ * Derivations under way, by a digest of what decides their outcome (the username, the ids of the
+ * secrets the record held, the secret typed): logins that arrive together with the same secret
+ * (an app opening twenty connections at once, or twenty sessions of one guess) wait on one
+ * derivation instead of paying 32 MiB and tens of ms each. The value is the id of the secret that
+ * matched, or null.
+ */
+const inFlight = new Map<string, Promise<string | null>>();
+
+/**
+ * The id of `credential`'s secret that `secret` is, or null. Every failure pays exactly
+ * MAX_SECRETS scrypt derivations, whether the user is unknown or has one or two secrets: instead
+ * of failing after as many hashes as the credential happens to hold, which would time a wrong
+ * password apart from an unknown user, the difference is made up with hashes of a dummy secret.
+ */
+async function matchingSecret(credential: Credential | null, secret: string) {
+  const secrets = credential?.secrets ?? [];
+  let hashed = 0;
+  for (const s of secrets) {
+    hashed++;
+    if (await verifySecret(secret, s.hash)) return s.id;
+  }
+  for (; hashed < MAX_SECRETS; hashed++) await verifySecret(secret, await dummy());
+  return null;
+}
+
+/**
+ * Checks username + secret (constant work on failure: see matchingSecret). Concurrent checks of
+ * the same username, secret and record share one derivation, failures included, so a joined
+ * failure takes as long as the derivation it joined whether the user exists or not.
  */
 export async function verifyLogin(
   kv: Deno.Kv,
@@ -268,33 +293,30 @@ export async function verifyLogin(
   now = Date.now(),
 ): Promise<Credential | null> {
   const id = (await kv.get<string>(keys.credentialByUser(username))).value;
-  const credential = id ? await getCredential(kv, id) : null;
-  if (!credential || credential.revokedAt !== null || credential.secrets.length === 0) {
-    for (let i = 0; i < MAX_SECRETS; i++) await verifySecret(secret, await dummy());
-    return null;
-  }
-  const cacheKey = sha256(`${credential.id}\0${secret}`);
-  const cached = verified.get(cacheKey);
+  const record = id ? await getCredential(kv, id) : null;
+  const credential = record && record.revokedAt === null && record.secrets.length > 0
+    ? record
+    : null;
+  const cacheKey = credential ? sha256(`${credential.id}\0${secret}`) : "";
+  const cached = credential ? verified.get(cacheKey) : undefined;
   if (
-    cached && cached.until > now && credential.secrets.some((s) => s.id === cached.secretId)
+    credential && cached && cached.until > now &&
+    credential.secrets.some((s) => s.id === cached.secretId)
   ) {
     return credential;
   }
-  let hashed = 0;
-  for (const s of credential.secrets) {
-    hashed++;
-    if (await verifySecret(secret, s.hash)) {
-      verified.set(cacheKey, {
-        credentialId: credential.id,
-        secretId: s.id,
-        until: now + VERIFIED_TTL_MS,
-      });
-      if (verified.size > 10_000) verified.delete(verified.keys().next().value!);
-      return credential;
-    }
+  const state = credential?.secrets.map((s) => s.id).join(",") ?? "-";
+  const flightKey = sha256(`${username}\0${state}\0${secret}`);
+  let flight = inFlight.get(flightKey);
+  if (!flight) {
+    flight = matchingSecret(credential, secret).finally(() => inFlight.delete(flightKey));
+    inFlight.set(flightKey, flight);
   }
-  for (; hashed < MAX_SECRETS; hashed++) await verifySecret(secret, await dummy());
-  return null;
+  const secretId = await flight;
+  if (!credential || secretId === null) return null;
+  verified.set(cacheKey, { credentialId: credential.id, secretId, until: now + VERIFIED_TTL_MS });
+  if (verified.size > 10_000) verified.delete(verified.keys().next().value!);
+  return credential;
 }
 
 /** Marks use without a write per login: at most once a minute per credential. */

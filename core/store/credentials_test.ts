@@ -56,3 +56,46 @@ Deno.test("verifyLogin() pays the same scrypt work for an unknown user, a wrong 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("twenty sessions logging in at once with the same secret pay one scrypt derivation, and twenty same wrong guesses pay one failure's", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "postern_cred_" });
+  const kv = await Deno.openKv(`${dir}/kv`);
+  try {
+    const app = await createCredential(kv, { account: "default", name: "app" });
+    await verifyLogin(kv, "cr_warmup", "x"); // makes the dummy hash, once per process
+    const user = app.credential.username;
+
+    let results: unknown[] = [];
+    const good = await derivations(async () => {
+      results = await Promise.all(
+        Array.from({ length: 20 }, () => verifyLogin(kv, user, app.password)),
+      );
+    });
+    assert.equal(good, 1);
+    for (const r of results) assert.equal((r as { id: string } | null)?.id, app.credential.id);
+
+    const bad = await derivations(async () => {
+      results = await Promise.all(Array.from({ length: 20 }, () => verifyLogin(kv, user, "guess")));
+    });
+    assert.equal(bad, MAX_SECRETS);
+    assert.deepEqual(results, Array(20).fill(null));
+
+    const unknown = await derivations(async () => {
+      results = await Promise.all(
+        Array.from({ length: 20 }, () => verifyLogin(kv, "cr_nobodyhere0000", "guess")),
+      );
+    });
+    assert.equal(unknown, MAX_SECRETS);
+    assert.deepEqual(results, Array(20).fill(null));
+
+    // The shared result is still checked against each login's own read of the record.
+    await revokeCredential(kv, app.credential.id);
+    results = await Promise.all(
+      Array.from({ length: 5 }, () => verifyLogin(kv, user, app.password)),
+    );
+    assert.deepEqual(results, Array(5).fill(null));
+  } finally {
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
