@@ -78,8 +78,6 @@ export interface ConnectionInternals {
   _posternTlsTimer?: ReturnType<typeof setTimeout>;
   _posternErrors?: number;
   _posternOvershoot?: number;
-  /** The socket corked while a pipelined batch is answered (its replies leave in one write). */
-  _posternCorked?: Socket | undefined;
 }
 
 /** The prototypes the patches replace methods on. */

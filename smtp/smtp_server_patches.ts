@@ -32,11 +32,6 @@
  * 8. Parsed MAIL FROM and RCPT TO addresses keep the path as the client wrote it (`written`):
  *    smtp-server turns an A-label domain into Unicode, and RFC 6531 §3.4 refuses a non-ASCII
  *    address only when the client wrote one without SMTPUTF8.
- * 9. Replies to a pipelined batch (RFC 2920) leave in one socket write: smtp-server writes each
- *    reply on its own, and a write through the Node-compatible socket layer was the largest
- *    single cost of the main thread. A read that carries more than one command line corks the
- *    socket until the batch is done; a reply after which the client must wait for us (354,
- *    334, the 220 before TLS, 221, 421) or a tarpit pause sends what is held at once.
  *
  * Every private member used here is declared in smtp_server_internals.ts and checked when the
  * patches are applied: with a smtp-server that lacks one, the relay refuses to start. Each patch
@@ -140,40 +135,6 @@ function rejectBareLfInCommands(conn: Conn, parser: ParserInternals) {
   };
 }
 
-/** Whether a command-mode read carries more than one line (a pipelined batch). */
-function batchOfCommands(chunk: Uint8Array): boolean {
-  const first = chunk.indexOf(10);
-  return first >= 0 && chunk.indexOf(10, first + 1) >= 0;
-}
-
-/** Replies after which the client waits for us: held ones must not wait with them (9 above). */
-const FLUSHING_CODES = new Set([220, 221, 334, 354, 421]);
-
-/** Sends the replies held for the current batch in one write (9 above). */
-function flushReplies(conn: Conn) {
-  const corked = conn._posternCorked;
-  if (!corked) return;
-  conn._posternCorked = undefined;
-  corked.uncork();
-}
-
-function coalesceBatchReplies(conn: Conn, parser: ParserInternals) {
-  const write = parser._write.bind(parser);
-  parser._write = (chunk: Uint8Array, encoding: string, done: (err?: Error | null) => void) => {
-    if (parser._dataMode || conn._posternCorked || !batchOfCommands(chunk)) {
-      return write(chunk, encoding, done);
-    }
-    // The socket corked, not conn._socket later: STARTTLS replaces it (after a 220 flush).
-    const socket = conn._socket;
-    socket.cork();
-    conn._posternCorked = socket;
-    write(chunk, encoding, (err?: Error | null) => {
-      flushReplies(conn);
-      done(err);
-    });
-  };
-}
-
 let applied = false;
 
 /**
@@ -252,7 +213,6 @@ export function applySmtpServerPatches(
     if (limits && code !== 421 && !this._closing && errors >= limits.hardErrorLimit) {
       sendReply(this, replies.tooManyErrors(this.name));
     }
-    if (FLUSHING_CODES.has(code) || this._parser && this._parser._dataMode) flushReplies(this);
   };
 
   // Past the soft error limit, the next command is read only after a pause (a tarpit).
@@ -262,7 +222,6 @@ export function applySmtpServerPatches(
     if (!limits || typeof callback !== "function") return onCommand.call(this, command, callback);
     return onCommand.call(this, command, () => {
       if ((this._posternErrors ?? 0) > limits.softErrorLimit && limits.errorSleepMs > 0) {
-        flushReplies(this); // the client hears its error before the pause, not after
         setTimeout(callback, limits.errorSleepMs);
       } else {
         callback();
@@ -300,7 +259,6 @@ export function applySmtpServerPatches(
     const parser = createParser.call(this);
     if (options(this)) {
       rejectBareLfInCommands(this, parser);
-      coalesceBatchReplies(this, parser);
       const tooLong = parser._commandTooLong.bind(parser);
       parser._commandTooLong = () => new CommandTooLong(tooLong().message);
       parser.removeAllListeners("error");

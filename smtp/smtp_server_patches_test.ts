@@ -346,7 +346,7 @@ Deno.test("a command line over the limit is answered 421 4.7.0 line too long", a
   client.close();
 });
 
-// --- _createParser: the replies to a pipelined batch in one write ---------------------------
+// --- pipelining: replies in order, each at once ---------------------------
 
 type WriteCallback = (err?: Error | null) => void;
 interface WritableHooks {
@@ -386,7 +386,7 @@ const answerLater = {
   },
 } as Partial<SMTPServerOptions>;
 
-Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA leave the relay in one write", async () => {
+Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA come back in order", async () => {
   await using server = await startServer({}, answerLater);
   const writes = recordWrites(server);
   const client = await SmtpClient.open(server.port);
@@ -398,8 +398,7 @@ Deno.test("the replies to a pipelined MAIL, RCPT, RCPT, DATA leave the relay in 
   const codes = [];
   for (let i = 0; i < 4; i++) codes.push((await client.reply()).code);
   assert.deepEqual(codes, [250, 250, 250, 354]);
-  assert.equal(writes.length, 1, `one write, not ${JSON.stringify(writes)}`);
-  assert.match(writes[0]!, /^250 [^\r]*\r\n250 [^\r]*\r\n250 [^\r]*\r\n354 /);
+  assert.match(writes.join(""), /^250 [^\r]*\r\n250 [^\r]*\r\n250 [^\r]*\r\n354 /);
   await client.write("Subject: one\r\n\r\nbody\r\n.\r\n");
   assert.equal((await client.reply()).code, 250);
   await client.quit();
