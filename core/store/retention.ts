@@ -14,8 +14,7 @@ import { messageEventKeys } from "./events.ts";
 import { listRows } from "./queue.ts";
 import { messageIndexKeys } from "./message_index.ts";
 import { listAccounts } from "./accounts.ts";
-
-const DELETES_PER_COMMIT = 500;
+import { directCommit, MeteredWriter } from "./metered.ts";
 
 export interface RetentionResult {
   deleted: number;
@@ -48,11 +47,11 @@ export async function sweepExpiredMessages(
     const doomed: Deno.KvKey[] = rows.map((r) => keys.recipient(msg.id, r.idx));
     doomed.push(...await messageEventKeys(kv, msg, rows));
     doomed.push(...messageIndexKeys(msg, rows));
-    for (let i = 0; i < doomed.length; i += DELETES_PER_COMMIT) {
-      const op = kv.atomic();
-      for (const key of doomed.slice(i, i + DELETES_PER_COMMIT)) op.delete(key);
-      await op.commit();
-    }
+    // As few commits as KV's limits allow; the message record goes last, so a sweep cut short
+    // finds the message again and finishes it.
+    const writer = new MeteredWriter(directCommit(kv));
+    for (const key of doomed) await writer.delete(key);
+    await writer.flush();
     await kv.atomic().check(entry).delete(entry.key).commit();
     result.deleted++;
   }
@@ -70,11 +69,11 @@ export async function sweepExpiredStats(
     const doomed: Deno.KvKey[] = [];
     const iter = kv.list({ start: prefix, end: [...prefix, options.now - options.retentionMs] });
     for await (const e of iter) doomed.push(e.key);
-    for (let i = 0; i < doomed.length; i += DELETES_PER_COMMIT) {
-      const op = kv.atomic();
-      for (const key of doomed.slice(i, i + DELETES_PER_COMMIT)) op.delete(key);
-      await op.commit();
-    }
+    // As few commits as KV's limits allow; the message record goes last, so a sweep cut short
+    // finds the message again and finishes it.
+    const writer = new MeteredWriter(directCommit(kv));
+    for (const key of doomed) await writer.delete(key);
+    await writer.flush();
     deleted += doomed.length;
   }
   return deleted;
