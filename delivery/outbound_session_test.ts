@@ -29,20 +29,22 @@ function expected(body: Uint8Array): Uint8Array {
   return Uint8Array.from(ended, (c) => c.charCodeAt(0));
 }
 
+const QUICK_TIMEOUTS = {
+  greetingMs: 10_000,
+  commandMs: 10_000,
+  mailMs: 10_000,
+  rcptMs: 10_000,
+  dataMs: 10_000,
+  dataBlockMs: 10_000,
+  dataDoneMs: 10_000,
+};
+
 Deno.test("the outbound session sends only CRLF and dot-stuffs every line, for any body", async () => {
   const mx = await startRawMx({ starttls: false });
   const session = await OutboundSession.open({ host: "127.0.0.1", port: mx.port }, {
     heloName: "relay.test",
     connectTimeoutMs: 5_000,
-    timeouts: {
-      greetingMs: 10_000,
-      commandMs: 10_000,
-      mailMs: 10_000,
-      rcptMs: 10_000,
-      dataMs: 10_000,
-      dataBlockMs: 10_000,
-      dataDoneMs: 10_000,
-    },
+    timeouts: QUICK_TIMEOUTS,
     requireTls: false,
   });
   try {
@@ -106,16 +108,6 @@ Deno.test("a pipelined RCPT that gets no reply is given up after the RCPT timeou
     await sink.close();
   }
 });
-
-const QUICK_TIMEOUTS = {
-  greetingMs: 10_000,
-  commandMs: 10_000,
-  mailMs: 10_000,
-  rcptMs: 10_000,
-  dataMs: 10_000,
-  dataBlockMs: 10_000,
-  dataDoneMs: 10_000,
-};
 
 Deno.test("a connection reused right after a delivered message sends no RSET; one idle for a while does", async () => {
   const mx = await startRawMx({ starttls: false });
