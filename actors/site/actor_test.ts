@@ -14,6 +14,7 @@ import { BodyCache } from "../../core/store/body_cache.ts";
 import { SuppressionCache } from "../../core/store/suppressions.ts";
 import { keys } from "../../core/store/keys.ts";
 import { tryLease } from "../../core/store/leases.ts";
+import { setSiteSuspended } from "../../core/store/sites.ts";
 import { type QueuedMessage, QueueSignal } from "../../core/queue_signal.ts";
 import { accept, type IntakeDeps } from "../../core/intake.ts";
 import { resolveShaping, ShapingSchema } from "../../core/config/shaping.ts";
@@ -406,6 +407,24 @@ Deno.test("an actor whose lease another node took while it could not renew drops
       assert.equal((await t.row(q.msg.id)).status, "queued", "left in the store for node-b");
     }
     assert.equal(actor.leased, false);
+  } finally {
+    await actor.stop();
+    await t.close();
+  }
+});
+
+Deno.test("a suspension kept in the store shows in the site's view before the actor's first turn, as after a restart", async () => {
+  const t = await setUp();
+  // Another node holds the lease, so this actor never takes a turn that reads the suspension.
+  const taken = await tryLease(t.deps.kv, keys.siteLease(t.site), "node-b", 60_000, Date.now());
+  assert.ok(taken.ok);
+  await setSiteSuspended(t.deps.kv, t.site, true, Date.now());
+  const actor = new SiteActor(t.site, t.directory.peek(DOMAIN)!.profile, t.deps, () => {});
+  actor.adopt(DOMAIN);
+  try {
+    assert.equal((await actor.view()).state, "suspended");
+    await setSiteSuspended(t.deps.kv, t.site, false, Date.now());
+    assert.equal((await actor.view()).state, "active");
   } finally {
     await actor.stop();
     await t.close();

@@ -1,5 +1,5 @@
 /** A site as the queue API shows it: its queue depth over its domains and its shaping state. */
-import { dueStats } from "../../core/store/sites.ts";
+import { dueStats, getSiteControl } from "../../core/store/sites.ts";
 import { formatRate, profileView } from "../../core/config/shaping.ts";
 import type { SiteView } from "../../core/queue_control.ts";
 import { idTime } from "../../core/ids.ts";
@@ -8,7 +8,9 @@ import type { SiteState } from "./state.ts";
 
 /**
  * The view of a site's live state. What can change while the store is read (the flags, the
- * shaping) is read last; a domain adopted meanwhile is counted too.
+ * shaping) is read last; a domain adopted meanwhile is counted too. Suspension is read from the
+ * store, which holds it: an actor that has not yet had its first turn (just after a restart, or
+ * while another node holds the lease) has not loaded it.
  */
 export async function viewSite(
   deps: { kv: Deno.Kv; now(): number },
@@ -26,6 +28,7 @@ export async function viewSite(
     if (s.oldestMsgId && (oldest === null || s.oldestMsgId < oldest)) oldest = s.oldestMsgId;
     if (s.nextDueAt !== null && (next === null || s.nextDueAt < next)) next = s.nextDueAt;
   }
+  const suspended = (await getSiteControl(kv, v.site))?.suspended ?? false;
   const t = now();
   const cooling = t < v.shaping.window.cooldownUntil;
   const rate = v.shaping.rateInForce();
@@ -36,7 +39,7 @@ export async function viewSite(
     depth_truncated: truncated,
     oldest_age_s: oldest ? Math.max(0, Math.round((t - (idTime(oldest) ?? t)) / 1000)) : null,
     next_attempt_at: next === null ? null : new Date(next).toISOString(),
-    state: v.suspended ? "suspended" : cooling ? "throttled" : "active",
+    state: suspended ? "suspended" : cooling ? "throttled" : "active",
     limits: profileView(v.shaping.profile),
     in_force: {
       connection_limit: v.shaping.window.limit,
