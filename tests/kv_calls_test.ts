@@ -1,0 +1,151 @@
+/**
+ * KV calls per message end to end: the relay (with its store wrapped in a counter,
+ * tests/support/kv_counting_main.ts) relays 2 KB one-recipient messages from parallel SMTP
+ * sessions to a loopback sink, and every read and commit the main thread made for them is counted
+ * by operation and key family. Writes are guarded by write_amplification_test.ts; this guards the
+ * reads, which cost the main thread as much (each a promise, a key encoding and a value
+ * deserialised) and which nothing else counts.
+ *
+ * `KV_COUNT_CALLERS=1` in the test's environment files each call under the function
+ * that made it (printed, not asserted).
+ */
+import assert from "node:assert/strict";
+import { type Relay, repoRoot, startRelay } from "./support/relay_process.ts";
+import { type Sink, startSink } from "./support/sink.ts";
+import { SmtpClient } from "./support/smtp_client.ts";
+import { eventually } from "./support/relay_fixture.ts";
+import type { KvCount, KvCounts } from "./support/kv_counting_main.ts";
+
+const SESSIONS = 20;
+const PER_SESSION = Number(Deno.env.get("KV_CALLS_PER_SESSION") ?? 15);
+const WARMUP = 20;
+const BODY_BYTES = 2048;
+
+function message2k(n: number): string {
+  const head = [
+    "From: app@origin.test",
+    `To: user${n}@dest.test`,
+    `Subject: kv calls ${n}`,
+    `Message-ID: <kc-${n}@origin.test>`,
+    "",
+  ].join("\r\n") + "\r\n";
+  const line = "x".repeat(76) + "\r\n";
+  let body = "";
+  while (head.length + body.length + line.length <= BODY_BYTES) body += line;
+  return head + body;
+}
+
+async function sendSession(relay: Relay, first: number, count: number) {
+  // One message per connection, as the bench's smtp-source sends.
+  for (let n = first; n < first + count; n++) {
+    const client = await SmtpClient.open(relay.smtpPort);
+    try {
+      await client.hello();
+      await client.beginData("app@origin.test", `user${n}@dest.test`);
+      await client.write(message2k(n));
+      const reply = await client.endData(30_000);
+      assert.equal(reply.code, 250, reply.raw);
+    } finally {
+      await client.quit();
+    }
+  }
+}
+
+async function delivered(relay: Relay): Promise<number> {
+  const res = await relay.api("/metrics");
+  const m = /^postern_deliveries_total\{outcome="delivered"\} (\S+)$/m.exec(String(res.json));
+  return m ? Number(m[1]) : 0;
+}
+
+async function relayBatch(relay: Relay, sink: Sink, first: number, sessions: number, per: number) {
+  const before = await delivered(relay);
+  await Promise.all(
+    Array.from({ length: sessions }, (_, s) => sendSession(relay, first + s * per, per)),
+  );
+  const total = sessions * per;
+  await sink.waitFor(first + total, { timeoutMs: 120_000 });
+  await eventually(
+    async () => (await delivered(relay)) >= before + total ? true : undefined,
+    `${total} deliveries recorded`,
+    120_000,
+  );
+}
+
+async function counts(relay: Relay, file: string): Promise<KvCounts> {
+  await Deno.remove(file).catch(() => {});
+  Deno.kill(relay.pid, "SIGUSR2");
+  return await eventually(
+    async () => {
+      try {
+        return JSON.parse(await Deno.readTextFile(file)) as KvCounts;
+      } catch {
+        return undefined;
+      }
+    },
+    "the relay's KV counts",
+    20_000,
+  );
+}
+
+type Table = Record<string, KvCount>;
+
+function diff(after: Table, before: Table, n: number): Table {
+  const out: Table = {};
+  for (const [k, a] of Object.entries(after)) {
+    const b = before[k] ?? { calls: 0, entries: 0, bytes: 0 };
+    if (a.calls === b.calls && a.entries === b.entries) continue;
+    out[k] = {
+      calls: (a.calls - b.calls) / n,
+      entries: (a.entries - b.entries) / n,
+      bytes: (a.bytes - b.bytes) / n,
+    };
+  }
+  return out;
+}
+
+function render(table: Table): string {
+  return Object.entries(table).sort((x, y) => y[1].calls - x[1].calls).map(([k, v]) =>
+    `  ${v.calls.toFixed(3).padStart(8)} calls ${v.entries.toFixed(3).padStart(8)} entries ` +
+    `${v.bytes.toFixed(0).padStart(6)} B  ${k}`
+  ).join("\n");
+}
+
+/** Calls per message of the operations that read (a commit's own checks are not reads). */
+function reads(table: Table): number {
+  return Object.entries(table)
+    .filter(([k]) => /^(get|getMany\(\d+\)|list) /.test(k))
+    .reduce((n, [, v]) => n + v.calls, 0);
+}
+
+Deno.test("relaying a 2 KB one-recipient message makes at most a handful of KV reads on the main thread", async () => {
+  const sink = await startSink();
+  const countFile = await Deno.makeTempFile({ prefix: "postern_kv_counts_" });
+  const relay = await startRelay({
+    entryPoint: `${repoRoot}/tests/support/kv_counting_main.ts`,
+    env: {
+      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
+      POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+      KV_COUNT_FILE: countFile,
+      KV_COUNT_CALLERS: Deno.env.get("KV_COUNT_CALLERS") ?? "0",
+    },
+  });
+  try {
+    // Start-up reads and writes (accounts, keys, the site's lease) settle before we count.
+    await relayBatch(relay, sink, 0, 2, WARMUP / 2);
+    const before = await counts(relay, countFile);
+    const n = SESSIONS * PER_SESSION;
+    await relayBatch(relay, sink, WARMUP, SESSIONS, PER_SESSION);
+    const after = await counts(relay, countFile);
+    const byOp = diff(after.byOp, before.byOp, n);
+    const perMessage = reads(byOp);
+    console.log(`KV calls per message (${n} messages, ${SESSIONS} sessions):\n${render(byOp)}`);
+    const byCaller = diff(after.byCaller, before.byCaller, n);
+    if (Object.keys(byCaller).length > 0) console.log(`by caller:\n${render(byCaller)}`);
+    console.log(`reads per message: ${perMessage.toFixed(2)}`);
+    assert.ok(perMessage <= 99, `${perMessage.toFixed(2)} KV reads per message`);
+  } finally {
+    await relay.stop();
+    await sink.close();
+    await Deno.remove(countFile).catch(() => {});
+  }
+});
