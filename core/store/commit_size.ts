@@ -8,7 +8,8 @@
  * smaller of each.
  *
  * Sizes are measured, not guessed: {@linkcode measureChange} runs a change against a recorder
- * that sizes each key as Deno encodes it and each value as V8 serializes it.
+ * that sizes each key as Deno encodes it and each value by a bound on what V8 serializes it to
+ * ({@linkcode valueSizeBound}: counted from the value's shape, never less than the bytes stored).
  */
 import { serialize } from "node:v8";
 
@@ -66,11 +67,16 @@ function escapedLength(bytes: Uint8Array): number {
   return n;
 }
 
+/** Printable ASCII and the other 7-bit characters but NUL: one byte each, none escaped. */
+const PLAIN_KEY_PART = /^[\x01-\x7f]*$/;
+
 /** The bytes of `key` as Deno KV encodes it (FoundationDB's tuple layer). */
 export function keySize(key: Deno.KvKey): number {
   let n = 0;
   for (const part of key) {
-    if (typeof part === "string") n += 2 + escapedLength(encoder.encode(part));
+    // Nearly every key part is an id or a domain: counted without encoding it.
+    if (typeof part === "string" && PLAIN_KEY_PART.test(part)) n += 2 + part.length;
+    else if (typeof part === "string") n += 2 + escapedLength(encoder.encode(part));
     else if (part instanceof Uint8Array) n += 2 + escapedLength(part);
     else if (typeof part === "number") n += 9;
     else if (typeof part === "bigint") n += 2 + Math.ceil(part.toString(16).length / 2) + 1;
@@ -86,10 +92,99 @@ export function valueSize(value: unknown): number {
   return serialize(value).length;
 }
 
-/** The size of one `set` of `value` at `key`, as the client counts it. */
+/**
+ * At least the bytes of `value` as Deno KV stores it, counted from its shape instead of
+ * serialized: serializing every value once more only to size it was a tenth of the main thread
+ * (issue 18's profile), and Deno serializes it again when the commit is sent. What is counted
+ * follows V8's serialization format (v8/src/objects/value-serializer.cc), each item at its
+ * largest: a string two bytes a character (V8 keeps some strings in two-byte form whatever they
+ * hold), a number as a double, every length as a five-byte varint, a byte array as its whole
+ * buffer. So the bound may pass the real size (by up to about twice for text), never fall
+ * short of it: a commit sized by it fits. A value of any other kind is serialized and measured.
+ */
+export function valueSizeBound(value: unknown): number {
+  if (value instanceof Uint8Array) return value.length;
+  if (value instanceof Deno.KvU64) return 8;
+  const shaped = shapeBound(value, 0);
+  return shaped < 0 ? SERIALIZE_MARGIN + valueSize(value) : HEADER_BOUND + shaped;
+}
+
+/** V8's header (a tag and the format version) and a few bytes of slack. */
+const HEADER_BOUND = 8;
+/** What Deno's serializer (for storage) may add to node:v8's for one value. */
+const SERIALIZE_MARGIN = 64;
+/** A tag and a length or count as a varint of at most five bytes. */
+const TAG_AND_LENGTH = 6;
+/** Plain data is shallow; anything deeper (or cyclic) is measured by serializing it. */
+const MAX_DEPTH = 32;
+
+/** The bound of `v` without the header; -1 when `v` is not plain data. */
+function shapeBound(v: unknown, depth: number): number {
+  switch (typeof v) {
+    case "string":
+      // An alignment byte, the tag, the byte length, two bytes per UTF-16 unit.
+      return 1 + TAG_AND_LENGTH + 2 * v.length;
+    case "number":
+      return 9;
+    case "boolean":
+    case "undefined":
+      return 1;
+    case "bigint":
+      // The tag, a bitfield varint of the length and sign, the digits in 64-bit words.
+      return 1 + 10 + 8 * Math.ceil((v < 0n ? -v : v).toString(16).length / 16);
+    case "object":
+      break;
+    default:
+      return -1;
+  }
+  if (v === null) return 1;
+  if (depth > MAX_DEPTH) return -1;
+  if (ArrayBuffer.isView(v)) {
+    // Stored with its whole buffer (not only the view's bytes), then the view's tag, kind,
+    // offset, length and flags.
+    return TAG_AND_LENGTH + v.buffer.byteLength + 2 + 3 * 5;
+  }
+  if (v instanceof Date) return 9;
+  const isArray = Array.isArray(v);
+  if (!isArray) {
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return -1;
+  }
+  // Tag, [length,] the properties, end tag, count[, length]. Each property is its key (a number
+  // for an index, else a string) and its value: an array V8 holds as "holey" (with holes or
+  // not) is written so, and it is sized so whatever V8 chooses.
+  let n = (isArray ? 3 : 2) * TAG_AND_LENGTH;
+  const record = v as Record<string, unknown>;
+  for (const k of Object.keys(record)) {
+    const b = shapeBound(record[k], depth + 1);
+    if (b < 0) return -1;
+    n += keyBound(k) + b;
+  }
+  return n;
+}
+
+/** Property names V8 writes one byte a character (a record's few names, met again and again). */
+const oneByteNames = new Map<string, boolean>();
+const ONE_BYTE = /^[\x00-\xff]*$/;
+
+/**
+ * A property name: a number for an index, else a string, one byte a character when they all fit
+ * one (V8 interns property names, and an interned name is kept in one-byte form when it can be).
+ */
+function keyBound(k: string): number {
+  let oneByte = oneByteNames.get(k);
+  if (oneByte === undefined) {
+    oneByte = ONE_BYTE.test(k);
+    if (oneByteNames.size >= 10_000) oneByteNames.clear();
+    oneByteNames.set(k, oneByte);
+  }
+  return Math.max(9, 1 + TAG_AND_LENGTH + (oneByte ? 1 : 2) * k.length);
+}
+
+/** The size of one `set` of `value` at `key`, as the client counts it (the value bounded). */
 export function setSize(key: Deno.KvKey, value: unknown): CommitSize {
   const k = keySize(key);
-  return { checks: 0, mutations: 1, payloadBytes: 2 * k + valueSize(value), keyBytes: k };
+  return { checks: 0, mutations: 1, payloadBytes: 2 * k + valueSizeBound(value), keyBytes: k };
 }
 
 /** Runs `apply` against a recorder and returns what it would put in a commit. */
