@@ -11,7 +11,8 @@
  *   decides), when the account's `requireVerifiedSender` is on and no verified domain of the
  *   account covers it, or when the credential's `domains` do not cover it. More than one From or
  *   Sender field is refused outright (RFC 5322 §3.6: at most one each). The null sender `<>`
- *   names no domain; its From is still checked;
+ *   names no domain; its From is still checked. Who holds a domain is read once per
+ *   transaction, like the credential (see claimsOf);
  * - `headers.pool`: `X-Postern-Pool` may only name a pool granted to the credential (its `pool`,
  *   its `pools`) or to its account (`pools`);
  * - `recipients`: at most `maxRecipients` per message (POSTERN_MAX_RECIPIENTS, the same on both
@@ -26,7 +27,7 @@
  */
 import { allowsAddress, type Credential, getCredential, isSuspended } from "./store/credentials.ts";
 import { type AccountSettings, DEFAULT_ACCOUNT, getAccount } from "./store/accounts.ts";
-import { domainClaims } from "./store/domains.ts";
+import { type DomainClaim, domainClaims } from "./store/domains.ts";
 import { asciiDomain, domainOf, MAX_DOMAIN } from "./mail/address.ts";
 import { alignsWith, claimedDomains, fromHeaderDomains } from "./mail/sender_domains.ts";
 import type { SenderFields } from "./mail/headers.ts";
@@ -190,7 +191,7 @@ async function senderDomainProblem(
     why,
   });
   if (name.length > MAX_DOMAIN) return refuse("invalid");
-  const claims = await domainClaims(kv, name);
+  const claims = await claimsOf(kv, scope, name);
   if (claims[0] && claims[0].account !== scope.account) return refuse("other_account");
   if (
     scope.settings.requireVerifiedSender &&
@@ -203,4 +204,20 @@ async function senderDomainProblem(
     return refuse("credential_domains");
   }
   return null;
+}
+
+/**
+ * Who holds each domain a transaction's scope has asked about. A scope lives for one transaction
+ * (or one HTTP request), loaded afresh at each MAIL FROM like the credential it holds, so a
+ * domain is read once per transaction: its envelope sender and its From are most often the
+ * same domain, which cost a second read of the same keys for every message.
+ */
+const claimsByScope = new WeakMap<SendScope, Map<string, DomainClaim[]>>();
+
+async function claimsOf(kv: Deno.Kv, scope: SendScope, name: string): Promise<DomainClaim[]> {
+  let known = claimsByScope.get(scope);
+  if (!known) claimsByScope.set(scope, known = new Map());
+  let claims = known.get(name);
+  if (!claims) known.set(name, claims = await domainClaims(kv, name));
+  return claims;
 }

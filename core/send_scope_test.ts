@@ -93,3 +93,43 @@ Deno.test("checkSendScope() refuses a message over the recipient limit, for a cr
     kv.close();
   }
 });
+
+Deno.test("a transaction reads who holds its sender domain once, and the next transaction reads it again", async () => {
+  const raw = await Deno.openKv(":memory:");
+  try {
+    let reads = 0;
+    const kv = new Proxy(raw, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop === "get" || prop === "getMany") {
+          return (...args: unknown[]) => {
+            reads++;
+            return value.apply(target, args);
+          };
+        }
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const a = (await createAccount(kv, { name: "a", settings: { requireVerifiedSender: false } }))!;
+    const b = (await createAccount(kv, { name: "b" }))!;
+    const scope = await loadSendScope(kv, a.id, null);
+    reads = 0;
+    assert.equal(await checkSendScope({ kv }, scope, { envelopeSender: "x@b.test" }), null);
+    const once = reads;
+    assert.ok(once > 0);
+    assert.equal(
+      await checkSendScope({ kv }, scope, { headers: { from: ["x@b.test"], sender: [] } }),
+      null,
+    );
+    assert.equal(reads, once, "the From domain, the envelope's, was not read again");
+    // Another account adds the domain: the next transaction's scope sees it at once.
+    await createDomain(kv, box, { account: b.id, name: "b.test", algorithms: ["ed25519"] });
+    const next = await loadSendScope(kv, a.id, null);
+    assert.equal(
+      why(await checkSendScope({ kv }, next, { envelopeSender: "x@b.test" })),
+      "other_account",
+    );
+  } finally {
+    raw.close();
+  }
+});
