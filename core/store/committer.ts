@@ -22,6 +22,8 @@ import { StoreUnavailableError, within } from "./bounded_kv.ts";
 export interface Change {
   /** Adds this change's checks and mutations to an atomic operation. */
   apply(op: Deno.AtomicOperation): void;
+  /** What `apply` adds (at least), when its caller has measured it already. */
+  size?: CommitSize;
 }
 
 interface Pending {
@@ -98,7 +100,7 @@ export class Committer {
   commit(change: Change): Promise<string | null> {
     let size: CommitSize;
     try {
-      size = measureChange(change.apply);
+      size = change.size ?? measureChange(change.apply);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -334,6 +334,8 @@ export async function commitMessage(
       applyHead(op, staged);
       last.apply(op);
     },
+    // Measured above with the staged marker's delete: at least what this adds.
+    size: last.size,
   });
   if (stamp === null) return null;
   markersWritten(committer.kv, markers, msg.createdAt);
