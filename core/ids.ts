@@ -32,6 +32,8 @@ export function shortId(prefix: string, length = 16): string {
 
 let lastTime = -1;
 let lastRandom: number[] = [];
+/** The id last made, kept as text: the next one in the same millisecond changes only its tail. */
+let lastText = "";
 
 /**
  * Like newId, but strictly increasing within this process even when the clock stands still or
@@ -44,13 +46,19 @@ export function monotonicId(now = Date.now()): string {
     lastRandom = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b & 31);
     // Headroom so increments within one millisecond never carry out of the random part.
     lastRandom[0] = lastRandom[0]! & 15;
-  } else {
-    for (let i = lastRandom.length - 1; i >= 0; i--) {
-      lastRandom[i] = (lastRandom[i]! + 1) & 31;
-      if (lastRandom[i] !== 0) break;
-    }
+    lastText = encodeTime(lastTime) + lastRandom.map((d) => ALPHABET[d]).join("");
+    return lastText;
   }
-  return encodeTime(lastTime) + lastRandom.map((d) => ALPHABET[d]).join("");
+  let i = lastRandom.length - 1;
+  for (; i >= 0; i--) {
+    lastRandom[i] = (lastRandom[i]! + 1) & 31;
+    if (lastRandom[i] !== 0) break;
+  }
+  // Digits from the one that did not carry on changed; the ones before it stay as they were.
+  const from = 10 + Math.max(0, i);
+  lastText = lastText.slice(0, from) +
+    lastRandom.slice(from - 10).map((d) => ALPHABET[d]).join("");
+  return lastText;
 }
 
 /** The 10-character time prefix of ids made at `ms`: every id made at or after sorts above it. */

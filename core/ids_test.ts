@@ -22,3 +22,14 @@ Deno.test("idTimePrefix() sorts below every id made at or after that millisecond
   assert.equal(idTime(newId(123_456)), 123_456);
   assert.equal(idTime("not-an-id"), null);
 });
+
+Deno.test("monotonicId() carries through its random part like a number within one millisecond", () => {
+  let prev = monotonicId(2_000);
+  for (let i = 0; i < 5_000; i++) {
+    const next = monotonicId(2_000);
+    assert.ok(prev < next, `${prev} < ${next}`);
+    assert.equal(next.length, 26);
+    assert.equal(next.slice(0, 10), prev.slice(0, 10));
+    prev = next;
+  }
+});
