@@ -117,7 +117,7 @@ function reads(table: Table): number {
     .reduce((n, [, v]) => n + v.calls, 0);
 }
 
-Deno.test("relaying a 2 KB one-recipient message makes at most a handful of KV reads on the main thread", async () => {
+Deno.test("relaying a 2 KB one-recipient message costs at most three KV reads, its sender domain read once", async () => {
   const sink = await startSink();
   const countFile = await Deno.makeTempFile({ prefix: "postern_kv_counts_" });
   const relay = await startRelay({
@@ -142,7 +142,12 @@ Deno.test("relaying a 2 KB one-recipient message makes at most a handful of KV r
     const byCaller = diff(after.byCaller, before.byCaller, n);
     if (Object.keys(byCaller).length > 0) console.log(`by caller:\n${render(byCaller)}`);
     console.log(`reads per message: ${perMessage.toFixed(2)}`);
-    assert.ok(perMessage <= 99, `${perMessage.toFixed(2)} KV reads per message`);
+    // Per message: the account's settings (re-read every transaction) and who holds the sender
+    // domain (once for MAIL FROM and From:), 2.0; the site actor's polls add ~0.2 at this pace
+    // (more on a slow machine, hence the slack). Before issue 18's cut: 3.26.
+    assert.ok(perMessage <= 3, `${perMessage.toFixed(2)} KV reads per message`);
+    const claims = byOp["getMany(1) domain_name"]?.calls ?? 0;
+    assert.ok(claims <= 1.01, `${claims.toFixed(2)} reads of the sender domain per message`);
   } finally {
     await relay.stop();
     await sink.close();
