@@ -338,12 +338,20 @@ export async function runRelayToExit(
     return {
       code: output.code,
       stdout: new TextDecoder().decode(output.stdout),
-      stderr: new TextDecoder().decode(output.stderr),
+      stderr: withoutLauncherNotes(new TextDecoder().decode(output.stderr)),
     };
   } finally {
     clearTimeout(timer);
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * The relay's stderr without what Deno itself prints before main.ts runs: when several relays
+ * start at once, each may wait for the node_modules lock and say so on stderr.
+ */
+function withoutLauncherNotes(stderr: string): string {
+  return stderr.replace(/^Blocking waiting for file lock on [^\n]*\n/gm, "");
 }
 
 async function call_api(relay: Relay, path: string, init: ApiInit = {}): Promise<ApiResponse> {
