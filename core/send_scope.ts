@@ -25,8 +25,9 @@
  *
  * @module
  */
-import { allowsAddress, type Credential, getCredential, isSuspended } from "./store/credentials.ts";
-import { type AccountSettings, DEFAULT_ACCOUNT, getAccount } from "./store/accounts.ts";
+import { allowsAddress, type Credential, isSuspended } from "./store/credentials.ts";
+import { type AccountSettings, DEFAULT_ACCOUNT } from "./store/accounts.ts";
+import { readScopeRecords } from "./store/scope_records.ts";
 import { type DomainClaim, domainClaims } from "./store/domains.ts";
 import { asciiDomain, domainOf, MAX_DOMAIN } from "./mail/address.ts";
 import { alignsWith, claimedDomains, fromHeaderDomains } from "./mail/sender_domains.ts";
@@ -95,21 +96,28 @@ export interface ScopeDeps {
 /**
  * The scope of one transaction; null when the credential is gone or revoked. Re-read for every
  * transaction, so revocation and changed scopes reach open SMTP sessions at their next MAIL FROM.
+ * Given the transaction's `envelopeSender`, who holds its domain is read in the same store read
+ * (the check that follows at MAIL FROM needs it).
  */
 export async function loadSendScope(
   kv: Deno.Kv,
   account: string,
   credentialId: string | null,
+  envelopeSender?: string,
 ): Promise<SendScope | null> {
-  const credential = credentialId === null ? null : await getCredential(kv, credentialId);
+  const senderDomain = envelopeSender ? checkedName(domainOf(envelopeSender)) : null;
+  const read = await readScopeRecords(kv, account, credentialId, senderDomain ?? undefined);
+  const credential = read.credential;
   if (credentialId !== null && (!credential || credential.revokedAt !== null)) return null;
-  const settings = await getAccount(kv, account) ??
+  const settings = read.account ??
     { requireVerifiedSender: account !== DEFAULT_ACCOUNT, pools: [] };
-  return {
+  const scope: SendScope = {
     account,
     settings: { requireVerifiedSender: settings.requireVerifiedSender, pools: settings.pools },
     credential,
   };
+  if (senderDomain && read.claims) claimsByScope.set(scope, new Map([[senderDomain, read.claims]]));
+  return scope;
 }
 
 /** The one check of a transaction step against its scope; null when it may go on. */
@@ -184,13 +192,13 @@ async function senderDomainProblem(
   scope: SendScope,
   domain: string,
 ): Promise<ScopeRefusal | null> {
-  const name = asciiDomain(domain);
+  const name = checkedName(domain);
   const refuse = (why: SenderProblem): ScopeRefusal => ({
     reason: "sender_not_allowed",
     domain,
     why,
   });
-  if (name.length > MAX_DOMAIN) return refuse("invalid");
+  if (name === null) return refuse("invalid");
   const claims = await claimsOf(kv, scope, name);
   if (claims[0] && claims[0].account !== scope.account) return refuse("other_account");
   if (
@@ -204,6 +212,12 @@ async function senderDomainProblem(
     return refuse("credential_domains");
   }
   return null;
+}
+
+/** A sender domain as its claims are looked up (A-labels), or null when it is too long. */
+function checkedName(domain: string): string | null {
+  const name = asciiDomain(domain);
+  return name.length > MAX_DOMAIN ? null : name;
 }
 
 /**

@@ -122,13 +122,17 @@ Deno.test("a transaction reads who holds its sender domain once, and the next tr
       null,
     );
     assert.equal(reads, once, "the From domain, the envelope's, was not read again");
-    // Another account adds the domain: the next transaction's scope sees it at once.
+    // Another account adds the domain: the next transaction's scope sees it at once. Loaded
+    // with its envelope sender, the scope's records and the domain's holders are one read.
     await createDomain(kv, box, { account: b.id, name: "b.test", algorithms: ["ed25519"] });
-    const next = await loadSendScope(kv, a.id, null);
+    reads = 0;
+    const next = await loadSendScope(kv, a.id, null, "x@B.test");
     assert.equal(
-      why(await checkSendScope({ kv }, next, { envelopeSender: "x@b.test" })),
+      why(await checkSendScope({ kv }, next, { envelopeSender: "x@B.test" })),
       "other_account",
     );
+    // One getMany for the account and the domain's names, one for the domain record found.
+    assert.equal(reads, 2);
   } finally {
     raw.close();
   }

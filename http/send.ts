@@ -268,7 +268,12 @@ async function checkScopes(
   client: string,
   p: Prepared,
 ): Promise<SendScope> {
-  const scope = await loadSendScope(deps.intake.kv, principal.account, principal.credentialId);
+  const scope = await loadSendScope(
+    deps.intake.kv,
+    principal.account,
+    principal.credentialId,
+    p.mailFrom,
+  );
   const refusal = await checkSendScope(
     {
       kv: deps.intake.kv,

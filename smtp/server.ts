@@ -222,6 +222,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       kv,
       user?.account ?? deps.trustedAccount,
       user?.credentialId ?? null,
+      mailFrom,
     );
     const refusal = await checkSendScope({ kv, limits: deps.limits }, scope, {
       client: session.remoteAddress,

@@ -94,7 +94,11 @@ export async function createAccount(
 }
 
 export async function getAccount(kv: Deno.Kv, id: string): Promise<Account | null> {
-  const value = (await kv.get<Account>(keys.account(id))).value;
+  return accountFrom((await kv.get<Account>(keys.account(id))).value);
+}
+
+/** An account as stored (by a read of its key, keys.account) with its settings' defaults. */
+export function accountFrom(value: Account | null): Account | null {
   return value ? withDefaults(value) : null;
 }
 

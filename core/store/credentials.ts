@@ -140,7 +140,11 @@ export async function listCredentials(kv: Deno.Kv, account: string): Promise<Cre
 }
 
 export async function getCredential(kv: Deno.Kv, id: string): Promise<Credential | null> {
-  const value = (await kv.get<Credential>(keys.credential(id))).value;
+  return credentialFrom((await kv.get<Credential>(keys.credential(id))).value);
+}
+
+/** A credential as stored (by a read of its key, keys.credential) with its scopes' defaults. */
+export function credentialFrom(value: Credential | null): Credential | null {
   return value ? withDefaults(value) : null;
 }
 

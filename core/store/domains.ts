@@ -275,16 +275,28 @@ export interface DomainClaim {
 export async function domainClaims(kv: Deno.Kv, domain: string): Promise<DomainClaim[]> {
   // Every parent is looked at, however many labels (a parent left out would let a long
   // subdomain past its owner), in batches of ten (Deno KV's getMany limit).
-  const names = candidateNames(domain).filter((n) => n.length <= 253);
+  const names = claimNameKeys(domain);
   const ids: string[] = [];
   for (let i = 0; i < names.length; i += 10) {
-    const batch = await kv.getMany<string[]>(names.slice(i, i + 10).map(keys.domainByName));
+    const batch = await kv.getMany<string[]>(names.slice(i, i + 10));
     for (const e of batch) if (e.value) ids.push(e.value);
   }
+  return await claimsOfIds(kv, ids);
+}
+
+/** What {@linkcode domainClaims} reads first: `domain` and each parent, by name. */
+export function claimNameKeys(domain: string): Deno.KvKey[] {
+  return candidateNames(domain).filter((n) => n.length <= 253).map(keys.domainByName);
+}
+
+/** The claims behind the domain ids found under {@linkcode claimNameKeys}, in their order. */
+export async function claimsOfIds(kv: Deno.Kv, ids: readonly string[]): Promise<DomainClaim[]> {
   const out: DomainClaim[] = [];
-  for (const id of ids) {
-    const found = await getDomain(kv, id);
-    if (found) out.push({ name: found.name, account: found.account, verified: found.verified });
+  for (let i = 0; i < ids.length; i += 10) {
+    const found = await kv.getMany<SendingDomain[]>(ids.slice(i, i + 10).map(keys.domain));
+    for (const { value: d } of found) {
+      if (d) out.push({ name: d.name, account: d.account, verified: d.verified });
+    }
   }
   return out;
 }
