@@ -8,7 +8,6 @@ import { Readable } from "node:stream";
 import { X509Certificate } from "node:crypto";
 import type { ConnectionOptions, TLSSocket } from "node:tls";
 import type { PeerCheck, VerifiedBy } from "../core/policy/tls_requirement.ts";
-import { LeanSession } from "./smtp_client.ts";
 import { matchTlsa } from "../core/policy/dane.ts";
 import { applyReplyTimeouts, initialSocketTimeout, type ReplyTimeouts } from "./reply_timeouts.ts";
 
@@ -163,19 +162,6 @@ export class OutboundSession {
     const peer: PeerCheck = options.peer ??
       { kind: "any", required: options.requireTls === true };
     const name = target.name && !/^[0-9.]+$|:/.test(target.name) ? target.name : undefined;
-    const lean = Deno.env.get("LEAN_CLIENT_PROTOTYPE");
-    if (
-      lean && !target.implicitTls && !options.auth &&
-      (peer.kind === "none" || (peer.kind === "any" && !peer.required))
-    ) {
-      return LeanSession.open(
-        target.host,
-        target.port,
-        options.heloName,
-        lean as "node" | "deno",
-        options.localAddress,
-      ) as unknown as Promise<OutboundSession>;
-    }
     const conn = new SMTPConnection({
       host: target.host,
       port: target.port,
