@@ -13,7 +13,8 @@
  * `X-Bench-Probe: RUNID-id`, and its "final dot sent" and "250 read" times are appended to
  * --probes as "id t_dot t_ack" (seconds since the epoch), the format relay-bench.sh's own probe
  * client writes: the harness matches them to the sink's dump files for accept → delivered.
- * --started gets the wall-clock time the load began, after this runtime's own start-up.
+ * --started gets the wall-clock time the load began, after this runtime's own start-up (and, for
+ * a paced run with --tls, after one login that warms the relay's login cache: see warmUp).
  *
  * Bounded in count (--n) and time (--time-limit); loopback only (--host must be 127.x or ::1).
  * The last line on stdout is the number of messages the relay answered 250 to, as smtp-source
@@ -119,8 +120,8 @@ const auth = values.user
   ? btoa(String.fromCharCode(...encoder.encode(`\0${values.user}\0${values.pass}`)))
   : "";
 
-/** One message on one connection; resolves to the ack time when the relay said 250. */
-async function sendOne(id: number, probe: boolean): Promise<{ tDot: number; tAck: number }> {
+/** Connects, greets and (with --tls) upgrades and logs in: the session ready for MAIL. */
+async function open(): Promise<Replies> {
   const tcp = await Deno.connect({ hostname: host, port });
   tcp.setNoDelay(true);
   const replies = new Replies(tcp);
@@ -136,6 +137,36 @@ async function sendOne(id: number, probe: boolean): Promise<{ tDot: number; tAck
       await replies.command("EHLO client.bench.test", 250);
       await replies.command(`AUTH PLAIN ${auth}`, 235);
     }
+    return replies;
+  } catch (error) {
+    close(replies);
+    throw error;
+  }
+}
+
+function close(replies: Replies) {
+  try {
+    replies.conn.close();
+  } catch { /* already closed by the peer */ }
+}
+
+/**
+ * A paced run logs in once before its clock starts, as an app that has been sending for a while
+ * has: the relay checks a new login's password with scrypt (~100-300 ms) and then remembers it, so
+ * without this the sessions due in the first few hundred ms all wait on that first check and
+ * reach DATA together, a burst at the relay's coldest moment instead of the offered rate.
+ */
+async function warmUp() {
+  const replies = await open();
+  await writeAll(replies.conn, encoder.encode("QUIT\r\n")).catch(() => {});
+  await replies.read().catch(() => 0);
+  close(replies);
+}
+
+/** One message on one connection; resolves to the ack time when the relay said 250. */
+async function sendOne(id: number, probe: boolean): Promise<{ tDot: number; tAck: number }> {
+  const replies = await open();
+  try {
     await replies.command("MAIL FROM:<sender@bench.test>", 250);
     for (let r = 0; r < rcpts; r++) {
       await replies.command(`RCPT TO:<${id}.${r}user@example.com>`, 250);
@@ -151,12 +182,11 @@ async function sendOne(id: number, probe: boolean): Promise<{ tDot: number; tAck
     await replies.read().catch(() => 0);
     return { tDot, tAck };
   } finally {
-    try {
-      replies.conn.close();
-    } catch { /* already closed by the peer */ }
+    close(replies);
   }
 }
 
+if (rate > 0 && values.tls) await warmUp();
 if (values.started) await Deno.writeTextFile(values.started, wallSeconds().toFixed(6));
 let next = 0;
 let accepted = 0;

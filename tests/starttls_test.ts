@@ -174,6 +174,9 @@ interface TestsslFinding {
   finding: string;
 }
 
+/** About two minutes per port on a quiet machine; several times that on a loaded one. */
+const TESTSSL_TIMEOUT_MS = 600_000;
+
 /** testssl.sh (Debian's package) against one port; its findings as JSON. */
 async function testssl(port: number, starttls: boolean): Promise<TestsslFinding[]> {
   const dir = await Deno.makeTempDir({ prefix: "postern_testssl_" });
@@ -196,7 +199,7 @@ async function testssl(port: number, starttls: boolean): Promise<TestsslFinding[
       "-U", // vulnerabilities
       ...(starttls ? ["-t", "smtp"] : []),
       `127.0.0.1:${port}`,
-    ], { timeoutMs: 300_000 }).catch((err: Error) => {
+    ], { timeoutMs: TESTSSL_TIMEOUT_MS }).catch((err: Error) => {
       throw new Error(
         `Cannot run testssl.sh (apt-get install testssl.sh; .ci/run does): ${err.message}`,
       );

@@ -16,7 +16,7 @@
  * in the outcome commit makes replays no-ops. That check keeps the store right, not the wire: so
  * an entry read from KV is claimed in the shared set *before* it is loaded, and loading re-reads
  * the entry itself. A listing can predate an attempt that was recorded (and let go) while it came
- * back; sent again, it would reach the remote side twice (#claim).
+ * back; sent again, it would reach the remote side twice (#claimAll).
  *
  * This file is the loop, the lease and the wake-ups; what the site knows is one SiteState
  * (state.ts) that the connections (connection.ts), the attempt record (attempt.ts), purge and view
@@ -39,6 +39,7 @@ import type { Pools } from "../../core/config/pools.ts";
 import type { SiteView } from "../../core/queue_control.ts";
 import type { RetryPolicy } from "../../core/policy/outcome.ts";
 import {
+  CLAIM_LOADS_AT_ONCE,
   DUE_LIST_BATCH,
   LEASE_RETRY_MIN_MS,
   MIN_DUE_WAIT_MS,
@@ -243,20 +244,47 @@ export class SiteActor {
   }
 
   /**
-   * Takes a due entry a KV read listed: claims it on this node first, so that no offer and no
-   * other actor takes it while it loads, then loads it, re-reading the entry. Null when it is
-   * held here already or no longer there as listed.
+   * Takes due entries a KV read listed into the ready list, in listing order: claims them on
+   * this node first, so that no offer and no other actor takes one while it loads, then loads
+   * them, each re-reading its entry; one held here already or no longer there as listed is
+   * skipped. The loads run CLAIM_LOADS_AT_ONCE at a time: one after another, a burst queued
+   * while the lease was being taken (the first mail after a start) waited two store reads per
+   * entry before the first connection had anything to send.
    */
-  async #claim(due: DueEntry): Promise<Job | null> {
+  async #claimAll(entries: readonly DueEntry[]) {
     const s = this.#s;
-    const id = keyId(due.key);
-    if (s.inFlight(id)) return null;
-    s.hold(id);
+    const claimed: DueEntry[] = [];
+    for (const due of entries) {
+      if (claimed.length >= s.room) break;
+      const id = keyId(due.key);
+      if (s.inFlight(id)) continue;
+      s.hold(id);
+      claimed.push(due);
+    }
+    let failure: { err: unknown } | null = null;
+    for (let i = 0; i < claimed.length; i += CLAIM_LOADS_AT_ONCE) {
+      const loads = await Promise.allSettled(
+        claimed.slice(i, i + CLAIM_LOADS_AT_ONCE).map((due) => this.#load(due)),
+      );
+      for (const load of loads) {
+        if (load.status === "rejected") failure ??= { err: load.reason };
+        else if (load.value) s.ready.push(load.value);
+      }
+      // A store error ends the read (as the loop's step does); what was not loaded is let go.
+      if (failure) {
+        for (const due of claimed.slice(i + CLAIM_LOADS_AT_ONCE)) s.release(keyId(due.key));
+        throw failure.err;
+      }
+    }
+  }
+
+  /** Loads a claimed entry; the claim is let go when there is nothing to send or it failed. */
+  async #load(due: DueEntry): Promise<Job | null> {
     let job: Job | null = null;
     try {
       job = await loadJob(this.#deps.kv, due);
     } finally {
-      if (!job) s.release(id);
+      if (!job) this.#s.release(keyId(due.key));
     }
     return job;
   }
@@ -351,11 +379,7 @@ export class SiteActor {
       q.more = entries.length === DUE_LIST_BATCH;
       anyMore ||= q.more;
       q.nextDueAt = q.more ? until : await nextDueAfter(kv, domain, until);
-      for (const due of entries) {
-        if (!s.roomForJob) break;
-        const job = await this.#claim(due);
-        if (job) s.ready.push(job);
-      }
+      await this.#claimAll(entries);
     }
     // A retry-now asked while this read ran is served by the next one.
     if (!anyMore && s.retryAsked === asked) s.retryAll = false;

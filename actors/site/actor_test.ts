@@ -430,3 +430,47 @@ Deno.test("a suspension kept in the store shows in the site's view before the ac
     await t.close();
   }
 });
+
+Deno.test("mail the site's first read finds is loaded together: one slow message does not hold back the others", async () => {
+  const t = await setUp();
+  // Every message whose records the actor reads, in the order it reads them.
+  const readFor: string[] = [];
+  const kv = new Proxy(t.deps.kv, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop !== "getMany" || typeof value !== "function") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (keyList: Deno.KvKey[], options?: { consistency?: Deno.KvConsistencyLevel }) => {
+        for (const key of keyList) if (key[0] === "msg") readFor.push(String(key[1]));
+        return value.call(target, keyList, options);
+      };
+    },
+  });
+  // Queued while no actor works the site (as after a start, or while its lease is taken).
+  const slow = await t.submit(`a@${DOMAIN}`);
+  const other = await t.submit(`b@${DOMAIN}`);
+  const loading = t.gated.holdLoad(slow.msg.id);
+  const actor = new SiteActor(
+    t.site,
+    t.directory.peek(DOMAIN)!.profile,
+    { ...t.deps, kv },
+    () => {},
+  );
+  actor.adopt(DOMAIN);
+  try {
+    await loading.reached;
+    // The first message's read is slow to come back; the second is read meanwhile.
+    await until(() => readFor.includes(other.msg.id), "the second message read alongside");
+    loading.open();
+    for (const q of [slow, other]) {
+      await until(async () => (await t.row(q.msg.id)).status === "delivered", "both delivered");
+      assert.equal(t.sink.messages.filter((m) => m.to.includes(q.rows[0]!.rcpt)).length, 1);
+    }
+    await until(() => t.inflight.size === 0, "nothing left claimed");
+  } finally {
+    loading.open(); // a failed wait above must not leave the stop waiting on the held read
+    await actor.stop();
+    await t.close();
+  }
+});

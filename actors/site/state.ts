@@ -142,7 +142,12 @@ export class SiteState {
 
   /** Whether the ready list has room for one more job. */
   get roomForJob(): boolean {
-    return this.ready.length < MAX_READY_JOBS;
+    return this.room > 0;
+  }
+
+  /** How many more jobs the ready list has room for. */
+  get room(): number {
+    return MAX_READY_JOBS - this.ready.length;
   }
 
   /** Adds a job to the ready list and tells idle connections. */

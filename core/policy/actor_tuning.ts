@@ -17,6 +17,12 @@ export const LEASE_FRESH_FRACTION = 2 / 3;
 export const LEASE_RETRY_MIN_MS = 250;
 /** Due entries read from one domain's queue at a time. */
 export const DUE_LIST_BATCH = 500;
+/**
+ * Listed due entries loaded at once when a site reads its queue (two store reads each): enough
+ * that a burst is ready in about one read's time, few enough that a long listing does not flood
+ * the store's reader.
+ */
+export const CLAIM_LOADS_AT_ONCE = 16;
 /** Jobs a site keeps ready in memory; past it, offers are dropped (the due entry is in KV). */
 export const MAX_READY_JOBS = 5_000;
 /** Due entries an operator's purge reads at a time. */

@@ -101,37 +101,54 @@ globalThis.addEventListener("unload", () => {
   }
 });
 
+/**
+ * How often a start is tried again on new ports when one the harness picked was taken meanwhile:
+ * freePorts() releases its ports before the relay binds them, and on a busy machine a client's
+ * outgoing connection can be given one of them in between.
+ */
+const PORT_RACE_RETRIES = 3;
+
 /** Starts the relay and resolves once it logs `ready`. */
 export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const ownsDataDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "postern_test_" });
-  const [smtpPort, smtpsPort, httpPort] = await freePorts(3);
-  const env: Record<string, string> = {
-    POSTERN_DATA_DIR: dataDir,
-    POSTERN_LISTEN: "127.0.0.1",
-    POSTERN_SMTP_PORT: String(smtpPort),
-    POSTERN_SMTPS_PORT: String(smtpsPort),
-    POSTERN_HTTP_PORT: String(httpPort),
-    POSTERN_ADMIN_TOKEN: random_token(),
-    POSTERN_HOSTNAME: "relay.test",
-    // Within STOP_TIMEOUT_MS: the grace bounds how long a stop may wait for deliveries, so a stop
-    // that waits it out still ends inside the time the harness gives it.
-    POSTERN_SHUTDOWN_GRACE: "8s",
-    ...options.env,
-  };
-  try {
-    return await spawn_relay({
-      env,
-      ownsDataDir,
-      entryPoint: options.entryPoint ?? `${repoRoot}/main.ts`,
-      readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
-      permissions: options.permissions ?? ["--allow-all"],
-    });
-  } catch (error) {
-    // Nobody holds a handle that could clean up the dir we made, so do it here.
-    if (ownsDataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    throw error;
+  for (let attempt = 1;; attempt++) {
+    const [smtpPort, smtpsPort, httpPort] = await freePorts(3);
+    const env: Record<string, string> = {
+      POSTERN_DATA_DIR: dataDir,
+      POSTERN_LISTEN: "127.0.0.1",
+      POSTERN_SMTP_PORT: String(smtpPort),
+      POSTERN_SMTPS_PORT: String(smtpsPort),
+      POSTERN_HTTP_PORT: String(httpPort),
+      POSTERN_ADMIN_TOKEN: random_token(),
+      POSTERN_HOSTNAME: "relay.test",
+      // Within STOP_TIMEOUT_MS: the grace bounds how long a stop may wait for deliveries, so a
+      // stop that waits it out still ends inside the time the harness gives it.
+      POSTERN_SHUTDOWN_GRACE: "8s",
+      ...options.env,
+    };
+    try {
+      return await spawn_relay({
+        env,
+        ownsDataDir,
+        entryPoint: options.entryPoint ?? `${repoRoot}/main.ts`,
+        readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+        permissions: options.permissions ?? ["--allow-all"],
+      });
+    } catch (error) {
+      if (attempt < PORT_RACE_RETRIES && lostPortRace(error, options.env ?? {})) continue;
+      // Nobody holds a handle that could clean up the dir we made, so do it here.
+      if (ownsDataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      throw error;
+    }
   }
+}
+
+/** The relay could not bind a port the harness picked, not one the test asked for. */
+function lostPortRace(error: unknown, asked: Record<string, string>): boolean {
+  const text = error instanceof Error ? error.message : "";
+  const setting = /(POSTERN_(?:SMTP|SMTPS|HTTP)_PORT): cannot listen on .*EADDRINUSE/.exec(text);
+  return setting !== null && !(setting[1]! in asked);
 }
 
 interface SpawnPlan {
@@ -321,12 +338,20 @@ export async function runRelayToExit(
     return {
       code: output.code,
       stdout: new TextDecoder().decode(output.stdout),
-      stderr: new TextDecoder().decode(output.stderr),
+      stderr: withoutLauncherNotes(new TextDecoder().decode(output.stderr)),
     };
   } finally {
     clearTimeout(timer);
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * The relay's stderr without what Deno itself prints before main.ts runs: when several relays
+ * start at once, each may wait for the node_modules lock and say so on stderr.
+ */
+function withoutLauncherNotes(stderr: string): string {
+  return stderr.replace(/^Blocking waiting for file lock on [^\n]*\n/gm, "");
 }
 
 async function call_api(relay: Relay, path: string, init: ApiInit = {}): Promise<ApiResponse> {
