@@ -133,6 +133,13 @@ Deno.test("a transaction reads who holds its sender domain once, and the next tr
     );
     // One getMany for the account and the domain's names, one for the domain record found.
     assert.equal(reads, 2);
+    // A sender with more parents than one read holds: its domain is read by the check itself.
+    const deep = `x@${"a.".repeat(12)}b.test`;
+    const deepScope = await loadSendScope(kv, a.id, null, deep);
+    assert.equal(
+      why(await checkSendScope({ kv }, deepScope, { envelopeSender: deep })),
+      "other_account",
+    );
   } finally {
     raw.close();
   }
