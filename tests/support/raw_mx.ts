@@ -134,6 +134,10 @@ export async function startRawMx(options: RawMxOptions = {}): Promise<RawMx> {
           // RFC 3207: whatever the client sent after STARTTLS is not part of the TLS session.
           buffer = Buffer.alloc(0);
           raw.removeListener("data", onBytes);
+          // Out of flowing mode, or the raw socket's reads go on and take the ClientHello
+          // before the TLS layer sees it: the handshake then never ends (smtp-server's unpipe
+          // pauses its socket the same way).
+          raw.pause();
           const secured = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
           secured.on("error", () => {});
           secured.once("secure", () => {
