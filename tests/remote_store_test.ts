@@ -111,7 +111,15 @@ Deno.test("a relay on a KV Connect store accepts mail over SMTP and delivers it"
         sink.messages.filter((m) => m.headers.includes("big-1")).flatMap((m) => m.to).length >=
           1000,
       "all 1000 recipients of the big message delivered",
-      { timeoutMs: 120_000, intervalMs: 200, detail: () => `${sink.messages.length} messages` },
+      {
+        timeoutMs: 120_000,
+        intervalMs: 200,
+        // What the relay said about the mail still missing, should this ever not happen.
+        detail: () =>
+          `${sink.messages.length} messages; relay: ` +
+          relay.logs.filter((l) => l.level !== "info" || l.event !== "smtp.accepted")
+            .slice(-40).map((l) => JSON.stringify(l)).join("\n"),
+      },
     );
     const tags = countTags(sink.messages);
     for (let i = 0; i < 5; i++) assert.equal(tags.get(`small-${i}`), 1, `small-${i}`);
