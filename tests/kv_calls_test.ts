@@ -11,29 +11,15 @@
  */
 import assert from "node:assert/strict";
 import { type Relay, repoRoot, startRelay } from "./support/relay_process.ts";
-import { type Sink, startSink } from "./support/sink.ts";
+import { startSink } from "./support/sink.ts";
 import { SmtpClient } from "./support/smtp_client.ts";
 import { eventually } from "./support/relay_fixture.ts";
+import { message2k, relayBatch } from "./support/load_2k.ts";
 import type { KvCount, KvCounts } from "./support/kv_counting_main.ts";
 
 const SESSIONS = 20;
 const PER_SESSION = Number(Deno.env.get("KV_CALLS_PER_SESSION") ?? 15);
 const WARMUP = 20;
-const BODY_BYTES = 2048;
-
-function message2k(n: number): string {
-  const head = [
-    "From: app@origin.test",
-    `To: user${n}@dest.test`,
-    `Subject: kv calls ${n}`,
-    `Message-ID: <kc-${n}@origin.test>`,
-    "",
-  ].join("\r\n") + "\r\n";
-  const line = "x".repeat(76) + "\r\n";
-  let body = "";
-  while (head.length + body.length + line.length <= BODY_BYTES) body += line;
-  return head + body;
-}
 
 async function sendSession(relay: Relay, first: number, count: number) {
   // One message per connection, as the bench's smtp-source sends.
@@ -42,33 +28,13 @@ async function sendSession(relay: Relay, first: number, count: number) {
     try {
       await client.hello();
       await client.beginData("app@origin.test", `user${n}@dest.test`);
-      await client.write(message2k(n));
+      await client.write(message2k(n, "kv calls", "kc"));
       const reply = await client.endData(30_000);
       assert.equal(reply.code, 250, reply.raw);
     } finally {
       await client.quit();
     }
   }
-}
-
-async function delivered(relay: Relay): Promise<number> {
-  const res = await relay.api("/metrics");
-  const m = /^postern_deliveries_total\{outcome="delivered"\} (\S+)$/m.exec(String(res.json));
-  return m ? Number(m[1]) : 0;
-}
-
-async function relayBatch(relay: Relay, sink: Sink, first: number, sessions: number, per: number) {
-  const before = await delivered(relay);
-  await Promise.all(
-    Array.from({ length: sessions }, (_, s) => sendSession(relay, first + s * per, per)),
-  );
-  const total = sessions * per;
-  await sink.waitFor(first + total, { timeoutMs: 120_000 });
-  await eventually(
-    async () => (await delivered(relay)) >= before + total ? true : undefined,
-    `${total} deliveries recorded`,
-    120_000,
-  );
 }
 
 async function counts(relay: Relay, file: string): Promise<KvCounts> {
@@ -129,12 +95,13 @@ Deno.test("relaying a 2 KB one-recipient message costs at most two KV reads, its
       KV_COUNT_CALLERS: Deno.env.get("KV_COUNT_CALLERS") ?? "0",
     },
   });
+  const send = (first: number, count: number) => sendSession(relay, first, count);
   try {
     // Start-up reads and writes (accounts, keys, the site's lease) settle before we count.
-    await relayBatch(relay, sink, 0, 2, WARMUP / 2);
+    await relayBatch(relay, sink, { first: 0, sessions: 2, per: WARMUP / 2 }, send);
     const before = await counts(relay, countFile);
     const n = SESSIONS * PER_SESSION;
-    await relayBatch(relay, sink, WARMUP, SESSIONS, PER_SESSION);
+    await relayBatch(relay, sink, { first: WARMUP, sessions: SESSIONS, per: PER_SESSION }, send);
     const after = await counts(relay, countFile);
     const byOp = diff(after.byOp, before.byOp, n);
     const perMessage = reads(byOp);

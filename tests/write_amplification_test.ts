@@ -7,9 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { type Relay, startRelay } from "./support/relay_process.ts";
-import { type Sink, startSink } from "./support/sink.ts";
+import { startSink } from "./support/sink.ts";
 import { SmtpClient } from "./support/smtp_client.ts";
-import { eventually } from "./support/relay_fixture.ts";
+import { message2k, relayBatch } from "./support/load_2k.ts";
 import { DatabaseSync } from "node:sqlite";
 import { keySize, valueSize } from "../core/store/commit_size.ts";
 
@@ -17,22 +17,6 @@ import { keySize, valueSize } from "../core/store/commit_size.ts";
 const SESSIONS = 20;
 const PER_SESSION = 15;
 const WARMUP = 20;
-const BODY_BYTES = 2048;
-
-/** A 2 KB message: headers and a body of 76-character lines. */
-function message2k(n: number): string {
-  const head = [
-    "From: app@origin.test",
-    `To: user${n}@dest.test`,
-    `Subject: write amplification ${n}`,
-    `Message-ID: <wa-${n}@origin.test>`,
-    "",
-  ].join("\r\n") + "\r\n";
-  const line = "x".repeat(76) + "\r\n";
-  let body = "";
-  while (head.length + body.length + line.length <= BODY_BYTES) body += line;
-  return head + body;
-}
 
 async function sendSession(relay: Relay, first: number, count: number) {
   const client = await SmtpClient.open(relay.smtpPort);
@@ -40,7 +24,7 @@ async function sendSession(relay: Relay, first: number, count: number) {
     await client.hello();
     for (let n = first; n < first + count; n++) {
       await client.beginData("app@origin.test", `user${n}@dest.test`);
-      await client.write(message2k(n));
+      await client.write(message2k(n, "write amplification", "wa"));
       const reply = await client.endData(30_000);
       assert.equal(reply.code, 250, reply.raw);
     }
@@ -60,12 +44,6 @@ async function metricValue(relay: Relay, name: string): Promise<number> {
   return total;
 }
 
-async function delivered(relay: Relay): Promise<number> {
-  const res = await relay.api("/metrics");
-  const m = /^postern_deliveries_total\{outcome="delivered"\} (\S+)$/m.exec(String(res.json));
-  return m ? Number(m[1]) : 0;
-}
-
 async function writeBytes(pid: number): Promise<number> {
   const io = await Deno.readTextFile(`/proc/${pid}/io`);
   return Number(/^write_bytes: (\d+)$/m.exec(io)![1]);
@@ -83,21 +61,6 @@ async function snapshot(relay: Relay): Promise<Snapshot> {
     commits: await metricValue(relay, "postern_kv_commits_total"),
     bytes: await writeBytes(relay.pid),
   };
-}
-
-/** Sends `sessions × perSession` messages and waits until the relay has recorded them delivered. */
-async function relayBatch(relay: Relay, sink: Sink, first: number, sessions: number, per: number) {
-  const before = await delivered(relay);
-  await Promise.all(
-    Array.from({ length: sessions }, (_, s) => sendSession(relay, first + s * per, per)),
-  );
-  const total = sessions * per;
-  await sink.waitFor(first + total, { timeoutMs: 120_000 });
-  await eventually(
-    async () => (await delivered(relay)) >= before + total ? true : undefined,
-    `${total} deliveries recorded`,
-    120_000,
-  );
 }
 
 /** Bytes of the store file in pages that hold data (its free pages are reused before it grows). */
@@ -141,14 +104,15 @@ Deno.test("a 2 KB one-recipient message costs at most 10 KV mutations and 30 KB 
     },
   });
   const kvPath = `${dataDir}/postern.kv`;
+  const send = (first: number, count: number) => sendSession(relay, first, count);
   let running = true;
   try {
     // Start-up writes (accounts, keys, the site's lease) settle before we count.
-    await relayBatch(relay, sink, 0, 2, WARMUP / 2);
+    await relayBatch(relay, sink, { first: 0, sessions: 2, per: WARMUP / 2 }, send);
     const storeBefore = await storeContents(kvPath);
     const before = await snapshot(relay);
     const n = SESSIONS * PER_SESSION;
-    await relayBatch(relay, sink, WARMUP, SESSIONS, PER_SESSION);
+    await relayBatch(relay, sink, { first: WARMUP, sessions: SESSIONS, per: PER_SESSION }, send);
     const after = await snapshot(relay);
     await relay.stop();
     running = false;
