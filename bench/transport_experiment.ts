@@ -26,7 +26,7 @@ import { applySmtpServerPatches } from "../smtp/smtp_server_patches.ts";
 import { loopbackCertificate } from "../tests/support/tls_certificate.ts";
 
 const [mode, portArg, countArg] = Deno.args;
-if (!mode || !["node", "shim", "raw"].includes(mode) || !portArg || !countArg) {
+if (!mode || !["node", "shim", "raw", "rawnode"].includes(mode) || !portArg || !countArg) {
   console.error("usage: transport_experiment.ts node|shim|raw PORT MESSAGES");
   Deno.exit(2);
 }
@@ -229,7 +229,46 @@ async function rawSession(conn: Deno.TcpConn) {
   conn.close();
 }
 
-if (mode === "node") {
+/** The same lock-step responder on node:net (the floor for an engine that keeps node's sockets). */
+function rawNodeSession(socket: import("node:net").Socket) {
+  socket.setNoDelay(true);
+  socket.write("220 relay.test ESMTP\r\n");
+  let pending = "";
+  let inData = false;
+  socket.on("data", (chunk: Uint8Array) => {
+    pending += chunk.toString();
+    let replies = "";
+    for (let end = pending.indexOf("\r\n"); end >= 0; end = pending.indexOf("\r\n")) {
+      const line = pending.slice(0, end);
+      pending = pending.slice(end + 2);
+      if (inData) {
+        if (line === ".") {
+          inData = false;
+          replies += "250 2.0.0 OK\r\n";
+          messageReceived();
+        }
+        continue;
+      }
+      const verb = line.slice(0, 4).toUpperCase();
+      if (verb === "EHLO") replies += "250-relay.test\r\n250 PIPELINING\r\n";
+      else if (verb === "DATA") {
+        inData = true;
+        replies += "354 go ahead\r\n";
+      } else if (verb === "QUIT") replies += "221 2.0.0 bye\r\n";
+      else replies += "250 2.1.0 OK\r\n";
+    }
+    if (replies) socket.write(replies);
+  });
+  socket.on("error", () => {});
+}
+
+if (mode === "rawnode") {
+  const net = await import("node:net");
+  net.createServer((socket) => {
+    sessionStarted();
+    rawNodeSession(socket);
+  }).listen(port, "127.0.0.1");
+} else if (mode === "node") {
   (await smtpServer()).listen(port, "127.0.0.1");
 } else {
   const server = mode === "shim" ? await smtpServer() : null;
