@@ -59,8 +59,13 @@ const sessions = Math.max(1, Number(values.sessions));
 const size = Number(values.size);
 const rcpts = Math.max(1, Number(values.rcpts));
 const rate = Number(values.rate);
-/** Messages due before this (ms after the start) are not probes; paced runs only. */
-const warmupMs = rate > 0 ? Math.max(0, Number(values.warmup)) * 1000 : 0;
+/**
+ * Messages due before this (ms after the start) are not probes; paced runs only, and at most the
+ * first half of the run, so a short one still has probes.
+ */
+const warmupMs = rate > 0
+  ? Math.min(Math.max(0, Number(values.warmup)), total / rate / 2) * 1000
+  : 0;
 const deadline = performance.now() + Number(values["time-limit"]) * 1000;
 const sampled = Math.max(1, total - Math.floor((rate * warmupMs) / 1000));
 const probeEvery = Number(values["probe-every"] ?? Math.max(1, Math.floor(sampled / 400)));

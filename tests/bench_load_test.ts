@@ -64,7 +64,7 @@ Deno.test("the bench's submission client delivers every message over STARTTLS + 
   }
 });
 
-Deno.test("a paced bench run sends its warm-up messages like the rest but samples latency only after the warm-up", async () => {
+Deno.test("a paced bench run sends its warm-up messages like the rest but samples latency only after the warm-up, at most its first half", async () => {
   const dir = await Deno.makeTempDir({ prefix: "postern-bench-warmup-" });
   const sink = await startSink();
   await using relay = await startRelay({
@@ -90,6 +90,16 @@ Deno.test("a paced bench run sends its warm-up messages like the rest but sample
     assert.deepEqual(tagged.sort(), ["run2-5", "run2-6", "run2-7", "run2-8"]);
     const lines = (await Deno.readTextFile(probes)).trim().split("\n").map((l) => l.split(" "));
     assert.deepEqual(lines.map(([id]) => id).sort(), ["5", "6", "7", "8"]);
+
+    // A warm-up longer than the run takes its first half only: a short run still has probes.
+    const short = await load([
+      ...["--port", String(relay.smtpPort), "--n", "5", "--sessions", "2", "--size", "500"],
+      ...["--rate", "20", "--warmup", "10", "--runid", "run3", "--probes", `${dir}/short.txt`],
+      ...["--probe-every", "1"],
+    ]);
+    assert.equal(short.code, 0, short.stderr);
+    const shortLines = (await Deno.readTextFile(`${dir}/short.txt`)).trim().split("\n");
+    assert.deepEqual(shortLines.map((l) => l.split(" ")[0]).sort(), ["4", "5"]);
   } finally {
     await sink.close();
     await Deno.remove(dir, { recursive: true });
