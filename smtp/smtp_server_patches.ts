@@ -48,6 +48,7 @@ import {
   type ServerInternals,
   serverPrototype as serverProto,
 } from "./smtp_server_internals.ts";
+import { applySingleContextTls } from "./tls_single_context.ts";
 
 /** Session limits, from core/config/limits.ts; times in ms, rates in bytes per second. */
 export interface SessionLimits {
@@ -148,6 +149,7 @@ export function applySmtpServerPatches(
   if (applied) return;
   assertSmtpServerInternals(sample());
   applied = true;
+  applySingleContextTls();
 
   const init = proto.init;
   proto.init = function (this: Conn) {
