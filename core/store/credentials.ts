@@ -286,6 +286,21 @@ async function matchingSecret(credential: Credential | null, secret: string) {
 }
 
 /**
+ * The record `username` logs in as, or null. A username is its credential's id
+ * (createCredential), so the index and the record are asked for in one store read, not one after
+ * the other; an index naming another id would cost a second read.
+ */
+async function credentialOfUser(kv: Deno.Kv, username: string): Promise<Credential | null> {
+  const [byUser, record] = await kv.getMany<[string, Credential]>([
+    keys.credentialByUser(username),
+    keys.credential(username),
+  ]);
+  const id = byUser.value;
+  if (!id) return null;
+  return id === username ? credentialFrom(record.value) : await getCredential(kv, id);
+}
+
+/**
  * Checks username + secret (constant work on failure: see matchingSecret). Concurrent checks of
  * the same username, secret and record share one derivation, failures included, so a joined
  * failure takes as long as the derivation it joined whether the user exists or not.
@@ -296,8 +311,7 @@ export async function verifyLogin(
   secret: string,
   now = Date.now(),
 ): Promise<Credential | null> {
-  const id = (await kv.get<string>(keys.credentialByUser(username))).value;
-  const record = id ? await getCredential(kv, id) : null;
+  const record = await credentialOfUser(kv, username);
   const credential = record && record.revokedAt === null && record.secrets.length > 0
     ? record
     : null;
