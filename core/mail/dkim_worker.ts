@@ -8,6 +8,7 @@
  */
 import { DkimKeyCache, nodeKey } from "./dkim_keys.ts";
 import { openSsl } from "./openssl_rsa.ts";
+import { lowerThreadPriority } from "./thread_priority.ts";
 import type { SignAnswer, SignBatch, SignReply, SignRequest } from "./dkim_pool.ts";
 
 // This file runs as a Web Worker; the project's type check sees the window globals.
@@ -16,6 +17,8 @@ const scope = globalThis as unknown as {
   postMessage(message: SignAnswer): void;
 };
 
+// Signing yields the core to the main thread when both want it (thread_priority.ts says why).
+lowerThreadPriority();
 const ssl = openSsl();
 const cache = new DkimKeyCache((key) =>
   key.algorithm === "rsa" && ssl ? ssl.key(key.privateKey) : nodeKey(key)
