@@ -205,12 +205,15 @@ export class DkimSigner {
 
   /**
    * The DKIM-Signature fields to put in front of the message, each ending in CRLF.
-   * `headerBlock` is the complete header section (CRLF line endings, without the blank line).
+   * `headerBlock` is the complete header section (CRLF line endings, without the blank line), as
+   * bytes or as a binary string (one char per byte).
    * Rejects when no signature can be made now (a key that does not parse, a busy or failed pool).
    */
-  async sign(headerBlock: Uint8Array, now: Date): Promise<string> {
+  async sign(headerBlock: Uint8Array | string, now: Date): Promise<string> {
     const bodyHash = this.#body.digest();
-    const fields = rawFields(bytesToBinary(headerBlock));
+    const fields = rawFields(
+      typeof headerBlock === "string" ? headerBlock : bytesToBinary(headerBlock),
+    );
     const names = signedFieldList(fields);
     const signed = canonicalHeaders(fields, names);
     const unsigned = this.keys.map((key) =>
