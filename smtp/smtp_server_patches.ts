@@ -103,6 +103,35 @@ function awaitingUs(conn: Conn): boolean {
   return !!(conn._handlerPending || (conn._dataStream && conn._parser && !conn._parser._dataMode));
 }
 
+/** Socket errors smtp-server drops unreported outside a transaction (its QUIET_SOCKET_ERRORS). */
+const QUIET_SOCKET_ERRORS = new Set(["ECONNRESET", "EPIPE"]);
+
+/**
+ * A client that resets the connection (many do right after QUIT) costs the node-compat socket a
+ * formatted stack trace: destroy() reads `err.stack` of the read error, and formatting it is
+ * most of what a whole session's parsing and replies cost. smtp-server drops that error unseen
+ * outside a transaction (logged by a logger we disable, then `close()`), so there its stack is
+ * set to the one line it would start with and never formatted. Inside a transaction the error
+ * is reported, and keeps its stack.
+ */
+function skipStackOfQuietResets(conn: Conn) {
+  const socket = conn._socket;
+  const destroy = socket.destroy;
+  socket.destroy = function (this: typeof socket, err?: Error & { code?: string }, ...rest) {
+    if (
+      err && QUIET_SOCKET_ERRORS.has(err.code ?? "") && !conn.session.envelope?.mailFrom &&
+      conn._server.options.logger === false
+    ) {
+      Object.defineProperty(err, "stack", {
+        value: `${err.name}: ${err.message}`,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return destroy.call(this, err, ...rest);
+  };
+}
+
 /** Index of the first LF not preceded by CR, or -1. */
 function firstBareLf(chunk: Uint8Array, lastWasCR: boolean): number {
   for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) {
@@ -154,6 +183,7 @@ export function applySmtpServerPatches(
     const o = options(this);
     if (!o) return init.call(this);
     armSessionDeadline(this);
+    skipStackOfQuietResets(this);
     if (o.earlyTalkerPause) return init.call(this);
     this._setListeners(() => {
       const max = this._server.options.maxClients;
