@@ -122,11 +122,7 @@ function skipStackOfQuietResets(conn: Conn) {
       err && QUIET_SOCKET_ERRORS.has(err.code ?? "") && !conn.session.envelope?.mailFrom &&
       conn._server.options.logger === false
     ) {
-      Object.defineProperty(err, "stack", {
-        value: `${err.name}: ${err.message}`,
-        writable: true,
-        configurable: true,
-      });
+      err.stack = `${err.name}: ${err.message}`; // V8's setter stores it; nothing is formatted
     }
     return destroy.call(this, err, ...rest);
   };
