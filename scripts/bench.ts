@@ -11,10 +11,13 @@
  * loopback DNS responder, Postfix through Debian's opendkim milter (RSA only: the like-for-like
  * reference; Ed25519 rows compare with Postern unsigned). After each unsigned cell's saturated
  * pairs, a half-saturated pair offers half of each relay's own saturated delivered rate (the
- * p99 accept → delivered ≤ 50 ms check; --no-half skips it).
+ * p99 accept → delivered ≤ 50 ms check; --no-half skips it). Its first --half-warmup seconds
+ * (default 1) are sent and counted but not sampled for latency: both relays are started for the
+ * run, and that is their start-up, not the steady state at the offered rate.
  *
  *   deno task bench [--postfix] [--pairs 3] [--n 10000] [--n-large 500] [--sessions 20]
  *     [--sizes 2048,10240,1048576] [--modes plain,submit] [--sign none,rsa,ed25519] [--no-half]
+ *     [--half-warmup 1]
  *
  * Installs what it needs through apt-get when missing (postfix for smtp-source/smtp-sink and the
  * reference, opendkim, sasl2-bin). Every run is bounded in count (--n) and time (relay-bench -T).
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     pairs: { type: "string", default: "3" },
     postfix: { type: "boolean", default: false },
     "no-half": { type: "boolean", default: false },
+    "half-warmup": { type: "string", default: "1" },
     timeout: { type: "string", default: "600" },
     harness: { type: "string", default: new URL("../bench", import.meta.url).pathname },
   },
@@ -157,7 +161,7 @@ function loadCommand(login: { user: string; pass: string } | null, rate: number)
     "$BENCH_STARTED",
     "--time-limit",
     values.timeout!,
-    ...(rate > 0 ? ["--rate", String(rate)] : []),
+    ...(rate > 0 ? ["--rate", String(rate), "--warmup", values["half-warmup"]!] : []),
     ...(login
       ? [
         "--tls",

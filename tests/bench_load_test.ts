@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { createTestCa } from "./support/test_ca.ts";
 import { newCredential, startTenantRelay } from "./support/tenants.ts";
+import { startRelay } from "./support/relay_process.ts";
+import { startSink } from "./support/sink.ts";
 
 const client = new URL("../bench/submit_load.ts", import.meta.url).pathname;
 
@@ -59,6 +61,48 @@ Deno.test("the bench's submission client delivers every message over STARTTLS + 
   } finally {
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(ca.file.slice(0, ca.file.lastIndexOf("/")), { recursive: true });
+  }
+});
+
+Deno.test("a paced bench run sends its warm-up messages like the rest but samples latency only after the warm-up, at most its first half", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "postern-bench-warmup-" });
+  const sink = await startSink();
+  await using relay = await startRelay({
+    env: {
+      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
+      POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+    },
+  });
+  try {
+    const probes = `${dir}/probes.txt`;
+    // 20/s: messages 1-4 are due in the first 0.2 s (the warm-up), 5-8 after it.
+    const res = await load([
+      ...["--port", String(relay.smtpPort), "--n", "8", "--sessions", "2", "--size", "500"],
+      ...["--rate", "20", "--warmup", "0.2", "--runid", "run2", "--probes", probes],
+      ...["--probe-every", "1"],
+    ]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout.trim().split("\n").at(-1), "8", res.stderr);
+    const messages = await sink.waitFor(8, { timeoutMs: 30_000 });
+    const tagged = messages.map((m) => /^X-Bench-Probe: (\S+)/m.exec(m.headers)?.[1]).filter(
+      Boolean,
+    );
+    assert.deepEqual(tagged.sort(), ["run2-5", "run2-6", "run2-7", "run2-8"]);
+    const lines = (await Deno.readTextFile(probes)).trim().split("\n").map((l) => l.split(" "));
+    assert.deepEqual(lines.map(([id]) => id).sort(), ["5", "6", "7", "8"]);
+
+    // A warm-up longer than the run takes its first half only: a short run still has probes.
+    const short = await load([
+      ...["--port", String(relay.smtpPort), "--n", "5", "--sessions", "2", "--size", "500"],
+      ...["--rate", "20", "--warmup", "10", "--runid", "run3", "--probes", `${dir}/short.txt`],
+      ...["--probe-every", "1"],
+    ]);
+    assert.equal(short.code, 0, short.stderr);
+    const shortLines = (await Deno.readTextFile(`${dir}/short.txt`)).trim().split("\n");
+    assert.deepEqual(shortLines.map((l) => l.split(" ")[0]).sort(), ["4", "5"]);
+  } finally {
+    await sink.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

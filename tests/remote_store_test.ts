@@ -115,10 +115,21 @@ Deno.test("a relay on a KV Connect store accepts mail over SMTP and delivers it"
         timeoutMs: 120_000,
         intervalMs: 200,
         // What the relay said about the mail still missing, should this ever not happen.
-        detail: () =>
-          `${sink.messages.length} messages; relay: ` +
-          relay.logs.filter((l) => l.level !== "info" || l.event !== "smtp.accepted")
-            .slice(-40).map((l) => JSON.stringify(l)).join("\n"),
+        detail: () => {
+          const arrived = new Set(
+            sink.messages.filter((m) => m.headers.includes("big-1")).flatMap((m) => m.to)
+              .map((to) => to.split("@")[1]),
+          );
+          const missing = [...new Set(recipients.map((r) => r.split("@")[1]!))]
+            .filter((d) => !arrived.has(d));
+          // Every line but the successes that did arrive.
+          const about = (l: Record<string, unknown>) =>
+            l.result !== "success" || missing.some((d) => JSON.stringify(l).includes(`@${d}`));
+          return `${sink.messages.length} messages; domains missing: ` +
+            missing.map((d) => d.split("d")[0]).join(",") + "; what the relay said about them:\n" +
+            relay.logs.filter((l) => l.event !== "smtp.accepted" && about(l)).slice(-60)
+              .map((l) => JSON.stringify(l).slice(0, 400)).join("\n");
+        },
       },
     );
     const tags = countTags(sink.messages);

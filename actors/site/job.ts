@@ -4,8 +4,8 @@
  */
 import {
   dropDue,
+  dropOrphanDue,
   type DueEntry,
-  isStaged,
   loadRows,
   readClaimedDue,
 } from "../../core/store/queue.ts";
@@ -26,11 +26,11 @@ export function keyId(key: Deno.KvKey): string {
 export async function loadJob(kv: Deno.Kv, due: DueEntry): Promise<Job | null> {
   // Read after the claim: an attempt of this entry recorded before it (the commit deletes the
   // entry) shows here, however old the listing that named the entry is.
-  const { current, msg } = await readClaimedDue(kv, due);
+  const { current, msg, staged } = await readClaimedDue(kv, due);
   if (!current) return null;
   if (!msg) {
-    // Written ahead of a message commit that has not happened yet (or never will).
-    if (!(await isStaged(kv, due.msgId))) await dropDue(kv, due);
+    // Written ahead of a message commit that has not happened yet (staged), or never will.
+    if (!staged) await dropOrphanDue(kv, due);
     return null;
   }
   const rows = (await loadRows(kv, due.msgId, due.rcpts)).filter((r) =>

@@ -182,17 +182,37 @@ export async function retireDestination(kv: Deno.Kv, domain: string): Promise<bo
 
 /**
  * A claimed due entry as it stands now, with its message: `current` is false when the entry
- * changed or went since it was listed (an attempt recorded meanwhile deletes it).
+ * changed or went since it was listed (an attempt recorded meanwhile deletes it); `staged` says
+ * the message is being written ahead of its commit. One read, so the three agree: read apart,
+ * a message commit landing between "no message" and "no staged marker" made a live entry look
+ * orphaned, and it was dropped unsent.
  */
 export async function readClaimedDue(
   kv: Deno.Kv,
   due: DueEntry,
-): Promise<{ current: boolean; msg: MessageRecord | null }> {
-  const [entry, record] = await kv.getMany<[unknown, MessageRecord]>([
+): Promise<{ current: boolean; msg: MessageRecord | null; staged: boolean }> {
+  const [entry, record, staged] = await kv.getMany<[unknown, MessageRecord, unknown]>([
     due.key,
     keys.message(due.msgId),
+    keys.staged(due.msgId),
   ]);
-  return { current: entry.versionstamp === due.versionstamp, msg: record.value };
+  return {
+    current: entry.versionstamp === due.versionstamp,
+    msg: record.value,
+    staged: staged.versionstamp !== null,
+  };
+}
+
+/**
+ * Deletes a due entry whose message was never committed (written ahead of an intake that then
+ * failed), unless the entry changed or the message has appeared since.
+ */
+export async function dropOrphanDue(kv: Deno.Kv, due: DueEntry): Promise<void> {
+  await kv.atomic()
+    .check({ key: due.key, versionstamp: due.versionstamp })
+    .check({ key: keys.message(due.msgId), versionstamp: null })
+    .delete(due.key)
+    .commit();
 }
 
 /** Deletes a due entry unless it changed since it was listed. */
@@ -216,10 +236,6 @@ export async function loadMessages(
     for (const e of entries) if (e.value) out.set(e.value.id, e.value);
   }
   return out;
-}
-
-export async function isStaged(kv: Deno.Kv, id: string): Promise<boolean> {
-  return (await kv.get(keys.staged(id))).value !== null;
 }
 
 export async function loadRows(
