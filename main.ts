@@ -147,6 +147,7 @@ async function startWorkerRole(
   // MTA-STS, DANE and TLS report counters for every outbound connection (README "Outbound TLS").
   const outboundTls = new OutboundTls({
     kv,
+    committer,
     log,
     now: Date.now,
     txt,

@@ -11,12 +11,15 @@ import type { Logger } from "../core/log.ts";
 import { parseStsRecord, type StsPolicy, stsPolicyStrings } from "../core/policy/mta_sts.ts";
 import type { TlsaRecord } from "../core/policy/dane.ts";
 import { getStsPolicy, putStsPolicy } from "../core/store/mta_sts_cache.ts";
+import type { Committer } from "../core/store/committer.ts";
 import { recordTlsResult, type TlsReportPolicy } from "../core/store/tls_reports.ts";
 import type { StsFetchResult } from "../core/mail/mta_sts_fetch.ts";
 import { utcDate } from "../core/policy/tls_report.ts";
 
 export interface OutboundTlsDeps {
   kv: Deno.Kv;
+  /** The group committer: session counters ride in its batches instead of commits of their own. */
+  committer?: Committer;
   log: Logger;
   now(): number;
   /** TXT records of a name, through POSTERN_DNS; [] when there are none. */
@@ -134,7 +137,7 @@ export class OutboundTls {
       }
       : { type: "no-policy-found", strings: [], mxHosts: [] };
     try {
-      await recordTlsResult(this.#deps.kv, {
+      await recordTlsResult(this.#deps.committer ?? this.#deps.kv, {
         day: utcDate(this.#deps.now()),
         domain,
         policy: described,

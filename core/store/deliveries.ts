@@ -7,7 +7,7 @@
  */
 import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
-import type { DueEntry } from "./queue.ts";
+import { type DueEntry, storedRow } from "./queue.ts";
 import { monotonicId } from "../ids.ts";
 import type {
   EventType,
@@ -103,7 +103,7 @@ export function attemptChange(
       rows.forEach((row, i) => {
         const event = { ...events[i]!, id: monotonicId() } as MessageEvent;
         putEvent(op, account, event);
-        op.set(keys.recipient(row.msgId, row.idx), withEvent(row, event.id));
+        op.set(keys.recipient(row.msgId, row.idx), storedRow(withEvent(row, event.id)));
       });
       tally.apply(op);
       // A body that rides in the due entry moves on with the recipients still to be tried.

@@ -20,6 +20,77 @@ import { idTimePrefix, monotonicId } from "../ids.ts";
 import type { EventType, MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 import { listRows, loadMessage } from "./queue.ts";
 
+/**
+ * Events as stored: each field under a one-letter name, the id (which the key ends in) as a
+ * placeholder where it stood, so a read gives back the same object, fields in the same order. The
+ * event log is the store's largest family and grows by one to three events per message; SQLite
+ * keeps these records whole in its B-tree, parent pages included, so a delivery event's field
+ * names alone were a quarter of the bytes each event cost the disk. An event stored before (or
+ * by a writer that stores it whole) has no placeholder and is read as it is.
+ */
+const SHORT: Record<string, string> = {
+  msgId: "m",
+  type: "t",
+  at: "a",
+  rcpt: "r",
+  reply: "p",
+  category: "c",
+  remoteHost: "h",
+  localAddress: "l",
+  tls: "s",
+  tlsDetails: "d",
+  nextAttemptAt: "n",
+  score: "o",
+  symbols: "y",
+};
+const SHORT_TLS: Record<string, string> = {
+  version: "v",
+  cipher: "c",
+  verified: "f",
+  verifiedBy: "b",
+  verifyError: "e",
+};
+/** Where the id stood; no field has a one-letter name, so it also marks the stored form. */
+const ID_PLACE = "i";
+const LONG = invert(SHORT);
+const LONG_TLS = invert(SHORT_TLS);
+
+function invert(names: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(names).map(([long, short]) => [short, long]));
+}
+
+function rename(o: Record<string, unknown>, names: Record<string, string>) {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) out[names[k] ?? k] = v;
+  return out;
+}
+
+/** `event` as stored under a key that ends in its id. */
+export function storedEvent(event: MessageEvent): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(event)) {
+    if (k === "id") out[ID_PLACE] = 0;
+    else if (k === "tlsDetails" && v && typeof v === "object") {
+      out[SHORT.tlsDetails!] = rename(v as Record<string, unknown>, SHORT_TLS);
+    } else out[SHORT[k] ?? k] = v;
+  }
+  return out;
+}
+
+/** The event stored under `key` (["evlog", account, id] or ["ev", msgId, id]). */
+export function eventOf(key: Deno.KvKey, value: unknown): MessageEvent {
+  const v = value as Record<string, unknown>;
+  if (!v || typeof v !== "object" || !(ID_PLACE in v)) return value as MessageEvent;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (k === ID_PLACE) out.id = key[2];
+    else if (k === SHORT.tlsDetails && x && typeof x === "object") {
+      out.tlsDetails = rename(x as Record<string, unknown>, LONG_TLS);
+    } else out[LONG[k] ?? k] = x;
+  }
+  return out as unknown as MessageEvent;
+}
+
 /** Stamps `event` with a fresh, time-ordered id; call inside `Change.apply`. */
 export function stampEvent(event: Omit<MessageEvent, "id">): MessageEvent {
   return { ...event, id: monotonicId() } as MessageEvent;
@@ -30,13 +101,13 @@ export function stampEvent(event: Omit<MessageEvent, "id">): MessageEvent {
  * the message record or a recipient row (`events`), or the timeline does not find it.
  */
 export function putEvent(op: Deno.AtomicOperation, account: string, event: MessageEvent) {
-  op.set(keys.accountEvent(account, event.id), event);
+  op.set(keys.accountEvent(account, event.id), storedEvent(event));
 }
 
 /** Adds an event that no record in its commit lists: in the log and under its message. */
 export function putUnlistedEvent(op: Deno.AtomicOperation, account: string, event: MessageEvent) {
   putEvent(op, account, event);
-  op.set(keys.event(event.msgId, event.id), event);
+  op.set(keys.event(event.msgId, event.id), storedEvent(event));
 }
 
 /** `row` with the id of an event of its commit added to its timeline. */
@@ -96,8 +167,8 @@ export async function listAccountEvents(
   let last: string | null = null;
   let scanned = 0;
   const iter = options.after
-    ? kv.list<MessageEvent>({ start, end }, { batchSize: Math.min(500, options.limit + 1) })
-    : kv.list<MessageEvent>({ prefix, end }, { batchSize: Math.min(500, options.limit + 1) });
+    ? kv.list({ start, end }, { batchSize: Math.min(500, options.limit + 1) })
+    : kv.list({ prefix, end }, { batchSize: Math.min(500, options.limit + 1) });
   for await (const entry of iter) {
     const id = entry.key[2] as string;
     if (id === options.after) continue;
@@ -106,7 +177,8 @@ export async function listAccountEvents(
     }
     scanned++;
     last = id;
-    if (!options.types || options.types.has(entry.value.type)) events.push(entry.value);
+    const event = eventOf(entry.key, entry.value);
+    if (!options.types || options.types.has(event.type)) events.push(event);
   }
   return { events, last, more: false };
 }
@@ -114,8 +186,9 @@ export async function listAccountEvents(
 /** The message timeline: every event of one message, oldest first. */
 export async function listMessageEvents(kv: Deno.Kv, msgId: string): Promise<MessageEvent[]> {
   const byId = new Map<string, MessageEvent>();
-  for await (const e of kv.list<MessageEvent>({ prefix: keys.eventPrefix(msgId) })) {
-    byId.set(e.value.id, e.value);
+  for await (const e of kv.list({ prefix: keys.eventPrefix(msgId) })) {
+    const event = eventOf(e.key, e.value);
+    byId.set(event.id, event);
   }
   const msg = await loadMessage(kv, msgId);
   if (msg) {
@@ -124,8 +197,11 @@ export async function listMessageEvents(kv: Deno.Kv, msgId: string): Promise<Mes
       .filter((id) => !byId.has(id));
     for (let i = 0; i < ids.length; i += 10) {
       const batch = ids.slice(i, i + 10).map((id) => keys.accountEvent(msg.account, id));
-      for (const e of await kv.getMany<MessageEvent[]>(batch)) {
-        if (e.value) byId.set(e.value.id, e.value);
+      for (const e of await kv.getMany(batch)) {
+        if (e.value) {
+          const event = eventOf(e.key, e.value);
+          byId.set(event.id, event);
+        }
       }
     }
   }

@@ -10,7 +10,7 @@
  */
 import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
-import { type DueEntry, listRows, loadMessage, setMarkersOp } from "./queue.ts";
+import { type DueEntry, listRows, loadMessage, setMarkersOp, storedRow } from "./queue.ts";
 import { dueEntries, putDue, written } from "./due_groups.ts";
 import { putUnlistedEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";
@@ -107,7 +107,7 @@ async function settle(
     );
     const stamp = await committer.commit({
       apply(op) {
-        for (const row of batch) op.set(keys.recipient(msgId, row.idx), row);
+        for (const row of batch) op.set(keys.recipient(msgId, row.idx), storedRow(row));
         for (const d of filed) putDue(op, d);
         setMarkersOp(op, [...byDomain.keys()], now);
         if (last) {

@@ -19,7 +19,7 @@ import { putMessageIndex, recipientIndexEntries } from "./message_index.ts";
 import { claimIdempotency, type IdempotencyLookup, type IdempotencyRecord } from "./idempotency.ts";
 import { countAccepted } from "./send_counts.ts";
 import { type HoldRecord, putHold } from "./holds.ts";
-import { type DueEntry, dueValue, markersDue, markersWritten } from "./queue.ts";
+import { type DueEntry, dueValue, markersDue, markersWritten, storedRow } from "./queue.ts";
 import { monotonicId } from "../ids.ts";
 import type { MemoryHold } from "../policy/memory_budget.ts";
 import { domainOf } from "../mail/address.ts";
@@ -256,7 +256,7 @@ export async function commitMessage(
   // The record handed to delivery in memory says so too.
   if (bodyInDue) msg.bodyInDue = true;
   else m.inlineChunks.forEach((c, j) => piece(keys.body(msg.id, m.baseChunk + j), c));
-  for (const row of m.rows) piece(keys.recipient(msg.id, row.idx), row);
+  for (const row of m.rows) piece(keys.recipient(msg.id, row.idx), storedRow(row));
   /** The due entries by key, until the commit that writes each one is known. */
   const due = new Map<Deno.KvKey, FiledDue>();
   for (const { domain, idxs } of groups) {

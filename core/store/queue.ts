@@ -238,6 +238,24 @@ export async function loadMessages(
   return out;
 }
 
+/** A recipient row as stored: without its message id and index, which its key holds. */
+export type StoredRow = Omit<RecipientRow, "msgId" | "idx">;
+
+/**
+ * `row` as stored under ["rcpt", msgId, idx]: the key already holds the message id and index, and
+ * every byte of a row counts twice (it is written at acceptance and again at delivery, and in a
+ * B-tree of whole records its value also sits in the parent pages).
+ */
+export function storedRow(row: RecipientRow): StoredRow {
+  const { msgId: _msgId, idx: _idx, ...rest } = row;
+  return rest;
+}
+
+/** The row stored under `key`, whole again (a row written before rows were slimmed is whole). */
+export function rowOf(key: Deno.KvKey, value: StoredRow | RecipientRow): RecipientRow {
+  return { msgId: key[1] as string, idx: key[2] as number, ...value };
+}
+
 export async function loadRows(
   kv: Deno.Kv,
   id: string,
@@ -245,18 +263,18 @@ export async function loadRows(
 ): Promise<RecipientRow[]> {
   const out: RecipientRow[] = [];
   for (let i = 0; i < idxs.length; i += 10) {
-    const entries = await kv.getMany<RecipientRow[]>(
+    const entries = await kv.getMany<StoredRow[]>(
       idxs.slice(i, i + 10).map((idx) => keys.recipient(id, idx)),
     );
-    for (const e of entries) if (e.value) out.push(e.value);
+    for (const e of entries) if (e.value) out.push(rowOf(e.key, e.value));
   }
   return out;
 }
 
 export async function listRows(kv: Deno.Kv, id: string): Promise<RecipientRow[]> {
   const out: RecipientRow[] = [];
-  for await (const e of kv.list<RecipientRow>({ prefix: keys.recipientPrefix(id) })) {
-    out.push(e.value);
+  for await (const e of kv.list<StoredRow>({ prefix: keys.recipientPrefix(id) })) {
+    out.push(rowOf(e.key, e.value));
   }
   return out;
 }

@@ -11,6 +11,7 @@ import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 import { putUnlistedEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { type Suppression, suppressOps } from "./suppressions.ts";
+import { rowOf, type StoredRow, storedRow } from "./queue.ts";
 
 export interface ReportOutcome {
   type: "bounced" | "complained";
@@ -49,17 +50,17 @@ export function reportChange(
       if (outcome.type === "bounced") {
         op.set(
           row.key,
-          {
+          storedRow({
             ...r,
             status: "bounced",
             nextAttemptAt: null,
             lastReply: reply,
             lastCategory: outcome.category,
             updatedAt: now,
-          } satisfies RecipientRow,
+          }),
         );
       } else {
-        op.set(row.key, { ...r, updatedAt: now } satisfies RecipientRow); // moves the versionstamp
+        op.set(row.key, storedRow({ ...r, updatedAt: now })); // moves the versionstamp
       }
       // Rare (a report after delivery): kept under the message itself too.
       putUnlistedEvent(op, msg.account, { ...event, id: monotonicId() } as MessageEvent);
@@ -79,11 +80,11 @@ export async function reportedRow(
   idx: number | null,
 ): Promise<Deno.KvEntry<RecipientRow> | null> {
   if (idx !== null) {
-    const entry = await kv.get<RecipientRow>(keys.recipient(msgId, idx));
-    return entry.value ? entry as Deno.KvEntry<RecipientRow> : null;
+    const entry = await kv.get<StoredRow>(keys.recipient(msgId, idx));
+    return entry.value ? { ...entry, value: rowOf(entry.key, entry.value) } : null;
   }
   const rows = await Array.fromAsync(
-    kv.list<RecipientRow>({ prefix: keys.recipientPrefix(msgId) }, { limit: 2 }),
+    kv.list<StoredRow>({ prefix: keys.recipientPrefix(msgId) }, { limit: 2 }),
   );
-  return rows.length === 1 ? rows[0]! : null;
+  return rows.length === 1 ? { ...rows[0]!, value: rowOf(rows[0]!.key, rows[0]!.value) } : null;
 }

@@ -3,6 +3,7 @@
  * was held to and how many sessions succeeded or failed with which result type.
  */
 import { keys } from "./keys.ts";
+import { Committer } from "./committer.ts";
 
 /** RFC 8460 §4.3 policy types. */
 export type TlsPolicyType = "sts" | "tlsa" | "no-policy-found";
@@ -25,13 +26,45 @@ export interface TlsSessionResult {
   mx: string;
 }
 
-export async function recordTlsResult(kv: Deno.Kv, r: TlsSessionResult): Promise<void> {
-  await kv.atomic()
-    .set(keys.tlsReportPolicy(r.day, r.domain, r.policy.type), r.policy, {
-      expireIn: 40 * 86_400_000,
-    })
-    .sum(keys.tlsReportCount(r.day, r.domain, r.policy.type, r.result, r.mx), 1n)
-    .commit();
+/**
+ * The policies this process has set, by store and by day, domain and type (as JSON): a session
+ * held to the policy already set that day only adds to its counter. Setting the policy again for
+ * every session cost a page of the expiry index and a page of the counters per outbound
+ * connection, in a commit of its own.
+ */
+const policiesSet = new WeakMap<Deno.Kv, { day: string; set: Map<string, string> }>();
+
+/**
+ * Counts one session. Through the group committer when given one: the counter is a sum, so it
+ * folds into the batch that is being written anyway instead of costing a commit (an fsync) per
+ * outbound connection.
+ */
+export async function recordTlsResult(
+  store: Deno.Kv | Committer,
+  r: TlsSessionResult,
+): Promise<void> {
+  const kv = store instanceof Committer ? store.kv : store;
+  let known = policiesSet.get(kv);
+  if (known?.day !== r.day) policiesSet.set(kv, known = { day: r.day, set: new Map() });
+  const id = `${r.domain}\u0000${r.policy.type}`;
+  const policy = JSON.stringify(r.policy);
+  const setPolicy = known.set.get(id) !== policy;
+  const apply = (op: Deno.AtomicOperation) => {
+    if (setPolicy) {
+      op.set(keys.tlsReportPolicy(r.day, r.domain, r.policy.type), r.policy, {
+        expireIn: 40 * 86_400_000,
+      });
+    }
+    op.sum(keys.tlsReportCount(r.day, r.domain, r.policy.type, r.result, r.mx), 1n);
+  };
+  if (store instanceof Committer) {
+    await store.commit({ apply });
+  } else {
+    const op = kv.atomic();
+    apply(op);
+    await op.commit();
+  }
+  known.set.set(id, policy);
 }
 
 export interface TlsDayReport {
