@@ -238,7 +238,7 @@ async function acceptHolding(
   let pool: string | undefined;
   // DKIM: the body is hashed as it streams past (never held whole); signed at the end.
   let signer = null as DkimSigner | null;
-  let signedHead: Uint8Array = new Uint8Array(0);
+  let signedHead = "";
   // Idempotency is checked before anything is queued; the claim rides in the message commit.
   const lookup = async (key: string) => {
     held.push(await holdIdempotencyKey(sub.account, key));
@@ -273,7 +273,8 @@ async function acceptHolding(
     }
     if (idem?.existing) return; // a repeat: the rest is drained, nothing is queued
     const done = completeHeaders(instructions.block, trace);
-    headers = done;
+    // Only what the record needs is kept (not the block and its text, which can be large).
+    headers = { messageId: done.messageId, subject: done.subject };
     pool = done.pool;
     if (sub.scope) {
       const refusal = await checkSendScope({ kv: deps.kv }, sub.scope, {
@@ -287,7 +288,7 @@ async function acceptHolding(
       : [];
     if (dkimKeys.length > 0) {
       signer = new DkimSigner(dkimKeys, deps.dkimSignatures);
-      signedHead = done.block;
+      signedHead = done.blockText;
     }
     await writer.write(done.block);
     signer?.update(rest.subarray(2)); // the body starts after the blank line

@@ -48,7 +48,7 @@ export interface ServerInternals {
 export interface ConnectionInternals {
   name: string;
   secure: boolean;
-  session: SMTPServerSession & { disabledCommands?: string[] };
+  session: SMTPServerSession & { disabledCommands?: string[] | undefined };
   _server: ServerInternals;
   _socket: Socket;
   _parser: ParserInternals | false;

@@ -104,9 +104,36 @@ function awaitingUs(conn: Conn): boolean {
   return !!(conn._handlerPending || (conn._dataStream && conn._parser && !conn._parser._dataMode));
 }
 
+/** Socket errors smtp-server drops unreported outside a transaction (its QUIET_SOCKET_ERRORS). */
+const QUIET_SOCKET_ERRORS = new Set(["ECONNRESET", "EPIPE"]);
+
+/**
+ * A client that resets the connection (many do right after QUIT) costs the node-compat socket a
+ * formatted stack trace: destroy() reads `err.stack` of the read error, and formatting it is
+ * most of what a whole session's parsing and replies cost. smtp-server drops that error unseen
+ * outside a transaction (logged by a logger we disable, then `close()`), so there its stack is
+ * set to the one line it would start with and never formatted. Inside a transaction the error
+ * is reported, and keeps its stack.
+ */
+function skipStackOfQuietResets(conn: Conn) {
+  const socket = conn._socket;
+  const destroy = socket.destroy;
+  socket.destroy = function (this: typeof socket, err?: Error & { code?: string }, ...rest) {
+    if (
+      err && QUIET_SOCKET_ERRORS.has(err.code ?? "") && !conn.session.envelope?.mailFrom &&
+      conn._server.options.logger === false
+    ) {
+      err.stack = `${err.name}: ${err.message}`; // V8's setter stores it; nothing is formatted
+    }
+    return destroy.call(this, err, ...rest);
+  };
+}
+
 /** Index of the first LF not preceded by CR, or -1. */
 function firstBareLf(chunk: Uint8Array, lastWasCR: boolean): number {
-  for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) {
+  // Uint8Array's own indexOf: Buffer's (node-compat, in JS) costs more than the scan itself.
+  const indexOf = Uint8Array.prototype.indexOf;
+  for (let i = indexOf.call(chunk, 10); i >= 0; i = indexOf.call(chunk, 10, i + 1)) {
     if (i === 0 ? !lastWasCR : chunk[i - 1] !== 13) return i;
   }
   return -1;
@@ -156,6 +183,7 @@ export function applySmtpServerPatches(
     const o = options(this);
     if (!o) return init.call(this);
     armSessionDeadline(this);
+    skipStackOfQuietResets(this);
     if (o.earlyTalkerPause) return init.call(this);
     this._setListeners(() => {
       const max = this._server.options.maxClients;
@@ -182,9 +210,10 @@ export function applySmtpServerPatches(
     // The session's list replaces the server's, so it must carry the server's entries too.
     session.disabledCommands = [...(own ?? this._server.options.disabledCommands ?? []), "AUTH"];
     // Restored before the next command can run (a pipelined AUTH still hears 538).
+    // Set back rather than deleted: a delete turns the session into a slow dictionary object
+    // for the rest of the connection; smtp-server reads an undefined list as no list.
     const restore = () => {
-      if (own === undefined) delete session.disabledCommands;
-      else session.disabledCommands = own;
+      session.disabledCommands = own;
     };
     try {
       return ehlo.call(this, command, () => {
@@ -236,12 +265,16 @@ export function applySmtpServerPatches(
     const parsed = parseAddress.call(this, name, command);
     if (!parsed || !options(this)) return parsed;
     const text = String(command ?? "");
-    const path = text.slice(text.indexOf(":") + 1).trim().split(/\s+/)[0] ?? "";
-    const written = { ...parsed, written: path.replace(/^<|>$/g, "") };
-    const route = /^<(@[^<>]*)>$/.exec(path);
-    return route && options(this)?.refuseSourceRoutes
-      ? { ...written, address: route[1]! }
-      : written;
+    // The first word after the colon, as the parser took it (a fresh object, ours to extend).
+    const path = /\S+/.exec(text.slice(text.indexOf(":") + 1))?.[0] ?? "";
+    const start = path.startsWith("<") ? 1 : 0;
+    const end = path.length > start && path.endsWith(">") ? path.length - 1 : path.length;
+    const written = Object.assign(parsed, { written: path.slice(start, end) });
+    const route = start === 1 && path.charCodeAt(1) === 64 /* @ */
+      ? /^<(@[^<>]*)>$/.exec(path)
+      : null;
+    if (route && options(this)?.refuseSourceRoutes) written.address = route[1]!;
+    return written;
   };
 
   const dataHandler = proto.handler_DATA;

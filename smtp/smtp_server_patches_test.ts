@@ -491,3 +491,67 @@ Deno.test("a smtp-server without a patched member, or with one of another shape,
     return true;
   });
 });
+
+// --- a client's reset: quiet after QUIT (no stack formatted), reported inside a transaction ------
+
+/** Python's socket module: a real client that ends with a reset (SO_LINGER 0) after `commands`. */
+async function resetAfter(port: number, commands: string[]): Promise<void> {
+  const script = `
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", ${port}))
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline()
+        if not line or line[3:4] != b"-":
+            return
+reply()
+for c in sys.argv[1:]:
+    s.sendall(c.encode() + b"\\r\\n")
+    reply()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+`;
+  const done = await new Deno.Command("python3", { args: ["-c", script, ...commands] }).output();
+  assert.equal(done.code, 0, new TextDecoder().decode(done.stderr));
+}
+
+Deno.test("a client that resets after QUIT ends its session unreported; one that resets mid-transaction is reported with its stack", async () => {
+  let closes = 0;
+  let sessionClosed = () => {};
+  await using server = await startServer({}, {
+    onClose: () => {
+      closes++;
+      sessionClosed();
+    },
+  });
+  const errors: (Error & { code?: string })[] = [];
+  server.smtp.on("error", (err: Error) => errors.push(err));
+  // Every stack trace formatted for a reset is counted (V8 asks Error.prepareStackTrace).
+  let resetStacks = 0;
+  const prepare = (Error as { prepareStackTrace?: unknown }).prepareStackTrace;
+  (Error as { prepareStackTrace?: unknown }).prepareStackTrace = (
+    err: Error,
+    frames: unknown[],
+  ) => {
+    if ((err as { code?: string }).code === "ECONNRESET") resetStacks++;
+    return `${err.name}: ${err.message}\n${frames.map((f) => `    at ${f}`).join("\n")}`;
+  };
+  using _restore = {
+    [Symbol.dispose]: () => (Error as { prepareStackTrace?: unknown }).prepareStackTrace = prepare,
+  };
+
+  let closed = new Promise<void>((r) => (sessionClosed = r));
+  await resetAfter(server.port, ["EHLO client.test", "QUIT"]);
+  await within(closed, 15_000, "the session after QUIT did not end");
+  assert.equal(errors.length, 0, "a reset after QUIT is not reported");
+  assert.equal(resetStacks, 0, "nor is its stack formatted");
+
+  closed = new Promise<void>((r) => (sessionClosed = r));
+  await resetAfter(server.port, ["EHLO client.test", "MAIL FROM:<a@example.org>"]);
+  await within(closed, 15_000, "the session inside a transaction did not end");
+  assert.equal(closes, 2);
+  assert.equal(errors.length, 1, "a reset inside a transaction is reported");
+  assert.equal(errors[0]!.code, "ECONNRESET");
+  assert.match(errors[0]!.stack ?? "", /\n\s+at /, "and keeps its stack");
+});

@@ -14,7 +14,7 @@
 import { Buffer } from "node:buffer";
 import { generateKeyPairSync } from "node:crypto";
 import { RelaxedBodyHash } from "./dkim_body.ts";
-import { bytesToBinary } from "./headers.ts";
+import { binaryToBytes, bytesToBinary } from "./headers.ts";
 import { type DkimAlgorithm, DkimKeyCache, type DkimSigningKey } from "./dkim_keys.ts";
 
 export type { DkimAlgorithm, DkimSigningKey } from "./dkim_keys.ts";
@@ -80,9 +80,15 @@ interface RawField {
   raw: string;
 }
 
+/** ASCII letters lower-cased, other bytes kept (toLowerCase would also fold Latin-1 letters). */
 function lowerAscii(s: string): string {
+  // Field names are nearly always ASCII, where toLowerCase does the same without a callback per
+  // letter.
+  if (!NON_ASCII.test(s)) return s.toLowerCase();
   return s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
 }
+
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Splits a CRLF header block (binary string) into fields, keeping each field's folding. */
 function rawFields(block: string): RawField[] {
@@ -199,12 +205,15 @@ export class DkimSigner {
 
   /**
    * The DKIM-Signature fields to put in front of the message, each ending in CRLF.
-   * `headerBlock` is the complete header section (CRLF line endings, without the blank line).
+   * `headerBlock` is the complete header section (CRLF line endings, without the blank line), as
+   * bytes or as a binary string (one char per byte).
    * Rejects when no signature can be made now (a key that does not parse, a busy or failed pool).
    */
-  async sign(headerBlock: Uint8Array, now: Date): Promise<string> {
+  async sign(headerBlock: Uint8Array | string, now: Date): Promise<string> {
     const bodyHash = this.#body.digest();
-    const fields = rawFields(bytesToBinary(headerBlock));
+    const fields = rawFields(
+      typeof headerBlock === "string" ? headerBlock : bytesToBinary(headerBlock),
+    );
     const names = signedFieldList(fields);
     const signed = canonicalHeaders(fields, names);
     const unsigned = this.keys.map((key) =>
@@ -221,7 +230,8 @@ export class DkimSigner {
       ])
     );
     // §3.7: the signature field itself is hashed last, with an empty b= and no CRLF.
-    const data = unsigned.map((u) => Buffer.from(signed + relaxedField(u), "binary"));
+    // Arrays of their own (not views of Buffer's shared pool), so a worker is sent only these bytes.
+    const data = unsigned.map((u) => binaryToBytes(signed + relaxedField(u)));
     const signatures = await this.maker.sign(this.keys, data);
     let out = "";
     for (const [i, u] of unsigned.entries()) {

@@ -4,6 +4,11 @@
  *
  * - Only RSA goes to the workers: an Ed25519 signature costs less CPU (about 0.02 ms) than the
  *   hand-over to a worker and back, so a message signed with Ed25519 keys alone is signed here.
+ * - Requests made in one turn of the event loop go to a worker in one message, and come back in
+ *   one: each `postMessage` and each reply cost the main thread a wake-up of another thread (the
+ *   profile under RSA-signed load put 0.14 ms per message in `postMessage` when each request went
+ *   alone), and messages whose bodies end together (one group commit) sign together. A request
+ *   tried again after a crash goes alone, so one that crashes workers takes no other down twice.
  * - Bounded: past `maxQueued` requests outstanding a request is refused at once (intake then
  *   answers 451 / 503: the client retries; nothing waits without bound).
  * - A worker that crashes, or holds a request unanswered past `answerWithinMs`, is replaced; the
@@ -14,6 +19,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 import { type DkimSignatureMaker, type DkimSigningKey, LocalSignatureMaker } from "./dkim.ts";
 import type { Logger } from "../log.ts";
 
@@ -24,7 +30,18 @@ export interface SignRequest {
   data: readonly Uint8Array[];
 }
 
+/**
+ * What a worker is sent: one request, and in `more` the others of its batch. (A batch is still a
+ * request at its top, so a worker that looks at one request sees the first.)
+ */
+export interface SignBatch extends SignRequest {
+  more?: SignRequest[];
+}
+
 export type SignReply = { id: number; signatures: Uint8Array[] } | { id: number; error: string };
+
+/** A worker's answer: one reply, or one per request of a batch. */
+export type SignAnswer = SignReply | SignReply[];
 
 /** Why a signature could not be made now. */
 export class DkimUnavailable extends Error {
@@ -82,6 +99,8 @@ export class DkimPool implements DkimSignatureMaker {
   #answerWithinMs: number;
   /** Looks for workers that stopped answering, while any runs. */
   #watchdog: ReturnType<typeof setInterval> | null = null;
+  /** Requests of this turn, sent together at its end (see the module comment). */
+  #pending: Job[] = [];
 
   constructor(options: DkimPoolOptions) {
     const workers = Math.max(1, Math.floor(options.workers));
@@ -113,7 +132,8 @@ export class DkimPool implements DkimSignatureMaker {
     this.#outstanding++;
     return new Promise<Uint8Array[]>((resolve, reject) => {
       const settle = () => this.#outstanding--;
-      this.#dispatch({
+      if (this.#pending.length === 0) setImmediate(() => this.#flush());
+      this.#pending.push({
         request: { id: this.#nextId++, keys, data },
         attempts: 0,
         sentAt: 0,
@@ -135,6 +155,9 @@ export class DkimPool implements DkimSignatureMaker {
     this.#closed = true;
     if (this.#watchdog !== null) clearInterval(this.#watchdog);
     this.#watchdog = null;
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const job of pending) job.reject(new DkimUnavailable("the signing pool is closed"));
     for (const slot of this.#slots) {
       slot.worker?.terminate();
       slot.worker = null;
@@ -144,27 +167,62 @@ export class DkimPool implements DkimSignatureMaker {
     }
   }
 
+  /** Sends this turn's requests: each to the least busy worker, one message per worker. */
+  #flush() {
+    const jobs = this.#pending;
+    this.#pending = [];
+    const batches = new Map<Slot, Job[]>();
+    for (const job of jobs) {
+      const slot = this.#leastBusy();
+      // Counted as held now, so the next request of the batch weighs the workers fairly.
+      slot.held.set(job.request.id, job);
+      const batch = batches.get(slot);
+      if (batch) batch.push(job);
+      else batches.set(slot, [job]);
+    }
+    for (const [slot, batch] of batches) this.#send(slot, batch);
+  }
+
+  /** A request tried again: sent alone, to the least busy worker. */
   #dispatch(job: Job) {
-    // The least busy worker; ties go to a running one, so workers start only as load needs them.
+    const slot = this.#leastBusy();
+    slot.held.set(job.request.id, job);
+    this.#send(slot, [job]);
+  }
+
+  /** The least busy worker; ties go to a running one, so workers start only as load needs them. */
+  #leastBusy(): Slot {
     let slot = this.#slots[0]!;
     for (const s of this.#slots) {
       const better = s.held.size < slot.held.size ||
         (s.held.size === slot.held.size && slot.worker === null && s.worker !== null);
       if (better) slot = s;
     }
+    return slot;
+  }
+
+  /** Hands `jobs` (already held by `slot`) to its worker in one message. */
+  #send(slot: Slot, jobs: Job[]) {
     let worker: Worker;
     try {
       worker = this.#workerOf(slot);
     } catch (err) {
       this.#log?.warn("dkim.workers_unavailable", { err });
       this.#noWorkers = true;
-      this.#here.sign(job.request.keys, job.request.data).then(job.resolve, job.reject);
+      for (const job of jobs) {
+        slot.held.delete(job.request.id);
+        this.#here.sign(job.request.keys, job.request.data).then(job.resolve, job.reject);
+      }
       return;
     }
-    job.attempts++;
-    job.sentAt = Date.now();
-    slot.held.set(job.request.id, job);
-    worker.postMessage(job.request);
+    const now = Date.now();
+    for (const job of jobs) {
+      job.attempts++;
+      job.sentAt = now;
+    }
+    const [first, ...rest] = jobs.map((j) => j.request);
+    const message: SignBatch = rest.length > 0 ? { ...first!, more: rest } : first!;
+    worker.postMessage(message);
   }
 
   #workerOf(slot: Slot): Worker {
@@ -173,12 +231,14 @@ export class DkimPool implements DkimSignatureMaker {
       type: "module",
       name: `dkim-${slot.index}-${slot.generation}`,
     });
-    worker.onmessage = (e: MessageEvent<SignReply>) => {
-      const job = slot.held.get(e.data.id);
-      if (!job) return;
-      slot.held.delete(e.data.id);
-      if ("error" in e.data) job.reject(new DkimUnavailable(`cannot sign: ${e.data.error}`));
-      else job.resolve(e.data.signatures);
+    worker.onmessage = (e: MessageEvent<SignAnswer>) => {
+      for (const reply of Array.isArray(e.data) ? e.data : [e.data]) {
+        const job = slot.held.get(reply.id);
+        if (!job) continue;
+        slot.held.delete(reply.id);
+        if ("error" in reply) job.reject(new DkimUnavailable(`cannot sign: ${reply.error}`));
+        else job.resolve(reply.signatures);
+      }
     };
     const crashed = (e: Event) => {
       // Handled here: an unhandled worker error would end the whole relay.

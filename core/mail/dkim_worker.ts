@@ -8,26 +8,33 @@
  */
 import { DkimKeyCache, nodeKey } from "./dkim_keys.ts";
 import { openSsl } from "./openssl_rsa.ts";
-import type { SignReply, SignRequest } from "./dkim_pool.ts";
+import { lowerThreadPriority } from "./thread_priority.ts";
+import type { SignAnswer, SignBatch, SignReply, SignRequest } from "./dkim_pool.ts";
 
 // This file runs as a Web Worker; the project's type check sees the window globals.
 const scope = globalThis as unknown as {
-  onmessage: ((e: MessageEvent<SignRequest>) => void) | null;
-  postMessage(message: SignReply): void;
+  onmessage: ((e: MessageEvent<SignBatch>) => void) | null;
+  postMessage(message: SignAnswer): void;
 };
 
+// Signing yields the core to the main thread when both want it (thread_priority.ts says why).
+lowerThreadPriority();
 const ssl = openSsl();
 const cache = new DkimKeyCache((key) =>
   key.algorithm === "rsa" && ssl ? ssl.key(key.privateKey) : nodeKey(key)
 );
 
-scope.onmessage = ({ data: { id, keys, data } }) => {
-  let reply: SignReply;
+function answer({ id, keys, data }: SignRequest): SignReply {
   try {
-    reply = { id, signatures: cache.prepared(keys).map((k, i) => k.sign(data[i]!)) };
+    return { id, signatures: cache.prepared(keys).map((k, i) => k.sign(data[i]!)) };
   } catch (err) {
     // The message only: a key's parse error must not carry key material into a log.
-    reply = { id, error: err instanceof Error ? err.message : String(err) };
+    return { id, error: err instanceof Error ? err.message : String(err) };
   }
-  scope.postMessage(reply);
+}
+
+// A batch is answered in one message, each request on its own (one key that does not parse
+// refuses only the messages signed with it).
+scope.onmessage = ({ data: { more, ...first } }) => {
+  scope.postMessage(more ? [answer(first), ...more.map(answer)] : answer(first));
 };

@@ -18,6 +18,8 @@ export interface TraceInfo {
 
 export interface CompletedHeaders {
   block: Uint8Array;
+  /** `block` as a binary string (one char per byte), for DKIM signing without a second copy. */
+  blockText: string;
   messageId: string;
   subject: string;
   /** Every From field's value and every Sender field's value, unfolded, read as UTF-8. */
@@ -159,8 +161,10 @@ export function completeHeaders(headerBlock: Uint8Array, trace: TraceInfo): Comp
   const pool = control.removed.find((f) => f.name === "x-postern-pool")?.value;
   let body = control.block;
   if (body !== "" && !body.endsWith("\r\n")) body += "\r\n";
+  const blockText = received + body + added;
   return {
-    block: binaryToBytes(received + body + added),
+    block: binaryToBytes(blockText),
+    blockText,
     messageId,
     subject: subject.slice(0, 998),
     senders: {

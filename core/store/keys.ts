@@ -17,6 +17,7 @@
  * | ["account_name", lower(name)]         | id               | accounts (names are unique) |
  * | ["domain", id]                        | SendingDomain    | domains (holds DKIM private keys: a secret) |
  * | ["domain_name", name]                 | id               | domains (one account owns a domain name) |
+ * | ["domain_claim", id]                  | DomainClaim      | domains, with each write of ["domain", id]: who holds it, read at every MAIL FROM |
  * | ["lease", "dest", domain]             | Lease            | (before sites; no longer written) |
  * | ["lease", "site", site]               | Lease            | site actor (one node shapes a site) |
  * | ["site_ctl", site]                    | SiteControl      | queue API: an operator's suspension of a site |
@@ -88,6 +89,7 @@ export const keys = {
   domain: (id: string): Key => ["domain", id],
   domainPrefix: (): Key => ["domain"],
   domainByName: (name: string): Key => ["domain_name", name],
+  domainClaim: (id: string): Key => ["domain_claim", id],
   destinationLease: (domain: string): Key => ["lease", "dest", domain],
   siteLease: (site: string): Key => ["lease", "site", site],
   siteLeasePrefix: (): Key => ["lease", "site"],
