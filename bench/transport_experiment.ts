@@ -194,16 +194,15 @@ async function smtpServer(): Promise<SMTPServer> {
   } as SMTPServerOptions);
 }
 
-/** One lock-step session: EHLO, MAIL, RCPT, DATA, QUIT, each answered at once. */
-async function rawSession(conn: Deno.TcpConn) {
-  const encoder = new TextEncoder(), decoder = new TextDecoder();
-  conn.setNoDelay(true);
-  await conn.write(encoder.encode("220 relay.test ESMTP\r\n"));
-  const buffer = new Uint8Array(65536);
+/**
+ * The bare responder's protocol, shared by both transports: takes what arrived, returns the
+ * replies to the complete lines in it (EHLO, MAIL, RCPT, DATA, QUIT, each answered at once).
+ */
+function lockStepResponder(): (text: string) => string {
   let pending = "";
   let inData = false;
-  for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
-    pending += decoder.decode(buffer.subarray(0, n));
+  return (text) => {
+    pending += text;
     let replies = "";
     for (let end = pending.indexOf("\r\n"); end >= 0; end = pending.indexOf("\r\n")) {
       const line = pending.slice(0, end);
@@ -224,39 +223,31 @@ async function rawSession(conn: Deno.TcpConn) {
       } else if (verb === "QUIT") replies += "221 2.0.0 bye\r\n";
       else replies += "250 2.1.0 OK\r\n";
     }
+    return replies;
+  };
+}
+
+/** One lock-step session on a Deno.listen connection. */
+async function rawSession(conn: Deno.TcpConn) {
+  const encoder = new TextEncoder(), decoder = new TextDecoder();
+  const respond = lockStepResponder();
+  conn.setNoDelay(true);
+  await conn.write(encoder.encode("220 relay.test ESMTP\r\n"));
+  const buffer = new Uint8Array(65536);
+  for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
+    const replies = respond(decoder.decode(buffer.subarray(0, n)));
     if (replies) await conn.write(encoder.encode(replies));
   }
   conn.close();
 }
 
-/** The same lock-step responder on node:net (the floor for an engine that keeps node's sockets). */
+/** The same session on node:net (the floor for an engine that keeps node's sockets). */
 function rawNodeSession(socket: import("node:net").Socket) {
+  const respond = lockStepResponder();
   socket.setNoDelay(true);
   socket.write("220 relay.test ESMTP\r\n");
-  let pending = "";
-  let inData = false;
   socket.on("data", (chunk: Uint8Array) => {
-    pending += chunk.toString();
-    let replies = "";
-    for (let end = pending.indexOf("\r\n"); end >= 0; end = pending.indexOf("\r\n")) {
-      const line = pending.slice(0, end);
-      pending = pending.slice(end + 2);
-      if (inData) {
-        if (line === ".") {
-          inData = false;
-          replies += "250 2.0.0 OK\r\n";
-          messageReceived();
-        }
-        continue;
-      }
-      const verb = line.slice(0, 4).toUpperCase();
-      if (verb === "EHLO") replies += "250-relay.test\r\n250 PIPELINING\r\n";
-      else if (verb === "DATA") {
-        inData = true;
-        replies += "354 go ahead\r\n";
-      } else if (verb === "QUIT") replies += "221 2.0.0 bye\r\n";
-      else replies += "250 2.1.0 OK\r\n";
-    }
+    const replies = respond(chunk.toString());
     if (replies) socket.write(replies);
   });
   socket.on("error", () => {});
