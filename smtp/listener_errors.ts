@@ -25,7 +25,11 @@ export function listenerErrorLogger(
     if (seen.has(err)) return;
     seen.add(err);
     const client = err.remoteAddress ?? err.meta?.remoteAddress ?? null;
-    if (TLS_FAILURE.test(err.message) || err.code === "TLSError") {
+    // Node's (and Deno's) codes for a handshake the TLS library refused: ERR_SSL_…; Deno's words
+    // for some ("peer is incompatible: …") name neither TLS nor the handshake.
+    if (
+      TLS_FAILURE.test(err.message) || err.code === "TLSError" || err.code?.startsWith("ERR_SSL_")
+    ) {
       log.warn("smtp.tls_failed", { listener, client, error: err.message });
     } else {
       log.warn(`${prefix}.error`, { listener, client, err });
