@@ -106,8 +106,10 @@ export function putEvent(op: Deno.AtomicOperation, account: string, event: Messa
 
 /** Adds an event that no record in its commit lists: in the log and under its message. */
 export function putUnlistedEvent(op: Deno.AtomicOperation, account: string, event: MessageEvent) {
-  putEvent(op, account, event);
-  op.set(keys.event(event.msgId, event.id), storedEvent(event));
+  // One stored form for both keys (each ends in the event's id).
+  const stored = storedEvent(event);
+  op.set(keys.accountEvent(account, event.id), stored);
+  op.set(keys.event(event.msgId, event.id), stored);
 }
 
 /** `row` with the id of an event of its commit added to its timeline. */
