@@ -15,8 +15,27 @@ import {
   usernameKey,
 } from "./policy/auth_failures.ts";
 import { slidingCount } from "./policy/sliding_window.ts";
-import { clearWindows, countInWindow, readWindows } from "./store/window_counts.ts";
-import { readAuthLocks, writeAuthLock } from "./store/auth_locks.ts";
+import {
+  clearWindows,
+  countedWindows,
+  countInWindow,
+  readWindows,
+  type WindowedCounter,
+} from "./store/window_counts.ts";
+import { readAuthLocksWith, writeAuthLock } from "./store/auth_locks.ts";
+
+/** What an attempt's lock check read. */
+export interface LockCheck {
+  lock: AuthLock;
+  /**
+   * The username had no failures counted in the store when the locks were read, so a success
+   * has none to clear. A failure counted after that read came after the success, as it would
+   * were it counted just after clearWindows' delete.
+   */
+  nothingToClear: boolean;
+  /** The entries of the keys the caller asked to be read along (empty: not read). */
+  also: Deno.KvEntryMaybe<unknown>[];
+}
 
 export interface AuthLockoutOptions extends AuthFailureOptions {
   /** The shared store; null keeps the counts on this node only. */
@@ -46,21 +65,43 @@ export class AuthLockout {
     return this.#options.kv !== null && this.#options.limit > 0;
   }
 
+  #usernameCounter(username: string): WindowedCounter {
+    const { scope, coolDownMs } = this.#options;
+    return { scope, id: `username:${usernameKey(username)}`, windowMs: coolDownMs };
+  }
+
   /** Whether an attempt by `client` for `username` must be refused unheard. */
   async locked(client: string, username: string): Promise<AuthLock> {
+    return (await this.check(client, username)).lock;
+  }
+
+  /**
+   * locked(), with what the read found for succeed(), and the entries of `also` read in the same
+   * store read (a login's credential): one read per login where there were three.
+   */
+  async check(client: string, username: string, also: Deno.KvKey[] = []): Promise<LockCheck> {
     const local = this.#local.locked(client, username);
-    if (local !== null || !this.#shared()) return local;
+    if (local !== null || !this.#shared()) {
+      return { lock: local, nothingToClear: !this.#shared(), also: [] };
+    }
+    const now = this.#options.now();
+    const windows = username === "" ? [] : countedWindows(this.#usernameCounter(username), now);
     try {
-      const kind = await readAuthLocks(
+      const read = await readAuthLocksWith(
         this.#options.kv!,
         this.#options.scope,
         this.#keys(client, username),
-        this.#options.now(),
+        now,
+        [...windows, ...also],
       );
-      return kind as AuthLock;
+      return {
+        lock: read.lock as AuthLock,
+        nothingToClear: read.also.slice(0, windows.length).every((e) => e.versionstamp === null),
+        also: read.also.slice(windows.length),
+      };
     } catch (err) {
       this.#options.onStoreError?.(err);
-      return null;
+      return { lock: null, nothingToClear: false, also: [] };
     }
   }
 
@@ -91,12 +132,15 @@ export class AuthLockout {
     return delay;
   }
 
-  /** A success clears the username's failures (its owner knows the secret), not the client's. */
-  succeed(username: string): void {
+  /**
+   * A success clears the username's failures (its owner knows the secret), not the client's;
+   * `seen`, this attempt's check(), spares the store a read when it found none.
+   */
+  succeed(username: string, seen?: LockCheck): void {
     this.#local.succeed(username);
-    if (!this.#shared() || username === "") return;
-    const { kv, scope, coolDownMs, now } = this.#options;
-    const counter = { scope, id: `username:${usernameKey(username)}`, windowMs: coolDownMs };
-    clearWindows(kv!, counter, now()).catch((err) => this.#options.onStoreError?.(err));
+    if (!this.#shared() || username === "" || seen?.nothingToClear) return;
+    const { kv, now } = this.#options;
+    clearWindows(kv!, this.#usernameCounter(username), now())
+      .catch((err) => this.#options.onStoreError?.(err));
   }
 }

@@ -20,6 +20,7 @@ import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
 import {
   allowsAddress,
+  loginKeys,
   touchCredential,
   verifyApiKey,
   verifyLogin,
@@ -40,8 +41,7 @@ import { type ByReason, byReason } from "../core/by_reason.ts";
 import { listenerErrorLogger } from "./listener_errors.ts";
 import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
-import { AuthLockout } from "../core/auth_lockout.ts";
-import type { AuthLock } from "../core/policy/auth_failures.ts";
+import { AuthLockout, type LockCheck } from "../core/auth_lockout.ts";
 import type { SubmissionFault } from "../core/policy/sandbox.ts";
 import {
   faultAtData,
@@ -275,13 +275,18 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
 
   type AuthArgs = Parameters<NonNullable<SMTPServerOptions["onAuth"]>>;
 
+  /** An XOAUTH2 token that is an API key: the credential id is in the key, not the username. */
+  const isApiKey = (auth: AuthArgs[0]) =>
+    auth.method === "XOAUTH2" && !(auth.username ?? "").startsWith("cr_");
+
   /** The rest of AUTH once the lockouts are read: refuse unheard, or check the secret. */
   function authenticate(
     auth: AuthArgs[0],
     session: AuthArgs[1],
     callback: AuthArgs[2],
-    { started, lock }: { started: number; lock: AuthLock },
+    { started, seen }: { started: number; seen: LockCheck },
   ) {
+    const { lock } = seen;
     const isOauth = auth.method === "XOAUTH2";
     const username = auth.username ?? "";
     const client = session.remoteAddress;
@@ -301,9 +306,9 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       });
     };
     const secret = (isOauth ? auth.accessToken : auth.password) ?? "";
-    const check = isOauth && !username.startsWith("cr_")
+    const check = isApiKey(auth)
       ? verifyApiKey(kv, secret)
-      : verifyLogin(kv, username, secret);
+      : verifyLogin(kv, username, secret, Date.now(), seen.also);
     check.then((credential) => {
       if (!credential) {
         metrics.authFailures.inc({ protocol: "smtp" });
@@ -322,7 +327,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         });
         return refuse(replies.addressNotAllowed());
       }
-      authFailures.succeed(username);
+      authFailures.succeed(username, seen);
       touchCredential(kv, credential).catch(() => {});
       const user: SessionUser = {
         credentialId: credential.id,
@@ -406,9 +411,10 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
       const username = auth.username ?? "";
       const client = session.remoteAddress;
       // A locked client or username is refused unheard: no secret is checked, so a guess made
-      // during the lock tells nothing, and nothing is counted.
-      authFailures.locked(client, username).then(
-        (lock) => authenticate(auth, session, callback, { started, lock }),
+      // during the lock tells nothing, and nothing is counted. The credential is read with the
+      // locks, in one store read, and checked only if none holds.
+      authFailures.check(client, username, isApiKey(auth) ? [] : loginKeys(username)).then(
+        (seen) => authenticate(auth, session, callback, { started, seen }),
         (err) => {
           log.error("smtp.auth_error", { err });
           callback(smtpError(replies.authTemporary()));

@@ -290,28 +290,42 @@ async function matchingSecret(credential: Credential | null, secret: string) {
  * (createCredential), so the index and the record are asked for in one store read, not one after
  * the other; an index naming another id would cost a second read.
  */
-async function credentialOfUser(kv: Deno.Kv, username: string): Promise<Credential | null> {
-  const [byUser, record] = await kv.getMany<[string, Credential]>([
-    keys.credentialByUser(username),
-    keys.credential(username),
-  ]);
+async function credentialOfUser(
+  kv: Deno.Kv,
+  username: string,
+  read?: Deno.KvEntryMaybe<unknown>[],
+): Promise<Credential | null> {
+  const [byUser, record] = (read?.length === 2 ? read : await kv.getMany(loginKeys(username))) as [
+    Deno.KvEntryMaybe<string>,
+    Deno.KvEntryMaybe<Credential>,
+  ];
   const id = byUser.value;
   if (!id) return null;
   return id === username ? credentialFrom(record.value) : await getCredential(kv, id);
 }
 
 /**
+ * What verifyLogin reads of `username`, in this order: a caller that reads other keys first (the
+ * login's lockouts) reads these in the same store read and passes their entries on.
+ */
+export function loginKeys(username: string): Deno.KvKey[] {
+  return [keys.credentialByUser(username), keys.credential(username)];
+}
+
+/**
  * Checks username + secret (constant work on failure: see matchingSecret). Concurrent checks of
  * the same username, secret and record share one derivation, failures included, so a joined
- * failure takes as long as the derivation it joined whether the user exists or not.
+ * failure takes as long as the derivation it joined whether the user exists or not. `read`: the
+ * entries of loginKeys(username), read just before by the caller; absent, they are read here.
  */
 export async function verifyLogin(
   kv: Deno.Kv,
   username: string,
   secret: string,
   now = Date.now(),
+  read?: Deno.KvEntryMaybe<unknown>[],
 ): Promise<Credential | null> {
-  const record = await credentialOfUser(kv, username);
+  const record = await credentialOfUser(kv, username, read);
   const credential = record && record.revokedAt === null && record.secrets.length > 0
     ? record
     : null;

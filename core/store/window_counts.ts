@@ -61,10 +61,15 @@ export async function clearWindows(
   counter: WindowedCounter,
   now: number,
 ): Promise<void> {
-  const windows = [windowKey(counter, now, 0), windowKey(counter, now, 1)];
+  const windows = countedWindows(counter, now);
   const found = await kv.getMany(windows);
   if (found.every((e) => e.versionstamp === null)) return;
   await kv.atomic().delete(windows[0]!).delete(windows[1]!).commit();
+}
+
+/** The keys of the windows that count at `now` (what clearWindows clears). */
+export function countedWindows(counter: WindowedCounter, now: number): Deno.KvKey[] {
+  return [windowKey(counter, now, 0), windowKey(counter, now, 1)];
 }
 
 /** Deletes windows that no longer count (two windows old), in batches; returns how many. */
