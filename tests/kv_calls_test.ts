@@ -13,9 +13,8 @@ import assert from "node:assert/strict";
 import { type Relay, repoRoot, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
 import { SmtpClient } from "./support/smtp_client.ts";
-import { eventually } from "./support/relay_fixture.ts";
 import { message2k, relayBatch } from "./support/load_2k.ts";
-import type { KvCount, KvCounts } from "./support/kv_counting_main.ts";
+import { type KvCount, kvCounts } from "./support/kv_counts.ts";
 
 const SESSIONS = 20;
 const PER_SESSION = Number(Deno.env.get("KV_CALLS_PER_SESSION") ?? 15);
@@ -35,22 +34,6 @@ async function sendSession(relay: Relay, first: number, count: number) {
       await client.quit();
     }
   }
-}
-
-async function counts(relay: Relay, file: string): Promise<KvCounts> {
-  await Deno.remove(file).catch(() => {});
-  Deno.kill(relay.pid, "SIGUSR2");
-  return await eventually(
-    async () => {
-      try {
-        return JSON.parse(await Deno.readTextFile(file)) as KvCounts;
-      } catch {
-        return undefined;
-      }
-    },
-    "the relay's KV counts",
-    20_000,
-  );
 }
 
 type Table = Record<string, KvCount>;
@@ -99,10 +82,10 @@ Deno.test("relaying a 2 KB one-recipient message costs at most two KV reads, its
   try {
     // Start-up reads and writes (accounts, keys, the site's lease) settle before we count.
     await relayBatch(relay, sink, { first: 0, sessions: 2, per: WARMUP / 2 }, send);
-    const before = await counts(relay, countFile);
+    const before = await kvCounts(relay, countFile);
     const n = SESSIONS * PER_SESSION;
     await relayBatch(relay, sink, { first: WARMUP, sessions: SESSIONS, per: PER_SESSION }, send);
-    const after = await counts(relay, countFile);
+    const after = await kvCounts(relay, countFile);
     const byOp = diff(after.byOp, before.byOp, n);
     const perMessage = reads(byOp);
     console.log(`KV calls per message (${n} messages, ${SESSIONS} sessions):\n${render(byOp)}`);

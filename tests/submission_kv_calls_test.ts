@@ -9,10 +9,9 @@ import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
 import { type Relay, repoRoot, startRelay } from "./support/relay_process.ts";
 import { startSink } from "./support/sink.ts";
-import { eventually } from "./support/relay_fixture.ts";
 import { message2k, relayBatch } from "./support/load_2k.ts";
 import { createCredential, type NewCredential } from "./support/relay_api.ts";
-import type { KvCount, KvCounts } from "./support/kv_counting_main.ts";
+import { type KvCount, kvCounts } from "./support/kv_counts.ts";
 
 const SESSIONS = 10;
 const PER_SESSION = 10;
@@ -43,22 +42,6 @@ async function sendSession(relay: Relay, login: NewCredential, first: number, co
       transport.close();
     }
   }
-}
-
-async function counts(relay: Relay, file: string): Promise<KvCounts> {
-  await Deno.remove(file).catch(() => {});
-  Deno.kill(relay.pid, "SIGUSR2");
-  return await eventually(
-    async () => {
-      try {
-        return JSON.parse(await Deno.readTextFile(file)) as KvCounts;
-      } catch {
-        return undefined;
-      }
-    },
-    "the relay's KV counts",
-    20_000,
-  );
 }
 
 type Table = Record<string, KvCount>;
@@ -93,10 +76,10 @@ Deno.test("a STARTTLS + AUTH PLAIN submission reads the store once for the login
     const send = (first: number, count: number) => sendSession(relay, login, first, count);
     // The first login derives the password (then remembered); start-up reads settle too.
     await relayBatch(relay, sink, { first: 0, sessions: 2, per: 5 }, send);
-    const before = await counts(relay, countFile);
+    const before = await kvCounts(relay, countFile);
     const n = SESSIONS * PER_SESSION;
     await relayBatch(relay, sink, { first: 10, sessions: SESSIONS, per: PER_SESSION }, send);
-    const after = await counts(relay, countFile);
+    const after = await kvCounts(relay, countFile);
     const table = perMessage(after.byOp, before.byOp, n);
     console.log(
       `KV calls per message (${n} submissions):\n` +
