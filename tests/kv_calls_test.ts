@@ -10,11 +10,10 @@
  * that made it (printed, not asserted).
  */
 import assert from "node:assert/strict";
-import { type Relay, repoRoot, startRelay } from "./support/relay_process.ts";
-import { startSink } from "./support/sink.ts";
+import type { Relay } from "./support/relay_process.ts";
 import { SmtpClient } from "./support/smtp_client.ts";
 import { message2k, relayBatch } from "./support/load_2k.ts";
-import { type KvCount, kvCounts } from "./support/kv_counts.ts";
+import { type KvCount, kvCounts, startCountingRelay } from "./support/kv_counts.ts";
 
 const SESSIONS = 20;
 const PER_SESSION = Number(Deno.env.get("KV_CALLS_PER_SESSION") ?? 15);
@@ -67,16 +66,9 @@ function reads(table: Table): number {
 }
 
 Deno.test("relaying a 2 KB one-recipient message costs at most two KV reads, its scope and sender domain read together once", async () => {
-  const sink = await startSink();
-  const countFile = await Deno.makeTempFile({ prefix: "postern_kv_counts_" });
-  const relay = await startRelay({
-    entryPoint: `${repoRoot}/tests/support/kv_counting_main.ts`,
-    env: {
-      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
-      POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
-      KV_COUNT_FILE: countFile,
-      KV_COUNT_CALLERS: Deno.env.get("KV_COUNT_CALLERS") ?? "0",
-    },
+  const { sink, relay, countFile, stop } = await startCountingRelay({
+    POSTERN_TRUSTED_NETWORKS: "127.0.0.1/32",
+    KV_COUNT_CALLERS: Deno.env.get("KV_COUNT_CALLERS") ?? "0",
   });
   const send = (first: number, count: number) => sendSession(relay, first, count);
   try {
@@ -103,8 +95,6 @@ Deno.test("relaying a 2 KB one-recipient message costs at most two KV reads, its
       .reduce((n, [, v]) => n + v.calls, 0);
     assert.ok(scopeReads <= 1.1, `${scopeReads.toFixed(2)} scope reads per message`);
   } finally {
-    await relay.stop();
-    await sink.close();
-    await Deno.remove(countFile).catch(() => {});
+    await stop();
   }
 });

@@ -7,11 +7,10 @@
  */
 import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
-import { type Relay, repoRoot, startRelay } from "./support/relay_process.ts";
-import { startSink } from "./support/sink.ts";
+import type { Relay } from "./support/relay_process.ts";
 import { message2k, relayBatch } from "./support/load_2k.ts";
 import { createCredential, type NewCredential } from "./support/relay_api.ts";
-import { type KvCount, kvCounts } from "./support/kv_counts.ts";
+import { type KvCount, kvCounts, startCountingRelay } from "./support/kv_counts.ts";
 
 const SESSIONS = 10;
 const PER_SESSION = 10;
@@ -61,15 +60,8 @@ const readsOf = (table: Record<string, number>, family: RegExp) =>
     .reduce((n, [, calls]) => n + calls, 0);
 
 Deno.test("a STARTTLS + AUTH PLAIN submission reads the store once for the login and once for the transaction's scope", async () => {
-  const sink = await startSink();
-  const countFile = await Deno.makeTempFile({ prefix: "postern_kv_counts_" });
-  const relay = await startRelay({
-    entryPoint: `${repoRoot}/tests/support/kv_counting_main.ts`,
-    env: {
-      POSTERN_ROUTES: `*=127.0.0.1:${sink.port}`,
-      POSTERN_TRUSTED_NETWORKS: "",
-      KV_COUNT_FILE: countFile,
-    },
+  const { sink, relay, countFile, stop } = await startCountingRelay({
+    POSTERN_TRUSTED_NETWORKS: "",
   });
   try {
     const login = await createCredential(relay, "app");
@@ -99,8 +91,6 @@ Deno.test("a STARTTLS + AUTH PLAIN submission reads the store once for the login
     const all = readsOf(table, /./);
     assert.ok(all <= 3, `${all.toFixed(2)} KV reads per submitted message`);
   } finally {
-    await relay.stop();
-    await sink.close();
-    await Deno.remove(countFile).catch(() => {});
+    await stop();
   }
 });
