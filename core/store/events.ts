@@ -50,6 +50,11 @@ const SHORT_TLS: Record<string, string> = {
   verifiedBy: "b",
   verifyError: "e",
 };
+/**
+ * The session's TLS fields an event keeps: what /v1/messages shows. (The session's own record
+ * of a failed verification also came along, unread, with every delivery over unverified TLS.)
+ */
+const KEPT_TLS: ReadonlySet<string> = new Set(["version", "cipher", "verified", "verifiedBy"]);
 /** Where the id stood; no field has a one-letter name, so it also marks the stored form. */
 const ID_PLACE = "i";
 const LONG = invert(SHORT);
@@ -65,13 +70,21 @@ function rename(o: Record<string, unknown>, names: Record<string, string>) {
   return out;
 }
 
-/** `event` as stored under a key that ends in its id. */
+/**
+ * `event` as stored under a key that ends in its id. `tls` is left out where it is the version
+ * `tlsDetails` holds (a delivery's session sets both), and marked absent (0) where it is missing
+ * beside them.
+ */
 export function storedEvent(event: MessageEvent): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const details = event.tlsDetails;
+  if (details && event.tls === undefined) out[SHORT.tls!] = 0;
   for (const [k, v] of Object.entries(event)) {
     if (k === "id") out[ID_PLACE] = 0;
+    else if (k === "tls" && details && v === details.version) continue;
     else if (k === "tlsDetails" && v && typeof v === "object") {
-      out[SHORT.tlsDetails!] = rename(v as Record<string, unknown>, SHORT_TLS);
+      const kept = Object.entries(v).filter(([name]) => KEPT_TLS.has(name));
+      out[SHORT.tlsDetails!] = rename(Object.fromEntries(kept), SHORT_TLS);
     } else out[SHORT[k] ?? k] = v;
   }
   return out;
@@ -86,8 +99,10 @@ export function eventOf(key: Deno.KvKey, value: unknown): MessageEvent {
     if (k === ID_PLACE) out.id = key[2];
     else if (k === SHORT.tlsDetails && x && typeof x === "object") {
       out.tlsDetails = rename(x as Record<string, unknown>, LONG_TLS);
-    } else out[LONG[k] ?? k] = x;
+    } else if (k !== SHORT.tls || x !== 0) out[LONG[k] ?? k] = x;
   }
+  const details = out.tlsDetails as MessageEvent["tlsDetails"];
+  if (details && !(SHORT.tls! in v)) out.tls = details.version;
   return out as unknown as MessageEvent;
 }
 

@@ -1,0 +1,97 @@
+/**
+ * Message records (["msg", id]) and recipient rows (["rcpt", id, idx]) as stored: under short
+ * field names (compact.ts says why), without what their key holds (the id; the message id and
+ * index), and without the values a reader restores: a creation time equal to the one the id
+ * encodes, a null credential, a row's domain when it is its address's, a null next attempt. Every
+ * message writes its record once and its row twice (at acceptance and at delivery). A record or
+ * row stored before (under long names; a row whole) is read as it is.
+ */
+import { idTime } from "../ids.ts";
+import { domainOf } from "../mail/address.ts";
+import type { MessageRecord, RecipientRow } from "../model.ts";
+import { fieldNames, renamed } from "./compact.ts";
+
+/** `prefix` keeps its name: tools read a record's DKIM-Signature fields by it. */
+const MESSAGE = fieldNames({
+  account: "a",
+  mailFrom: "f",
+  size: "s",
+  chunks: "k",
+  spooled: "sp",
+  recipients: "n",
+  createdAt: "t",
+  credentialId: "c",
+  clientAddress: "ip",
+  via: "v",
+  messageId: "m",
+  subject: "j",
+  tags: "g",
+  metadata: "md",
+  verp: "vp",
+  returnPath: "rp",
+  pool: "pl",
+  test: "x",
+  events: "e",
+  bodyInDue: "b",
+});
+
+/** `status` keeps its name: tools read a row's status straight from the store. */
+const ROW = fieldNames({
+  rcpt: "r",
+  domain: "d",
+  attempts: "a",
+  queuedAt: "q",
+  nextAttemptAt: "n",
+  lastReply: "p",
+  lastCategory: "c",
+  lastSource: "l",
+  updatedAt: "u",
+  events: "e",
+});
+
+/** A message record as stored under ["msg", msg.id]. */
+export function storedMessage(msg: MessageRecord): Record<string, unknown> {
+  const created = idTime(msg.id);
+  return renamed(msg, MESSAGE.short, (field, value) =>
+    field === "id" ||
+    (field === "createdAt" && value === created) ||
+    (field === "credentialId" && value === null));
+}
+
+/** The message record stored under `key` (["msg", id]), whole. */
+export function messageOf(key: Deno.KvKey, value: unknown): MessageRecord {
+  const v = value as Record<string, unknown>;
+  if ("account" in v) return value as MessageRecord; // stored under long names
+  const id = key[1] as string;
+  const out: Record<string, unknown> = { id, createdAt: idTime(id), credentialId: null };
+  for (const [k, x] of Object.entries(v)) out[MESSAGE.long[k] ?? k] = x;
+  return out as unknown as MessageRecord;
+}
+
+/** A recipient row as stored under ["rcpt", msgId, idx]. */
+export type StoredRow = Record<string, unknown>;
+
+/** `row` as stored under ["rcpt", row.msgId, row.idx]. */
+export function storedRow(row: RecipientRow): StoredRow {
+  const queued = idTime(row.msgId);
+  return renamed(row, ROW.short, (field, value) =>
+    field === "msgId" || field === "idx" ||
+    (field === "domain" && value === domainOf(row.rcpt)) ||
+    (field === "queuedAt" && value === queued) ||
+    (field === "nextAttemptAt" && value === null));
+}
+
+/**
+ * The row stored under `key`, whole again: a row written before rows were slimmed is whole, one
+ * written before they were renamed lacks only its message id and index.
+ */
+export function rowOf(key: Deno.KvKey, value: unknown): RecipientRow {
+  const msgId = key[1] as string;
+  const idx = key[2] as number;
+  const v = value as Record<string, unknown>;
+  if ("rcpt" in v) return { msgId, idx, ...v } as unknown as RecipientRow;
+  const out: Record<string, unknown> = { msgId, idx, queuedAt: idTime(msgId), nextAttemptAt: null };
+  for (const [k, x] of Object.entries(v)) out[ROW.long[k] ?? k] = x;
+  out.domain ??= domainOf(out.rcpt as string);
+  return out as unknown as RecipientRow;
+}
