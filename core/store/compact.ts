@@ -35,3 +35,19 @@ export function renamed(
   }
   return out;
 }
+
+/** Distances V8 keeps as small integers (31 bits). */
+const SMALL = 2 ** 30;
+
+/**
+ * `at` stored as its distance from a time its reader knows, or null where that is not a small
+ * integer giving `at` back exactly. V8 writes a small integer in two to five bytes, any other
+ * number (a millisecond timestamp; also a difference computed from two, until `| 0` makes it an
+ * integer again) in nine.
+ */
+export function sinceBase(at: unknown, base: number | null): number | null {
+  if (typeof at !== "number" || base === null) return null;
+  const d = at - base;
+  if (!Number.isInteger(d) || d <= -SMALL || d >= SMALL || base + d !== at) return null;
+  return d | 0;
+}

@@ -16,17 +16,21 @@
  * clock skew between nodes.
  */
 import { keys } from "./keys.ts";
-import { idTimePrefix, monotonicId } from "../ids.ts";
+import { idTime, idTimePrefix, monotonicId } from "../ids.ts";
+import { fieldNames, renamed, sinceBase } from "./compact.ts";
+import { EVENT_TYPES } from "../events/vocabulary.ts";
 import type { EventType, MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 import { listRows, loadMessage } from "./queue.ts";
 
 /**
  * Events as stored: each field under a one-letter name, the id (which the key ends in) as a
- * placeholder where it stood, so a read gives back the same object, fields in the same order. The
- * event log is the store's largest family and grows by one to three events per message; SQLite
- * keeps these records whole in its B-tree, parent pages included, so a delivery event's field
- * names alone were a quarter of the bytes each event cost the disk. An event stored before (or
- * by a writer that stores it whole) has no placeholder and is read as it is.
+ * placeholder where it stood, the type as its place in EVENT_TYPES, the time as its distance from
+ * the id's, so a read gives back the same object (compact.ts). The event log is the store's
+ * largest family and grows by one to three events per message; SQLite keeps these records whole
+ * in its B-tree, parent pages included, so a delivery event's field names alone were a quarter of
+ * the bytes each event cost the disk. An event stored before (or by a writer that stores it whole)
+ * has no placeholder and is read as it is; one stored with the placeholder before types and times
+ * were shortened has them as they are.
  */
 const SHORT: Record<string, string> = {
   msgId: "m",
@@ -57,18 +61,10 @@ const SHORT_TLS: Record<string, string> = {
 const KEPT_TLS: ReadonlySet<string> = new Set(["version", "cipher", "verified", "verifiedBy"]);
 /** Where the id stood; no field has a one-letter name, so it also marks the stored form. */
 const ID_PLACE = "i";
-const LONG = invert(SHORT);
-const LONG_TLS = invert(SHORT_TLS);
-
-function invert(names: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(names).map(([long, short]) => [short, long]));
-}
-
-function rename(o: Record<string, unknown>, names: Record<string, string>) {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) out[names[k] ?? k] = v;
-  return out;
-}
+/** Where `at` is stored as its distance from the time the event's id encodes. */
+const AT_SINCE_ID = "A";
+const LONG = fieldNames(SHORT).long;
+const LONG_TLS = fieldNames(SHORT_TLS).long;
 
 /**
  * `event` as stored under a key that ends in its id. `tls` is left out where it is the version
@@ -79,12 +75,16 @@ export function storedEvent(event: MessageEvent): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const details = event.tlsDetails;
   if (details && event.tls === undefined) out[SHORT.tls!] = 0;
+  const since = sinceBase(event.at, idTime(event.id));
   for (const [k, v] of Object.entries(event)) {
     if (k === "id") out[ID_PLACE] = 0;
     else if (k === "tls" && details && v === details.version) continue;
+    else if (k === "type" && EVENT_TYPES.includes(v as EventType)) {
+      out[SHORT.type!] = EVENT_TYPES.indexOf(v as EventType);
+    } else if (k === "at" && since !== null) out[AT_SINCE_ID] = since;
     else if (k === "tlsDetails" && v && typeof v === "object") {
       const kept = Object.entries(v).filter(([name]) => KEPT_TLS.has(name));
-      out[SHORT.tlsDetails!] = rename(Object.fromEntries(kept), SHORT_TLS);
+      out[SHORT.tlsDetails!] = renamed(Object.fromEntries(kept), SHORT_TLS);
     } else out[SHORT[k] ?? k] = v;
   }
   return out;
@@ -97,8 +97,10 @@ export function eventOf(key: Deno.KvKey, value: unknown): MessageEvent {
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v)) {
     if (k === ID_PLACE) out.id = key[2];
+    else if (k === AT_SINCE_ID) out.at = idTime(key[2] as string)! + (x as number);
+    else if (k === SHORT.type && typeof x === "number") out.type = EVENT_TYPES[x];
     else if (k === SHORT.tlsDetails && x && typeof x === "object") {
-      out.tlsDetails = rename(x as Record<string, unknown>, LONG_TLS);
+      out.tlsDetails = renamed(x, LONG_TLS);
     } else if (k !== SHORT.tls || x !== 0) out[LONG[k] ?? k] = x;
   }
   const details = out.tlsDetails as MessageEvent["tlsDetails"];
