@@ -65,7 +65,7 @@ export function storedMessage(msg: MessageRecord): Record<string, unknown> {
 /** The message record stored under `key` (["msg", id]), whole. */
 export function messageOf(key: Deno.KvKey, value: unknown): MessageRecord {
   const v = value as Record<string, unknown>;
-  if ("account" in v) return value as MessageRecord; // stored under long names
+  if (!isObject(v) || "account" in v) return value as MessageRecord; // stored under long names
   const id = key[1] as string;
   const out: Record<string, unknown> = {
     id,
@@ -102,7 +102,7 @@ export function rowOf(key: Deno.KvKey, value: unknown): RecipientRow {
   const msgId = key[1] as string;
   const idx = key[2] as number;
   const v = value as Record<string, unknown>;
-  if ("rcpt" in v) return { msgId, idx, ...v } as unknown as RecipientRow;
+  if (!isObject(v) || "rcpt" in v) return { msgId, idx, ...v } as unknown as RecipientRow;
   const out: Record<string, unknown> = { msgId, idx, queuedAt: idTime(msgId), nextAttemptAt: null };
   for (const [k, x] of Object.entries(v)) {
     if (k === UPDATED_SINCE_QUEUED) continue;
@@ -112,4 +112,8 @@ export function rowOf(key: Deno.KvKey, value: unknown): RecipientRow {
   const since = v[UPDATED_SINCE_QUEUED];
   if (typeof since === "number") out.updatedAt = (out.queuedAt as number) + since;
   return out as unknown as RecipientRow;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null;
 }
