@@ -59,6 +59,57 @@ const SHORT_TLS: Record<string, string> = {
  * of a failed verification also came along, unread, with every delivery over unverified TLS.)
  */
 const KEPT_TLS: ReadonlySet<string> = new Set(["version", "cipher", "verified", "verifiedBy"]);
+/**
+ * TLS versions and ciphers (OpenSSL's names, as the session reports them) stored as their places
+ * in these lists, under their one-letter names: a delivery event's cipher name was its longest
+ * field. Append only: stored events name them by these places.
+ */
+const TLS_PLACES: Readonly<Record<string, readonly string[]>> = {
+  v: ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1"],
+  c: [
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_128_CCM_SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-SHA384",
+    "ECDHE-RSA-AES128-SHA256",
+    "ECDHE-RSA-AES256-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "AES256-SHA",
+    "AES128-SHA",
+  ],
+};
+
+/** The session's TLS as stored: its kept fields, named and placed as above. */
+function storedTls(details: object): Record<string, unknown> {
+  const kept = Object.entries(details).filter(([name]) => KEPT_TLS.has(name));
+  const out = renamed(Object.fromEntries(kept), SHORT_TLS);
+  for (const [field, names] of Object.entries(TLS_PLACES)) {
+    const place = names.indexOf(out[field] as string);
+    if (place >= 0) out[field] = place;
+  }
+  return out;
+}
+
+/** The session's TLS stored as `stored`, whole. */
+function tlsOf(stored: object): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...stored };
+  for (const [field, names] of Object.entries(TLS_PLACES)) {
+    const place = out[field];
+    if (typeof place === "number") out[field] = names[place];
+  }
+  return renamed(out, LONG_TLS);
+}
 /** Where the id stood; no field has a one-letter name, so it also marks the stored form. */
 const ID_PLACE = "i";
 /** Where `at` is stored as its distance from the time the event's id encodes. */
@@ -83,8 +134,7 @@ export function storedEvent(event: MessageEvent): Record<string, unknown> {
       out[SHORT.type!] = EVENT_TYPES.indexOf(v as EventType);
     } else if (k === "at" && since !== null) out[AT_SINCE_ID] = since;
     else if (k === "tlsDetails" && v && typeof v === "object") {
-      const kept = Object.entries(v).filter(([name]) => KEPT_TLS.has(name));
-      out[SHORT.tlsDetails!] = renamed(Object.fromEntries(kept), SHORT_TLS);
+      out[SHORT.tlsDetails!] = storedTls(v);
     } else out[SHORT[k] ?? k] = v;
   }
   return out;
@@ -99,9 +149,8 @@ export function eventOf(key: Deno.KvKey, value: unknown): MessageEvent {
     if (k === ID_PLACE) out.id = key[2];
     else if (k === AT_SINCE_ID) out.at = idTime(key[2] as string)! + (x as number);
     else if (k === SHORT.type && typeof x === "number") out.type = EVENT_TYPES[x];
-    else if (k === SHORT.tlsDetails && x && typeof x === "object") {
-      out.tlsDetails = renamed(x, LONG_TLS);
-    } else if (k !== SHORT.tls || x !== 0) out[LONG[k] ?? k] = x;
+    else if (k === SHORT.tlsDetails && x && typeof x === "object") out.tlsDetails = tlsOf(x);
+    else if (k !== SHORT.tls || x !== 0) out[LONG[k] ?? k] = x;
   }
   const details = out.tlsDetails as MessageEvent["tlsDetails"];
   if (details && !(SHORT.tls! in v)) out.tls = details.version;

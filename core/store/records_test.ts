@@ -204,7 +204,18 @@ Deno.test("messages, recipients and events read back exactly as they were writte
       { ...delivered, id: newId(AT + 301), tls: undefined as unknown as string },
       { ...delivered, id: newId(AT + 302), tlsDetails: undefined, at: AT - 9e9 },
       { ...delivered, id: newId(AT + 303), type: "new-type" as MessageEvent["type"] },
-      { id: newId(AT + 304), msgId: id, type: "held", at: AT + 0.5, score: 9.5, symbols: ["X"] },
+      {
+        ...delivered,
+        id: newId(AT + 304),
+        tls: "TLSv1.4",
+        tlsDetails: {
+          version: "TLSv1.4",
+          cipher: "NEW-CIPHER",
+          verified: true,
+          verifiedBy: "dane",
+        },
+      },
+      { id: newId(AT + 305), msgId: id, type: "held", at: AT + 0.5, score: 9.5, symbols: ["X"] },
     ].map((e) => JSON.parse(JSON.stringify(e)));
     for (const e of events) {
       const op = kv.atomic();
@@ -213,18 +224,32 @@ Deno.test("messages, recipients and events read back exactly as they were writte
     }
     const page = await listAccountEvents(kv, "default", { until: AT + 60_000, limit: 10 });
     assert.deepEqual(page.events, events);
-    // Stored types are places in EVENT_TYPES, stored times distances from the id's: both fixed.
+    // Stored types are places in EVENT_TYPES, stored times distances from the id's, TLS versions
+    // and ciphers places in their lists: all fixed.
     const heldId = newId(AT + 400);
-    await kv.set(keys.accountEvent("other", heldId), { i: 0, m: id, t: 8, A: -3, o: 1, y: [] });
-    const [held] = (await listAccountEvents(kv, "other", { until: AT + 60_000, limit: 1 })).events;
-    assert.deepEqual(held, {
-      id: heldId,
-      msgId: id,
-      type: "held",
-      at: AT + 397,
-      score: 1,
-      symbols: [],
-    });
+    const tlsId = newId(AT + 401);
+    await kv.atomic()
+      .set(keys.accountEvent("other", heldId), { i: 0, m: id, t: 8, A: -3, o: 1, y: [] })
+      .set(keys.accountEvent("other", tlsId), {
+        i: 0,
+        m: id,
+        t: 1,
+        A: 0,
+        d: { v: 1, c: 4, f: false },
+      })
+      .commit();
+    const fixed = (await listAccountEvents(kv, "other", { until: AT + 60_000, limit: 2 })).events;
+    assert.deepEqual(fixed, [
+      { id: heldId, msgId: id, type: "held", at: AT + 397, score: 1, symbols: [] },
+      {
+        id: tlsId,
+        msgId: id,
+        type: "delivered",
+        at: AT + 401,
+        tlsDetails: { version: "TLSv1.2", cipher: "ECDHE-RSA-AES256-GCM-SHA384", verified: false },
+        tls: "TLSv1.2",
+      },
+    ]);
     // What the store kept of the session's TLS is what /v1/messages shows.
     const withError = {
       ...delivered,
