@@ -13,6 +13,18 @@ import { duration, rate } from "./fields.ts";
 
 const count = z.coerce.number().int().min(0);
 
+/**
+ * DKIM signing workers for a machine with `cores` cores: one per core from 3 cores on, none (sign
+ * on the main thread) up to 2. Handing an RSA-2048 signature (0.25–0.3 ms with OpenSSL) to a
+ * worker costs the main thread ~0.06 ms and the worker another ~0.15 ms of wake-ups and copies;
+ * on 2 cores the worker's core is the one SQLite, the network and the clients already share, and
+ * the bench measured the same msg/s for ~0.2 ms less CPU per message signing in place
+ * (bench/README.md, "Where DKIM signing runs").
+ */
+export function dkimWorkersDefault(cores: number): number {
+  return cores > 2 ? cores : 0;
+}
+
 export const LIMIT_FIELDS = {
   /** SMTP sessions open at once over both listeners (Postfix: default_process_limit 100). */
   smtpMaxConnections: count.default(1000),
@@ -86,11 +98,11 @@ export const LIMIT_FIELDS = {
   /** What one client address may hold of it; default three quarters of the budget. */
   memoryBudgetPerClient: z.coerce.number().int().min(64 * 1024).optional(),
   /**
-   * Worker threads making DKIM signatures (core/mail/dkim_pool.ts), started as signing needs
-   * them; default one per core, so signing uses the cores the main thread does not.
+   * Worker threads making DKIM RSA signatures (core/mail/dkim_pool.ts), started as signing needs
+   * them; 0 signs on the main thread. Default: dkimWorkersDefault (none up to 2 cores).
    */
-  dkimWorkers: z.coerce.number().int().min(1).max(256).default(
-    Math.max(1, navigator.hardwareConcurrency ?? 1),
+  dkimWorkers: z.coerce.number().int().min(0).max(256).default(
+    dkimWorkersDefault(navigator.hardwareConcurrency ?? 1),
   ),
 };
 
