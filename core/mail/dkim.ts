@@ -6,8 +6,8 @@
  * transit breaks the signature), the body hash (dkim_body.ts, checked against mailauth's) and the
  * header hash are made here (§3.4.2 relaxed header canonicalization, §3.7 hash, §5.4.2 field
  * selection). The body is hashed chunk by chunk as intake writes it to KV, so a 50 MB message is
- * never held whole. The private-key operation goes to a DkimSignatureMaker: the worker pool
- * (dkim_pool.ts) in the relay. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
+ * never held whole. The private-key operation goes to a DkimSignatureMaker: in the relay the
+ * pool (dkim_pool.ts), which signs in its workers or, with none, on the calling thread. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
  *
  * @module
  */
