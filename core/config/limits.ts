@@ -17,7 +17,7 @@ const count = z.coerce.number().int().min(0);
  * DKIM signing workers for a machine with `cores` cores: one per core from 3 cores on, none (sign
  * on the main thread) up to 2. On 2 cores the worker's core is the one SQLite, the network and
  * the clients already share: handing each RSA-2048 signature (0.25–0.35 ms with OpenSSL) to a
- * worker and back (wake-ups, copies, context switches) cost ~0.5 ms more CPU per message than
+ * worker and back (wake-ups, copies, context switches) cost 0.3–0.6 ms more CPU per message than
  * signing in place, for no more msg/s (bench/README.md, "Where DKIM signing runs").
  */
 export function dkimWorkersDefault(cores: number): number {
