@@ -13,6 +13,7 @@ import { Committer } from "../../core/store/committer.ts";
 import { BodyCache } from "../../core/store/body_cache.ts";
 import { SuppressionCache } from "../../core/store/suppressions.ts";
 import { keys } from "../../core/store/keys.ts";
+import { rowOf } from "../../core/store/records.ts";
 import { tryLease } from "../../core/store/leases.ts";
 import { setSiteSuspended } from "../../core/store/sites.ts";
 import { type QueuedMessage, QueueSignal } from "../../core/queue_signal.ts";
@@ -235,8 +236,10 @@ async function setUp() {
     return { due: q.due[0]!, msg: q.msg, rows: q.rows };
   }
 
+  /** The message's one row, read as the store's readers read it (its stored shape is compact). */
   async function row(msgId: string): Promise<RecipientRow> {
-    return (await raw.get<RecipientRow>(keys.recipient(msgId, 0))).value!;
+    const key = keys.recipient(msgId, 0);
+    return rowOf(key, (await raw.get(key)).value);
   }
 
   /** The actor, with one idle connection open: a warm-up message went out through it. */
