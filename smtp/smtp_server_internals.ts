@@ -13,6 +13,7 @@ import { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import smtpServerPackage from "smtp-server/package.json" with { type: "json" };
 import type { PosternServerOptions } from "./smtp_server_patches.ts";
+import type { ListenerSocketDefaults } from "./accepted_sockets.ts";
 
 /** The smtp-server release the patches were written against and tested with. */
 export const PATCHED_SMTP_SERVER_VERSION = "3.21.6";
@@ -42,6 +43,8 @@ export interface ServerInternals {
   _upgrade(socket: Socket, callback: (err: unknown, tls?: unknown) => void): void;
   /** Ours: implicit-TLS sockets per client address, counted from the accept. */
   _posternTlsSockets?: Map<string, number>;
+  /** Ours: what every socket of the listener starts with (accepted_sockets.ts). */
+  _posternSocketDefaults?: ListenerSocketDefaults;
 }
 
 /** SMTPConnection, one client session. */

@@ -32,11 +32,14 @@
  * 8. Parsed MAIL FROM and RCPT TO addresses keep the path as the client wrote it (`written`):
  *    smtp-server turns an A-label domain into Unicode, and RFC 6531 §3.4 refuses a non-ASCII
  *    address only when the client wrote one without SMTPUTF8.
+ * 9. What smtp-server asks of each accepted socket by a system call (TCP_NODELAY, its local
+ *    address) is settled once per listener where the system allows (accepted_sockets.ts).
  *
  * Every private member used here is declared in smtp_server_internals.ts and checked when the
  * patches are applied: with a smtp-server that lacks one, the relay refuses to start. Each patch
  * has its own loopback test in smtp_server_patches_test.ts.
  */
+import type { SMTPServer } from "smtp-server";
 import { ENHANCED_OVERRIDES, replies } from "./replies.ts";
 import {
   assertSmtpServerInternals,
@@ -49,6 +52,7 @@ import {
   serverPrototype as serverProto,
 } from "./smtp_server_internals.ts";
 import { applySingleContextTls } from "./tls_single_context.ts";
+import { listenerSocketDefaults, primeAcceptedSocket } from "./accepted_sockets.ts";
 
 /** Session limits, from core/config/limits.ts; times in ms, rates in bytes per second. */
 export interface SessionLimits {
@@ -326,6 +330,7 @@ export function applySmtpServerPatches(
   const acceptSocket = serverProto._acceptSocket;
   serverProto._acceptSocket = function (this: ServerInternals, socket, handshake) {
     const postern: PosternServerOptions | undefined = this.options?.postern;
+    if (this._posternSocketDefaults) primeAcceptedSocket(socket, this._posternSocketDefaults);
     if (!handshake) return acceptSocket.call(this, socket, handshake);
     const address = String(socket.remoteAddress ?? "").replace(/^::ffff:/i, "");
     const trusted = postern?.trustedSockets;
@@ -366,6 +371,16 @@ export function applySmtpServerPatches(
       callback(err, tls);
     });
   };
+}
+
+/**
+ * 9. Once listening: what smtp-server would ask of every accepted socket by a system call
+ *    (TCP_NODELAY, the local address) is settled once for the listener (accepted_sockets.ts).
+ */
+export function primeListener(server: SMTPServer) {
+  (server as unknown as ServerInternals)._posternSocketDefaults = listenerSocketDefaults(
+    server.server as unknown as Parameters<typeof listenerSocketDefaults>[0],
+  );
 }
 
 /**
