@@ -14,6 +14,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp
 import smtpServerPackage from "smtp-server/package.json" with { type: "json" };
 import type { PosternServerOptions } from "./smtp_server_patches.ts";
 import type { ListenerSocketDefaults } from "./accepted_sockets.ts";
+import type { Deadline } from "./deadlines.ts";
 
 /** The smtp-server release the patches were written against and tested with. */
 export const PATCHED_SMTP_SERVER_VERSION = "3.21.6";
@@ -26,6 +27,8 @@ type Done = (err?: Error | null) => void;
 /** SMTPStream, the command/DATA reader of one connection. */
 export interface ParserInternals {
   _dataMode: boolean;
+  /** Set once the connection stops reading commands (closing, or retired by STARTTLS). */
+  isClosed: boolean;
   /** Bytes of the current DATA received so far. */
   dataBytes: number;
   _write(chunk: Uint8Array, encoding: string, done: Done): void;
@@ -78,6 +81,8 @@ export interface ConnectionInternals {
   // Ours: the session limits' timers and counters (smtp_server_patches.ts).
   _posternSessionTimer?: ReturnType<typeof setTimeout>;
   _posternDataTimer?: ReturnType<typeof setTimeout>;
+  /** The wait for the client to close after we closed (smtp-server's _closeTimer). */
+  _posternCloseTimer?: Deadline;
   _posternTlsTimer?: ReturnType<typeof setTimeout>;
   _posternErrors?: number;
   _posternOvershoot?: number;
@@ -124,10 +129,11 @@ const SERVER_FIELDS: readonly [string, string][] = [["options", "object"], [
   "connections",
   "object",
 ]];
-const PARSER_FIELDS: readonly [string, string][] = [["_dataMode", "boolean"], [
-  "dataBytes",
-  "number",
-]];
+const PARSER_FIELDS: readonly [string, string][] = [
+  ["_dataMode", "boolean"],
+  ["isClosed", "boolean"],
+  ["dataBytes", "number"],
+];
 
 /** What the check looks at; the real smtp-server unless a test hands it something else. */
 export interface InternalsSample {
