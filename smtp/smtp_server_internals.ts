@@ -69,6 +69,10 @@ export interface ConnectionInternals {
   connectionReady(next?: () => void): void;
   _setListeners(callback: () => void): void;
   _onClose(): void;
+  /** Arms the idle timeout (socket.setTimeout) on `socket`, the session's own by default. */
+  _armTimeout(socket?: Socket): void;
+  /** The idle timeout fired: 421, unless the client waits for us. */
+  _onTimeout(): void;
   send(code: number, data?: unknown, context?: unknown): void;
   close(): void;
   _onCommand(command: unknown, callback?: () => void): void;
@@ -83,6 +87,9 @@ export interface ConnectionInternals {
   _posternDataTimer?: ReturnType<typeof setTimeout>;
   /** The wait for the client to close after we closed (smtp-server's _closeTimer). */
   _posternCloseTimer?: Deadline;
+  /** The idle timeout of a plaintext session, and when it last read or wrote. */
+  _posternIdleTimer?: Deadline | undefined;
+  _posternActiveAt?: number;
   _posternTlsTimer?: ReturnType<typeof setTimeout>;
   _posternErrors?: number;
   _posternOvershoot?: number;
@@ -100,6 +107,8 @@ const CONNECTION_METHODS: readonly MethodShape[] = [
   ["connectionReady", 1],
   ["_setListeners", 1],
   ["_onClose", 0],
+  ["_armTimeout", 0],
+  ["_onTimeout", 0],
   ["send", 3],
   ["close", 0],
   ["_onCommand", 2],

@@ -34,6 +34,10 @@
  *    address only when the client wrote one without SMTPUTF8.
  * 9. What smtp-server asks of each accepted socket by a system call (TCP_NODELAY, its local
  *    address) is settled once per listener where the system allows (accepted_sockets.ts).
+ * 10. The idle timeout of a plaintext session, and the wait for the client to close after QUIT,
+ *    run on one shared timer (deadlines.ts) instead of node:timers Timeouts made per session
+ *    and restarted at every read and write; the idle timeout counts from the last bytes read or
+ *    written, as before. STARTTLS and implicit TLS keep smtp-server's own.
  *
  * Every private member used here is declared in smtp_server_internals.ts and checked when the
  * patches are applied: with a smtp-server that lacks one, the relay refuses to start. Each patch
@@ -159,6 +163,7 @@ function rejectBareLfInCommands(conn: Conn, parser: ParserInternals) {
   const write = parser._write.bind(parser);
   let lastWasCR = false;
   parser._write = (chunk: Uint8Array, encoding: string, done: (err?: Error | null) => void) => {
+    conn._posternActiveAt = performance.now();
     if (parser._dataMode || chunk.length === 0) return write(chunk, encoding, done);
     const at = firstBareLf(chunk, lastWasCR);
     lastWasCR = chunk[chunk.length - 1] === 13;
@@ -210,7 +215,16 @@ export function applySmtpServerPatches(
     clearTimeout(this._posternDataTimer);
     clearTimeout(this._posternTlsTimer);
     sessionDeadlines.cancel(this._posternCloseTimer);
+    sessionDeadlines.cancel(this._posternIdleTimer);
     return onClose.call(this);
+  };
+
+  const armTimeout = proto._armTimeout;
+  proto._armTimeout = function (this: Conn, socket: Conn["_socket"] = this._socket) {
+    if (!options(this) || this.secure || this._upgrading || socket !== this._socket) {
+      return armTimeout.call(this, socket);
+    }
+    watchIdle(this, this._server.options.socketTimeout || SOCKET_TIMEOUT_MS);
   };
 
   // smtp-server's close(), with its wait for the client to close on sessionDeadlines: a
@@ -264,6 +278,7 @@ export function applySmtpServerPatches(
   const send = proto.send;
   proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
     if (!options(this)) return send.call(this, code, data, context);
+    this._posternActiveAt = performance.now();
     countError(this, code, context);
     if (typeof data === "string" && ENHANCED_PREFIX.test(data)) {
       send.call(this, code, data, false);
@@ -348,6 +363,9 @@ export function applySmtpServerPatches(
   // STARTTLS: smtp-server times the handshake with the idle timeout, which every byte resets.
   const upgrade = proto.upgrade;
   proto.upgrade = function (this: Conn, callback: () => void, secureCallback?: () => void) {
+    // From here the TLS socket has smtp-server's own idle timeout.
+    sessionDeadlines.cancel(this._posternIdleTimer);
+    this._posternIdleTimer = undefined;
     const result = upgrade.call(this, callback, secureCallback);
     const limits = limitsOf(this);
     if (limits && limits.tlsHandshakeTimeoutMs > 0 && this._upgrading) {
@@ -433,6 +451,28 @@ function countError(conn: Conn, code: number, context: unknown) {
     if (conn._posternOvershoot! <= limits.recipientOvershoot) return;
   }
   conn._posternErrors = (conn._posternErrors ?? 0) + 1;
+}
+
+/**
+ * smtp-server's idle timeout (socket.setTimeout) on the shared deadlines: arming restarts the
+ * count as before, every chunk read and reply written moves `_posternActiveAt`, and the deadline,
+ * when it comes, either finds the session idle for `ms` (smtp-server's _onTimeout runs) or
+ * waits again for what is left.
+ */
+function watchIdle(conn: Conn, ms: number) {
+  conn._posternActiveAt = performance.now();
+  if (conn._posternIdleTimer && conn._posternIdleTimer.index >= 0) return; // already counting
+  const check = () => {
+    conn._posternIdleTimer = undefined;
+    if (conn._closed) return;
+    const idle = performance.now() - (conn._posternActiveAt ?? 0);
+    if (idle < ms) {
+      conn._posternIdleTimer = sessionDeadlines.after(ms - idle, check);
+      return;
+    }
+    conn._onTimeout();
+  };
+  conn._posternIdleTimer = sessionDeadlines.after(ms, check);
 }
 
 function armSessionDeadline(conn: Conn) {
