@@ -39,6 +39,7 @@ import { usernameForLog } from "../core/auth/secrets.ts";
 import { countBareLineEnding } from "./bare_line_ending.ts";
 import { type ByReason, byReason } from "../core/by_reason.ts";
 import { listenerErrorLogger } from "./listener_errors.ts";
+import { messageChunks } from "./message_chunks.ts";
 import {
   applySmtpServerPatches,
   type PosternServerOptions,
@@ -520,7 +521,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         heloName: session.hostNameAppearsAs || "unknown",
         protocol: protocolOf(session),
         via: "smtp",
-        body: stream as AsyncIterable<Uint8Array>,
+        body: messageChunks(stream),
         ...(scopes.has(session.id) ? { scope: scopes.get(session.id)! } : {}),
         ...(holds.has(session.id) ? { memory: holds.get(session.id)! } : {}),
         // SMTP smuggling: a bare CR or LF (or a NUL) refuses the message, trusted client or not.
