@@ -158,6 +158,23 @@ Deno.test("past maxClients a new session hears our 421 4.3.2 busy reply", async 
   await first.quit();
 });
 
+// --- the idle timeout of a plaintext session, on the shared deadlines ----------------------
+
+Deno.test("a plaintext session that keeps talking outlives the idle timeout; one that falls silent hears 421 4.4.2", async () => {
+  await using server = await startServer({}, { socketTimeout: 1_500 });
+  const client = await SmtpClient.open(server.port);
+  await client.hello();
+  // Longer than the idle timeout of commands, none of them closer to it than a fifteenth.
+  for (let i = 0; i < 20; i++) {
+    assert.equal((await client.command("NOOP")).code, 250);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const reply = await client.reply(15_000); // unprompted: the idle timeout
+  assert.equal(reply.code, 421);
+  assert.match(reply.raw, /^421 4\.4\.2 /);
+  await client.waitClosed(15_000);
+});
+
 // --- session deadline (armed in init) and _onClose -----------------------------------------
 
 Deno.test("a session past its time limit is closed with 421 4.4.2 though the idle timeout is far off", async () => {
