@@ -11,6 +11,7 @@
 import { z } from "zod";
 import type { EventType, MessageEvent, MessageRecord } from "../model.ts";
 
+/** Append only: the store keeps an event's type as its place in this list (core/store/events.ts). */
 export const EVENT_TYPES = [
   "accepted",
   "delivered",

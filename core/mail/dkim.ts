@@ -6,8 +6,8 @@
  * transit breaks the signature), the body hash (dkim_body.ts, checked against mailauth's) and the
  * header hash are made here (§3.4.2 relaxed header canonicalization, §3.7 hash, §5.4.2 field
  * selection). The body is hashed chunk by chunk as intake writes it to KV, so a 50 MB message is
- * never held whole. The private-key operation goes to a DkimSignatureMaker: the worker pool
- * (dkim_pool.ts) in the relay. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
+ * never held whole. The private-key operation goes to a DkimSignatureMaker: in the relay the
+ * pool (dkim_pool.ts), which signs in its workers or, with none, on the calling thread. Both mailauth and dkimpy verify the result (tests/dkim_test.ts).
  *
  * @module
  */
@@ -15,7 +15,7 @@ import { Buffer } from "node:buffer";
 import { generateKeyPairSync } from "node:crypto";
 import { RelaxedBodyHash } from "./dkim_body.ts";
 import { binaryToBytes, bytesToBinary } from "./headers.ts";
-import { type DkimAlgorithm, DkimKeyCache, type DkimSigningKey } from "./dkim_keys.ts";
+import { type DkimAlgorithm, DkimKeyCache, type DkimSigningKey, fastestKey } from "./dkim_keys.ts";
 
 export type { DkimAlgorithm, DkimSigningKey } from "./dkim_keys.ts";
 
@@ -167,9 +167,9 @@ export interface DkimSignatureMaker {
   sign(keys: readonly DkimSigningKey[], data: readonly Uint8Array[]): Promise<Uint8Array[]>;
 }
 
-/** Signs on the calling thread with its own key cache. */
+/** Signs on the calling thread with its own key cache (RSA by OpenSSL where it loads). */
 export class LocalSignatureMaker implements DkimSignatureMaker {
-  #cache = new DkimKeyCache();
+  #cache = new DkimKeyCache(fastestKey);
 
   sign(keys: readonly DkimSigningKey[], data: readonly Uint8Array[]): Promise<Uint8Array[]> {
     try {

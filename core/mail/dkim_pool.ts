@@ -1,6 +1,7 @@
 /**
- * DKIM signatures made in a pool of Web Workers (core/mail/dkim_worker.ts), one per core by
- * default, so signing uses the machine's other cores instead of the main thread's time.
+ * DKIM signatures made in a pool of Web Workers (core/mail/dkim_worker.ts), so signing uses the
+ * machine's other cores instead of the main thread's time; with no workers (the default up to 2
+ * cores, core/config/limits.ts says why) every signature is made on the calling thread.
  *
  * - Only RSA goes to the workers: an Ed25519 signature costs less CPU (about 0.02 ms) than the
  *   hand-over to a worker and back, so a message signed with Ed25519 keys alone is signed here.
@@ -55,7 +56,7 @@ const MAX_ATTEMPTS = 2;
 export const QUEUE_PER_WORKER = 256;
 
 export interface DkimPoolOptions {
-  /** Workers to run (at least 1). */
+  /** Workers to run; 0 signs every message on the calling thread. */
   workers: number;
   /** Requests outstanding at once before new ones are refused. @default workers × 256 */
   maxQueued?: number;
@@ -103,14 +104,16 @@ export class DkimPool implements DkimSignatureMaker {
   #pending: Job[] = [];
 
   constructor(options: DkimPoolOptions) {
-    const workers = Math.max(1, Math.floor(options.workers));
+    const workers = Math.max(0, Math.floor(options.workers));
+    // No workers: everything is signed here, as where workers cannot start.
+    this.#noWorkers = workers === 0;
     this.#slots = Array.from({ length: workers }, (_, index) => ({
       index,
       generation: 0,
       worker: null,
       held: new Map(),
     }));
-    this.#maxQueued = options.maxQueued ?? workers * QUEUE_PER_WORKER;
+    this.#maxQueued = options.maxQueued ?? Math.max(1, workers) * QUEUE_PER_WORKER;
     this.#log = options.log;
     this.#answerWithinMs = options.answerWithinMs ?? 30_000;
     this.#url = String(options.workerUrl ?? new URL("./dkim_worker.ts", import.meta.url));

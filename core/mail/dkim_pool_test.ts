@@ -178,3 +178,16 @@ Deno.test("closing the pool ends its workers and refuses what is outstanding and
   await assert.rejects(outstanding, DkimUnavailable);
   await assert.rejects(signedMessage(pool, "closed"), DkimUnavailable);
 });
+
+Deno.test("with no workers the pool signs RSA and Ed25519 on the calling thread, and both verify", async () => {
+  const pool = new DkimPool({ workers: 0 });
+  try {
+    const messages = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => signedMessage(pool, `inline ${i}`)),
+    );
+    for (const m of messages) assert.deepEqual(await verdicts(m), ["pass", "pass"]);
+    assert.equal(pool.running, 0, "no worker was started");
+  } finally {
+    pool.close();
+  }
+});

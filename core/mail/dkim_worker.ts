@@ -6,8 +6,7 @@
  *
  * @module
  */
-import { DkimKeyCache, nodeKey } from "./dkim_keys.ts";
-import { openSsl } from "./openssl_rsa.ts";
+import { DkimKeyCache, fastestKey } from "./dkim_keys.ts";
 import { lowerThreadPriority } from "./thread_priority.ts";
 import type { SignAnswer, SignBatch, SignReply, SignRequest } from "./dkim_pool.ts";
 
@@ -19,10 +18,7 @@ const scope = globalThis as unknown as {
 
 // Signing yields the core to the main thread when both want it (thread_priority.ts says why).
 lowerThreadPriority();
-const ssl = openSsl();
-const cache = new DkimKeyCache((key) =>
-  key.algorithm === "rsa" && ssl ? ssl.key(key.privateKey) : nodeKey(key)
-);
+const cache = new DkimKeyCache(fastestKey);
 
 function answer({ id, keys, data }: SignRequest): SignReply {
   try {

@@ -6,8 +6,9 @@
  * installed, or the relay runs without --allow-ffi) {@linkcode openSsl} is null and node:crypto
  * signs instead (dkim_keys.ts).
  *
- * Used by the signing workers only (dkim_worker.ts): a key is read into OpenSSL once and freed
- * when the key cache drops it.
+ * Used through dkim_keys.ts (`fastestKey`) by the signing workers (dkim_worker.ts) and by the
+ * main thread where it signs itself (no workers): a key is read into OpenSSL once and freed when
+ * the key cache drops it.
  *
  * @module
  */

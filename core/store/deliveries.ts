@@ -7,7 +7,8 @@
  */
 import { keys } from "./keys.ts";
 import type { Change } from "./committer.ts";
-import { type DueEntry, storedRow } from "./queue.ts";
+import type { DueEntry } from "./queue.ts";
+import { storedRow } from "./records.ts";
 import { monotonicId } from "../ids.ts";
 import type {
   EventType,

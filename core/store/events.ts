@@ -16,17 +16,21 @@
  * clock skew between nodes.
  */
 import { keys } from "./keys.ts";
-import { idTimePrefix, monotonicId } from "../ids.ts";
+import { idTime, idTimePrefix, monotonicId } from "../ids.ts";
+import { fieldNames, renamed, sinceBase } from "./compact.ts";
+import { EVENT_TYPES } from "../events/vocabulary.ts";
 import type { EventType, MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 import { listRows, loadMessage } from "./queue.ts";
 
 /**
  * Events as stored: each field under a one-letter name, the id (which the key ends in) as a
- * placeholder where it stood, so a read gives back the same object, fields in the same order. The
- * event log is the store's largest family and grows by one to three events per message; SQLite
- * keeps these records whole in its B-tree, parent pages included, so a delivery event's field
- * names alone were a quarter of the bytes each event cost the disk. An event stored before (or
- * by a writer that stores it whole) has no placeholder and is read as it is.
+ * placeholder where it stood, the type as its place in EVENT_TYPES, the time as its distance from
+ * the id's, so a read gives back the same object (compact.ts). The event log is the store's
+ * largest family and grows by one to three events per message; SQLite keeps these records whole
+ * in its B-tree, parent pages included, so a delivery event's field names alone were a quarter of
+ * the bytes each event cost the disk. An event stored before (or by a writer that stores it whole)
+ * has no placeholder and is read as it is; one stored with the placeholder before types and times
+ * were shortened has them as they are.
  */
 const SHORT: Record<string, string> = {
   msgId: "m",
@@ -50,28 +54,87 @@ const SHORT_TLS: Record<string, string> = {
   verifiedBy: "b",
   verifyError: "e",
 };
-/** Where the id stood; no field has a one-letter name, so it also marks the stored form. */
-const ID_PLACE = "i";
-const LONG = invert(SHORT);
-const LONG_TLS = invert(SHORT_TLS);
+/**
+ * The session's TLS fields an event keeps: what /v1/messages shows. (The session's own record
+ * of a failed verification also came along, unread, with every delivery over unverified TLS.)
+ */
+const KEPT_TLS: ReadonlySet<string> = new Set(["version", "cipher", "verified", "verifiedBy"]);
+/**
+ * TLS versions and ciphers (OpenSSL's names, as the session reports them) stored as their places
+ * in these lists, under their one-letter names: a delivery event's cipher name was its longest
+ * field. Append only: stored events name them by these places.
+ */
+const TLS_PLACES: Readonly<Record<string, readonly string[]>> = {
+  v: ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1"],
+  c: [
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_128_CCM_SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-SHA384",
+    "ECDHE-RSA-AES128-SHA256",
+    "ECDHE-RSA-AES256-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "AES256-SHA",
+    "AES128-SHA",
+  ],
+};
 
-function invert(names: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(names).map(([long, short]) => [short, long]));
-}
-
-function rename(o: Record<string, unknown>, names: Record<string, string>) {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) out[names[k] ?? k] = v;
+/** The session's TLS as stored: its kept fields, named and placed as above. */
+function storedTls(details: object): Record<string, unknown> {
+  const kept = Object.entries(details).filter(([name]) => KEPT_TLS.has(name));
+  const out = renamed(Object.fromEntries(kept), SHORT_TLS);
+  for (const [field, names] of Object.entries(TLS_PLACES)) {
+    const place = names.indexOf(out[field] as string);
+    if (place >= 0) out[field] = place;
+  }
   return out;
 }
 
-/** `event` as stored under a key that ends in its id. */
+/** The session's TLS stored as `stored`, whole. */
+function tlsOf(stored: object): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...stored };
+  for (const [field, names] of Object.entries(TLS_PLACES)) {
+    const place = out[field];
+    if (typeof place === "number") out[field] = names[place];
+  }
+  return renamed(out, LONG_TLS);
+}
+/** Where the id stood; no field has a one-letter name, so it also marks the stored form. */
+const ID_PLACE = "i";
+/** Where `at` is stored as its distance from the time the event's id encodes. */
+const AT_SINCE_ID = "A";
+const LONG = fieldNames(SHORT).long;
+const LONG_TLS = fieldNames(SHORT_TLS).long;
+
+/**
+ * `event` as stored under a key that ends in its id. `tls` is left out where it is the version
+ * `tlsDetails` holds (a delivery's session sets both), and marked absent (0) where it is missing
+ * beside them.
+ */
 export function storedEvent(event: MessageEvent): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const details = event.tlsDetails;
+  if (details && event.tls === undefined) out[SHORT.tls!] = 0;
+  const since = sinceBase(event.at, idTime(event.id));
   for (const [k, v] of Object.entries(event)) {
     if (k === "id") out[ID_PLACE] = 0;
+    else if (k === "tls" && details && v === details.version) continue;
+    else if (k === "type" && EVENT_TYPES.includes(v as EventType)) {
+      out[SHORT.type!] = EVENT_TYPES.indexOf(v as EventType);
+    } else if (k === "at" && since !== null) out[AT_SINCE_ID] = since;
     else if (k === "tlsDetails" && v && typeof v === "object") {
-      out[SHORT.tlsDetails!] = rename(v as Record<string, unknown>, SHORT_TLS);
+      out[SHORT.tlsDetails!] = storedTls(v);
     } else out[SHORT[k] ?? k] = v;
   }
   return out;
@@ -84,10 +147,13 @@ export function eventOf(key: Deno.KvKey, value: unknown): MessageEvent {
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v)) {
     if (k === ID_PLACE) out.id = key[2];
-    else if (k === SHORT.tlsDetails && x && typeof x === "object") {
-      out.tlsDetails = rename(x as Record<string, unknown>, LONG_TLS);
-    } else out[LONG[k] ?? k] = x;
+    else if (k === AT_SINCE_ID) out.at = idTime(key[2] as string)! + (x as number);
+    else if (k === SHORT.type && typeof x === "number") out.type = EVENT_TYPES[x];
+    else if (k === SHORT.tlsDetails && x && typeof x === "object") out.tlsDetails = tlsOf(x);
+    else if (k !== SHORT.tls || x !== 0) out[LONG[k] ?? k] = x;
   }
+  const details = out.tlsDetails as MessageEvent["tlsDetails"];
+  if (details && !(SHORT.tls! in v)) out.tls = details.version;
   return out as unknown as MessageEvent;
 }
 

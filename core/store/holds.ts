@@ -10,7 +10,8 @@
  */
 import { keys } from "./keys.ts";
 import type { Committer } from "./committer.ts";
-import { type DueEntry, listRows, loadMessage, setMarkersOp, storedRow } from "./queue.ts";
+import { type DueEntry, listRows, loadMessage, setMarkersOp } from "./queue.ts";
+import { storedRow } from "./records.ts";
 import { dueEntries, putDue, written } from "./due_groups.ts";
 import { putUnlistedEvent } from "./events.ts";
 import { monotonicId } from "../ids.ts";

@@ -53,6 +53,8 @@
  * | ["dash_session", sha256(token)]       | DashboardSession | dashboard sign-in (expires with the session; deleted by sign-out) |
  *
  * Event ids and message ids are time-ordered, so every family ending in one is also a time range.
+ * MessageRecord, RecipientRow and MessageEvent values are stored in a short form and read back
+ * whole (records.ts, events.ts): read them through those modules, not straight from KV.
  */
 
 export type Key = Deno.KvKey;

@@ -15,6 +15,7 @@ import { keys } from "./keys.ts";
 import { idTimePrefix } from "../ids.ts";
 import type { MessageRecord, RecipientRow, RecipientStatus } from "../model.ts";
 import { listRows, loadRows } from "./queue.ts";
+import { messageOf } from "./records.ts";
 import { subjectContains } from "../mail/subject_match.ts";
 
 /** Recipient index entries: they may be written ahead with the rows of a huge recipient list. */
@@ -146,13 +147,13 @@ export async function searchMessages(kv: Deno.Kv, q: SearchQuery): Promise<Searc
     return false;
   };
 
-  const iter = kv.list<true | MessageRecord>(selector(prefix, q), {
+  const iter = kv.list(selector(prefix, q), {
     reverse: true,
     batchSize: CANDIDATE_BATCH,
   });
   for await (const entry of iter) {
     const msgId = entry.key[entry.key.length - 1] as string;
-    if (entry.value !== true) known.set(msgId, entry.value);
+    if (entry.value !== true) known.set(msgId, messageOf(entry.key, entry.value));
     scanned++;
     lastScanned = msgId;
     batch.push(msgId);
@@ -183,8 +184,8 @@ async function checkBatch(
   for (let i = 0; i < unknown.length; i += 10) chunks.push(unknown.slice(i, i + 10));
   const read = new Map(
     (await Promise.all(
-      chunks.map((c) => kv.getMany<MessageRecord[]>(c.map((id) => keys.message(id)))),
-    )).flat().map((e) => [e.key[1] as string, e.value]),
+      chunks.map((c) => kv.getMany(c.map((id) => keys.message(id)))),
+    )).flat().map((e) => [e.key[1] as string, e.value === null ? null : messageOf(e.key, e.value)]),
   );
   const msgs = ids.map((id) => known.get(id) ?? read.get(id) ?? null);
   return await Promise.all(ids.map(async (msgId, i): Promise<SearchHit | null> => {

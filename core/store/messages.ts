@@ -19,7 +19,8 @@ import { putMessageIndex, recipientIndexEntries } from "./message_index.ts";
 import { claimIdempotency, type IdempotencyLookup, type IdempotencyRecord } from "./idempotency.ts";
 import { countAccepted } from "./send_counts.ts";
 import { type HoldRecord, putHold } from "./holds.ts";
-import { type DueEntry, dueValue, markersDue, markersWritten, storedRow } from "./queue.ts";
+import { type DueEntry, dueValue, markersDue, markersWritten } from "./queue.ts";
+import { storedMessage, storedRow } from "./records.ts";
 import { monotonicId } from "../ids.ts";
 import type { MemoryHold } from "../policy/memory_budget.ts";
 import { domainOf } from "../mail/address.ts";
@@ -289,7 +290,7 @@ export async function commitMessage(
     // record lists them, which is how the message's timeline finds them.
     const events = [m.event, ...m.suppressedEvents].map((ev) => ({ ...ev, id: monotonicId() }));
     for (const ev of events) putEvent(op, msg.account, ev);
-    op.set(keys.message(msg.id), { ...msg, events: events.map((ev) => ev.id) });
+    op.set(keys.message(msg.id), storedMessage({ ...msg, events: events.map((ev) => ev.id) }));
     tally.apply(op);
     putMessageIndex(op, msg);
     if (m.idempotency) claimIdempotency(op, m.idempotency.lookup, m.idempotency.record);

@@ -4,6 +4,7 @@
  * ahead of the message commit).
  */
 import { keys } from "./keys.ts";
+import { messageOf, rowOf } from "./records.ts";
 import type { MessageRecord, RecipientRow } from "../model.ts";
 
 export interface DueEntry {
@@ -191,14 +192,14 @@ export async function readClaimedDue(
   kv: Deno.Kv,
   due: DueEntry,
 ): Promise<{ current: boolean; msg: MessageRecord | null; staged: boolean }> {
-  const [entry, record, staged] = await kv.getMany<[unknown, MessageRecord, unknown]>([
+  const [entry, record, staged] = await kv.getMany([
     due.key,
     keys.message(due.msgId),
     keys.staged(due.msgId),
   ]);
   return {
     current: entry.versionstamp === due.versionstamp,
-    msg: record.value,
+    msg: record.value === null ? null : messageOf(record.key, record.value),
     staged: staged.versionstamp !== null,
   };
 }
@@ -222,7 +223,8 @@ export async function dropDue(kv: Deno.Kv, due: DueEntry): Promise<void> {
 }
 
 export async function loadMessage(kv: Deno.Kv, id: string): Promise<MessageRecord | null> {
-  return (await kv.get<MessageRecord>(keys.message(id))).value;
+  const e = await kv.get(keys.message(id));
+  return e.value === null ? null : messageOf(e.key, e.value);
 }
 
 /** The records of `ids` that exist, by id. */
@@ -232,28 +234,10 @@ export async function loadMessages(
 ): Promise<Map<string, MessageRecord>> {
   const out = new Map<string, MessageRecord>();
   for (let i = 0; i < ids.length; i += 10) {
-    const entries = await kv.getMany<MessageRecord[]>(ids.slice(i, i + 10).map(keys.message));
-    for (const e of entries) if (e.value) out.set(e.value.id, e.value);
+    const entries = await kv.getMany(ids.slice(i, i + 10).map(keys.message));
+    for (const e of entries) if (e.value) out.set(e.key[1] as string, messageOf(e.key, e.value));
   }
   return out;
-}
-
-/** A recipient row as stored: without its message id and index, which its key holds. */
-export type StoredRow = Omit<RecipientRow, "msgId" | "idx">;
-
-/**
- * `row` as stored under ["rcpt", msgId, idx]: the key already holds the message id and index, and
- * every byte of a row counts twice (it is written at acceptance and again at delivery, and in a
- * B-tree of whole records its value also sits in the parent pages).
- */
-export function storedRow(row: RecipientRow): StoredRow {
-  const { msgId: _msgId, idx: _idx, ...rest } = row;
-  return rest;
-}
-
-/** The row stored under `key`, whole again (a row written before rows were slimmed is whole). */
-export function rowOf(key: Deno.KvKey, value: StoredRow | RecipientRow): RecipientRow {
-  return { msgId: key[1] as string, idx: key[2] as number, ...value };
 }
 
 export async function loadRows(
@@ -263,7 +247,7 @@ export async function loadRows(
 ): Promise<RecipientRow[]> {
   const out: RecipientRow[] = [];
   for (let i = 0; i < idxs.length; i += 10) {
-    const entries = await kv.getMany<StoredRow[]>(
+    const entries = await kv.getMany(
       idxs.slice(i, i + 10).map((idx) => keys.recipient(id, idx)),
     );
     for (const e of entries) if (e.value) out.push(rowOf(e.key, e.value));
@@ -273,7 +257,7 @@ export async function loadRows(
 
 export async function listRows(kv: Deno.Kv, id: string): Promise<RecipientRow[]> {
   const out: RecipientRow[] = [];
-  for await (const e of kv.list<StoredRow>({ prefix: keys.recipientPrefix(id) })) {
+  for await (const e of kv.list({ prefix: keys.recipientPrefix(id) })) {
     out.push(rowOf(e.key, e.value));
   }
   return out;

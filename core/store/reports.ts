@@ -11,7 +11,7 @@ import type { MessageEvent, MessageRecord, RecipientRow } from "../model.ts";
 import { putUnlistedEvent } from "./events.ts";
 import { StatTally } from "./stats.ts";
 import { type Suppression, suppressOps } from "./suppressions.ts";
-import { rowOf, type StoredRow, storedRow } from "./queue.ts";
+import { rowOf, type StoredRow, storedRow } from "./records.ts";
 
 export interface ReportOutcome {
   type: "bounced" | "complained";

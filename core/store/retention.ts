@@ -9,9 +9,10 @@
 import { keys } from "./keys.ts";
 import { deleteBody } from "./bodies.ts";
 import { idTimePrefix } from "../ids.ts";
-import { FINAL_STATUSES, type MessageRecord } from "../model.ts";
+import { FINAL_STATUSES } from "../model.ts";
 import { messageEventKeys } from "./events.ts";
 import { listRows } from "./queue.ts";
+import { messageOf } from "./records.ts";
 import { messageIndexKeys } from "./message_index.ts";
 import { listAccounts } from "./accounts.ts";
 import { directCommit, MeteredWriter } from "./metered.ts";
@@ -34,9 +35,9 @@ export async function sweepExpiredMessages(
   const selector = options.after
     ? { start: keys.message(options.after + "\0"), end }
     : { prefix: keys.messagePrefix(), end };
-  const iter = kv.list<MessageRecord>(selector, { limit: options.limit ?? 1000 });
+  const iter = kv.list(selector, { limit: options.limit ?? 1000 });
   for await (const entry of iter) {
-    const msg = entry.value;
+    const msg = messageOf(entry.key, entry.value);
     result.last = msg.id;
     const rows = await listRows(kv, msg.id);
     if (rows.some((r) => !FINAL_STATUSES.has(r.status))) {
