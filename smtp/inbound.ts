@@ -12,7 +12,7 @@ import { listenerErrorLogger } from "./listener_errors.ts";
 import type { Logger } from "../core/log.ts";
 import { replies, type Reply } from "./replies.ts";
 import { ListenError, sessionGuards } from "./server.ts";
-import { applySmtpServerPatches } from "./smtp_server_patches.ts";
+import { applySmtpServerPatches, primeListener } from "./smtp_server_patches.ts";
 import { bareLineEndingRefusal } from "./bare_line_ending.ts";
 import { type BareLineEnding, bareLineEndingFinder } from "../core/mail/line_endings.ts";
 import type { Config } from "../core/config/schema.ts";
@@ -126,6 +126,7 @@ export async function startInbound(
     server.server.once("error", onError);
     server.listen(deps.port, deps.listen, () => {
       server.server.off("error", onError);
+      primeListener(server);
       resolve();
     });
   });

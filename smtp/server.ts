@@ -39,7 +39,12 @@ import { usernameForLog } from "../core/auth/secrets.ts";
 import { countBareLineEnding } from "./bare_line_ending.ts";
 import { type ByReason, byReason } from "../core/by_reason.ts";
 import { listenerErrorLogger } from "./listener_errors.ts";
-import { applySmtpServerPatches, type PosternServerOptions } from "./smtp_server_patches.ts";
+import { messageChunks } from "./message_chunks.ts";
+import {
+  applySmtpServerPatches,
+  type PosternServerOptions,
+  primeListener,
+} from "./smtp_server_patches.ts";
 import { ClientConnections } from "../core/policy/client_limits.ts";
 import { AuthLockout, type LockCheck } from "../core/auth_lockout.ts";
 import type { SubmissionFault } from "../core/policy/sandbox.ts";
@@ -130,6 +135,26 @@ function protocolOf(session: SMTPServerSession): string {
   return `ESMTP${s}${a}`;
 }
 
+/** Most answers asked again and again about a few addresses, for up to this many. */
+const REMEMBERED_ADDRESSES = 1024;
+
+/**
+ * A check of a client address, remembered: every session asks whether its client is trusted
+ * (at the connection count and again at MAIL FROM), and each ask parsed the address anew.
+ */
+function rememberedByAddress(check: (address: string) => boolean): (address: string) => boolean {
+  const known = new Map<string, boolean>();
+  return (address) => {
+    let answer = known.get(address);
+    if (answer === undefined) {
+      if (known.size >= REMEMBERED_ADDRESSES) known.clear();
+      answer = check(address);
+      known.set(address, answer);
+    }
+    return answer;
+  };
+}
+
 export interface SmtpListeners {
   /**
    * Stop accepting: new sessions and new transactions get 421 4.3.2; resolves when every
@@ -171,7 +196,7 @@ export function sessionGuards(
 export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   applySmtpServerPatches();
   const { config, log } = deps;
-  const isTrusted = networkMatcher(config.trustedNetworks);
+  const isTrusted = rememberedByAddress(networkMatcher(config.trustedNetworks));
   const kv = deps.intake.kv;
   let draining = false;
   /** Open sessions, so a drain can wait for those with a transaction under way. */
@@ -496,7 +521,7 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
         heloName: session.hostNameAppearsAs || "unknown",
         protocol: protocolOf(session),
         via: "smtp",
-        body: stream as AsyncIterable<Uint8Array>,
+        body: messageChunks(stream),
         ...(scopes.has(session.id) ? { scope: scopes.get(session.id)! } : {}),
         ...(holds.has(session.id) ? { memory: holds.get(session.id)! } : {}),
         // SMTP smuggling: a bare CR or LF (or a NUL) refuses the message, trusted client or not.
@@ -583,6 +608,7 @@ function listen(server: SMTPServer, port: number, host: string, setting: string)
     server.server.once("error", onError);
     server.listen(port, host, () => {
       server.server.off("error", onError);
+      primeListener(server);
       resolve();
     });
   });

@@ -13,6 +13,8 @@ import { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import smtpServerPackage from "smtp-server/package.json" with { type: "json" };
 import type { PosternServerOptions } from "./smtp_server_patches.ts";
+import type { ListenerSocketDefaults } from "./accepted_sockets.ts";
+import type { Deadline } from "./deadlines.ts";
 
 /** The smtp-server release the patches were written against and tested with. */
 export const PATCHED_SMTP_SERVER_VERSION = "3.21.6";
@@ -25,6 +27,8 @@ type Done = (err?: Error | null) => void;
 /** SMTPStream, the command/DATA reader of one connection. */
 export interface ParserInternals {
   _dataMode: boolean;
+  /** Set once the connection stops reading commands (closing, or retired by STARTTLS). */
+  isClosed: boolean;
   /** Bytes of the current DATA received so far. */
   dataBytes: number;
   _write(chunk: Uint8Array, encoding: string, done: Done): void;
@@ -42,6 +46,8 @@ export interface ServerInternals {
   _upgrade(socket: Socket, callback: (err: unknown, tls?: unknown) => void): void;
   /** Ours: implicit-TLS sockets per client address, counted from the accept. */
   _posternTlsSockets?: Map<string, number>;
+  /** Ours: what every socket of the listener starts with (accepted_sockets.ts). */
+  _posternSocketDefaults?: ListenerSocketDefaults;
 }
 
 /** SMTPConnection, one client session. */
@@ -63,6 +69,10 @@ export interface ConnectionInternals {
   connectionReady(next?: () => void): void;
   _setListeners(callback: () => void): void;
   _onClose(): void;
+  /** Arms the idle timeout (socket.setTimeout) on `socket`, the session's own by default. */
+  _armTimeout(socket?: Socket): void;
+  /** The idle timeout fired: 421, unless the client waits for us. */
+  _onTimeout(): void;
   send(code: number, data?: unknown, context?: unknown): void;
   close(): void;
   _onCommand(command: unknown, callback?: () => void): void;
@@ -75,6 +85,11 @@ export interface ConnectionInternals {
   // Ours: the session limits' timers and counters (smtp_server_patches.ts).
   _posternSessionTimer?: ReturnType<typeof setTimeout>;
   _posternDataTimer?: ReturnType<typeof setTimeout>;
+  /** The wait for the client to close after we closed (smtp-server's _closeTimer). */
+  _posternCloseTimer?: Deadline;
+  /** The idle timeout of a plaintext session, and when it last read or wrote. */
+  _posternIdleTimer?: Deadline | undefined;
+  _posternActiveAt?: number;
   _posternTlsTimer?: ReturnType<typeof setTimeout>;
   _posternErrors?: number;
   _posternOvershoot?: number;
@@ -92,6 +107,8 @@ const CONNECTION_METHODS: readonly MethodShape[] = [
   ["connectionReady", 1],
   ["_setListeners", 1],
   ["_onClose", 0],
+  ["_armTimeout", 0],
+  ["_onTimeout", 0],
   ["send", 3],
   ["close", 0],
   ["_onCommand", 2],
@@ -121,10 +138,11 @@ const SERVER_FIELDS: readonly [string, string][] = [["options", "object"], [
   "connections",
   "object",
 ]];
-const PARSER_FIELDS: readonly [string, string][] = [["_dataMode", "boolean"], [
-  "dataBytes",
-  "number",
-]];
+const PARSER_FIELDS: readonly [string, string][] = [
+  ["_dataMode", "boolean"],
+  ["isClosed", "boolean"],
+  ["dataBytes", "number"],
+];
 
 /** What the check looks at; the real smtp-server unless a test hands it something else. */
 export interface InternalsSample {

@@ -32,11 +32,18 @@
  * 8. Parsed MAIL FROM and RCPT TO addresses keep the path as the client wrote it (`written`):
  *    smtp-server turns an A-label domain into Unicode, and RFC 6531 §3.4 refuses a non-ASCII
  *    address only when the client wrote one without SMTPUTF8.
+ * 9. What smtp-server asks of each accepted socket by a system call (TCP_NODELAY, its local
+ *    address) is settled once per listener where the system allows (accepted_sockets.ts).
+ * 10. The idle timeout of a plaintext session, and the wait for the client to close after QUIT,
+ *    run on one shared timer (deadlines.ts) instead of node:timers Timeouts made per session
+ *    and restarted at every read and write; the idle timeout counts from the last bytes read or
+ *    written, as before. STARTTLS and implicit TLS keep smtp-server's own.
  *
  * Every private member used here is declared in smtp_server_internals.ts and checked when the
  * patches are applied: with a smtp-server that lacks one, the relay refuses to start. Each patch
  * has its own loopback test in smtp_server_patches_test.ts.
  */
+import type { SMTPServer } from "smtp-server";
 import { ENHANCED_OVERRIDES, replies } from "./replies.ts";
 import {
   assertSmtpServerInternals,
@@ -49,6 +56,13 @@ import {
   serverPrototype as serverProto,
 } from "./smtp_server_internals.ts";
 import { applySingleContextTls } from "./tls_single_context.ts";
+import { listenerSocketDefaults, primeAcceptedSocket } from "./accepted_sockets.ts";
+import { sessionDeadlines } from "./deadlines.ts";
+
+/** smtp-server's idle timeout when none is set (its SOCKET_TIMEOUT). */
+const SOCKET_TIMEOUT_MS = 60_000;
+/** How long smtp-server waits for the client to close after it closed (its HALF_CLOSE_TIMEOUT). */
+const HALF_CLOSE_MS = 5_000;
 
 /** Session limits, from core/config/limits.ts; times in ms, rates in bytes per second. */
 export interface SessionLimits {
@@ -149,6 +163,7 @@ function rejectBareLfInCommands(conn: Conn, parser: ParserInternals) {
   const write = parser._write.bind(parser);
   let lastWasCR = false;
   parser._write = (chunk: Uint8Array, encoding: string, done: (err?: Error | null) => void) => {
+    conn._posternActiveAt = performance.now();
     if (parser._dataMode || chunk.length === 0) return write(chunk, encoding, done);
     const at = firstBareLf(chunk, lastWasCR);
     lastWasCR = chunk[chunk.length - 1] === 13;
@@ -199,7 +214,42 @@ export function applySmtpServerPatches(
     clearTimeout(this._posternSessionTimer);
     clearTimeout(this._posternDataTimer);
     clearTimeout(this._posternTlsTimer);
+    sessionDeadlines.cancel(this._posternCloseTimer);
+    sessionDeadlines.cancel(this._posternIdleTimer);
     return onClose.call(this);
+  };
+
+  const armTimeout = proto._armTimeout;
+  proto._armTimeout = function (this: Conn, socket: Conn["_socket"] = this._socket) {
+    if (!options(this) || this.secure || this._upgrading || socket !== this._socket) {
+      return armTimeout.call(this, socket);
+    }
+    watchIdle(this, this._server.options.socketTimeout || SOCKET_TIMEOUT_MS);
+  };
+
+  // smtp-server's close(), with its wait for the client to close on sessionDeadlines: a
+  // node:timers Timeout per session cost more than the rest of closing.
+  const close = proto.close;
+  proto.close = function (this: Conn) {
+    if (!options(this)) return close.call(this);
+    const socket = this._socket;
+    if (!socket.destroyed && socket.writable) socket.end();
+    this._server.connections.delete(this);
+    if (this._closing) return;
+    this._closing = true;
+    // Nothing the client sends from now on is answered: a command pipelined after QUIT never
+    // runs, and the connection no longer counts against maxClients.
+    if (this._parser) {
+      socket.unpipe(this._parser as unknown as NodeJS.WritableStream);
+      this._parser.isClosed = true;
+    }
+    // A paused socket never reads the client's FIN; what still arrives is discarded.
+    if (!this._upgrading && !socket.destroyed) socket.resume();
+    // Measured from here and never extended: a client trickling bytes cannot hold the socket.
+    const wait = Math.min(this._server.options.socketTimeout || SOCKET_TIMEOUT_MS, HALF_CLOSE_MS);
+    this._posternCloseTimer = sessionDeadlines.after(wait, () => {
+      if (!this._socket.destroyed) this._socket.destroy();
+    });
   };
 
   const ehlo = proto.handler_EHLO;
@@ -228,6 +278,7 @@ export function applySmtpServerPatches(
   const send = proto.send;
   proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
     if (!options(this)) return send.call(this, code, data, context);
+    this._posternActiveAt = performance.now();
     countError(this, code, context);
     if (typeof data === "string" && ENHANCED_PREFIX.test(data)) {
       send.call(this, code, data, false);
@@ -312,6 +363,9 @@ export function applySmtpServerPatches(
   // STARTTLS: smtp-server times the handshake with the idle timeout, which every byte resets.
   const upgrade = proto.upgrade;
   proto.upgrade = function (this: Conn, callback: () => void, secureCallback?: () => void) {
+    // From here the TLS socket has smtp-server's own idle timeout.
+    sessionDeadlines.cancel(this._posternIdleTimer);
+    this._posternIdleTimer = undefined;
     const result = upgrade.call(this, callback, secureCallback);
     const limits = limitsOf(this);
     if (limits && limits.tlsHandshakeTimeoutMs > 0 && this._upgrading) {
@@ -326,6 +380,7 @@ export function applySmtpServerPatches(
   const acceptSocket = serverProto._acceptSocket;
   serverProto._acceptSocket = function (this: ServerInternals, socket, handshake) {
     const postern: PosternServerOptions | undefined = this.options?.postern;
+    if (this._posternSocketDefaults) primeAcceptedSocket(socket, this._posternSocketDefaults);
     if (!handshake) return acceptSocket.call(this, socket, handshake);
     const address = String(socket.remoteAddress ?? "").replace(/^::ffff:/i, "");
     const trusted = postern?.trustedSockets;
@@ -369,6 +424,16 @@ export function applySmtpServerPatches(
 }
 
 /**
+ * 9. Once listening: what smtp-server would ask of every accepted socket by a system call
+ *    (TCP_NODELAY, the local address) is settled once for the listener (accepted_sockets.ts).
+ */
+export function primeListener(server: SMTPServer) {
+  (server as unknown as ServerInternals)._posternSocketDefaults = listenerSocketDefaults(
+    server.server as unknown as Parameters<typeof listenerSocketDefaults>[0],
+  );
+}
+
+/**
  * Postfix counts the errors a client makes "without delivering mail": every 4yz/5yz reply but
  * the closing 421, and 452 "too many recipients" only past an overshoot allowance (a client that
  * splits a big list on our 452s is not misbehaving). A delivered message starts the count again.
@@ -386,6 +451,28 @@ function countError(conn: Conn, code: number, context: unknown) {
     if (conn._posternOvershoot! <= limits.recipientOvershoot) return;
   }
   conn._posternErrors = (conn._posternErrors ?? 0) + 1;
+}
+
+/**
+ * smtp-server's idle timeout (socket.setTimeout) on the shared deadlines: arming restarts the
+ * count as before, every chunk read and reply written moves `_posternActiveAt`, and the deadline,
+ * when it comes, either finds the session idle for `ms` (smtp-server's _onTimeout runs) or
+ * waits again for what is left.
+ */
+function watchIdle(conn: Conn, ms: number) {
+  conn._posternActiveAt = performance.now();
+  if (conn._posternIdleTimer && conn._posternIdleTimer.index >= 0) return; // already counting
+  const check = () => {
+    conn._posternIdleTimer = undefined;
+    if (conn._closed) return;
+    const idle = performance.now() - (conn._posternActiveAt ?? 0);
+    if (idle < ms) {
+      conn._posternIdleTimer = sessionDeadlines.after(ms - idle, check);
+      return;
+    }
+    conn._onTimeout();
+  };
+  conn._posternIdleTimer = sessionDeadlines.after(ms, check);
 }
 
 function armSessionDeadline(conn: Conn) {

@@ -158,6 +158,23 @@ Deno.test("past maxClients a new session hears our 421 4.3.2 busy reply", async 
   await first.quit();
 });
 
+// --- the idle timeout of a plaintext session, on the shared deadlines ----------------------
+
+Deno.test("a plaintext session that keeps talking outlives the idle timeout; one that falls silent hears 421 4.4.2", async () => {
+  await using server = await startServer({}, { socketTimeout: 1_500 });
+  const client = await SmtpClient.open(server.port);
+  await client.hello();
+  // Longer than the idle timeout of commands, none of them closer to it than a fifteenth.
+  for (let i = 0; i < 20; i++) {
+    assert.equal((await client.command("NOOP")).code, 250);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const reply = await client.reply(15_000); // unprompted: the idle timeout
+  assert.equal(reply.code, 421);
+  assert.match(reply.raw, /^421 4\.4\.2 /);
+  await client.waitClosed(15_000);
+});
+
 // --- session deadline (armed in init) and _onClose -----------------------------------------
 
 Deno.test("a session past its time limit is closed with 421 4.4.2 though the idle timeout is far off", async () => {
@@ -554,4 +571,43 @@ Deno.test("a client that resets after QUIT ends its session unreported; one that
   assert.equal(errors.length, 1, "a reset inside a transaction is reported");
   assert.equal(errors[0]!.code, "ECONNRESET");
   assert.match(errors[0]!.stack ?? "", /\n\s+at /, "and keeps its stack");
+});
+
+// --- close(): the wait for the client to close after QUIT, on the shared deadlines ----------
+
+Deno.test("after QUIT, a client that keeps its side open and trickles bytes is disconnected once the wait for its close is over", async () => {
+  let sessionClosed = () => {};
+  const closed = new Promise<void>((r) => (sessionClosed = r));
+  // The wait is the idle timeout when that is under 5 s; a byte every 50 ms keeps the idle
+  // timeout itself from ever firing, so only the wait can end the session.
+  await using server = await startServer({}, {
+    socketTimeout: 400,
+    onClose: () => sessionClosed(),
+  });
+  const script = `
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", ${server.port}))
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline()
+        if not line or line[3:4] != b"-":
+            return line
+reply()
+s.sendall(b"EHLO client.test\\r\\n"); reply()
+s.sendall(b"QUIT\\r\\n")
+if not reply().startswith(b"221"):
+    sys.exit("no 221")
+start = time.monotonic()
+while time.monotonic() - start < 15:
+    try:
+        s.sendall(b"x")
+    except OSError:
+        sys.exit(0)  # the server closed the socket
+    time.sleep(0.05)
+sys.exit("still open after 15 s")
+`;
+  const done = await new Deno.Command("python3", { args: ["-c", script] }).output();
+  assert.equal(done.code, 0, new TextDecoder().decode(done.stderr));
+  await within(closed, 15_000, "the session did not end");
 });

@@ -16,6 +16,12 @@ import { HostCooldown } from "./host_cooldown.ts";
 import { SourceChooser, type SourceChooserDeps } from "./source_chooser.ts";
 import { UncommittedOutcomes } from "./uncommitted_outcomes.ts";
 
+/** A connection waiting for a job: until when, and how it is told. */
+interface JobWaiter {
+  at: number;
+  resolve(got: boolean): void;
+}
+
 /** One recipient domain's due queue, as the site knows it. */
 export interface DomainQueue {
   /** The earliest due time known to be in KV; null: unknown, read it. */
@@ -61,7 +67,10 @@ export class SiteState {
   /** When the loop reads the store next (0: on its next turn). */
   scanAt = 0;
   #deps: SiteStateDeps;
-  #jobWaiters = new Set<() => void>();
+  #jobWaiters = new Set<JobWaiter>();
+  /** The one idle timer of the site's waiting connections, and the deadline it is set for. */
+  #idleTimer: unknown = null;
+  #idleTimerAt = Infinity;
 
   constructor(site: string, profile: SiteProfile, deps: SiteStateDeps) {
     this.site = site;
@@ -160,7 +169,9 @@ export class SiteState {
   notifyJobs() {
     const waiters = [...this.#jobWaiters];
     this.#jobWaiters.clear();
-    for (const w of waiters) w();
+    // Halted, nobody waits again: no idle timer is left to hold the process.
+    if (this.halted) this.#disarmIdle();
+    for (const w of waiters) w.resolve(true);
   }
 
   /** Stopping, suspended or purging: no connection may start another transaction. */
@@ -172,20 +183,47 @@ export class SiteState {
    * Waits until a job is offered (true) or `ms` pass (false); false at once when halted. A flag
    * raised while the connection awaited something else (a lease renewal) notified no waiter, so
    * without that check the connection would idle out its whole idle timeout, and a stop wait it.
+   *
+   * Every offer wakes every waiting connection, and all but one wait again at once: a timer set
+   * and cleared per wait cost more than the rest of the wait. The waits share one timer instead,
+   * set for the earliest deadline and moved only when a wait ends sooner; when it fires it ends
+   * the waits that are due and is set again for the next.
    */
   waitForJob(ms: number): Promise<boolean> {
-    const { timers } = this.#deps;
     if (this.halted) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const done = (got: boolean) => {
-        timers.clearTimeout(timer);
-        this.#jobWaiters.delete(notify);
-        resolve(got);
-      };
-      const notify = () => done(true);
-      const timer = timers.setTimeout(() => done(false), ms);
-      this.#jobWaiters.add(notify);
+      const waiter = { at: this.#deps.now() + ms, resolve };
+      this.#jobWaiters.add(waiter);
+      if (waiter.at < this.#idleTimerAt) this.#armIdle(waiter.at);
     });
+  }
+
+  #armIdle(at: number) {
+    const { timers, now } = this.#deps;
+    this.#disarmIdle();
+    this.#idleTimerAt = at;
+    this.#idleTimer = timers.setTimeout(() => this.#idleTimerFired(at), Math.max(0, at - now()));
+  }
+
+  #disarmIdle() {
+    if (this.#idleTimer !== null) this.#deps.timers.clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
+    this.#idleTimerAt = Infinity;
+  }
+
+  /** The waits due by `at` (the deadline the timer was set for) end; the timer moves on. */
+  #idleTimerFired(at: number) {
+    this.#idleTimer = null;
+    this.#idleTimerAt = Infinity;
+    let next = Infinity;
+    const due: JobWaiter[] = [];
+    for (const w of this.#jobWaiters) {
+      if (w.at <= at) due.push(w);
+      else if (w.at < next) next = w.at;
+    }
+    for (const w of due) this.#jobWaiters.delete(w);
+    if (next < Infinity) this.#armIdle(next);
+    for (const w of due) w.resolve(false);
   }
 
   /** A recorded attempt's next due times bring the domain's known earliest forward. */

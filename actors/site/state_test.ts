@@ -50,3 +50,21 @@ Deno.test("an idle connection hears a stop, a suspension or a purge at once", as
     assert.equal(await t.state.waitForJob(3_600_000), false, flag);
   }
 });
+
+Deno.test("a connection that waits again after a wake-up without a job still gives up a whole idle timeout after its last wait began", async () => {
+  using t = await siteState();
+  const start = t.timers.now();
+  const first = t.state.waitForJob(60_000);
+  t.state.notifyJobs(); // an offer another connection took
+  assert.equal(await first, true);
+  await t.timers.advance(1_000);
+  let gaveUp: boolean | null = null;
+  const second = t.state.waitForJob(60_000).then((got) => (gaveUp = got));
+  await t.timers.advance(59_500); // the first wait's deadline passes: this one is not due
+  assert.equal(gaveUp, null, "gave up at the deadline of a wait that had ended");
+  await t.timers.advance(500);
+  await second;
+  assert.equal(gaveUp, false);
+  assert.equal(t.timers.now() - start, 61_000);
+  assert.equal(t.timers.pending, 0, "no idle timer is left once nobody waits");
+});

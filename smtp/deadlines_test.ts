@@ -1,0 +1,59 @@
+/**
+ * The session deadlines that share one timer: each runs once it is due, in the order they fall
+ * due, a cancelled one never runs, and nothing is left to hold the process once none is pending.
+ */
+import assert from "node:assert/strict";
+import { Deadlines } from "./deadlines.ts";
+
+/** A timer that keeps the test's event loop running while it awaits the deadlines. */
+const keepAlive = () => setTimeout(() => {}, 60_000);
+
+Deno.test("session deadlines run in the order they fall due, not the order they were set, and a cancelled one never runs", async () => {
+  const deadlines = new Deadlines();
+  const ran: string[] = [];
+  const { promise: allRan, resolve } = Promise.withResolvers<void>();
+  const awake = keepAlive(); // the deadlines' timer does not keep the process alive
+  const note = (name: string) => () => {
+    ran.push(name);
+    if (ran.length === 3) resolve();
+  };
+  deadlines.after(30, note("third"));
+  deadlines.after(10, note("first"));
+  const dropped = deadlines.after(15, note("cancelled"));
+  deadlines.after(20, note("second"));
+  deadlines.cancel(dropped);
+  await allRan;
+  clearTimeout(awake);
+  assert.deepEqual(ran, ["first", "second", "third"]);
+  assert.equal(deadlines.size, 0, "nothing pending, so no timer is left");
+});
+
+Deno.test("a session deadline cancelled by another that falls due in the same turn does not run", async () => {
+  let now = 0;
+  const deadlines = new Deadlines(() => now);
+  const ran: string[] = [];
+  const { promise: fired, resolve } = Promise.withResolvers<void>();
+  const awake = keepAlive();
+  deadlines.after(1, () => {
+    ran.push("first");
+    deadlines.cancel(second);
+    queueMicrotask(resolve);
+  });
+  const second = deadlines.after(2, () => ran.push("second"));
+  now = 100; // both are due by the time the timer fires
+  await fired;
+  clearTimeout(awake);
+  assert.deepEqual(ran, ["first"]);
+  assert.equal(deadlines.size, 0);
+});
+
+Deno.test("cancelling the last pending session deadline leaves no timer behind", () => {
+  const deadlines = new Deadlines();
+  const a = deadlines.after(60_000, () => assert.fail("cancelled, must not run"));
+  const b = deadlines.after(30_000, () => assert.fail("cancelled, must not run"));
+  deadlines.cancel(b);
+  deadlines.cancel(a);
+  deadlines.cancel(a); // twice is harmless
+  assert.equal(deadlines.size, 0);
+  // Deno's timer sanitizer fails this test if a timer were still set.
+});
