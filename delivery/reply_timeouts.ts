@@ -5,10 +5,12 @@
  * postscreen_greet_wait) or takes minutes to acknowledge the final dot (content scanning) would
  * be given up, and the mail it kept sent again at the next retry.
  *
- * Instead of forking nodemailer, this sets the socket's idle timeout to the wait of the oldest
- * reply still owed, through the internal methods every command, every reply and every message
- * body pass through; the greeting gets its own time in place of what the connect left. The timeouts are the RFC's
- * minimums by default (core/config/outbound.ts), so a wait is never shorter than the RFC's.
+ * Instead of forking nodemailer, this keeps an idle timeout of the wait of the oldest reply
+ * still owed, through the internal methods every command, every reply and every message body
+ * pass through; the greeting gets its own time in place of what the connect left. The timeout
+ * runs on the process's shared deadlines (core/net/deadlines.ts), not socket.setTimeout. The
+ * timeouts are the RFC's minimums by default (core/config/outbound.ts), so a wait is never
+ * shorter than the RFC's.
  *
  * @module
  */
