@@ -5,14 +5,17 @@
  * postscreen_greet_wait) or takes minutes to acknowledge the final dot (content scanning) would
  * be given up, and the mail it kept sent again at the next retry.
  *
- * Instead of forking nodemailer, this sets the socket's idle timeout to the wait of the oldest
- * reply still owed, through the internal methods every command, every reply and every message
- * body pass through; the greeting gets its own time in place of what the connect left. The timeouts are the RFC's
- * minimums by default (core/config/outbound.ts), so a wait is never shorter than the RFC's.
+ * Instead of forking nodemailer, this keeps an idle timeout of the wait of the oldest reply
+ * still owed, through the internal methods every command, every reply and every message body
+ * pass through; the greeting gets its own time in place of what the connect left. The timeout
+ * runs on the process's shared deadlines (core/net/deadlines.ts), not socket.setTimeout. The
+ * timeouts are the RFC's minimums by default (core/config/outbound.ts), so a wait is never
+ * shorter than the RFC's.
  *
  * @module
  */
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
+import { type Deadline, sessionDeadlines } from "../core/net/deadlines.ts";
 
 /** How long the server may take to answer each step, in milliseconds. */
 export interface ReplyTimeouts {
@@ -34,12 +37,21 @@ export interface ReplyTimeouts {
 
 /** The internals of nodemailer's SMTPConnection this module drives. */
 interface Internals {
-  _socket?: { setTimeout(ms: number): unknown };
+  _socket?: unknown;
+  _destroyed: boolean;
   _responseActions: unknown[];
   _remainingSetupTime(): number;
+  _onConnect(): unknown;
+  _onData(chunk: unknown): unknown;
+  _onTimeout(): unknown;
+  _upgradeConnection(callback: unknown): unknown;
   _sendCommand(str: unknown, logStr?: unknown): unknown;
   _processResponse(): unknown;
-  _createSendStream(callback: unknown): { once(event: "end", fn: () => void): unknown };
+  _createSendStream(callback: unknown): {
+    on(event: "data", fn: () => void): unknown;
+    once(event: "end", fn: () => void): unknown;
+  };
+  once(event: "end", fn: () => void): unknown;
 }
 
 /** The wait for the reply to one command line. */
@@ -61,25 +73,82 @@ export function initialSocketTimeout(t: ReplyTimeouts): number {
 export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
   const c = conn as unknown as Internals;
   // The wait for each reply still owed, oldest first. Pipelined commands (MAIL, RCPT, DATA in
-  // one write) are answered in order, so the socket waits as long as the oldest one may.
+  // one write) are answered in order, so the connection waits as long as the oldest one may.
   const owed: number[] = [];
   let streaming = false;
-  // Set only when the wait changes (or TLS brought a new socket): each setTimeout makes a new
-  // timer, and every read and write restarts the countdown of the one there anyway.
-  let armed: { socket: unknown; ms: number } | null = null;
-  const arm = () => {
-    const socket = c._socket;
-    const ms = streaming ? t.dataBlockMs : owed[0] ?? t.commandMs;
-    if (!socket || (armed?.socket === socket && armed.ms === ms)) return;
-    armed = { socket, ms };
-    socket.setTimeout(ms);
+  // Before the greeting and during a TLS handshake nothing is owed that a command put there.
+  const setupWait = initialSocketTimeout(t);
+  let settingUp = false;
+  const waitMs = () => streaming ? t.dataBlockMs : owed[0] ?? (settingUp ? setupWait : t.commandMs);
+
+  // The idle timeout on the shared deadlines rather than socket.setTimeout, which makes a node
+  // Timeout per change of wait (several per message on a reused connection) and refreshes it
+  // at every read and write: reads and writes stamp `activeAt`, and the deadline, when it comes,
+  // either finds the connection idle for the wait (nodemailer's own timeout handler runs) or
+  // waits again for what is left.
+  let activeAt = performance.now();
+  let deadline: Deadline | undefined;
+  let watching = false;
+  const check = () => {
+    deadline = undefined;
+    if (c._destroyed) return;
+    const idle = performance.now() - activeAt;
+    const ms = waitMs();
+    if (idle < ms) {
+      deadline = sessionDeadlines.after(ms - idle, check);
+      return;
+    }
+    c._onTimeout();
   };
+  // A new wait counts from now, as socket.setTimeout did; a shorter one than the deadline
+  // pending is set at once, a longer one is found by the pending deadline when it comes.
+  let lastWait = -1;
+  const arm = () => {
+    if (!watching) return;
+    const ms = waitMs();
+    if (ms === lastWait) return;
+    lastWait = ms;
+    activeAt = performance.now();
+    if (deadline && deadline.at <= activeAt + ms) return;
+    sessionDeadlines.cancel(deadline);
+    deadline = sessionDeadlines.after(ms, check);
+  };
+  c.once("end", () => {
+    watching = false;
+    sessionDeadlines.cancel(deadline);
+    deadline = undefined;
+  });
+  neuterSocketTimeouts(c);
+
   // The greeting and a TLS handshake get their own time, not what the connect timeout left.
   c._remainingSetupTime = () => t.greetingMs;
+  const onConnect = c._onConnect.bind(c);
+  c._onConnect = () => {
+    const result = onConnect();
+    if (!c._destroyed) {
+      watching = true;
+      settingUp = true;
+      arm();
+    }
+    return result;
+  };
+  const upgradeConnection = c._upgradeConnection.bind(c);
+  c._upgradeConnection = (callback) => {
+    settingUp = true;
+    arm();
+    return upgradeConnection(callback);
+  };
+  const onData = c._onData.bind(c);
+  c._onData = (chunk) => {
+    activeAt = performance.now();
+    return onData(chunk);
+  };
   const sendCommand = c._sendCommand.bind(c);
   c._sendCommand = (str, logStr) => {
     owed.push(timeoutFor(String(str ?? ""), t));
+    settingUp = false;
     arm();
+    activeAt = performance.now();
     return sendCommand(str, logStr);
   };
   const processResponse = c._processResponse.bind(c);
@@ -87,6 +156,7 @@ export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
     const result = processResponse();
     // Each reply handled leaves one action fewer: what is owed is what is still queued.
     while (owed.length > c._responseActions.length) owed.shift();
+    settingUp = false;
     arm();
     return result;
   };
@@ -96,10 +166,38 @@ export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
     owed.push(t.dataDoneMs); // the reply to the final dot, queued with the stream
     streaming = true;
     arm();
+    // Each block of the body is handed to the socket as it is read from the stream.
+    stream.on("data", () => {
+      activeAt = performance.now();
+    });
     stream.once("end", () => {
       streaming = false;
       arm();
     });
     return stream;
   };
+}
+
+/**
+ * nodemailer arms the socket's own idle timeout when it connects and when it upgrades to TLS
+ * (and clears it on close and before an upgrade): each socket it is handed gets a setTimeout
+ * that does nothing, so only the deadline above counts.
+ */
+function neuterSocketTimeouts(c: Internals) {
+  let current: unknown = c._socket;
+  Object.defineProperty(c, "_socket", {
+    configurable: true,
+    enumerable: true,
+    get: () => current,
+    set: (socket: unknown) => {
+      if (socket && typeof socket === "object") {
+        (socket as { setTimeout: unknown }).setTimeout = idleSetTimeout;
+      }
+      current = socket;
+    },
+  });
+}
+
+function idleSetTimeout(this: unknown) {
+  return this;
 }

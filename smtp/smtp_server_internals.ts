@@ -14,7 +14,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp
 import smtpServerPackage from "smtp-server/package.json" with { type: "json" };
 import type { PosternServerOptions } from "./smtp_server_patches.ts";
 import type { ListenerSocketDefaults } from "./accepted_sockets.ts";
-import type { Deadline } from "./deadlines.ts";
+import type { Deadline } from "../core/net/deadlines.ts";
 
 /** The smtp-server release the patches were written against and tested with. */
 export const PATCHED_SMTP_SERVER_VERSION = "3.21.6";

@@ -57,7 +57,7 @@ import {
 } from "./smtp_server_internals.ts";
 import { applySingleContextTls } from "./tls_single_context.ts";
 import { listenerSocketDefaults, primeAcceptedSocket } from "./accepted_sockets.ts";
-import { sessionDeadlines } from "./deadlines.ts";
+import { sessionDeadlines } from "../core/net/deadlines.ts";
 
 /** smtp-server's idle timeout when none is set (its SOCKET_TIMEOUT). */
 const SOCKET_TIMEOUT_MS = 60_000;
