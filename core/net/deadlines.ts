@@ -1,7 +1,9 @@
 /**
- * The deadlines of many SMTP sessions on one timer. A node:timers Timeout costs a few
- * microseconds to make and again to clear (an async id, property definitions, timer ops), paid
- * per session on the main thread, which at saturation opens a session per message. Here a
+ * The deadlines of many SMTP sessions, inbound (smtp/smtp_server_patches.ts: the idle timeout,
+ * the wait for a close) and outbound (delivery/reply_timeouts.ts: the wait for each reply), on
+ * one timer. A node:timers Timeout costs a few microseconds to make and again to clear (an async
+ * id, property definitions, timer ops), paid per session or per change of wait on the main
+ * thread, which at saturation opens a session per message. Here a
  * deadline is an entry in a heap; the one timer is set for the earliest and moved only when an
  * earlier one comes, and a deadline that is cancelled costs nothing more than leaving the heap.
  * (The session and DATA deadlines of smtp_server_patches.ts stay node timers: their test checks
