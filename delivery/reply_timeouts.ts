@@ -15,7 +15,7 @@
  * @module
  */
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
-import { type Deadline, sessionDeadlines } from "../core/net/deadlines.ts";
+import { IdleTimeout, sessionDeadlines } from "../core/net/deadlines.ts";
 
 /** How long the server may take to answer each step, in milliseconds. */
 export interface ReplyTimeouts {
@@ -83,40 +83,22 @@ export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
 
   // The idle timeout on the shared deadlines rather than socket.setTimeout, which makes a node
   // Timeout per change of wait (several per message on a reused connection) and refreshes it
-  // at every read and write: reads and writes stamp `activeAt`, and the deadline, when it comes,
-  // either finds the connection idle for the wait (nodemailer's own timeout handler runs) or
-  // waits again for what is left.
-  let activeAt = performance.now();
-  let deadline: Deadline | undefined;
+  // at every read and write. A new wait counts from now, as socket.setTimeout did.
+  const idle = new IdleTimeout(sessionDeadlines, waitMs, () => {
+    if (!c._destroyed) c._onTimeout();
+  });
   let watching = false;
-  const check = () => {
-    deadline = undefined;
-    if (c._destroyed) return;
-    const idle = performance.now() - activeAt;
-    const ms = waitMs();
-    if (idle < ms) {
-      deadline = sessionDeadlines.after(ms - idle, check);
-      return;
-    }
-    c._onTimeout();
-  };
-  // A new wait counts from now, as socket.setTimeout did; a shorter one than the deadline
-  // pending is set at once, a longer one is found by the pending deadline when it comes.
   let lastWait = -1;
   const arm = () => {
     if (!watching) return;
     const ms = waitMs();
     if (ms === lastWait) return;
     lastWait = ms;
-    activeAt = performance.now();
-    if (deadline && deadline.at <= activeAt + ms) return;
-    sessionDeadlines.cancel(deadline);
-    deadline = sessionDeadlines.after(ms, check);
+    idle.restart();
   };
   c.once("end", () => {
     watching = false;
-    sessionDeadlines.cancel(deadline);
-    deadline = undefined;
+    idle.stop();
   });
   neuterSocketTimeouts(c);
 
@@ -140,7 +122,7 @@ export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
   };
   const onData = c._onData.bind(c);
   c._onData = (chunk) => {
-    activeAt = performance.now();
+    idle.touch();
     return onData(chunk);
   };
   const sendCommand = c._sendCommand.bind(c);
@@ -148,7 +130,7 @@ export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
     owed.push(timeoutFor(String(str ?? ""), t));
     settingUp = false;
     arm();
-    activeAt = performance.now();
+    idle.touch();
     return sendCommand(str, logStr);
   };
   const processResponse = c._processResponse.bind(c);
@@ -167,9 +149,7 @@ export function applyReplyTimeouts(conn: SMTPConnection, t: ReplyTimeouts) {
     streaming = true;
     arm();
     // Each block of the body is handed to the socket as it is read from the stream.
-    stream.on("data", () => {
-      activeAt = performance.now();
-    });
+    stream.on("data", () => idle.touch());
     stream.once("end", () => {
       streaming = false;
       arm();

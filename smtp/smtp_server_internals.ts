@@ -14,7 +14,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp
 import smtpServerPackage from "smtp-server/package.json" with { type: "json" };
 import type { PosternServerOptions } from "./smtp_server_patches.ts";
 import type { ListenerSocketDefaults } from "./accepted_sockets.ts";
-import type { Deadline } from "../core/net/deadlines.ts";
+import type { Deadline, IdleTimeout } from "../core/net/deadlines.ts";
 
 /** The smtp-server release the patches were written against and tested with. */
 export const PATCHED_SMTP_SERVER_VERSION = "3.21.6";
@@ -87,9 +87,8 @@ export interface ConnectionInternals {
   _posternDataTimer?: ReturnType<typeof setTimeout>;
   /** The wait for the client to close after we closed (smtp-server's _closeTimer). */
   _posternCloseTimer?: Deadline;
-  /** The idle timeout of a plaintext session, and when it last read or wrote. */
-  _posternIdleTimer?: Deadline | undefined;
-  _posternActiveAt?: number;
+  /** The idle timeout of a plaintext session. */
+  _posternIdle?: IdleTimeout | undefined;
   _posternTlsTimer?: ReturnType<typeof setTimeout>;
   _posternErrors?: number;
   _posternOvershoot?: number;

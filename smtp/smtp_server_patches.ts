@@ -57,7 +57,7 @@ import {
 } from "./smtp_server_internals.ts";
 import { applySingleContextTls } from "./tls_single_context.ts";
 import { listenerSocketDefaults, primeAcceptedSocket } from "./accepted_sockets.ts";
-import { sessionDeadlines } from "../core/net/deadlines.ts";
+import { IdleTimeout, sessionDeadlines } from "../core/net/deadlines.ts";
 
 /** smtp-server's idle timeout when none is set (its SOCKET_TIMEOUT). */
 const SOCKET_TIMEOUT_MS = 60_000;
@@ -163,7 +163,7 @@ function rejectBareLfInCommands(conn: Conn, parser: ParserInternals) {
   const write = parser._write.bind(parser);
   let lastWasCR = false;
   parser._write = (chunk: Uint8Array, encoding: string, done: (err?: Error | null) => void) => {
-    conn._posternActiveAt = performance.now();
+    conn._posternIdle?.touch();
     if (parser._dataMode || chunk.length === 0) return write(chunk, encoding, done);
     const at = firstBareLf(chunk, lastWasCR);
     lastWasCR = chunk[chunk.length - 1] === 13;
@@ -215,7 +215,7 @@ export function applySmtpServerPatches(
     clearTimeout(this._posternDataTimer);
     clearTimeout(this._posternTlsTimer);
     sessionDeadlines.cancel(this._posternCloseTimer);
-    sessionDeadlines.cancel(this._posternIdleTimer);
+    this._posternIdle?.stop();
     return onClose.call(this);
   };
 
@@ -224,7 +224,12 @@ export function applySmtpServerPatches(
     if (!options(this) || this.secure || this._upgrading || socket !== this._socket) {
       return armTimeout.call(this, socket);
     }
-    watchIdle(this, this._server.options.socketTimeout || SOCKET_TIMEOUT_MS);
+    const ms = this._server.options.socketTimeout || SOCKET_TIMEOUT_MS;
+    // smtp-server's idle semantics: counted from the last bytes read or written (see touch()).
+    this._posternIdle ??= new IdleTimeout(sessionDeadlines, () => ms, () => {
+      if (!this._closed) this._onTimeout();
+    });
+    this._posternIdle.restart();
   };
 
   // smtp-server's close(), with its wait for the client to close on sessionDeadlines: a
@@ -278,7 +283,7 @@ export function applySmtpServerPatches(
   const send = proto.send;
   proto.send = function (this: Conn, code: number, data: unknown, context?: unknown) {
     if (!options(this)) return send.call(this, code, data, context);
-    this._posternActiveAt = performance.now();
+    this._posternIdle?.touch();
     countError(this, code, context);
     if (typeof data === "string" && ENHANCED_PREFIX.test(data)) {
       send.call(this, code, data, false);
@@ -364,8 +369,8 @@ export function applySmtpServerPatches(
   const upgrade = proto.upgrade;
   proto.upgrade = function (this: Conn, callback: () => void, secureCallback?: () => void) {
     // From here the TLS socket has smtp-server's own idle timeout.
-    sessionDeadlines.cancel(this._posternIdleTimer);
-    this._posternIdleTimer = undefined;
+    this._posternIdle?.stop();
+    this._posternIdle = undefined;
     const result = upgrade.call(this, callback, secureCallback);
     const limits = limitsOf(this);
     if (limits && limits.tlsHandshakeTimeoutMs > 0 && this._upgrading) {
@@ -451,28 +456,6 @@ function countError(conn: Conn, code: number, context: unknown) {
     if (conn._posternOvershoot! <= limits.recipientOvershoot) return;
   }
   conn._posternErrors = (conn._posternErrors ?? 0) + 1;
-}
-
-/**
- * smtp-server's idle timeout (socket.setTimeout) on the shared deadlines: arming restarts the
- * count as before, every chunk read and reply written moves `_posternActiveAt`, and the deadline,
- * when it comes, either finds the session idle for `ms` (smtp-server's _onTimeout runs) or
- * waits again for what is left.
- */
-function watchIdle(conn: Conn, ms: number) {
-  conn._posternActiveAt = performance.now();
-  if (conn._posternIdleTimer && conn._posternIdleTimer.index >= 0) return; // already counting
-  const check = () => {
-    conn._posternIdleTimer = undefined;
-    if (conn._closed) return;
-    const idle = performance.now() - (conn._posternActiveAt ?? 0);
-    if (idle < ms) {
-      conn._posternIdleTimer = sessionDeadlines.after(ms - idle, check);
-      return;
-    }
-    conn._onTimeout();
-  };
-  conn._posternIdleTimer = sessionDeadlines.after(ms, check);
 }
 
 function armSessionDeadline(conn: Conn) {

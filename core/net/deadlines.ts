@@ -36,6 +36,11 @@ export class Deadlines {
     this.#now = now;
   }
 
+  /** The clock deadlines are counted on. */
+  now(): number {
+    return this.#now();
+  }
+
   /** How many deadlines are pending. */
   get size(): number {
     return this.#heap.length;
@@ -145,6 +150,61 @@ export class Deadlines {
     heap[i] = item;
     item.index = i;
   }
+}
+
+/**
+ * An idle timeout on deadlines: the reads and writes of a connection only `touch()` it (a time
+ * stamp), where socket.setTimeout would restart a node Timeout at each; its one deadline, when it
+ * comes, finds the connection idle for the whole wait (`onIdle` runs) or waits again for what is
+ * left. The wait is asked anew each time, so it may change with what the connection waits for.
+ */
+export class IdleTimeout {
+  readonly #deadlines: Deadlines;
+  readonly #waitMs: () => number;
+  readonly #onIdle: () => void;
+  #activeAt: number;
+  #deadline: Deadline | undefined;
+
+  constructor(deadlines: Deadlines, waitMs: () => number, onIdle: () => void) {
+    this.#deadlines = deadlines;
+    this.#waitMs = waitMs;
+    this.#onIdle = onIdle;
+    this.#activeAt = deadlines.now();
+  }
+
+  /** Bytes moved: the idle count starts again from now. */
+  touch() {
+    this.#activeAt = this.#deadlines.now();
+  }
+
+  /**
+   * The count starts again from now, for the current wait: a deadline pending past its end moves
+   * to it; one before it stays, and waits again for what is left when it comes.
+   */
+  restart() {
+    this.touch();
+    const ms = this.#waitMs();
+    if (this.#deadline && this.#deadline.at <= this.#activeAt + ms) return;
+    this.#deadlines.cancel(this.#deadline);
+    this.#deadline = this.#deadlines.after(ms, this.#check);
+  }
+
+  /** No more timeout (the connection closed, or something else times it now). */
+  stop() {
+    this.#deadlines.cancel(this.#deadline);
+    this.#deadline = undefined;
+  }
+
+  #check = () => {
+    this.#deadline = undefined;
+    const idle = this.#deadlines.now() - this.#activeAt;
+    const ms = this.#waitMs();
+    if (idle < ms) {
+      this.#deadline = this.#deadlines.after(ms - idle, this.#check);
+      return;
+    }
+    this.#onIdle();
+  };
 }
 
 /** The deadlines of this process's SMTP sessions. */

@@ -3,7 +3,7 @@
  * due, a cancelled one never runs, and nothing is left to hold the process once none is pending.
  */
 import assert from "node:assert/strict";
-import { Deadlines } from "./deadlines.ts";
+import { Deadlines, IdleTimeout } from "./deadlines.ts";
 
 /** A timer that keeps the test's event loop running while it awaits the deadlines. */
 const keepAlive = () => setTimeout(() => {}, 60_000);
@@ -56,4 +56,32 @@ Deno.test("cancelling the last pending session deadline leaves no timer behind",
   deadlines.cancel(a); // twice is harmless
   assert.equal(deadlines.size, 0);
   // Deno's timer sanitizer fails this test if a timer were still set.
+});
+
+Deno.test("an idle timeout ends a whole wait after the last touch, and a restart for a shorter wait moves it closer", async () => {
+  const deadlines = new Deadlines();
+  const awake = keepAlive();
+  let wait = 400;
+  const idleAt: number[] = [];
+  const { promise: idled, resolve } = Promise.withResolvers<void>();
+  const idle = new IdleTimeout(deadlines, () => wait, () => {
+    idleAt.push(deadlines.now());
+    resolve();
+  });
+  idle.restart();
+  // Touched before the wait is over: the deadline, when it comes, waits again for what is left.
+  await new Promise((r) => setTimeout(r, 100));
+  idle.touch();
+  const touchedAt = deadlines.now();
+  // A shorter wait from here on, as a connection that sent a command with a shorter reply time.
+  wait = 200;
+  idle.restart();
+  const restartedAt = deadlines.now();
+  await idled;
+  clearTimeout(awake);
+  assert.equal(idleAt.length, 1);
+  assert.ok(idleAt[0]! - touchedAt >= 200, "idle no sooner than the wait after the last touch");
+  assert.ok(idleAt[0]! - restartedAt >= 200);
+  assert.equal(deadlines.size, 0, "nothing left pending");
+  idle.stop(); // after it ran: nothing to drop
 });
