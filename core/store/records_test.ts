@@ -41,24 +41,29 @@ function smtpMessage(id: string, recipients: number): MessageRecord {
   };
 }
 
+/** Recipient `idx` of message `id`, delivered `afterMs` after AT, its delivery event listed. */
+function deliveredRow(id: string, idx: number, rcpt: string, afterMs: number): RecipientRow {
+  return {
+    msgId: id,
+    idx,
+    rcpt,
+    domain: "dest.test",
+    status: "delivered",
+    attempts: 1,
+    queuedAt: AT,
+    nextAttemptAt: null,
+    lastReply: "250 OK",
+    lastSource: "127.0.0.1",
+    updatedAt: AT + afterMs,
+    events: [newId(AT + afterMs)],
+  };
+}
+
 Deno.test("messages, recipients and events a store already holds, in the shapes earlier versions wrote, read as they did", async () => {
   await withKvFile(async (kv) => {
     const id = newId(AT);
     const msg = smtpMessage(id, 2);
-    const whole: RecipientRow = {
-      msgId: id,
-      idx: 0,
-      rcpt: "first@dest.test",
-      domain: "dest.test",
-      status: "delivered",
-      attempts: 1,
-      queuedAt: AT,
-      nextAttemptAt: null,
-      lastReply: "250 OK",
-      lastSource: "127.0.0.1",
-      updatedAt: AT + 200,
-      events: [newId(AT + 200)],
-    };
+    const whole = deliveredRow(id, 0, "first@dest.test", 200);
     const slim: RecipientRow = { ...whole, idx: 1, rcpt: "Second@Dest.test", status: "queued" };
     const accepted: MessageEvent = { id: msg.events![0]!, msgId: id, type: "accepted", at: AT };
     const delivered: MessageEvent = {
@@ -150,20 +155,7 @@ Deno.test("messages, recipients and events read back exactly as they were writte
     assert.equal(stored.id, undefined, "the id is the key's");
     assert.deepEqual(messageOf(keys.message(id), storedMessage(plain)), plain);
 
-    const row: RecipientRow = {
-      msgId: id,
-      idx: 0,
-      rcpt: "User@Dest.test",
-      domain: "dest.test",
-      status: "delivered",
-      attempts: 1,
-      queuedAt: AT,
-      nextAttemptAt: null,
-      lastReply: "250 OK",
-      lastSource: "127.0.0.1",
-      updatedAt: AT + 241,
-      events: [newId(AT + 241)],
-    };
+    const row = deliveredRow(id, 0, "User@Dest.test", 241);
     const rows: RecipientRow[] = [
       row,
       // Queued under the sandbox's domain, at another time, due, updated weeks later.
