@@ -10,6 +10,7 @@
  * Only a node that delivers counts: on a node without the worker role nothing is ever counted,
  * and nothing waits.
  */
+import { metrics } from "./metrics.ts";
 import {
   type Backlog,
   IN_FLOW_FORGET_AFTER_MS,
@@ -111,15 +112,21 @@ export class InFlow {
     this.paused++;
     return new Promise((resolve) => {
       const waiter: Waiter = {
-        go: () => resolve(this.#ticket()),
+        go: () => {
+          metrics.inFlowPauses.inc({ ended: "delivery" });
+          resolve(this.#ticket());
+        },
         timer: this.#timers.setTimeout(() => {
           const at = this.#waiting.indexOf(waiter);
           if (at >= 0) this.#waiting.splice(at, 1);
+          metrics.inFlowWaiting.set(this.#waiting.length);
           this.timedOut++;
+          metrics.inFlowPauses.inc({ ended: "delay" });
           resolve(this.#ticket());
         }, this.maxDelayMs),
       };
       this.#waiting.push(waiter);
+      metrics.inFlowWaiting.set(this.#waiting.length);
     });
   }
 
@@ -144,6 +151,7 @@ export class InFlow {
   #letGo() {
     while (this.#waiting.length > 0 && this.#room()) {
       const waiter = this.#waiting.shift()!;
+      metrics.inFlowWaiting.set(this.#waiting.length);
       this.#timers.clearTimeout(waiter.timer);
       waiter.go();
     }

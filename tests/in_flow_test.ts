@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { queueDrained, startRelayWithSinks } from "./support/relay_fixture.ts";
 import { type SmtpClient, SmtpClient as Client } from "./support/smtp_client.ts";
 import { IN_FLOW_LIMITS } from "../core/policy/in_flow.ts";
+import type { Relay } from "./support/relay_process.ts";
 
 /** A receiver that holds each message's reply until the test lets one (or all) go. */
 function heldReplies() {
@@ -44,18 +45,22 @@ function message(tag: string): Uint8Array {
   );
 }
 
-/** Whether `pending` stays unanswered while another session connects and is answered a NOOP. */
-async function stillWaiting(port: number, pending: Promise<unknown>): Promise<boolean> {
+/**
+ * Whether the pending MAIL FROM is held for deliveries (the relay's /metrics shows a transaction
+ * waiting) rather than answered: whichever comes first decides.
+ */
+async function heldForDeliveries(relay: Relay, pending: Promise<unknown>): Promise<boolean> {
   let answered = false;
-  pending.then(() => (answered = true), () => (answered = true));
-  const other = await Client.open(port);
-  try {
-    await other.hello("other.test");
-    assert.equal((await other.command("NOOP")).code, 250);
-  } finally {
-    await other.quit();
-  }
-  return !answered;
+  const reply = pending.then(() => (answered = true), () => (answered = true));
+  const held = (async () => {
+    while (!answered) {
+      const metrics = String((await relay.api("/metrics")).json);
+      if (/^postern_in_flow_waiting 1$/m.test(metrics)) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
+  })();
+  return await Promise.race([reply.then(() => false), held]);
 }
 
 async function finish(client: SmtpClient, data: Uint8Array): Promise<string> {
@@ -86,7 +91,7 @@ Deno.test("with a slow receiver, a new MAIL FROM waits for a delivery instead of
     let waiting: Promise<{ code: number; raw: string }> | null = null;
     for (let i = 0; i < most + 1; i++) {
       const mail = client.command("MAIL FROM:<s@origin.test>");
-      if (await stillWaiting(port, mail)) {
+      if (await heldForDeliveries(f.relay, mail)) {
         waiting = mail;
         break;
       }
@@ -97,12 +102,21 @@ Deno.test("with a slow receiver, a new MAIL FROM waits for a delivery instead of
     assert.ok(waiting, `MAIL FROM was answered at once after ${accepted} undelivered messages`);
     assert.ok(accepted >= 1 && accepted <= most, `${accepted} accepted before the pause`);
     assert.equal(f.sink.messages.length, 0, "the receiver has answered nothing yet");
+    // The backlog is what the limit allows, not what the client sent.
+    const queue = await f.relay.api("/v1/queue");
+    // deno-lint-ignore no-explicit-any -- the API's JSON
+    const depth = (queue.json.data as any[]).reduce((n, site) => n + site.depth, 0);
+    assert.equal(depth, accepted);
 
     // One delivery ends: the waiting transaction goes on.
     await receiver.someHeld();
     receiver.releaseOne();
     assert.equal((await waiting).code, 250);
     await finish(client, message(`m${accepted}`));
+    // An operator sees the wait, and that a delivery (not the delay) ended it.
+    const metrics = String((await f.relay.api("/metrics")).json);
+    assert.match(metrics, /^postern_in_flow_pauses_total\{ended="delivery"\} [1-9]/m);
+    assert.doesNotMatch(metrics, /ended="delay"/);
 
     receiver.releaseAll();
     expectedCount = accepted + 1;
