@@ -40,7 +40,9 @@ export interface MessageRecord {
   subject: string;
   /**
    * Header fields sent in front of the stored body: the DKIM-Signature fields added at intake,
-   * each ending in CRLF. Not counted in `size` or stored in the body chunks.
+   * each ending in CRLF. Not counted in `size` or stored in the body chunks. Stored with the body
+   * in its due entry when a body of a page or more rides there (core/store/messages.ts), else in
+   * the record; the due entry read for delivery puts it back here.
    */
   prefix?: string;
   /** Labels given at submission (HTTP `tags`, SMTP `X-Postern-Tags`): search, stats, webhooks. */

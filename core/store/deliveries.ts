@@ -93,7 +93,7 @@ export function attemptChange(
     }
   }
   const filed = [...nextDue].flatMap(([at, idxs]) =>
-    dueEntries(due.domain, at, due.msgId, idxs, due.body)
+    dueEntries(due.domain, at, due.msgId, idxs, due.body, due.prefix)
   );
   return {
     apply(op) {

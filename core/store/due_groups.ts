@@ -26,7 +26,8 @@ export type FiledDue = Omit<DueEntry, "versionstamp">;
 /**
  * The due entries for recipients `idxs` of message `msgId` at `domain`, due at `dueAt`: one per
  * group, each keyed by its group's lowest recipient index, each carrying `body` when the
- * message's body rides in its due entry (MessageRecord.bodyInDue).
+ * message's body rides in its due entry (MessageRecord.bodyInDue), and with it `prefix` when the
+ * message's prefix rides along too.
  */
 export function dueEntries(
   domain: string,
@@ -34,6 +35,7 @@ export function dueEntries(
   msgId: string,
   idxs: readonly number[],
   body?: Uint8Array,
+  prefix?: string,
 ): FiledDue[] {
   return dueGroups([...idxs].sort((a, b) => a - b)).map((rcpts) => ({
     key: keys.due(domain, dueAt, msgId, rcpts[0]!),
@@ -42,12 +44,13 @@ export function dueEntries(
     msgId,
     rcpts,
     ...(body ? { body } : {}),
+    ...(body && prefix ? { prefix } : {}),
   }));
 }
 
 /** Adds the set that files `due` to a commit. */
 export function putDue(op: Deno.AtomicOperation, due: FiledDue) {
-  op.set(due.key, dueValue(due.rcpts, due.body));
+  op.set(due.key, dueValue(due.rcpts, due.body, due.prefix));
 }
 
 /** `filed` as written by the commit whose versionstamp is `versionstamp`. */

@@ -7,7 +7,7 @@
  * | ["body", id, n]                       | Uint8Array ≤63000| intake (chunk n of body; a small body of a message with one due entry rides in it instead) |
  * | ["staged", id]                        | {createdAt}      | intake, before a large body's chunks; removed by its commit |
  * | ["rcpt", id, idx]                     | RecipientRow     | intake, destination actor  |
- * | ["due", domain, dueAt, id, idx]       | {rcpts, body?}   | intake, site actor (filed per recipient domain; a site actor works all its domains) |
+ * | ["due", domain, dueAt, id, idx]       | {rcpts, body?, prefix?} | intake, site actor (filed per recipient domain; a site actor works all its domains; a body that rides here brings the message's DKIM prefix when it fills its page) |
  * | ["queue", domain]                     | {touchedAt}      | intake (destination has work; a node rewrites it at most every 5 s) |
  * | ["ev", msgId, eventId]                | MessageEvent     | an event no record of its commit lists (older stores: every event) |
  * | ["cred", id]                          | Credential       | credentials                |

@@ -16,17 +16,31 @@ export interface DueEntry {
   rcpts: number[];
   /** The message's body, when it rides in its due entry (MessageRecord.bodyInDue). */
   body?: Uint8Array;
+  /**
+   * The message's `prefix` (its DKIM-Signature fields), when it rides with the body: then the
+   * message record does not hold it (core/store/messages.ts says why).
+   */
+  prefix?: string;
 }
 
 /** A due entry's value. */
 export interface DueValue {
   rcpts: number[];
   body?: Uint8Array;
+  prefix?: string;
 }
 
-/** The value of a due entry for `rcpts`, carrying `body` when the message's body rides along. */
-export function dueValue(rcpts: number[], body: Uint8Array | undefined): DueValue {
-  return body ? { rcpts, body } : { rcpts };
+/**
+ * The value of a due entry for `rcpts`, carrying `body` when the message's body rides along, and
+ * with it the message's `prefix`.
+ */
+export function dueValue(
+  rcpts: number[],
+  body: Uint8Array | undefined,
+  prefix?: string,
+): DueValue {
+  if (!body) return { rcpts };
+  return prefix ? { rcpts, body, prefix } : { rcpts, body };
 }
 
 function toDue(e: Deno.KvEntry<DueValue>): DueEntry {
@@ -39,6 +53,7 @@ function toDue(e: Deno.KvEntry<DueValue>): DueEntry {
     msgId,
     rcpts: e.value.rcpts,
     ...(e.value.body ? { body: e.value.body } : {}),
+    ...(e.value.prefix ? { prefix: e.value.prefix } : {}),
   };
 }
 
@@ -182,7 +197,8 @@ export async function retireDestination(kv: Deno.Kv, domain: string): Promise<bo
 }
 
 /**
- * A claimed due entry as it stands now, with its message: `current` is false when the entry
+ * A claimed due entry as it stands now, with its message (its `prefix` from the entry where it
+ * rides there): `current` is false when the entry
  * changed or went since it was listed (an attempt recorded meanwhile deletes it); `staged` says
  * the message is being written ahead of its commit. One read, so the three agree: read apart,
  * a message commit landing between "no message" and "no staged marker" made a live entry look
@@ -197,9 +213,12 @@ export async function readClaimedDue(
     keys.message(due.msgId),
     keys.staged(due.msgId),
   ]);
+  const msg = record.value === null ? null : messageOf(record.key, record.value);
+  // A current entry holds what `due` was listed with.
+  if (msg && due.prefix) msg.prefix = due.prefix;
   return {
     current: entry.versionstamp === due.versionstamp,
-    msg: record.value === null ? null : messageOf(record.key, record.value),
+    msg,
     staged: staged.versionstamp !== null,
   };
 }
