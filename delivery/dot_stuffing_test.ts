@@ -14,11 +14,11 @@ const bodyBytes = fc.array(
     { weight: 2, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) },
     { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
   ),
-  { maxLength: 200 },
+  { maxLength: 600 },
 ).map((a) => Uint8Array.from(a));
 
 /** Cut points into a body: its chunks as a sender's stream would hand them over. */
-const cuts = fc.array(fc.nat({ max: 200 }), { maxLength: 6 });
+const cuts = fc.array(fc.nat({ max: 600 }), { maxLength: 6 });
 
 function chunked(body: Uint8Array, at: number[]): Uint8Array[] {
   const points = [...new Set(at.map((n) => n % (body.length + 1)))].sort((a, b) => a - b);
