@@ -178,6 +178,7 @@ async function startWorkerRole(
     bodyCache,
     log,
     signal,
+    inFlow: services.inFlow,
     nodeId,
     hostname,
     retry: {
@@ -397,6 +398,7 @@ async function main() {
         trustedAccount: config.trustedAccount,
         limits: services.limits,
         memory: services.memory,
+        inFlow: services.inFlow,
         sandbox: services.sandbox,
       });
       const verp = services.verp;

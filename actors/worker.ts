@@ -12,6 +12,7 @@ import { type DueEntry, listQueuedDestinations } from "../core/store/queue.ts";
 import { sweepPendingDsns } from "./bounces.ts";
 import { DSN_SWEEP_EVERY } from "../core/policy/actor_tuning.ts";
 import { every, stopAll, systemTimers } from "./actor_loop.ts";
+import { keyId } from "./site/job.ts";
 
 export interface Worker {
   stop(graceMs: number): Promise<void>;
@@ -84,6 +85,8 @@ export function startWorker(deps: WorkerDeps): Worker {
     const rowAt = new Map(rows.map((r) => [r.idx, r]));
     const byDomain = new Map<string, DueEntry[]>();
     for (const entry of due) {
+      // Counted until its first attempt ends (SiteState.release): intake's flow control.
+      if (!stopped) deps.inFlow?.queued(keyId(entry.key), msg.size);
       byDomain.set(entry.domain, [...(byDomain.get(entry.domain) ?? []), entry]);
     }
     for (const [domain, entries] of byDomain) {

@@ -114,6 +114,15 @@ export const metrics = {
     "postern_limit_refusals_total",
     "Sessions, commands and messages refused by an abuse limit, by limit",
   ),
+  inFlowPauses: new Counter(
+    "postern_in_flow_pauses_total",
+    "Transactions whose MAIL FROM waited for deliveries to catch up (POSTERN_IN_FLOW_DELAY), by " +
+      "what ended the wait (delivery, delay)",
+  ),
+  inFlowWaiting: new Gauge(
+    "postern_in_flow_waiting",
+    "Transactions whose MAIL FROM is waiting now for deliveries to catch up",
+  ),
   messagesAccepted: new Counter(
     "postern_messages_accepted_total",
     "Messages committed to the queue, by submission path (smtp, http)",

@@ -10,6 +10,7 @@ import type { Logger } from "./log.ts";
 import { Committer } from "./store/committer.ts";
 import { BodyCache } from "./store/body_cache.ts";
 import { QueueSignal } from "./queue_signal.ts";
+import { InFlow } from "./in_flow.ts";
 import { ensureAdminToken } from "./store/admin_token.ts";
 import { prepareLoginChecks } from "./store/credentials.ts";
 import { ensureDefaultAccount, getAccount } from "./store/accounts.ts";
@@ -35,6 +36,8 @@ export interface NodeServices {
   committer: Committer;
   bodyCache: BodyCache;
   signal: QueueSignal;
+  /** Intake flow control: this node's backlog of first attempts, and the pause before MAIL FROM. */
+  inFlow: InFlow;
   admin: { hash: string; printOnce?: string };
   suppressions: SuppressionCache;
   verp: VerpConfig | undefined;
@@ -149,6 +152,7 @@ export async function startNodeServices(
     committer,
     bodyCache,
     signal,
+    inFlow: new InFlow({ maxDelayMs: config.inFlowDelay }),
     admin,
     suppressions,
     verp,

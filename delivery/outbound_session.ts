@@ -10,6 +10,7 @@ import type { ConnectionOptions, TLSSocket } from "node:tls";
 import type { PeerCheck, VerifiedBy } from "../core/policy/tls_requirement.ts";
 import { matchTlsa } from "../core/policy/dane.ts";
 import { applyReplyTimeouts, initialSocketTimeout, type ReplyTimeouts } from "./reply_timeouts.ts";
+import { DATA_START, dotStuff } from "./dot_stuffing.ts";
 
 export interface Target {
   host: string;
@@ -49,21 +50,46 @@ const REUSE_WITHOUT_RSET_MS = 1_000;
 
 interface SendStreamInternals {
   _socket?: { cork(): void; uncork(): void; writableHighWaterMark: number };
-  _createSendStream(callback: unknown): { once(event: "end", fn: () => void): unknown };
+  _createSendStream(callback: unknown): DataStreamInternals;
+}
+
+/** nodemailer's DataStream, as far as its transform is replaced (see fastDataStream). */
+interface DataStreamInternals {
+  once(event: "end", fn: () => void): unknown;
+  push(chunk: Uint8Array): boolean;
+  inByteCount: number;
+  outByteCount: number;
+  /** The last byte of the data so far; false before the first. */
+  lastByte: number | false;
+  _transform(chunk: Uint8Array | string, encoding: string, done: () => void): void;
 }
 
 /**
- * nodemailer writes a message's data and its final dot as two socket writes (two segments with
- * TCP_NODELAY). A body small enough to sit in the socket's buffer whole is corked until the
- * data stream ends, so both leave in one write; a larger one streams as before (corked, it
- * would wait for a drain that never comes).
+ * nodemailer's send stream, sped up and made to leave in fewer writes:
+ * - its dot-stuffing runs through delivery/dot_stuffing.ts (the same bytes out, a fraction of the
+ *   CPU: nodemailer's own loop was a fifth of the main thread at 1 MB messages); its end (the
+ *   final dot, from `lastByte`) is still its own;
+ * - it writes a message's data and its final dot as two socket writes (two segments with
+ *   TCP_NODELAY). A body small enough to sit in the socket's buffer whole is corked until the
+ *   data stream ends, so both leave in one write; a larger one streams as before (corked, it
+ *   would wait for a drain that never comes).
  */
-function oneWriteForSmallBodies(conn: SMTPConnection): (size: number) => void {
+function fastDataStream(conn: SMTPConnection): (size: number) => void {
   const c = conn as unknown as SendStreamInternals;
   let corkNext = false;
   const createSendStream = c._createSendStream.bind(c);
   c._createSendStream = (callback) => {
     const stream = createSendStream(callback);
+    stream._transform = (chunk, _encoding, done) => {
+      if (!chunk || chunk.length === 0) return done();
+      const bytes = typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk;
+      const out = dotStuff(bytes, stream.lastByte === false ? DATA_START : stream.lastByte);
+      stream.inByteCount += bytes.length;
+      stream.outByteCount += out.length;
+      stream.lastByte = bytes[bytes.length - 1]!;
+      stream.push(out);
+      done();
+    };
     const socket = c._socket;
     if (corkNext && socket) {
       socket.cork();
@@ -153,7 +179,7 @@ export class OutboundSession {
     this.#conn = conn;
     this.info = info;
     this.#now = now;
-    this.#nextBodySize = oneWriteForSmallBodies(conn);
+    this.#nextBodySize = fastDataStream(conn);
     conn.on("error", () => (this.#broken = true));
     conn.on("end", () => (this.#broken = true));
   }

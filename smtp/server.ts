@@ -16,6 +16,7 @@ import {
   type IntakeRejection,
 } from "../core/intake.ts";
 import type { MemoryBudget, MemoryHold } from "../core/policy/memory_budget.ts";
+import type { InFlow, InFlowTicket } from "../core/in_flow.ts";
 import { checkRelayAddress, checkSenderAddress } from "../core/mail/address.ts";
 import { networkMatcher } from "../core/net/cidr.ts";
 import {
@@ -69,6 +70,8 @@ export interface SmtpDeps {
   limits: SendLimits;
   /** Message bytes held in memory, shared with the HTTP side; absent = unlimited. */
   memory?: MemoryBudget;
+  /** Intake flow control: MAIL FROM is answered once this lets the transaction go on. */
+  inFlow?: InFlow;
   /** Submission faults at the simulator domain (smtp/sandbox_faults.ts). */
   sandbox?: SandboxSubmission;
 }
@@ -213,9 +216,13 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
   });
   /** Each open transaction's hold on the memory budget, by session id, from MAIL FROM on. */
   const holds = new Map<string, MemoryHold>();
+  /** Each open transaction's place in intake's flow control, by session id, likewise. */
+  const flowTickets = new Map<string, InFlowTicket>();
   const releaseHold = (sessionId: string) => {
     holds.get(sessionId)?.release();
     holds.delete(sessionId);
+    flowTickets.get(sessionId)?.release();
+    flowTickets.delete(sessionId);
   };
   /** Sessions counted by `clients`, by session id, so each is released exactly once. */
   const counted = new Map<string, string>();
@@ -482,8 +489,16 @@ export async function startSmtp(deps: SmtpDeps): Promise<SmtpListeners> {
               from: address.address,
               reply: `${refusal.responseCode} ${refusal.message}`,
             });
+            return callback(smtpError(refusal));
           }
-          callback(refusal ? smtpError(refusal) : undefined);
+          // Deliveries behind intake: the transaction waits its turn (bounded) before its 250.
+          if (!deps.inFlow) return callback();
+          deps.inFlow.admit().then((ticket) => {
+            // Gone while it waited: nothing will end the transaction but this.
+            if (!sessions.has(session.id)) return ticket.release();
+            flowTickets.set(session.id, ticket);
+            callback();
+          });
         },
         () => {
           // The store did not answer the sender's checks: the queue's trouble, as at RCPT.

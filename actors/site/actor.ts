@@ -34,6 +34,7 @@ import { releaseSiteLease, trySiteLease } from "../../core/store/leases.ts";
 import type { BodyCache } from "../../core/store/body_cache.ts";
 import { getSiteControl } from "../../core/store/sites.ts";
 import type { Logger } from "../../core/log.ts";
+import type { InFlow } from "../../core/in_flow.ts";
 import type { SiteProfile } from "../../core/config/shaping.ts";
 import type { Pools } from "../../core/config/pools.ts";
 import type { SiteView } from "../../core/queue_control.ts";
@@ -80,6 +81,8 @@ export interface SiteActorDeps {
   bounces: BounceDeps;
   /** Due entries in flight on this node, across all actors (a domain may change sites). */
   inflight: Set<string>;
+  /** Intake's flow control: told when a handed-over entry's first attempt ends here, or won't. */
+  inFlow?: InFlow;
   /** How long a site lease lasts unrenewed: a dead node's sites move after this. @default 30000 */
   leaseTtlMs?: number;
   /** VERP: each recipient's delivery gets its own return path at this bounce domain. */
@@ -198,12 +201,14 @@ export class SiteActor {
     this.adopt(job.due.domain);
     // Not the lease holder: the entry is the holder's (its poll finds it). Knock, so that a lease
     // nobody holds is taken and the store read.
+    const id = keyId(job.due.key);
     if (!this.#lease.fresh()) {
+      this.#deps.inFlow?.done(id); // another node's to send, or a later read's
       s.recheck(job.due.domain);
       return this.wake();
     }
-    const id = keyId(job.due.key);
-    if (s.stopping || s.inFlight(id)) return;
+    if (s.stopping) return this.#deps.inFlow?.done(id);
+    if (s.inFlight(id)) return;
     if (!s.roomForJob) {
       s.domains.get(job.due.domain)!.more = true;
       return;

@@ -7,6 +7,7 @@
  */
 import type { RecipientResult } from "../../core/store/deliveries.ts";
 import type { Logger } from "../../core/log.ts";
+import type { InFlow } from "../../core/in_flow.ts";
 import type { SiteProfile } from "../../core/config/shaping.ts";
 import { MAX_READY_JOBS } from "../../core/policy/actor_tuning.ts";
 import { type LeaseKeeper, type Timers, Wakeup } from "../actor_loop.ts";
@@ -37,6 +38,8 @@ export interface SiteStateDeps extends SourceChooserDeps {
   /** Due entries in flight on this node, across all actors (a domain may change sites). */
   inflight: Set<string>;
   timers: Timers;
+  /** Intake's flow control, told when an entry's attempt here has ended. */
+  inFlow?: InFlow | undefined;
 }
 
 export class SiteState {
@@ -127,10 +130,11 @@ export class SiteState {
     return this.#deps.inflight.has(id);
   }
 
-  /** Lets go of a claimed entry. */
+  /** Lets go of a claimed entry: its attempt ended, or it was never made here. */
   release(id: string) {
     this.#deps.inflight.delete(id);
     this.held.delete(id);
+    this.#deps.inFlow?.done(id);
   }
 
   /** A job is done with here; its entry stays claimed while its outcome waits for the store. */

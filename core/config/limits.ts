@@ -60,6 +60,12 @@ export const LIMIT_FIELDS = {
    * per this many bytes received (smtpd_min_data_rate with smtpd_per_request_deadline); 0 = off.
    */
   smtpMinDataRate: count.default(500),
+  /**
+   * How long a new transaction may wait before its MAIL FROM is answered while this node's mail
+   * waiting for a first delivery attempt is past core/policy/in_flow.ts's limits (Postfix's
+   * in_flow_delay); 0 = never wait.
+   */
+  inFlowDelay: duration.default(parseDuration("1s")),
   /** Hard deadline for a TLS handshake, STARTTLS or implicit (smtpd_starttls_timeout). */
   smtpTlsHandshakeTimeout: duration.default(parseDuration("30s")),
   /** Failed AUTHs per client address, and per username, that lock it; 0 = never lock. */
@@ -122,6 +128,7 @@ export const LIMIT_ENV_NAMES = {
   POSTERN_SMTP_SESSION_TIMEOUT: "smtpSessionTimeout",
   POSTERN_SMTP_MIN_DATA_RATE: "smtpMinDataRate",
   POSTERN_SMTP_TLS_HANDSHAKE_TIMEOUT: "smtpTlsHandshakeTimeout",
+  POSTERN_IN_FLOW_DELAY: "inFlowDelay",
   POSTERN_AUTH_FAILURE_LIMIT: "authFailureLimit",
   POSTERN_AUTH_LOCKOUT: "authLockout",
   POSTERN_AUTH_FAILURE_DELAY: "authFailureDelay",

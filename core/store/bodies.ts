@@ -59,7 +59,7 @@ export function deleteBodyOp(op: Deno.AtomicOperation, ref: BodyRef) {
 
 /** Deletes a body: its chunks, in as few commits as the store allows, or its spool file. */
 export async function deleteBody(kv: Deno.Kv, ref: BodyRef) {
-  if (ref.spooled) return spoolOf(kv, ref).remove(ref.id);
+  if (ref.spooled) return await spoolOf(kv, ref).drop(ref.id);
   const writer = new MeteredWriter(directCommit(kv));
   for (let i = 0; i < storedChunks(ref); i++) await writer.delete(keys.body(ref.id, i));
   await writer.flush();

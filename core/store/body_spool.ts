@@ -140,6 +140,18 @@ export class BodySpool {
     }
   }
 
+  /**
+   * Removes a delivered body's file off the main thread: unlinking a large file frees its blocks,
+   * most of a millisecond at 1 MB, which done in place was 5 % of the main thread at 1 MB messages.
+   */
+  async drop(id: string) {
+    try {
+      await Deno.remove(this.path(id));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+
   /** Removes files older than an hour that no message record names; how many went. */
   async sweep(kv: Deno.Kv, now: number): Promise<number> {
     let swept = 0;
