@@ -133,3 +133,33 @@ Deno.test("with a slow receiver, a new MAIL FROM waits for a delivery instead of
   await queueDrained(f.relay, 60_000);
   assert.equal(f.sink.messages.length, expectedCount);
 });
+
+Deno.test("mail waiting on a destination's own pace (a message rate) does not hold intake back for anyone", async () => {
+  await using f = await startRelayWithSinks({
+    // Every site paced to one message an hour: all but the first wait on the destination.
+    config: { shaping: { default: { max_message_rate: "1/h" } } },
+    // Long enough that a pause would be seen at once.
+    env: { POSTERN_IN_FLOW_DELAY: "10m" },
+  });
+  const client = await Client.open({ port: f.relay.smtpPort, replyTimeoutMs: 120_000 });
+  const size = message("p0").length;
+  // More than the backlog's byte limit: a slow receiver would have paused intake before this.
+  const count = Math.ceil(IN_FLOW_LIMITS.bytes / size) + 2;
+  try {
+    await client.hello();
+    for (let i = 0; i < count; i++) {
+      const mail = client.command("MAIL FROM:<s@origin.test>");
+      assert.equal(await heldForDeliveries(f.relay, mail), false, `MAIL FROM ${i + 1} was held`);
+      assert.equal((await mail).code, 250);
+      await finish(client, message(`p${i}`));
+    }
+  } finally {
+    await client.quit();
+  }
+  const queue = await f.relay.api("/v1/queue");
+  // deno-lint-ignore no-explicit-any -- the API's JSON
+  const depth = (queue.json.data as any[]).reduce((n, site) => n + site.depth, 0);
+  assert.ok(depth >= count - 1, `${depth} queued of ${count} accepted`);
+  const metrics = String((await f.relay.api("/metrics")).json);
+  assert.doesNotMatch(metrics, /^postern_in_flow_pauses_total\{/m);
+});

@@ -35,6 +35,7 @@ import type { BodyCache } from "../../core/store/body_cache.ts";
 import { getSiteControl } from "../../core/store/sites.ts";
 import type { Logger } from "../../core/log.ts";
 import type { InFlow } from "../../core/in_flow.ts";
+import { siteBacklogRoom } from "../../core/policy/in_flow.ts";
 import type { SiteProfile } from "../../core/config/shaping.ts";
 import type { Pools } from "../../core/config/pools.ts";
 import type { SiteView } from "../../core/queue_control.ts";
@@ -210,11 +211,18 @@ export class SiteActor {
     if (s.stopping) return this.#deps.inFlow?.done(id);
     if (s.inFlight(id)) return;
     if (!s.roomForJob) {
+      this.#deps.inFlow?.done(id); // the store keeps it until the site has room
       s.domains.get(job.due.domain)!.more = true;
       return;
     }
     s.hold(id);
     s.addReady(job);
+    const room = siteBacklogRoom({
+      windowLimit: s.shaping.window.limit,
+      paced: s.paused || s.shaping.rateInForce() !== null,
+    });
+    // Waiting on this destination's pace, not the node's: not intake's backlog.
+    if (s.ready.length > room) this.#deps.inFlow?.done(id);
     this.wake();
   }
 

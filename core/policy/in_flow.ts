@@ -62,6 +62,22 @@ export function roomForAnother(
     backlog.bytes + (starting + 1) * typicalBytes <= limits.bytes;
 }
 
+/**
+ * How many of a site's ready messages count toward the node's backlog. Flow control is for a node
+ * that cannot keep up, not for a destination that sets its own pace: mail at a site held to a
+ * message rate (its profile's, or a backoff after pushback) or paused keeps its place in the queue
+ * without slowing intake for every other destination, as Postfix's in_flow_delay only sees mail
+ * its queue manager has not taken in. Other sites count three rounds of their connection
+ * window: what they are sending and the next rounds; a destination slow to answer holds no more
+ * than that against intake.
+ */
+export function siteBacklogRoom(site: { windowLimit: number; paced: boolean }): number {
+  return site.paced ? 0 : SITE_BACKLOG_ROUNDS * Math.max(1, site.windowLimit);
+}
+
+/** Rounds of a site's connection window that count as the node's backlog. */
+export const SITE_BACKLOG_ROUNDS = 3;
+
 /** How much the newest message moves the typical size (an exponential moving average). */
 export const TYPICAL_SIZE_WEIGHT = 1 / 8;
 
