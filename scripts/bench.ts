@@ -253,6 +253,15 @@ async function verifyDomain(algorithm: "rsa" | "ed25519") {
   }
 }
 
+/**
+ * BENCH_RELAY_INSPECT=PORT starts each Postern run with the inspector on that port, for
+ * `scripts/cpu_profile.ts record PORT …` during the run (the profile of a bench mode as it runs).
+ */
+function inspectFlag(): string[] {
+  const port = Deno.env.get("BENCH_RELAY_INSPECT");
+  return port ? [`--inspect=127.0.0.1:${port}`] : [];
+}
+
 async function benchPostern(label: string, run_: Run): Promise<string> {
   const dataDir = await Deno.makeTempDir({ prefix: "postern-bench-data-" });
   const logPath = `${dataDir}/relay.log`;
@@ -261,7 +270,7 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
     await Deno.open(logPath, { append: true }),
   ];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-kv", `${repo}main.ts`],
+    args: ["run", "-A", "--unstable-kv", ...inspectFlag(), `${repo}main.ts`],
     cwd: repo,
     env: {
       POSTERN_DATA_DIR: dataDir,

@@ -6,6 +6,9 @@
  *   deno run -A scripts/cpu_profile.ts record 9229 relay.cpuprofile 60  # samples for 60 s
  *   deno run -A scripts/cpu_profile.ts summary relay.cpuprofile         # shares of busy time
  *
+ * A bench mode as the bench drives it: `BENCH_RELAY_INSPECT=9239 deno task bench --n 8000 …` starts
+ * the relay with the inspector on 9239; record a window that sits inside the load.
+ *
  * `record` talks to the inspector (Chrome DevTools protocol) and writes a .cpuprofile that
  * DevTools can open too; `summary` sorts each sample by the frame it ran in (self time) into the
  * groups the issue's profile names, then lists the costliest functions.

@@ -87,9 +87,10 @@ export interface ConnectionInternals {
   _posternDataTimer?: ReturnType<typeof setTimeout>;
   /** The wait for the client to close after we closed (smtp-server's _closeTimer). */
   _posternCloseTimer?: Deadline;
-  /** The idle timeout of a plaintext session. */
+  /** The idle timeout of the session (of a TLS session once its handshake is done). */
   _posternIdle?: IdleTimeout | undefined;
-  _posternTlsTimer?: ReturnType<typeof setTimeout>;
+  /** The STARTTLS handshake deadline. */
+  _posternTlsTimer?: Deadline;
   _posternErrors?: number;
   _posternOvershoot?: number;
 }

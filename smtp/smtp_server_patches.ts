@@ -34,10 +34,11 @@
  *    address only when the client wrote one without SMTPUTF8.
  * 9. What smtp-server asks of each accepted socket by a system call (TCP_NODELAY, its local
  *    address) is settled once per listener where the system allows (accepted_sockets.ts).
- * 10. The idle timeout of a plaintext session, and the wait for the client to close after QUIT,
- *    run on one shared timer (deadlines.ts) instead of node:timers Timeouts made per session
- *    and restarted at every read and write; the idle timeout counts from the last bytes read or
- *    written, as before. STARTTLS and implicit TLS keep smtp-server's own.
+ * 10. The idle timeout of a session, the STARTTLS handshake deadline and the wait for the
+ *    client to close after QUIT run on one shared timer (deadlines.ts) instead of node:timers
+ *    Timeouts made per session and restarted at every read and write; the idle timeout counts
+ *    from the last bytes read or written, as before. During a STARTTLS handshake the TLS socket
+ *    keeps smtp-server's own; once it is done, and on implicit TLS, the session's is ours.
  *
  * Every private member used here is declared in smtp_server_internals.ts and checked when the
  * patches are applied: with a smtp-server that lacks one, the relay refuses to start. Each patch
@@ -213,7 +214,7 @@ export function applySmtpServerPatches(
   proto._onClose = function (this: Conn) {
     clearTimeout(this._posternSessionTimer);
     clearTimeout(this._posternDataTimer);
-    clearTimeout(this._posternTlsTimer);
+    sessionDeadlines.cancel(this._posternTlsTimer);
     sessionDeadlines.cancel(this._posternCloseTimer);
     this._posternIdle?.stop();
     return onClose.call(this);
@@ -221,15 +222,22 @@ export function applySmtpServerPatches(
 
   const armTimeout = proto._armTimeout;
   proto._armTimeout = function (this: Conn, socket: Conn["_socket"] = this._socket) {
-    if (!options(this) || this.secure || this._upgrading || socket !== this._socket) {
+    if (!options(this)) return armTimeout.call(this, socket);
+    if (this._upgrading && socket !== this._socket) {
+      // STARTTLS: smtp-server's own timeout on the new TLS socket times the handshake; once
+      // it is done, the session's idle timeout is ours again (armed before smtp-server's own
+      // 'secure' listener runs, as that one resumes reading commands).
+      const tlsSocket = socket as unknown as NodeJS.EventEmitter & { setTimeout(ms: number): void };
+      tlsSocket.once("secure", () => {
+        // setTimeout(0) leaves smtp-server's 'timeout' listener behind: it goes too.
+        tlsSocket.setTimeout(0);
+        tlsSocket.removeAllListeners("timeout");
+        if (!this._closed) armIdle(this);
+      });
       return armTimeout.call(this, socket);
     }
-    const ms = this._server.options.socketTimeout || SOCKET_TIMEOUT_MS;
-    // smtp-server's idle semantics: counted from the last bytes read or written (see touch()).
-    this._posternIdle ??= new IdleTimeout(sessionDeadlines, () => ms, () => {
-      if (!this._closed) this._onTimeout();
-    });
-    this._posternIdle.restart();
+    if (this._upgrading || socket !== this._socket) return armTimeout.call(this, socket);
+    armIdle(this);
   };
 
   // smtp-server's close(), with its wait for the client to close on sessionDeadlines: a
@@ -368,16 +376,16 @@ export function applySmtpServerPatches(
   // STARTTLS: smtp-server times the handshake with the idle timeout, which every byte resets.
   const upgrade = proto.upgrade;
   proto.upgrade = function (this: Conn, callback: () => void, secureCallback?: () => void) {
-    // From here the TLS socket has smtp-server's own idle timeout.
+    // During the handshake the TLS socket has smtp-server's own idle timeout (_armTimeout).
     this._posternIdle?.stop();
     this._posternIdle = undefined;
     const result = upgrade.call(this, callback, secureCallback);
     const limits = limitsOf(this);
     if (limits && limits.tlsHandshakeTimeoutMs > 0 && this._upgrading) {
       const raw = this._socket;
-      this._posternTlsTimer = unrefTimeout(() => {
+      this._posternTlsTimer = sessionDeadlines.after(limits.tlsHandshakeTimeoutMs, () => {
         if (this._upgrading && !raw.destroyed) raw.destroy();
-      }, limits.tlsHandshakeTimeoutMs);
+      });
     }
     return result;
   };
@@ -456,6 +464,19 @@ function countError(conn: Conn, code: number, context: unknown) {
     if (conn._posternOvershoot! <= limits.recipientOvershoot) return;
   }
   conn._posternErrors = (conn._posternErrors ?? 0) + 1;
+}
+
+/**
+ * The idle timeout of a session (plaintext, after STARTTLS, implicit TLS) on the shared
+ * deadlines, with smtp-server's semantics: counted from the last bytes read or written (the
+ * parser's reads and send() touch it), re-armed by _onTimeout while the client waits for us.
+ */
+function armIdle(conn: Conn) {
+  const ms = conn._server.options.socketTimeout || SOCKET_TIMEOUT_MS;
+  conn._posternIdle ??= new IdleTimeout(sessionDeadlines, () => ms, () => {
+    if (!conn._closed) conn._onTimeout();
+  });
+  conn._posternIdle.restart();
 }
 
 function armSessionDeadline(conn: Conn) {

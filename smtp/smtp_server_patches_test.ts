@@ -175,6 +175,29 @@ Deno.test("a plaintext session that keeps talking outlives the idle timeout; one
   await client.waitClosed(15_000);
 });
 
+Deno.test("after STARTTLS, and on implicit TLS, a session that keeps talking outlives the idle timeout; one that falls silent hears 421 4.4.2", async () => {
+  for (const secure of [false, true]) {
+    await using server = await startServer({}, { socketTimeout: 1_500, secure });
+    const client = await SmtpClient.open(
+      secure ? { port: server.port, implicitTls: "unverified" } : server.port,
+    );
+    await client.hello();
+    if (!secure) {
+      assert.equal((await client.startTls("unverified")).code, 220);
+      assert.equal((await client.command("EHLO client.test")).code, 250);
+    }
+    // Longer than the idle timeout of commands, none of them closer to it than a fifteenth.
+    for (let i = 0; i < 20; i++) {
+      assert.equal((await client.command("NOOP")).code, 250);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const reply = await client.reply(15_000); // unprompted: the idle timeout
+    assert.equal(reply.code, 421, `secure: ${secure}`);
+    assert.match(reply.raw, /^421 4\.4\.2 /);
+    await client.waitClosed(15_000);
+  }
+});
+
 // --- session deadline (armed in init) and _onClose -----------------------------------------
 
 Deno.test("a session past its time limit is closed with 421 4.4.2 though the idle timeout is far off", async () => {
