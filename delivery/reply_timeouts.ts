@@ -171,7 +171,11 @@ function neuterSocketTimeouts(c: Internals) {
     get: () => current,
     set: (socket: unknown) => {
       if (socket && typeof socket === "object") {
-        (socket as { setTimeout: unknown }).setTimeout = idleSetTimeout;
+        const s = socket as { setTimeout: (ms: number) => unknown };
+        // net.connect() armed one already (nodemailer passes it min(30 s, the connect timeout)):
+        // left running, it ended every session at the first reply slower than that.
+        s.setTimeout(0);
+        s.setTimeout = idleSetTimeout;
       }
       current = socket;
     },

@@ -152,14 +152,20 @@ for (const store of SHARED_STORES) {
     const CONNECTIONS = 2; // per site: at most this many of a site's deliveries are in flight
     const LEASE_TTL_MS = 10_000;
     const shared = await store.open();
-    const dest = await startDestinations(4);
+    // Until the others run, every destination holds its reply to the final dot: the victim's
+    // first deliveries stay in flight, so its sites have work and it keeps their leases.
+    const gate = Promise.withResolvers<void>();
+    const dest = await startDestinations(4, { dataGate: () => gate.promise });
     const env = clusterEnv(shared, dest, { POSTERN_CONNECTION_LIMIT: String(CONNECTIONS) });
-    const nodes = await startNodes(3, env);
-    let victim = nodes[2]!;
-    const all = [...nodes];
+    // The victim starts alone and takes every site before the others run. With them running,
+    // a site was the victim's only if its lease commit beat their next poll of the queue
+    // markers, which under load it did not always (one such run timed out here with the
+    // survivors holding two of the four sites for the whole of the victim's load).
+    const all = await startNodes(1, env);
+    let victim = all[0]!;
+    const nodes: Relay[] = [];
     try {
       const domainOf = (_: string, i: number) => dest.domains[i % 4]!;
-      // The victim takes the sites first: its mail reaches them before the others send any.
       const victimLoad = submitTags(
         () => victim.smtpPort,
         Array.from({ length: 200 }, (_, i) => `c-${i}`),
@@ -168,12 +174,15 @@ for (const store of SHARED_STORES) {
       let held: NodeView["sites"] = [];
       await waitUntil(
         async () => {
-          held = (await nodesSeenBy(nodes[0]!)).find((n) => n.id === nodeId(victim))?.sites ?? [];
+          held = (await nodesSeenBy(victim)).find((n) => n.id === nodeId(victim))?.sites ?? [];
           return held.length === 4;
         },
         "the victim holding every site",
-        { timeoutMs: 30_000, intervalMs: 100 },
+        { timeoutMs: 30_000, intervalMs: 100, detail: () => JSON.stringify(held) },
       );
+      const others = await startNodes(2, env);
+      all.push(...others);
+      nodes.push(...others, victim);
       const othersLoad = Promise.all(
         nodes.slice(0, 2).map((node, k) =>
           submitTags(
@@ -183,6 +192,7 @@ for (const store of SHARED_STORES) {
           )
         ),
       );
+      gate.resolve();
       // Mid-run: the others have queued some, the victim delivers.
       await waitUntil(
         () => dest.counts().size >= 60,
@@ -238,6 +248,7 @@ for (const store of SHARED_STORES) {
       );
       assert.ok(acked.length >= 300, `only ${acked.length} acknowledged`);
     } finally {
+      gate.resolve();
       await Promise.all(all.map((node) => node[Symbol.asyncDispose]()));
       await dest.close();
       await shared.close();

@@ -85,3 +85,29 @@ Deno.test("a greeting later than POSTERN_GREETING_TIMEOUT defers the mail, and t
     await tarpit.close();
   }
 });
+
+Deno.test("a receiver without STARTTLS that answers the final dot later than POSTERN_CONNECT_TIMEOUT still gets the message exactly once", async () => {
+  // The connect timeout bounds the connect, not a reply: nodemailer hands it to net.connect() as
+  // the socket's idle timeout, which on a session never upgraded to TLS once ended it 2 s into a
+  // slower reply to the dot, and the retry delivered the message a second time.
+  const slowDot = await startSink({ dataGate: () => sleep(5_000), tls: "none" });
+  const relay = await startRelay({
+    env: {
+      ...TRUSTED,
+      POSTERN_ROUTES: `*=127.0.0.1:${slowDot.port}`,
+      POSTERN_CONNECT_TIMEOUT: "2s",
+      POSTERN_RETRY_SCHEDULE: "1s", // a timed-out attempt would be retried at once: a duplicate
+    },
+  });
+  try {
+    const [id] = await submit(relay, [{ from: "app@origin.test", to: "u@dot.test", tag: "dot" }]);
+    const view = await waitForStatus(relay, id!, "delivered", 60_000);
+    assert.deepEqual(view.events.map((e) => e.type), ["accepted", "delivered"], "never deferred");
+    // A duplicate would come a second after the first: wait past it.
+    await sleep(3_000);
+    assert.deepEqual([...countTags(slowDot.messages)], [["dot", 1]]);
+  } finally {
+    await relay.stop();
+    await slowDot.close();
+  }
+});

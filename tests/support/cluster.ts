@@ -8,7 +8,7 @@
  */
 import { startStandinProcess } from "./kv_connect_standin.ts";
 import { type Relay, startRelay } from "./relay_process.ts";
-import { type Sink, startSink } from "./sink.ts";
+import { type Sink, type SinkOptions, startSink } from "./sink.ts";
 import { SmtpClient } from "./smtp_client.ts";
 import { countTags, taggedMessage } from "./operations.ts";
 
@@ -75,9 +75,13 @@ export interface Destinations {
   close(): Promise<void>;
 }
 
-export async function startDestinations(count: number): Promise<Destinations> {
+/** `count` destinations; `sink` adds to each sink's options (a `dataGate`, say). */
+export async function startDestinations(
+  count: number,
+  sink: Omit<SinkOptions, "tls"> = {},
+): Promise<Destinations> {
   const domains = Array.from({ length: count }, (_, i) => `d${i}.test`);
-  const sinks = await Promise.all(domains.map(() => startSink({ tls: "none" })));
+  const sinks = await Promise.all(domains.map(() => startSink({ ...sink, tls: "none" })));
   return {
     domains,
     sinks,
