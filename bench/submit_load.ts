@@ -6,7 +6,7 @@
  *
  *   deno run -A bench/submit_load.ts --port 12525 --n 1000 --sessions 20 --size 2048
  *     [--tls --ca cert.pem --servername relay.bench.test --user U --pass P]
- *     [--rate 300 [--warmup 1]] [--probes FILE --runid ID] [--started FILE] [--time-limit 600]
+ *     [--rate 300 [--warmup 1]] [--probes FILE --runid ID] [--started FILE] [--ended FILE] [--time-limit 600]
  *
  * Every message is sent as From: <sender@bench.test> (the domain signed mode verifies). One in
  * every --probe-every messages (default: about 400 over the run) carries
@@ -19,6 +19,9 @@
  * a latency at an offered rate describes (bench/README.md, "Half-saturated pair").
  * --started gets the wall-clock time the load began, after this runtime's own start-up (and, for
  * a paced run with --tls, after one login that warms the relay's login cache: see warmUp).
+ * --ended gets the wall-clock time the last message was answered, taken before this client
+ * writes its probe file: that write can wait a second or two on the disk the relay under test
+ * has just flushed, and the relay's accept rate must not carry the client's own file I/O.
  *
  * Bounded in count (--n) and time (--time-limit); loopback only (--host must be 127.x or ::1).
  * The last line on stdout is the number of messages the relay answered 250 to, as smtp-source
@@ -48,6 +51,7 @@ const { values } = parseArgs({
     "probe-every": { type: "string" },
     "time-limit": { type: "string", default: "600" },
     started: { type: "string" },
+    ended: { type: "string" },
   },
 });
 
@@ -231,6 +235,7 @@ async function worker() {
 
 await Promise.all(Array.from({ length: Math.min(sessions, total) }, worker));
 const seconds = (performance.now() - start) / 1000;
+const endedAt = wallSeconds();
 if (values.probes && probeLines.length > 0) {
   await Deno.writeTextFile(values.probes, probeLines.join("\n") + "\n", { append: true });
 }
@@ -242,3 +247,4 @@ console.error(
     (failures.size ? `, failures ${JSON.stringify(Object.fromEntries(failures))}` : ""),
 );
 console.log(accepted);
+if (values.ended) await Deno.writeTextFile(values.ended, endedAt.toFixed(6));

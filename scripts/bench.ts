@@ -159,6 +159,8 @@ function loadCommand(login: { user: string; pass: string } | null, rate: number)
     "$BENCH_PROBES",
     "--started",
     "$BENCH_STARTED",
+    "--ended",
+    "$BENCH_ENDED",
     "--time-limit",
     values.timeout!,
     ...(rate > 0 ? ["--rate", String(rate), "--warmup", values["half-warmup"]!] : []),
