@@ -48,6 +48,8 @@ export interface SessionOptions {
  */
 const REUSE_WITHOUT_RSET_MS = 1_000;
 
+const encoder = new TextEncoder();
+
 interface SendStreamInternals {
   _socket?: { cork(): void; uncork(): void; writableHighWaterMark: number };
   _createSendStream(callback: unknown): DataStreamInternals;
@@ -82,7 +84,7 @@ function fastDataStream(conn: SMTPConnection): (size: number) => void {
     const stream = createSendStream(callback);
     stream._transform = (chunk, _encoding, done) => {
       if (!chunk || chunk.length === 0) return done();
-      const bytes = typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk;
+      const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk;
       const out = dotStuff(bytes, stream.lastByte === false ? DATA_START : stream.lastByte);
       stream.inByteCount += bytes.length;
       stream.outByteCount += out.length;
