@@ -56,12 +56,18 @@ export async function paceCheckpoints(
   options: PacerOptions = {},
 ): Promise<CheckpointPacer | null> {
   if (path === ":memory:" || isRemoteStore(path)) return null;
-  const lock = await Deno.open(`${path}-checkpoints`, {
-    read: true,
-    write: true,
-    create: true,
-    mode: 0o600,
-  });
+  let lock: Deno.FsFile;
+  try {
+    lock = await Deno.open(`${path}-checkpoints`, {
+      read: true,
+      write: true,
+      create: true,
+      mode: 0o600,
+    });
+  } catch {
+    // A node allowed to write only the store's own files: it keeps SQLite's checkpoints.
+    return null;
+  }
   const locked = await lock.tryLock(true).catch(() => false);
   if (!locked) {
     lock.close();
