@@ -21,6 +21,7 @@ import { claimNodeId, type NodeIdentity } from "./core/node_id.ts";
 import { shortId } from "./core/ids.ts";
 import { openSecretBox, type SecretBox } from "./core/auth/secret_box.ts";
 import { isRemoteStore, openKvFile, prepareDataDir } from "./core/store/kv_file.ts";
+import { type CheckpointPacer, paceCheckpoints } from "./core/store/checkpoint_pacer.ts";
 import { boundedKv } from "./core/store/bounded_kv.ts";
 import { ListenError, startSmtp } from "./smtp/server.ts";
 import { SmtpServerMismatch } from "./smtp/smtp_server_internals.ts";
@@ -326,6 +327,7 @@ async function main() {
   const tls = loadedTls?.pair ?? null;
   const kvPath = config.kv ?? `${config.dataDir}/postern.kv`;
   let kv: Deno.Kv;
+  let pacer: CheckpointPacer | null = null;
   try {
     // Bounded: a remote store's client would otherwise wait without end while it is unreachable.
     // A local file is not: an abandoned commit that lands later would be mail told 451 and sent.
@@ -333,6 +335,7 @@ async function main() {
       await openKvFile(kvPath),
       isRemoteStore(kvPath) ? config.storeRetry : Infinity,
     );
+    pacer = await paceCheckpoints(kvPath, { log });
     const spoolDir = spoolDirFor(kvPath);
     if (spoolDir) await useBodySpool(kv, spoolDir);
   } catch (err) {
@@ -615,6 +618,8 @@ async function main() {
       new Promise((r) => setTimeout(r, Math.max(100, deadline - Date.now()))),
     ]);
     step("close");
+    await pacer?.stop();
+    step("checkpoint");
     kv.close();
     node.file?.close(); // releases the id for the next start
     log.info("shutdown.done", { ms: Date.now() - started, ...took });

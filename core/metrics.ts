@@ -173,6 +173,14 @@ export const metrics = {
     "postern_kv_mutations_total",
     "KV mutations (set, delete, sum, min, max) in the commits that landed",
   ),
+  kvCheckpoints: new Counter(
+    "postern_kv_checkpoints_total",
+    "WAL checkpoints of the local store run by the checkpoint pacer (busy: some frames had to wait)",
+  ),
+  kvCheckpointFrames: new Counter(
+    "postern_kv_checkpoint_frames_total",
+    "WAL frames those checkpoints copied into the store's file",
+  ),
   webhookLag: new Gauge(
     "postern_webhook_lag_seconds",
     "Age of the oldest undelivered event over all endpoints this node serves",
