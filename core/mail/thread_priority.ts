@@ -13,6 +13,31 @@
  * @module
  */
 
+/**
+ * Names the calling thread as `top -H` and /proc/<pid>/task/<tid>/comm show it (at most 15
+ * bytes): Deno calls every worker thread `worker-N`, so a background thread says what it does.
+ * Linux only, with FFI; false where it could not.
+ */
+export function nameThread(name: string): boolean {
+  if (Deno.build.os !== "linux") return false;
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
+  const bytes = new TextEncoder().encode(`${name.slice(0, 15)}\0`);
+  for (const lib of ["libc.so.6", "libc.so"]) {
+    try {
+      const libc = Deno.dlopen(lib, {
+        pthread_self: { parameters: [], result: "usize" },
+        pthread_setname_np: { parameters: ["usize", "buffer"], result: "i32" },
+      });
+      const done = libc.symbols.pthread_setname_np(libc.symbols.pthread_self(), bytes) === 0;
+      libc.close();
+      return done;
+    } catch {
+      // Not this C library, or no FFI: the thread keeps Deno's name.
+    }
+  }
+  return false;
+}
+
 /** The nice value the signing workers run at (0 normal, 19 lowest). */
 export const WORKER_NICE = 10;
 

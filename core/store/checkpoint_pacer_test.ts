@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { openKvFile } from "./kv_file.ts";
 import { paceCheckpoints } from "./checkpoint_pacer.ts";
-import { walFrames } from "./checkpoint_worker.ts";
+import { increment } from "../../tests/support/kv_increments.ts";
+import { WORKER_NICE } from "../mail/thread_priority.ts";
 
 const MiB = 1024 * 1024;
 
@@ -19,6 +20,11 @@ async function writeSome(kv: Deno.Kv, from: number, commits: number) {
     for (let i = 0; i < 20; i++) op.set(["k", (c * 7919 + i * 104729) % 100_003], "x".repeat(2000));
     await op.commit();
   }
+}
+
+/** The WAL's length in frames of 2 KiB pages, by its file's size: stat opens no descriptor. */
+function walFrames(path: string): number {
+  return Math.max(0, (walBytes(path) - 32) / (2048 + 24));
 }
 
 function walBytes(path: string): number {
@@ -46,7 +52,7 @@ Deno.test("paced checkpoints: the WAL grows past SQLite's 1000 frames, is checkp
   try {
     // 2 KiB pages: SQLite alone would have started the WAL over at 1000 frames (~2 MB).
     let written = 0;
-    while (walFrames(`${path}-shm`) < 2000) await writeSome(kv, written++, 1);
+    while (walFrames(path) < 2000) await writeSome(kv, written++, 1);
     assert.equal(checkpoints.length, 0, "no checkpoint before the cap");
     // Past the cap (4096 frames of 2 KiB), the thread checkpoints and the WAL starts over.
     while (checkpoints.length === 0) {
@@ -55,16 +61,15 @@ Deno.test("paced checkpoints: the WAL grows past SQLite's 1000 frames, is checkp
     }
     await checkpointed;
     assert.ok(checkpoints[0]!.copied >= 4096, JSON.stringify(checkpoints[0]));
-    const restartedFrom = walFrames(`${path}-shm`);
-    for (let i = 0; i < 500 && walFrames(`${path}-shm`) >= restartedFrom; i++) {
-      await writeSome(kv, written++, 1);
-    }
-    assert.ok(walFrames(`${path}-shm`) < restartedFrom, "the WAL started over");
-    // Keep writing across several windows: the WAL file stays near its cap.
-    const until = checkpoints.length + 2;
-    while (checkpoints.length < until && written < 20_000) await writeSome(kv, written++, 1);
+    // Keep writing across several windows: had the WAL not started over, its file would hold
+    // them all; it stays near its cap.
+    const until = checkpoints.length + 4;
+    while (checkpoints.length < until && written < 40_000) await writeSome(kv, written++, 1);
     assert.ok(checkpoints.length >= until);
-    assert.ok(walBytes(path) < 12 * MiB, `WAL file ${walBytes(path)} bytes`);
+    assert.ok(
+      walBytes(path) < 24 * MiB,
+      `WAL file ${walBytes(path)} bytes after 5 windows of 8 MiB`,
+    );
     for (let c = 0; c < written; c += 97) {
       const got = await kv.get<string>(["k", (c * 7919) % 100_003]);
       assert.equal(got.value?.length, 2000);
@@ -82,7 +87,7 @@ Deno.test("a stopped pacer leaves no snapshot behind: another connection checkpo
   assert.ok(pacer);
   try {
     await writeSome(kv, 0, 150); // ~1500 frames: held, not checkpointed
-    assert.ok(walFrames(`${path}-shm`) > 1000);
+    assert.ok(walFrames(path) > 1000);
     await pacer.stop();
     const db = new DatabaseSync(path);
     try {
@@ -112,4 +117,63 @@ Deno.test("one pacer per store file: a second one is refused while the first run
   assert.equal(await paceCheckpoints("https://kv.example.test/db"), null);
   kv.close();
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("while one process paces the checkpoints, check-and-set from it and from another process on the same file loses no committed increment", async () => {
+  const { dir, path, kv } = await store();
+  // A small cap: many windows, each a checkpoint and a WAL started over, during the race.
+  const pacer = await paceCheckpoints(path, { maxWalBytes: 2 * MiB, pollMs: 5 });
+  assert.ok(pacer);
+  try {
+    const other = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-kv",
+        new URL("../../tests/support/kv_increments.ts", import.meta.url).pathname,
+        path,
+        "1500",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    const here = await increment(kv, 1500, "here");
+    const out = await other;
+    assert.ok(out.success);
+    const there = Number(new TextDecoder().decode(out.stdout).trim());
+    const ctr = (await kv.get<number>(["ctr"])).value;
+    assert.equal(ctr, here + there, `committed ${here} here and ${there} there`);
+  } finally {
+    await pacer.stop();
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "the pacer's thread shows as kv-checkpoints in the process's threads, at the workers' lower priority",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const { dir, path, kv } = await store();
+    const pacer = await paceCheckpoints(path);
+    assert.ok(pacer);
+    const named = () =>
+      [...Deno.readDirSync("/proc/self/task")].map((t) => {
+        const stat = Deno.readTextFileSync(`/proc/self/task/${t.name}/stat`);
+        const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+        return { name, nice: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]) };
+      }).filter((t) => t.name === "kv-checkpoints");
+    try {
+      // The thread names itself once it has started: wait for it, within a deadline.
+      for (let i = 0; i < 200 && named().length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.deepEqual(named(), [{ name: "kv-checkpoints", nice: WORKER_NICE }]);
+    } finally {
+      await pacer.stop();
+      kv.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

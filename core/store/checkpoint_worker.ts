@@ -11,7 +11,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { lowerThreadPriority } from "../mail/thread_priority.ts";
+import { lowerThreadPriority, nameThread } from "../mail/thread_priority.ts";
 
 /** What the pacer sends: where the store is and how long a snapshot may be held. */
 export interface PacerStart {
@@ -34,32 +34,27 @@ const scope = globalThis as unknown as {
   close(): void;
 };
 
-/**
- * Frames in the WAL now: `mxFrame` of the wal-index header at the start of the -shm file
- * (https://www.sqlite.org/walformat.html, §2.1: native byte order, offset 16, after the version
- * 3007000 at offset 0). It falls to 0 when a writer starts the WAL over. -1: no readable header.
- */
-export function walFrames(shmPath: string): number {
-  let file: Deno.FsFile | undefined;
-  try {
-    file = Deno.openSync(shmPath, { read: true });
-    const header = new Uint8Array(20);
-    if (file.readSync(header) !== 20) return -1;
-    const words = new Uint32Array(header.buffer);
-    return words[0] === 3007000 ? words[4]! : -1;
-  } catch {
-    return -1;
-  } finally {
-    file?.close();
-  }
-}
-
 const CHECKPOINT_ATTEMPTS = 50;
 /** Something to `Atomics.wait` on: a thread's way to sleep a millisecond. */
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
+/** What `PRAGMA wal_checkpoint` answers: frames in the WAL and frames in the file (-1: not run). */
+interface CheckpointRow {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
+
 class Pacer {
+  /** Holds the snapshot, and checkpoints once it has let go. */
   #db: DatabaseSync;
+  /**
+   * Asks how long the WAL is, by a checkpoint that can copy only frames the snapshot already sees
+   * (so next to nothing). Never by reading the -shm file: closing any descriptor of a file drops
+   * every POSIX lock the process holds on it, SQLite's included, and another process could then
+   * write while Deno KV's connection believes it holds the write lock.
+   */
+  #probe: DatabaseSync;
   #held = false;
   #heldSince = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -67,8 +62,10 @@ class Pacer {
 
   constructor(private readonly start: PacerStart) {
     this.#db = new DatabaseSync(start.path);
+    this.#probe = new DatabaseSync(start.path);
     // A checkpoint that meets a busy lock skips ahead rather than waits: the next one copies it.
     this.#db.exec("PRAGMA busy_timeout = 0");
+    this.#probe.exec("PRAGMA busy_timeout = 0");
     const { page_size } = this.#db.prepare("PRAGMA page_size").get() as { page_size: number };
     this.#maxFrames = Math.max(1000, Math.floor(start.maxWalBytes / page_size));
     this.#hold();
@@ -112,9 +109,7 @@ class Pacer {
    */
   #checkpoint() {
     for (let attempt = 0; attempt < CHECKPOINT_ATTEMPTS; attempt++) {
-      const row = this.#db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as
-        | { busy: number; log: number; checkpointed: number }
-        | undefined;
+      const row = passive(this.#db);
       if (!row) return;
       if (row.log === -1 && attempt + 1 < CHECKPOINT_ATTEMPTS) {
         Atomics.wait(pause, 0, 0, 1);
@@ -131,7 +126,9 @@ class Pacer {
   #releasedAt = 0;
 
   #tick() {
-    const frames = walFrames(`${this.start.path}-shm`);
+    // -1: the probe met Deno KV's own checkpoint try; looked at again next tick.
+    const frames = passive(this.#probe)?.log ?? -1;
+    if (frames < 0) return;
     if (this.#held) {
       const due = frames >= this.#maxFrames ||
         Date.now() - this.#heldSince >= this.start.maxHoldMs;
@@ -145,8 +142,8 @@ class Pacer {
     // Held again only once a writer has started the WAL over (after the frames written during
     // the checkpoint were copied too, by Deno KV's own checkpoint at its next commit): a snapshot
     // taken earlier would pin the WAL's end and the WAL would never start over, only grow.
-    const restarted = frames >= 0 && frames < this.#framesAtRelease;
-    if (restarted || frames < 0 || Date.now() - this.#releasedAt >= this.start.maxHoldMs) {
+    const restarted = frames < this.#framesAtRelease;
+    if (restarted || Date.now() - this.#releasedAt >= this.start.maxHoldMs) {
       this.#hold();
     }
   }
@@ -158,8 +155,13 @@ class Pacer {
       this.#checkpoint();
     } finally {
       this.#db.close();
+      this.#probe.close();
     }
   }
+}
+
+function passive(db: DatabaseSync): CheckpointRow | undefined {
+  return db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as CheckpointRow | undefined;
 }
 
 let pacer: Pacer | undefined;
@@ -174,6 +176,7 @@ scope.onmessage = ({ data }) => {
     }
     // Checkpoints yield the core to the main thread (thread_priority.ts says why).
     lowerThreadPriority();
+    nameThread("kv-checkpoints");
     pacer = new Pacer(data);
   } catch (err) {
     scope.postMessage({ failed: err instanceof Error ? err.message : String(err) });
