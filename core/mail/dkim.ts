@@ -90,38 +90,73 @@ function lowerAscii(s: string): string {
 
 const NON_ASCII = /[^\x00-\x7f]/;
 
-/** Splits a CRLF header block (binary string) into fields, keeping each field's folding. */
-function rawFields(block: string): RawField[] {
+const SIGNED_SET: ReadonlySet<string> = new Set(SIGNED_FIELDS);
+
+/** A field's name as §3.4.2 compares it: WSP before the colon dropped, lower-cased. */
+function fieldName(line: string, colon: number): string {
+  return lowerAscii(line.slice(0, colon).replace(/[ \t]+$/, ""));
+}
+
+/**
+ * The fields of a CRLF header block (binary string) that may be signed, each with its folding;
+ * the others (Received, the relay's own trace fields: most of a relayed head) are passed over
+ * without being cut out or lower-cased, as none of them is ever hashed.
+ */
+function signableFields(block: string): RawField[] {
   const fields: RawField[] = [];
-  for (const line of block.split("\r\n")) {
-    if (line === "") continue;
-    if ((line[0] === " " || line[0] === "\t") && fields.length > 0) {
-      fields[fields.length - 1]!.raw += "\r\n" + line;
-      continue;
+  let current: RawField | null = null;
+  let start = 0;
+  while (start < block.length) {
+    let end = block.indexOf("\r\n", start);
+    if (end < 0) end = block.length;
+    if (end > start) {
+      const first = block.charCodeAt(start);
+      if (first === 32 || first === 9) {
+        // A continuation line of the field before it (of a field not signed: skipped with it).
+        if (current) current.raw += "\r\n" + block.slice(start, end);
+      } else {
+        // A line that is no field (no colon) is passed over, and a continuation after it still
+        // belongs to the field before it.
+        const colon = block.indexOf(":", start);
+        if (colon > start && colon < end) {
+          const name = fieldName(block.slice(start, colon + 1), colon - start);
+          current = SIGNED_SET.has(name) ? { name, raw: block.slice(start, end) } : null;
+          if (current) fields.push(current);
+        }
+      }
     }
-    const colon = line.indexOf(":");
-    if (colon <= 0) continue;
-    fields.push({ name: lowerAscii(line.slice(0, colon).replace(/[ \t]+$/, "")), raw: line });
+    start = end + 2;
   }
   return fields;
 }
 
+/** A value that needs more than its outer spaces dropped: folded, a tab, or a run of spaces. */
+const VALUE_NEEDS_WORK = /[\r\n\t]| {2}/;
+
+/** RFC 6376 §3.4.2 for a value: unfold, one SP per WSP run, no WSP at either end. */
+function relaxedValue(value: string): string {
+  if (VALUE_NEEDS_WORK.test(value)) {
+    return value.replace(/\r\n/g, "").replace(/[ \t]+/g, " ").replace(/^ | $/g, "");
+  }
+  const start = value.charCodeAt(0) === 32 ? 1 : 0;
+  const end = value.length > start && value.charCodeAt(value.length - 1) === 32
+    ? value.length - 1
+    : value.length;
+  return value.slice(start, end);
+}
+
 /** RFC 6376 §3.4.2: lower-case name, unfold, one SP per WSP run, no WSP around the value. */
-function relaxedField(raw: string): string {
+function relaxedField(raw: string, name?: string): string {
   const colon = raw.indexOf(":");
-  const name = lowerAscii(raw.slice(0, colon).replace(/[ \t]+$/, ""));
-  const value = raw.slice(colon + 1).replace(/\r\n/g, "").replace(/[ \t]+/g, " ").replace(
-    /^ | $/g,
-    "",
-  );
-  return `${name}:${value}`;
+  return `${name ?? fieldName(raw, colon)}:${relaxedValue(raw.slice(colon + 1))}`;
 }
 
 /** `h=` for this header block: each signed field once per occurrence, over-signed ones once more. */
 export function signedFieldList(fields: readonly { name: string }[]): string[] {
   const list: string[] = [];
   for (const name of SIGNED_FIELDS) {
-    let n = fields.filter((f) => f.name === name).length;
+    let n = 0;
+    for (const f of fields) if (f.name === name) n++;
     if (OVERSIGNED_FIELDS.includes(name)) n++;
     for (let i = 0; i < n; i++) list.push(name);
   }
@@ -136,7 +171,7 @@ function canonicalHeaders(fields: readonly RawField[], names: readonly string[])
     for (let i = fields.length - 1; i >= 0; i--) {
       if (fields[i]!.name === name && !used.has(i)) {
         used.add(i);
-        out += relaxedField(fields[i]!.raw) + "\r\n";
+        out += relaxedField(fields[i]!.raw, name) + "\r\n";
         break;
       }
     }
@@ -158,6 +193,15 @@ function foldTags(tags: string[]): string {
       lineLength += 1 + piece.length;
     }
   }
+  return out;
+}
+
+/** `bytes` in base64, in lines of 72 characters joined by CRLF and a tab. */
+function foldedBase64(bytes: Buffer): string {
+  const b64 = bytes.toString("base64");
+  if (b64.length <= 72) return b64;
+  let out = b64.slice(0, 72);
+  for (let i = 72; i < b64.length; i += 72) out += "\r\n\t" + b64.slice(i, i + 72);
   return out;
 }
 
@@ -211,7 +255,7 @@ export class DkimSigner {
    */
   async sign(headerBlock: Uint8Array | string, now: Date): Promise<string> {
     const bodyHash = this.#body.digest();
-    const fields = rawFields(
+    const fields = signableFields(
       typeof headerBlock === "string" ? headerBlock : bytesToBinary(headerBlock),
     );
     const names = signedFieldList(fields);
@@ -235,8 +279,8 @@ export class DkimSigner {
     const signatures = await this.maker.sign(this.keys, data);
     let out = "";
     for (const [i, u] of unsigned.entries()) {
-      const b64 = Buffer.from(signatures[i]!).toString("base64");
-      out += `${u}${b64.match(/.{1,72}/g)!.join("\r\n\t")}\r\n`;
+      const sig = signatures[i]!;
+      out += u + foldedBase64(Buffer.from(sig.buffer, sig.byteOffset, sig.length)) + "\r\n";
     }
     return out;
   }

@@ -60,8 +60,24 @@ export class DkimKeyCache {
     readonly maxKeys = 1000,
   ) {}
 
+  /**
+   * The last key set asked for and its prepared keys: a domain's keys come as one array from a
+   * cache (core/store/domains.ts signingKeysFor), so a run of messages of one domain asks with
+   * the same array, and nothing was dropped between two calls with it.
+   */
+  #last: { keys: readonly DkimSigningKey[]; out: PreparedKey[] } | null = null;
+
   /** The prepared keys for `keys` (all of one message), in order; throws for one that does not parse. */
   prepared(keys: readonly DkimSigningKey[]): PreparedKey[] {
+    const last = this.#last;
+    if (last !== null && last.keys === keys) return last.out;
+    this.#last = null;
+    const out = this.#prepare(keys);
+    this.#last = { keys, out };
+    return out;
+  }
+
+  #prepare(keys: readonly DkimSigningKey[]): PreparedKey[] {
     const out: PreparedKey[] = [];
     const domains = new Set<string>();
     for (const key of keys) {

@@ -71,6 +71,8 @@ function spoolOf(kv: Deno.Kv, ref: BodyRef): BodySpool {
   return spool;
 }
 
+const encoder = new TextEncoder();
+
 export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
   const total = chunks.reduce((s, c) => s + c.length, 0);
@@ -92,8 +94,18 @@ export function withPrefix(
   body: Uint8Array | AsyncIterable<Uint8Array>,
 ): Uint8Array | AsyncIterable<Uint8Array> {
   if (!prefix) return body;
-  const head = new TextEncoder().encode(prefix);
-  if (body instanceof Uint8Array) return concatChunks([head, body]);
+  if (body instanceof Uint8Array) {
+    // Encoded straight into the message's buffer: an ASCII prefix (a DKIM-Signature always is)
+    // takes one byte a character, and nothing is allocated for it alone.
+    const out = new Uint8Array(prefix.length + body.length);
+    const { read, written } = encoder.encodeInto(prefix, out);
+    if (read === prefix.length && written === prefix.length) {
+      out.set(body, written);
+      return out;
+    }
+    return concatChunks([encoder.encode(prefix), body]);
+  }
+  const head = encoder.encode(prefix);
   return (async function* () {
     yield head;
     yield* body;
