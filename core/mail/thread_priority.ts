@@ -14,28 +14,39 @@
  */
 
 /**
- * Names the calling thread as `top -H` and /proc/<pid>/task/<tid>/comm show it (at most 15
- * bytes): Deno calls every worker thread `worker-N`, so a background thread says what it does.
- * Linux only, with FFI; false where it could not.
+ * Calls into the C library on the calling thread: `use` gets its `symbols` and says whether the
+ * call succeeded. Linux only, and only with FFI granted (asked first: without the permission,
+ * dlopen would prompt on a terminal); false where it could not, and the thread is left as it is.
  */
-export function nameThread(name: string): boolean {
+function withLibc<S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+  use: (libc: Deno.DynamicLibrary<S>["symbols"]) => boolean,
+): boolean {
   if (Deno.build.os !== "linux") return false;
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
-  const bytes = new TextEncoder().encode(`${name.slice(0, 15)}\0`);
-  for (const lib of ["libc.so.6", "libc.so"]) {
+  for (const name of ["libc.so.6", "libc.so"]) {
     try {
-      const libc = Deno.dlopen(lib, {
-        pthread_self: { parameters: [], result: "usize" },
-        pthread_setname_np: { parameters: ["usize", "buffer"], result: "i32" },
-      });
-      const done = libc.symbols.pthread_setname_np(libc.symbols.pthread_self(), bytes) === 0;
+      const libc = Deno.dlopen(name, symbols);
+      const done = use(libc.symbols);
       libc.close();
       return done;
     } catch {
-      // Not this C library, or no FFI: the thread keeps Deno's name.
+      // Not this C library, or no FFI.
     }
   }
   return false;
+}
+
+/**
+ * Names the calling thread as `top -H` and /proc/<pid>/task/<tid>/comm show it (at most 15
+ * bytes): Deno calls every worker thread `worker-N`, so a background thread says what it does.
+ */
+export function nameThread(name: string): boolean {
+  const bytes = new TextEncoder().encode(`${name.slice(0, 15)}\0`);
+  return withLibc({
+    pthread_self: { parameters: [], result: "usize" },
+    pthread_setname_np: { parameters: ["usize", "buffer"], result: "i32" },
+  }, (libc) => libc.pthread_setname_np(libc.pthread_self(), bytes) === 0);
 }
 
 /** The nice value the signing workers run at (0 normal, 19 lowest). */
@@ -45,20 +56,8 @@ const PRIO_PROCESS = 0;
 
 /** Gives the calling thread the nice value `nice`; false where it could not. */
 export function lowerThreadPriority(nice = WORKER_NICE): boolean {
-  if (Deno.build.os !== "linux") return false;
-  // Asked first: without the permission, dlopen would prompt on a terminal.
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
-  for (const name of ["libc.so.6", "libc.so"]) {
-    try {
-      const libc = Deno.dlopen(name, {
-        setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
-      });
-      const done = libc.symbols.setpriority(PRIO_PROCESS, 0, nice) === 0;
-      libc.close();
-      return done;
-    } catch {
-      // Not this C library, or no FFI: the thread keeps its priority.
-    }
-  }
-  return false;
+  return withLibc(
+    { setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" } },
+    (libc) => libc.setpriority(PRIO_PROCESS, 0, nice) === 0,
+  );
 }

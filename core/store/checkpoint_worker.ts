@@ -31,7 +31,6 @@ export type PacerReport =
 const scope = globalThis as unknown as {
   onmessage: ((e: MessageEvent<PacerCommand>) => void) | null;
   postMessage(message: PacerReport): void;
-  close(): void;
 };
 
 const CHECKPOINT_ATTEMPTS = 50;
@@ -57,6 +56,9 @@ class Pacer {
   #probe: DatabaseSync;
   #held = false;
   #heldSince = 0;
+  /** The WAL's length when the snapshot was let go, and when: a shorter WAL has started over. */
+  #framesAtRelease = -1;
+  #releasedAt = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #maxFrames: number;
 
@@ -122,9 +124,6 @@ class Pacer {
     }
   }
 
-  #framesAtRelease = -1;
-  #releasedAt = 0;
-
   #tick() {
     // -1: the probe met Deno KV's own checkpoint try; looked at again next tick.
     const frames = passive(this.#probe)?.log ?? -1;
@@ -140,7 +139,7 @@ class Pacer {
       return;
     }
     // Held again only once a writer has started the WAL over (after the frames written during
-    // the checkpoint were copied too, by Deno KV's own checkpoint at its next commit): a snapshot
+    // the checkpoint were copied too, by the probe above or Deno KV's own tries): a snapshot
     // taken earlier would pin the WAL's end and the WAL would never start over, only grow.
     const restarted = frames < this.#framesAtRelease;
     if (restarted || Date.now() - this.#releasedAt >= this.start.maxHoldMs) {
