@@ -186,10 +186,13 @@ function concatParts(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-function findHeaderEnd(buf: Uint8Array, from: number): number {
-  for (let i = buf.indexOf(13, Math.max(0, from)); i >= 0 && i + 3 < buf.length;) {
+const u8IndexOf = Uint8Array.prototype.indexOf;
+
+function findHeaderEnd(buf: Uint8Array): number {
+  // Uint8Array's own indexOf: SMTP chunks are node Buffers, whose indexOf is a polyfill in JS.
+  for (let i = u8IndexOf.call(buf, 13); i >= 0 && i + 3 < buf.length;) {
     if (buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
-    i = buf.indexOf(13, i + 1);
+    i = u8IndexOf.call(buf, 13, i + 1);
   }
   return -1;
 }
@@ -200,10 +203,10 @@ function findHeaderEnd(buf: Uint8Array, from: number): number {
  */
 function headerEndAcross(before: Uint8Array, next: Uint8Array): number {
   if (before.length > 0) {
-    const across = findHeaderEnd(concatParts([before, next.subarray(0, 3)]), 0);
+    const across = findHeaderEnd(concatParts([before, next.subarray(0, 3)]));
     if (across >= 0 && across < before.length) return across;
   }
-  const at = findHeaderEnd(next, 0);
+  const at = findHeaderEnd(next);
   return at < 0 ? -1 : before.length + at;
 }
 
@@ -366,7 +369,8 @@ async function acceptHolding(
         if (cut > maxHeaderSize) {
           reject({ reason: "header_too_large", limit: maxHeaderSize });
         } else {
-          const joined = concatParts(headParts);
+          // Most header sections arrive in one chunk: joined without a copy.
+          const joined = headParts.length === 1 ? headParts[0]! : concatParts(headParts);
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
         }
         headParts = null;
