@@ -34,6 +34,7 @@ export class LineBuffer {
   #bytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #out: (bytes: Uint8Array) => void;
+  readonly #buffer = new Uint8Array(2 * FLUSH_BYTES);
   readonly #flushMs: number;
 
   constructor(out: (bytes: Uint8Array) => void, flushMs = FLUSH_MS) {
@@ -58,7 +59,10 @@ export class LineBuffer {
     const text = this.#lines.join("\n") + "\n";
     this.#lines = [];
     this.#bytes = 0;
-    this.#out(encoder.encode(text));
+    // Encoded into one buffer kept for the purpose: a fresh one for every write cost more than
+    // the encoding. `out` writes it before it returns.
+    const { read, written } = encoder.encodeInto(text, this.#buffer);
+    this.#out(read === text.length ? this.#buffer.subarray(0, written) : encoder.encode(text));
   }
 }
 
