@@ -312,6 +312,7 @@ async function acceptHolding(
       signer = new DkimSigner(dkimKeys, deps.dkimSignatures);
       signedHead = done.blockText;
     }
+    writer.expect(done.block.length + rest.length);
     await writer.write(done.block);
     signer?.update(rest.subarray(2)); // the body starts after the blank line
     await writer.write(rest);
