@@ -46,9 +46,6 @@ function boundedList<T>(it: Deno.KvListIterator<T>, ms: number): Deno.KvListIter
   return wrapped as unknown as Deno.KvListIterator<T>;
 }
 
-/** The builder calls that each add one mutation; `mutate` adds one per argument. */
-const MUTATIONS = new Set<PropertyKey>(["set", "delete", "sum", "min", "max"]);
-
 /** Counts a commit that landed and its mutations (what write amplification is measured in). */
 function countCommit(mutations: number) {
   metrics.kvCommits.inc();
@@ -56,32 +53,81 @@ function countCommit(mutations: number) {
 }
 
 function boundedAtomic(op: Deno.AtomicOperation, ms: number): Deno.AtomicOperation {
-  let mutations = 0;
-  const proxy: Deno.AtomicOperation = new Proxy(op, {
-    get(target, prop) {
-      if (prop === "commit") {
-        return () =>
-          within(
-            target.commit().then((res) => {
-              if (res.ok) countCommit(mutations);
-              return res;
-            }),
-            ms,
-            "a commit",
-          );
-      }
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      // The builder methods return the operation itself: keep the caller on the wrapper.
-      return (...args: unknown[]) => {
-        if (MUTATIONS.has(prop)) mutations++;
-        else if (prop === "mutate") mutations += args.length;
-        const result = value.apply(target, args);
-        return result === target ? proxy : result;
-      };
-    },
-  });
-  return proxy;
+  return new BoundedOperation(op, ms) as unknown as Deno.AtomicOperation;
+}
+
+/**
+ * An atomic operation whose commit is bounded and counted. A plain object rather than a Proxy:
+ * the trap and the closure it made for every builder call were paid for each mutation of every
+ * commit. The builder methods return this object, so a caller stays on it.
+ */
+class BoundedOperation {
+  readonly #op: Deno.AtomicOperation;
+  readonly #ms: number;
+  #mutations = 0;
+
+  constructor(op: Deno.AtomicOperation, ms: number) {
+    this.#op = op;
+    this.#ms = ms;
+  }
+
+  check(...checks: Deno.AtomicCheck[]): this {
+    this.#op.check(...checks);
+    return this;
+  }
+
+  mutate(...mutations: Deno.KvMutation[]): this {
+    this.#mutations += mutations.length;
+    this.#op.mutate(...mutations);
+    return this;
+  }
+
+  set(key: Deno.KvKey, value: unknown, options?: { expireIn?: number }): this {
+    this.#mutations++;
+    this.#op.set(key, value, options);
+    return this;
+  }
+
+  delete(key: Deno.KvKey): this {
+    this.#mutations++;
+    this.#op.delete(key);
+    return this;
+  }
+
+  sum(key: Deno.KvKey, n: bigint): this {
+    this.#mutations++;
+    this.#op.sum(key, n);
+    return this;
+  }
+
+  min(key: Deno.KvKey, n: bigint): this {
+    this.#mutations++;
+    this.#op.min(key, n);
+    return this;
+  }
+
+  max(key: Deno.KvKey, n: bigint): this {
+    this.#mutations++;
+    this.#op.max(key, n);
+    return this;
+  }
+
+  enqueue(...args: Parameters<Deno.AtomicOperation["enqueue"]>): this {
+    this.#op.enqueue(...args);
+    return this;
+  }
+
+  commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    const mutations = this.#mutations;
+    return within(
+      this.#op.commit().then((res) => {
+        if (res.ok) countCommit(mutations);
+        return res;
+      }),
+      this.#ms,
+      "a commit",
+    );
+  }
 }
 
 /** `kv` with every read and commit bounded by `ms`. */

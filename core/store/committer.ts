@@ -209,33 +209,74 @@ export class Committer {
  * result is what the separate sums would have made.
  */
 function foldSums(op: Deno.AtomicOperation): { op: Deno.AtomicOperation; flush(): void } {
-  const sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
-  const folding: Deno.AtomicOperation = new Proxy(op, {
-    get(target, prop) {
-      if (prop === "sum") {
-        return (key: Deno.KvKey, n: bigint) => {
-          const id = key.map((part) => `${typeof part}:${String(part)}`).join("\u0001");
-          const cur = sums.get(id);
-          if (cur) cur.n += n;
-          else sums.set(id, { key, n });
-          return folding;
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        const result = value.apply(target, args);
-        return result === target ? folding : result;
-      };
-    },
-  });
-  return {
-    op: folding,
-    flush() {
-      // KV sums wrap at 2^64 like the separate sums would.
-      for (const { key, n } of sums.values()) op.sum(key, BigInt.asUintN(64, n));
-    },
-  };
+  const folding = new FoldingOperation(op);
+  return { op: folding as unknown as Deno.AtomicOperation, flush: () => folding.flush() };
+}
+
+/**
+ * The operation foldSums hands to each change: a plain object rather than a Proxy, whose trap
+ * and the closure it made for every builder call were a commit's own cost per mutation.
+ */
+class FoldingOperation {
+  readonly #op: Deno.AtomicOperation;
+  readonly #sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
+
+  constructor(op: Deno.AtomicOperation) {
+    this.#op = op;
+  }
+
+  check(...checks: Deno.AtomicCheck[]): this {
+    this.#op.check(...checks);
+    return this;
+  }
+
+  mutate(...mutations: Deno.KvMutation[]): this {
+    this.#op.mutate(...mutations);
+    return this;
+  }
+
+  set(key: Deno.KvKey, value: unknown, options?: { expireIn?: number }): this {
+    this.#op.set(key, value, options);
+    return this;
+  }
+
+  delete(key: Deno.KvKey): this {
+    this.#op.delete(key);
+    return this;
+  }
+
+  sum(key: Deno.KvKey, n: bigint): this {
+    let id = "";
+    for (const part of key) id += `${typeof part}:${String(part)}\u0001`;
+    const cur = this.#sums.get(id);
+    if (cur) cur.n += n;
+    else this.#sums.set(id, { key, n });
+    return this;
+  }
+
+  min(key: Deno.KvKey, n: bigint): this {
+    this.#op.min(key, n);
+    return this;
+  }
+
+  max(key: Deno.KvKey, n: bigint): this {
+    this.#op.max(key, n);
+    return this;
+  }
+
+  enqueue(...args: Parameters<Deno.AtomicOperation["enqueue"]>): this {
+    this.#op.enqueue(...args);
+    return this;
+  }
+
+  commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    return this.#op.commit();
+  }
+
+  flush() {
+    // KV sums wrap at 2^64 like the separate sums would.
+    for (const { key, n } of this.#sums.values()) this.#op.sum(key, BigInt.asUintN(64, n));
+  }
 }
 
 /** Errors that say the store could not take the commit now, not that the commit is wrong. */
