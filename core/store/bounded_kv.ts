@@ -11,6 +11,7 @@
  */
 
 import { metrics } from "../metrics.ts";
+import { ForwardingOperation } from "./forwarding_operation.ts";
 
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
@@ -53,74 +54,27 @@ function countCommit(mutations: number) {
 }
 
 function boundedAtomic(op: Deno.AtomicOperation, ms: number): Deno.AtomicOperation {
-  return new BoundedOperation(op, ms) as unknown as Deno.AtomicOperation;
+  return new BoundedOperation(op, ms).atomic;
 }
 
-/**
- * An atomic operation whose commit is bounded and counted. A plain object rather than a Proxy:
- * the trap and the closure it made for every builder call were paid for each mutation of every
- * commit. The builder methods return this object, so a caller stays on it.
- */
-class BoundedOperation {
-  readonly #op: Deno.AtomicOperation;
+/** An atomic operation whose commit is bounded by `ms` and, once it lands, counted. */
+class BoundedOperation extends ForwardingOperation {
   readonly #ms: number;
   #mutations = 0;
 
   constructor(op: Deno.AtomicOperation, ms: number) {
-    this.#op = op;
+    super(op);
     this.#ms = ms;
   }
 
-  check(...checks: Deno.AtomicCheck[]): this {
-    this.#op.check(...checks);
-    return this;
+  protected override added(mutations: number) {
+    this.#mutations += mutations;
   }
 
-  mutate(...mutations: Deno.KvMutation[]): this {
-    this.#mutations += mutations.length;
-    this.#op.mutate(...mutations);
-    return this;
-  }
-
-  set(key: Deno.KvKey, value: unknown, options?: { expireIn?: number }): this {
-    this.#mutations++;
-    this.#op.set(key, value, options);
-    return this;
-  }
-
-  delete(key: Deno.KvKey): this {
-    this.#mutations++;
-    this.#op.delete(key);
-    return this;
-  }
-
-  sum(key: Deno.KvKey, n: bigint): this {
-    this.#mutations++;
-    this.#op.sum(key, n);
-    return this;
-  }
-
-  min(key: Deno.KvKey, n: bigint): this {
-    this.#mutations++;
-    this.#op.min(key, n);
-    return this;
-  }
-
-  max(key: Deno.KvKey, n: bigint): this {
-    this.#mutations++;
-    this.#op.max(key, n);
-    return this;
-  }
-
-  enqueue(...args: Parameters<Deno.AtomicOperation["enqueue"]>): this {
-    this.#op.enqueue(...args);
-    return this;
-  }
-
-  commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  override commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
     const mutations = this.#mutations;
     return within(
-      this.#op.commit().then((res) => {
+      this.op.commit().then((res) => {
         if (res.ok) countCommit(mutations);
         return res;
       }),

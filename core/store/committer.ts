@@ -18,6 +18,7 @@ import {
   measureChange,
 } from "./commit_size.ts";
 import { StoreUnavailableError, within } from "./bounded_kv.ts";
+import { ForwardingOperation } from "./forwarding_operation.ts";
 
 export interface Change {
   /** Adds this change's checks and mutations to an atomic operation. */
@@ -210,42 +211,14 @@ export class Committer {
  */
 function foldSums(op: Deno.AtomicOperation): { op: Deno.AtomicOperation; flush(): void } {
   const folding = new FoldingOperation(op);
-  return { op: folding as unknown as Deno.AtomicOperation, flush: () => folding.flush() };
+  return { op: folding.atomic, flush: () => folding.flush() };
 }
 
-/**
- * The operation foldSums hands to each change: a plain object rather than a Proxy, whose trap
- * and the closure it made for every builder call were a commit's own cost per mutation.
- */
-class FoldingOperation {
-  readonly #op: Deno.AtomicOperation;
+/** The operation foldSums hands to each change (a ForwardingOperation: no Proxy per commit). */
+class FoldingOperation extends ForwardingOperation {
   readonly #sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
 
-  constructor(op: Deno.AtomicOperation) {
-    this.#op = op;
-  }
-
-  check(...checks: Deno.AtomicCheck[]): this {
-    this.#op.check(...checks);
-    return this;
-  }
-
-  mutate(...mutations: Deno.KvMutation[]): this {
-    this.#op.mutate(...mutations);
-    return this;
-  }
-
-  set(key: Deno.KvKey, value: unknown, options?: { expireIn?: number }): this {
-    this.#op.set(key, value, options);
-    return this;
-  }
-
-  delete(key: Deno.KvKey): this {
-    this.#op.delete(key);
-    return this;
-  }
-
-  sum(key: Deno.KvKey, n: bigint): this {
+  override sum(key: Deno.KvKey, n: bigint): this {
     let id = "";
     for (const part of key) id += `${typeof part}:${String(part)}\u0001`;
     const cur = this.#sums.get(id);
@@ -254,28 +227,9 @@ class FoldingOperation {
     return this;
   }
 
-  min(key: Deno.KvKey, n: bigint): this {
-    this.#op.min(key, n);
-    return this;
-  }
-
-  max(key: Deno.KvKey, n: bigint): this {
-    this.#op.max(key, n);
-    return this;
-  }
-
-  enqueue(...args: Parameters<Deno.AtomicOperation["enqueue"]>): this {
-    this.#op.enqueue(...args);
-    return this;
-  }
-
-  commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-    return this.#op.commit();
-  }
-
   flush() {
     // KV sums wrap at 2^64 like the separate sums would.
-    for (const { key, n } of this.#sums.values()) this.#op.sum(key, BigInt.asUintN(64, n));
+    for (const { key, n } of this.#sums.values()) this.op.sum(key, BigInt.asUintN(64, n));
   }
 }
 
