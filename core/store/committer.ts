@@ -19,6 +19,7 @@ import {
 } from "./commit_size.ts";
 import { StoreUnavailableError, within } from "./bounded_kv.ts";
 import { ForwardingOperation } from "./forwarding_operation.ts";
+import { keyId } from "./keys.ts";
 
 export interface Change {
   /** Adds this change's checks and mutations to an atomic operation. */
@@ -219,8 +220,7 @@ class FoldingOperation extends ForwardingOperation {
   readonly #sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
 
   override sum(key: Deno.KvKey, n: bigint): this {
-    let id = "";
-    for (const part of key) id += `${typeof part}:${String(part)}\u0001`;
+    const id = keyId(key);
     const cur = this.#sums.get(id);
     if (cur) cur.n += n;
     else this.#sums.set(id, { key, n });
