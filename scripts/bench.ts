@@ -17,7 +17,12 @@
  *
  *   deno task bench [--postfix] [--pairs 3] [--n 10000] [--n-large 500] [--sessions 20]
  *     [--sizes 2048,10240,1048576] [--modes plain,submit] [--sign none,rsa,ed25519] [--no-half]
- *     [--half-warmup 1]
+ *     [--half-warmup 1] [--warmup 1000] [--warmup-large 20]
+ *
+ * Before each saturated run, each relay first takes --warmup messages (--warmup-large above 100
+ * KB) through the same load, delivered in full and not counted: a relay that has run for a while
+ * (code compiled, processes forked, caches filled) is what users run, and both relays are started
+ * for each run. `--warmup 0` measures from a cold start (bench/README.md, "Warm-up").
  *
  * Installs what it needs through apt-get when missing (postfix for smtp-source/smtp-sink and the
  * reference, opendkim, sasl2-bin). Every run is bounded in count (--n) and time (relay-bench -T).
@@ -38,6 +43,8 @@ const { values } = parseArgs({
     postfix: { type: "boolean", default: false },
     "no-half": { type: "boolean", default: false },
     "half-warmup": { type: "string", default: "1" },
+    warmup: { type: "string", default: "1000" },
+    "warmup-large": { type: "string", default: "20" },
     timeout: { type: "string", default: "600" },
     harness: { type: "string", default: new URL("../bench", import.meta.url).pathname },
   },
@@ -134,6 +141,10 @@ function nFor(size: number): number {
   return size > 100 * 1024 ? Number(values["n-large"]) : Number(values.n);
 }
 
+function warmupFor(size: number): number {
+  return Math.max(0, Number(size > 100 * 1024 ? values["warmup-large"] : values.warmup));
+}
+
 /** The load command relay-bench.sh runs for submission and paced runs (bench/submit_load.ts). */
 function loadCommand(login: { user: string; pass: string } | null, rate: number): string {
   const args = [
@@ -189,9 +200,29 @@ interface Run {
   rate: number;
 }
 
+/**
+ * One measured relay-bench.sh run; a saturated one comes after a warm-up run of the same load whose
+ * result is dropped (a paced run has its own warm-up seconds: --half-warmup).
+ */
 async function relayBench(label: string, run_: Run, port: number, pids: string, load: string) {
+  const warmup = run_.rate > 0 ? 0 : warmupFor(run_.size);
+  if (warmup > 0) {
+    const line = await relayBenchOnce(`${label}-warmup`, run_, warmup, port, pids, load);
+    if (field(line, "status") !== "ok") return line.replace(/\bstatus=\S+/, "status=warmup-failed");
+  }
   // At half the rate, half the messages take about as long as a saturated run.
   const n = run_.rate > 0 ? Math.max(10, Math.round(nFor(run_.size) / 2)) : nFor(run_.size);
+  return await relayBenchOnce(label, run_, n, port, pids, load);
+}
+
+async function relayBenchOnce(
+  label: string,
+  run_: Run,
+  n: number,
+  port: number,
+  pids: string,
+  load: string,
+) {
   const args = [
     `${harness}/relay-bench.sh`,
     ...["-p", String(port), "-P", String(SINK_PORT), "-n", String(n), "-s", sessions],
@@ -489,7 +520,7 @@ console.log(
   } per row; runs alternate Postern/Postfix; ` +
     `sessions ${sessions}, ${values.rcpts} rcpt, n ${values.n} (${
       values["n-large"]
-    } above 100 KB); ` +
+    } above 100 KB) after a warm-up of ${values.warmup} (${values["warmup-large"]}); ` +
     `latencies in ms (a→d = accepted → delivered)`,
 );
 console.log(
