@@ -91,6 +91,8 @@ export interface ConnectionInternals {
   _posternIdle?: IdleTimeout | undefined;
   /** The STARTTLS handshake deadline. */
   _posternTlsTimer?: Deadline;
+  /** The idle timeout during a STARTTLS handshake (smtp-server's, on the TLS socket). */
+  _posternTlsIdle?: Deadline;
   _posternErrors?: number;
   _posternOvershoot?: number;
 }

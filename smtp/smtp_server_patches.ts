@@ -37,8 +37,8 @@
  * 10. The idle timeout of a session, the STARTTLS handshake deadline and the wait for the
  *    client to close after QUIT run on one shared timer (deadlines.ts) instead of node:timers
  *    Timeouts made per session and restarted at every read and write; the idle timeout counts
- *    from the last bytes read or written, as before. During a STARTTLS handshake the TLS socket
- *    keeps smtp-server's own; once it is done, and on implicit TLS, the session's is ours.
+ *    from the last bytes read or written, as before. A STARTTLS handshake gets the idle timeout
+ *    smtp-server would set on its TLS socket, as one wait on the same timer.
  *
  * Every private member used here is declared in smtp_server_internals.ts and checked when the
  * patches are applied: with a smtp-server that lacks one, the relay refuses to start. Each patch
@@ -215,6 +215,7 @@ export function applySmtpServerPatches(
     clearTimeout(this._posternSessionTimer);
     clearTimeout(this._posternDataTimer);
     sessionDeadlines.cancel(this._posternTlsTimer);
+    sessionDeadlines.cancel(this._posternTlsIdle);
     sessionDeadlines.cancel(this._posternCloseTimer);
     this._posternIdle?.stop();
     return onClose.call(this);
@@ -224,17 +225,20 @@ export function applySmtpServerPatches(
   proto._armTimeout = function (this: Conn, socket: Conn["_socket"] = this._socket) {
     if (!options(this)) return armTimeout.call(this, socket);
     if (this._upgrading && socket !== this._socket) {
-      // STARTTLS: smtp-server's own timeout on the new TLS socket times the handshake; once
-      // it is done, the session's idle timeout is ours again (armed before smtp-server's own
-      // 'secure' listener runs, as that one resumes reading commands).
-      const tlsSocket = socket as unknown as NodeJS.EventEmitter & { setTimeout(ms: number): void };
-      tlsSocket.once("secure", () => {
-        // setTimeout(0) leaves smtp-server's 'timeout' listener behind: it goes too.
-        tlsSocket.setTimeout(0);
-        tlsSocket.removeAllListeners("timeout");
+      // STARTTLS: the handshake gets what smtp-server's idle timeout on the new TLS socket
+      // gave it (nothing read or written in clear resets that one, so it is one wait from
+      // here), on the shared deadlines instead of a node Timeout made and cleared per session.
+      // Once the handshake is done, the session's idle timeout is ours again (armed before
+      // smtp-server's own 'secure' listener runs, as that one resumes reading commands).
+      const wait = this._server.options.socketTimeout || SOCKET_TIMEOUT_MS;
+      this._posternTlsIdle = sessionDeadlines.after(wait, () => {
+        if (this._upgrading && !this._closed) this._onTimeout();
+      });
+      socket.once("secure", () => {
+        sessionDeadlines.cancel(this._posternTlsIdle);
         if (!this._closed) armIdle(this);
       });
-      return armTimeout.call(this, socket);
+      return;
     }
     if (this._upgrading || socket !== this._socket) return armTimeout.call(this, socket);
     armIdle(this);

@@ -482,6 +482,17 @@ Deno.test("a STARTTLS handshake that never comes is cut off at the handshake dea
   client.close();
 });
 
+Deno.test("with no handshake deadline, a STARTTLS handshake that never comes is cut off at the idle timeout", async () => {
+  await using server = await startServer({ limits: { tlsHandshakeTimeoutMs: 0 } }, {
+    socketTimeout: 300,
+  });
+  const client = await SmtpClient.open(server.port);
+  await client.hello();
+  assert.equal((await client.command("STARTTLS")).code, 220);
+  await assert.rejects(client.reply(15_000), /closed the connection/);
+  client.close();
+});
+
 Deno.test("an implicit-TLS handshake that never comes is cut off at the handshake deadline", async () => {
   await using server = await startServer({ limits: { tlsHandshakeTimeoutMs: 300 } }, {
     secure: true,
