@@ -14,10 +14,26 @@ function encodeTime(ms: number): string {
   return out;
 }
 
+/**
+ * Random bytes drawn from the system's generator a block at a time: a message takes two ids and
+ * two event ids, and one `getRandomValues` call (an op) and a fresh array for each were most of
+ * what an id cost.
+ */
+const pool = new Uint8Array(4096);
+let poolAt = pool.length;
+
+/** The next random byte's value in 0..31: one base32 digit. */
+function randomDigit(): number {
+  if (poolAt === pool.length) {
+    crypto.getRandomValues(pool);
+    poolAt = 0;
+  }
+  return pool[poolAt++]! & 31;
+}
+
 function randomChars(n: number): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(n));
   let out = "";
-  for (const b of bytes) out += ALPHABET[b & 31];
+  for (let i = 0; i < n; i++) out += ALPHABET[randomDigit()];
   return out;
 }
 
@@ -31,7 +47,8 @@ export function shortId(prefix: string, length = 16): string {
 }
 
 let lastTime = -1;
-let lastRandom: number[] = [];
+/** The random part of the id last made, one base32 digit a byte. */
+const lastRandom = new Uint8Array(16);
 /** The id last made, kept as text: the next one in the same millisecond changes only its tail. */
 let lastText = "";
 
@@ -43,11 +60,14 @@ let lastText = "";
 export function monotonicId(now = Date.now()): string {
   if (now > lastTime) {
     lastTime = now;
-    lastRandom = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b & 31);
-    // Headroom so increments within one millisecond never carry out of the random part.
-    lastRandom[0] = lastRandom[0]! & 15;
-    lastText = encodeTime(lastTime) + lastRandom.map((d) => ALPHABET[d]).join("");
-    return lastText;
+    let text = encodeTime(lastTime);
+    for (let i = 0; i < lastRandom.length; i++) {
+      // Headroom so increments within one millisecond never carry out of the random part.
+      const d = i === 0 ? randomDigit() & 15 : randomDigit();
+      lastRandom[i] = d;
+      text += ALPHABET[d];
+    }
+    return lastText = text;
   }
   let i = lastRandom.length - 1;
   for (; i >= 0; i--) {
@@ -55,10 +75,10 @@ export function monotonicId(now = Date.now()): string {
     if (lastRandom[i] !== 0) break;
   }
   // Digits from the one that did not carry on changed; the ones before it stay as they were.
-  const from = 10 + Math.max(0, i);
-  lastText = lastText.slice(0, from) +
-    lastRandom.slice(from - 10).map((d) => ALPHABET[d]).join("");
-  return lastText;
+  const from = Math.max(0, i);
+  let text = lastText.slice(0, 10 + from);
+  for (let j = from; j < lastRandom.length; j++) text += ALPHABET[lastRandom[j]!];
+  return lastText = text;
 }
 
 /** The 10-character time prefix of ids made at `ms`: every id made at or after sorts above it. */

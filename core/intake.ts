@@ -163,12 +163,17 @@ export const INTAKE_WORKING_BYTES = CHUNK_SIZE;
 
 /** The last `n` bytes held in `parts`, however they are spread over them. */
 function lastBytes(parts: readonly Uint8Array[], n: number): Uint8Array {
-  const out: number[] = [];
-  for (let p = parts.length - 1; p >= 0 && out.length < n; p--) {
+  let held = 0;
+  for (const part of parts) held += part.length;
+  const out = new Uint8Array(Math.min(n, held));
+  let o = out.length;
+  for (let p = parts.length - 1; p >= 0 && o > 0; p--) {
     const part = parts[p]!;
-    for (let i = part.length - 1; i >= 0 && out.length < n; i--) out.unshift(part[i]!);
+    const k = Math.min(o, part.length);
+    out.set(part.subarray(part.length - k), o - k);
+    o -= k;
   }
-  return Uint8Array.from(out);
+  return out;
 }
 
 function concatParts(parts: readonly Uint8Array[]): Uint8Array {
@@ -181,11 +186,28 @@ function concatParts(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-function findHeaderEnd(buf: Uint8Array, from: number): number {
-  for (let i = Math.max(0, from); i + 3 < buf.length; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+const u8IndexOf = Uint8Array.prototype.indexOf;
+
+function findHeaderEnd(buf: Uint8Array): number {
+  // Uint8Array's own indexOf: SMTP chunks are node Buffers, whose indexOf is a polyfill in JS.
+  for (let i = u8IndexOf.call(buf, 13); i >= 0 && i + 3 < buf.length;) {
+    if (buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+    i = u8IndexOf.call(buf, 13, i + 1);
   }
   return -1;
+}
+
+/**
+ * Where the blank line that ends the header section starts in `before` followed by `next`, as if
+ * they were joined: without joining them, which copied every chunk of a header section once more.
+ */
+function headerEndAcross(before: Uint8Array, next: Uint8Array): number {
+  if (before.length > 0) {
+    const across = findHeaderEnd(concatParts([before, next.subarray(0, 3)]));
+    if (across >= 0 && across < before.length) return across;
+  }
+  const at = findHeaderEnd(next);
+  return at < 0 ? -1 : before.length + at;
 }
 
 export async function accept(deps: IntakeDeps, sub: Submission): Promise<IntakeResult> {
@@ -290,6 +312,7 @@ async function acceptHolding(
       signer = new DkimSigner(dkimKeys, deps.dkimSignatures);
       signedHead = done.blockText;
     }
+    writer.expect(done.block.length + rest.length);
     await writer.write(done.block);
     signer?.update(rest.subarray(2)); // the body starts after the blank line
     await writer.write(rest);
@@ -329,7 +352,7 @@ async function acceptHolding(
         }
       }
       const before = lastBytes(headParts, 3);
-      const end = findHeaderEnd(concatParts([before, norm]), 0);
+      const end = headerEndAcross(before, norm);
       // The working bytes cover a header section that fits in them (the chunk being filled is
       // still empty); a larger one must be held, or the message is refused.
       const needed = Math.max(0, headLength + norm.length - INTAKE_WORKING_BYTES) - headHeld;
@@ -347,7 +370,8 @@ async function acceptHolding(
         if (cut > maxHeaderSize) {
           reject({ reason: "header_too_large", limit: maxHeaderSize });
         } else {
-          const joined = concatParts(headParts);
+          // Most header sections arrive in one chunk: joined without a copy.
+          const joined = headParts.length === 1 ? headParts[0]! : concatParts(headParts);
           await emitHead(joined.subarray(0, cut), joined.subarray(cut));
         }
         headParts = null;

@@ -7,6 +7,13 @@
 type Labels = Record<string, string>;
 
 function labelText(labels: Labels): string {
+  // Most counters have no labels: no pairs built for them at every count.
+  let none = true;
+  for (const _ in labels) {
+    none = false;
+    break;
+  }
+  if (none) return "";
   const parts = Object.entries(labels).map(([k, v]) =>
     `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
   );

@@ -14,9 +14,12 @@ export const MAX_PATH = 256;
 
 const encoder = new TextEncoder();
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 /** Limits count octets on the wire (UTF-8 with SMTPUTF8), not UTF-16 code units. */
 function octets(text: string): number {
-  return encoder.encode(text).length;
+  // Nearly every address is ASCII, one octet a character: no bytes made only to be counted.
+  return ASCII.test(text) ? text.length : encoder.encode(text).length;
 }
 
 const DOMAIN_LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;

@@ -92,7 +92,8 @@ export function rfc5322Date(d: Date): string {
 export function bytesToBinary(bytes: Uint8Array): string {
   let s = "";
   for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    // apply takes the bytes as they are; a spread would walk them with an iterator first.
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
   }
   return s;
 }
@@ -105,9 +106,12 @@ export function binaryToBytes(s: string): Uint8Array {
 
 const utf8Decoder = new TextDecoder();
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 /** A binary-string value read as UTF-8 (RFC 6532), as a reader's mail client would show it. */
 export function utf8(value: string): string {
-  return utf8Decoder.decode(binaryToBytes(value));
+  // ASCII reads the same either way: nearly every From is, and needs no bytes made to decode.
+  return ASCII.test(value) ? value : utf8Decoder.decode(binaryToBytes(value));
 }
 
 /** Header fields of a header block (CRLF line endings), unfolded, name lower-cased. */
@@ -157,7 +161,10 @@ export function completeHeaders(headerBlock: Uint8Array, trace: TraceInfo): Comp
   }
   if (!has("date")) added += `Date: ${date}\r\n`;
   const subject = fields.find((f) => f.name === "subject")?.value ?? "";
-  const control = removeFields(original, isRemovedAtIntake);
+  // Most header sections hold none of the fields removed here: then nothing is split again.
+  const control = fields.some((f) => isRemovedAtIntake(f.name))
+    ? removeFields(original, isRemovedAtIntake)
+    : { block: original, removed: [] };
   const pool = control.removed.find((f) => f.name === "x-postern-pool")?.value;
   let body = control.block;
   if (body !== "" && !body.endsWith("\r\n")) body += "\r\n";

@@ -73,23 +73,47 @@ export function bareLineEndingFinder(): BareLineEndingFinder {
       if (chunk[0] !== LF) return "CR";
       from = 1;
     }
-    // One regular expression over the bytes read as Latin-1 (one character per byte) instead of
-    // a loop over each byte: a 1 MB body costs about a millisecond instead of over ten.
-    const text = LATIN1.decode(chunk);
-    BARE.lastIndex = from;
-    const m = BARE.exec(text);
-    if (m !== null) {
-      if (m[0] !== "\r" || m.index + 1 < text.length) {
-        return m[0] === "\0" ? "NUL" : m[0] === "\r" ? "CR" : "LF";
+    // The typed array's own indexOf per line ending instead of a loop over each byte (a 1 MB
+    // body costs about a millisecond instead of over ten) and instead of decoding each chunk to
+    // text for a regular expression (that decode was ~1 % of the main thread at 2 KB messages).
+    let bareLF = -1;
+    for (let p = indexOf(chunk, LF, from); p >= 0; p = indexOf(chunk, LF, p + 1)) {
+      if (p === 0 || chunk[p - 1] !== CR) {
+        bareLF = p;
+        break;
       }
-      pendingCR = true; // a CR that ends the chunk: the next one shows whether LF follows
     }
+    let bareCR = -1;
+    let crAtEnd = false;
+    for (let p = indexOf(chunk, CR, from); p >= 0; p = indexOf(chunk, CR, p + 1)) {
+      if (bareLF >= 0 && p > bareLF) break;
+      if (p + 1 === chunk.length) crAtEnd = true; // the next chunk shows whether LF follows
+      else if (chunk[p + 1] !== LF) bareCR = p;
+      else continue;
+      break;
+    }
+    const nul = indexOf(chunk, 0, from);
+    // The first of them in the bytes is the verdict.
+    let found: BareLineEnding | null = bareLF >= 0 ? "LF" : null;
+    let at = bareLF >= 0 ? bareLF : chunk.length;
+    if (bareCR >= 0 && bareCR < at) {
+      found = "CR";
+      at = bareCR;
+    }
+    if (nul >= 0 && nul < at) found = "NUL";
+    if (found !== null) return found;
+    if (crAtEnd) pendingCR = true;
     if (final && pendingCR) return "CR";
     return null;
   };
 }
 
-/** Decodes each byte to one character, so indexes in the text are indexes in the bytes. */
-const LATIN1 = new TextDecoder("latin1");
-/** A CR not followed by LF, an LF not preceded by CR, or a NUL. */
-const BARE = /\r(?!\n)|(?<!\r)\n|\0/g;
+const u8IndexOf = Uint8Array.prototype.indexOf;
+
+/**
+ * Uint8Array's own indexOf, also for a node Buffer (the SMTP server's chunks are Buffers, whose
+ * indexOf runs node's polyfill in JS first).
+ */
+function indexOf(bytes: Uint8Array, byte: number, from: number): number {
+  return u8IndexOf.call(bytes, byte, from);
+}

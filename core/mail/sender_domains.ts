@@ -15,9 +15,21 @@ import { decodedWords } from "./encoded_words.ts";
 import { domainOf } from "./address.ts";
 import { parseAddressList } from "./compose.ts";
 
+/**
+ * The field value last parsed and its domains: a message's From is read twice, by the scope
+ * check and for the DKIM key, one right after the other.
+ */
+let lastValue: string | null = null;
+let lastDomains: readonly string[] = [];
+
 /** The domains of the mailboxes in a From field value, as a parser reads them. */
 export function fromHeaderDomains(value: string): string[] {
-  return parseAddressList(value).map((m) => m.address).filter((a) => a.includes("@")).map(domainOf);
+  if (value !== lastValue) {
+    lastDomains = parseAddressList(value).map((m) => m.address).filter((a) => a.includes("@"))
+      .map(domainOf);
+    lastValue = value;
+  }
+  return [...lastDomains];
 }
 
 /** What may follow an "@" as a domain: anything up to a delimiter of RFC 5322 or a space. */

@@ -11,6 +11,7 @@
  */
 
 import { metrics } from "../metrics.ts";
+import { ForwardingOperation } from "./forwarding_operation.ts";
 
 export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
@@ -46,9 +47,6 @@ function boundedList<T>(it: Deno.KvListIterator<T>, ms: number): Deno.KvListIter
   return wrapped as unknown as Deno.KvListIterator<T>;
 }
 
-/** The builder calls that each add one mutation; `mutate` adds one per argument. */
-const MUTATIONS = new Set<PropertyKey>(["set", "delete", "sum", "min", "max"]);
-
 /** Counts a commit that landed and its mutations (what write amplification is measured in). */
 function countCommit(mutations: number) {
   metrics.kvCommits.inc();
@@ -56,32 +54,34 @@ function countCommit(mutations: number) {
 }
 
 function boundedAtomic(op: Deno.AtomicOperation, ms: number): Deno.AtomicOperation {
-  let mutations = 0;
-  const proxy: Deno.AtomicOperation = new Proxy(op, {
-    get(target, prop) {
-      if (prop === "commit") {
-        return () =>
-          within(
-            target.commit().then((res) => {
-              if (res.ok) countCommit(mutations);
-              return res;
-            }),
-            ms,
-            "a commit",
-          );
-      }
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      // The builder methods return the operation itself: keep the caller on the wrapper.
-      return (...args: unknown[]) => {
-        if (MUTATIONS.has(prop)) mutations++;
-        else if (prop === "mutate") mutations += args.length;
-        const result = value.apply(target, args);
-        return result === target ? proxy : result;
-      };
-    },
-  });
-  return proxy;
+  return new BoundedOperation(op, ms).atomic;
+}
+
+/** An atomic operation whose commit is bounded by `ms` and, once it lands, counted. */
+class BoundedOperation extends ForwardingOperation {
+  readonly #ms: number;
+  #mutations = 0;
+
+  constructor(op: Deno.AtomicOperation, ms: number) {
+    super(op);
+    this.#ms = ms;
+  }
+
+  protected override added(mutations: number) {
+    this.#mutations += mutations;
+  }
+
+  override commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    const mutations = this.#mutations;
+    return within(
+      this.op.commit().then((res) => {
+        if (res.ok) countCommit(mutations);
+        return res;
+      }),
+      this.#ms,
+      "a commit",
+    );
+  }
 }
 
 /** `kv` with every read and commit bounded by `ms`. */

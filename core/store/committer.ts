@@ -18,6 +18,8 @@ import {
   measureChange,
 } from "./commit_size.ts";
 import { StoreUnavailableError, within } from "./bounded_kv.ts";
+import { ForwardingOperation } from "./forwarding_operation.ts";
+import { keyId } from "./keys.ts";
 
 export interface Change {
   /** Adds this change's checks and mutations to an atomic operation. */
@@ -209,33 +211,26 @@ export class Committer {
  * result is what the separate sums would have made.
  */
 function foldSums(op: Deno.AtomicOperation): { op: Deno.AtomicOperation; flush(): void } {
-  const sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
-  const folding: Deno.AtomicOperation = new Proxy(op, {
-    get(target, prop) {
-      if (prop === "sum") {
-        return (key: Deno.KvKey, n: bigint) => {
-          const id = key.map((part) => `${typeof part}:${String(part)}`).join("\u0001");
-          const cur = sums.get(id);
-          if (cur) cur.n += n;
-          else sums.set(id, { key, n });
-          return folding;
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        const result = value.apply(target, args);
-        return result === target ? folding : result;
-      };
-    },
-  });
-  return {
-    op: folding,
-    flush() {
-      // KV sums wrap at 2^64 like the separate sums would.
-      for (const { key, n } of sums.values()) op.sum(key, BigInt.asUintN(64, n));
-    },
-  };
+  const folding = new FoldingOperation(op);
+  return { op: folding.atomic, flush: () => folding.flush() };
+}
+
+/** The operation foldSums hands to each change (a ForwardingOperation: no Proxy per commit). */
+class FoldingOperation extends ForwardingOperation {
+  readonly #sums = new Map<string, { key: Deno.KvKey; n: bigint }>();
+
+  override sum(key: Deno.KvKey, n: bigint): this {
+    const id = keyId(key);
+    const cur = this.#sums.get(id);
+    if (cur) cur.n += n;
+    else this.#sums.set(id, { key, n });
+    return this;
+  }
+
+  flush() {
+    // KV sums wrap at 2^64 like the separate sums would.
+    for (const { key, n } of this.#sums.values()) this.op.sum(key, BigInt.asUintN(64, n));
+  }
 }
 
 /** Errors that say the store could not take the commit now, not that the commit is wrong. */

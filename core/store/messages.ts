@@ -106,6 +106,17 @@ export class ChunkWriter {
     }
   }
 
+  /**
+   * Says `bytes` more are about to be written: an empty chunk being filled is sized to hold just
+   * them (up to CHUNK_SIZE), so a body written whole needs neither the doubling nor a copy cut to
+   * its length at the end.
+   */
+  expect(bytes: number) {
+    if (this.#fill === 0 && this.#current.length < bytes && !this.#spooled) {
+      this.#current = new Uint8Array(Math.min(CHUNK_SIZE, bytes));
+    }
+  }
+
   /** Makes the chunk being filled hold at least `bytes` (at most CHUNK_SIZE). */
   #reserve(bytes: number) {
     const c = this.#current;

@@ -6,7 +6,7 @@
  * message to three recipients is `accepted` three times. A delivery costs one counter (two with
  * tags): its latency bucket under its domain, from which `delivered` and the hour's total are read.
  */
-import { keys } from "./keys.ts";
+import { keyId, keys } from "./keys.ts";
 import type { EventType } from "../model.ts";
 
 const HOUR_MS = 3_600_000;
@@ -109,7 +109,7 @@ export class StatTally {
   }
 
   #bump(key: Deno.KvKey, n: bigint) {
-    const id = JSON.stringify(key);
+    const id = keyId(key);
     const cur = this.#counts.get(id);
     if (cur) cur.n += n;
     else if (this.#counts.size < MAX_COUNTERS) this.#counts.set(id, { key, n });
