@@ -10,6 +10,8 @@
  * Deno.exit and a normal end dispatch) and an uncaught error write what is left.
  */
 
+import { memoizedNameTest } from "./name_memo.ts";
+
 export type Level = "debug" | "info" | "warn" | "error";
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const SECRET_FIELD = /pass|secret|token|authorization|^key$|hash/i;
@@ -80,25 +82,15 @@ globalThis.addEventListener("unhandledrejection", () => stdoutLines.flush());
 function redact(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) {
-    if (SECRET_FIELD.test(k)) out[k] = "[redacted]";
+    if (isSecret(k)) out[k] = "[redacted]";
     else if (v instanceof Error) out[k] = v.message;
     else out[k] = v;
   }
   return out;
 }
 
-/** Field names by whether they look secret: a relay logs the same few names over and over. */
-const secretNames = new Map<string, boolean>();
-
-function isSecret(name: string): boolean {
-  let secret = secretNames.get(name);
-  if (secret === undefined) {
-    secret = SECRET_FIELD.test(name);
-    if (secretNames.size >= 10_000) secretNames.clear();
-    secretNames.set(name, secret);
-  }
-  return secret;
-}
+/** Whether a field name looks secret, remembered per name. */
+const isSecret = memoizedNameTest(SECRET_FIELD);
 
 /**
  * Whether `fields` go into the line as they are: nothing to redact or to turn into its message,

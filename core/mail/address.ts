@@ -4,6 +4,7 @@
  * source routes, bang paths, extra @) is refused rather than interpreted.
  */
 import { domainToASCII } from "node:url";
+import { isAscii } from "./headers.ts";
 
 /** RFC 5321 §4.5.3.1.1: octets in a local part. */
 export const MAX_LOCAL_PART = 64;
@@ -14,12 +15,10 @@ export const MAX_PATH = 256;
 
 const encoder = new TextEncoder();
 
-const ASCII = /^[\x00-\x7f]*$/;
-
 /** Limits count octets on the wire (UTF-8 with SMTPUTF8), not UTF-16 code units. */
 function octets(text: string): number {
   // Nearly every address is ASCII, one octet a character: no bytes made only to be counted.
-  return ASCII.test(text) ? text.length : encoder.encode(text).length;
+  return isAscii(text) ? text.length : encoder.encode(text).length;
 }
 
 const DOMAIN_LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;

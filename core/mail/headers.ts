@@ -108,10 +108,15 @@ const utf8Decoder = new TextDecoder();
 
 const ASCII = /^[\x00-\x7f]*$/;
 
+/** Whether `text` is all ASCII: one octet a character, the same read as Latin-1 or UTF-8. */
+export function isAscii(text: string): boolean {
+  return ASCII.test(text);
+}
+
 /** A binary-string value read as UTF-8 (RFC 6532), as a reader's mail client would show it. */
 export function utf8(value: string): string {
   // ASCII reads the same either way: nearly every From is, and needs no bytes made to decode.
-  return ASCII.test(value) ? value : utf8Decoder.decode(binaryToBytes(value));
+  return isAscii(value) ? value : utf8Decoder.decode(binaryToBytes(value));
 }
 
 /** Header fields of a header block (CRLF line endings), unfolded, name lower-cased. */

@@ -12,6 +12,7 @@
  * ({@linkcode valueSizeBound}: counted from the value's shape, never less than the bytes stored).
  */
 import { serialize } from "node:v8";
+import { memoizedNameTest } from "../name_memo.ts";
 
 /** The smaller of the server's and the client's limit for each quantity. */
 export const KV_LIMITS = {
@@ -164,20 +165,14 @@ function shapeBound(v: unknown, depth: number): number {
 }
 
 /** Property names V8 writes one byte a character (a record's few names, met again and again). */
-const oneByteNames = new Map<string, boolean>();
-const ONE_BYTE = /^[\x00-\xff]*$/;
+const isOneByte = memoizedNameTest(/^[\x00-\xff]*$/);
 
 /**
  * A property name: a number for an index, else a string, one byte a character when they all fit
  * one (V8 interns property names, and an interned name is kept in one-byte form when it can be).
  */
 function keyBound(k: string): number {
-  let oneByte = oneByteNames.get(k);
-  if (oneByte === undefined) {
-    oneByte = ONE_BYTE.test(k);
-    if (oneByteNames.size >= 10_000) oneByteNames.clear();
-    oneByteNames.set(k, oneByte);
-  }
+  const oneByte = isOneByte(k);
   return Math.max(9, 1 + TAG_AND_LENGTH + (oneByte ? 1 : 2) * k.length);
 }
 
