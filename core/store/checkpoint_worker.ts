@@ -109,7 +109,7 @@ class Pacer {
    * checkpoint lock for a moment, and PASSIVE never waits: so a refused start is tried again
    * shortly (once this checkpoint runs, Deno KV's tries are the ones refused).
    */
-  #checkpoint() {
+  #checkpoint(framesHeld = -1) {
     for (let attempt = 0; attempt < CHECKPOINT_ATTEMPTS; attempt++) {
       const row = passive(this.#db);
       if (!row) return;
@@ -117,8 +117,14 @@ class Pacer {
         Atomics.wait(pause, 0, 0, 1);
         continue;
       }
+      // Between the release and this checkpoint, Deno KV's own try may have copied the whole WAL
+      // and a writer started it over: a WAL shorter than the one let go was copied in full, so
+      // the window's frames are reported, not the new WAL's few (or none).
+      const restarted = row.log >= 0 && row.log < framesHeld;
       scope.postMessage({
-        checkpoint: { frames: row.log, copied: row.checkpointed, busy: row.busy !== 0 },
+        checkpoint: restarted
+          ? { frames: framesHeld, copied: framesHeld, busy: row.busy !== 0 }
+          : { frames: row.log, copied: row.checkpointed, busy: row.busy !== 0 },
       });
       return;
     }
@@ -133,7 +139,7 @@ class Pacer {
         Date.now() - this.#heldSince >= this.start.maxHoldMs;
       if (!due) return;
       this.#release();
-      this.#checkpoint();
+      this.#checkpoint(frames);
       this.#framesAtRelease = frames;
       this.#releasedAt = Date.now();
       return;
