@@ -59,6 +59,7 @@ import {
 import { applySingleContextTls } from "./tls_single_context.ts";
 import { listenerSocketDefaults, primeAcceptedSocket } from "./accepted_sockets.ts";
 import { IdleTimeout, sessionDeadlines } from "../core/net/deadlines.ts";
+import { installPosternEngine } from "./engine/install.ts";
 
 /** smtp-server's idle timeout when none is set (its SOCKET_TIMEOUT). */
 const SOCKET_TIMEOUT_MS = 60_000;
@@ -92,6 +93,11 @@ export interface PosternServerOptions {
   /** What a trusted-network address may hold instead (POSTERN_TRUSTED_MAX_CONNECTIONS). */
   trustedSockets?: { perClient: number; isTrusted: (address: string) => boolean };
   limits?: SessionLimits;
+  /**
+   * Which connection runs the sessions: ours (engine/connection.ts, the default) or
+   * smtp-server's SMTPConnection with the patches below (kept for the differential test).
+   */
+  engine?: "smtp-server" | "postern";
 }
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
@@ -193,6 +199,7 @@ export function applySmtpServerPatches(
   assertSmtpServerInternals(sample());
   applied = true;
   applySingleContextTls();
+  installPosternEngine();
 
   const init = proto.init;
   proto.init = function (this: Conn) {
