@@ -744,19 +744,35 @@ export class PosternConnection {
     next();
   }
 
-  _onCommand(command: string, callback: Done | null) {
+  /** What runs once the current command is done (the next command), or null. */
+  #next: Done | null = null;
+  #calledBack = false;
+
+  /** Past the soft error limit, the next command is read only after a pause (a tarpit). */
+  #tarpit = () => {
+    const next = this.#next;
+    if (!next) return;
     const limits = this.#limits;
-    // Past the soft error limit, the next command is read only after a pause (a tarpit).
-    const next: Done = !callback ? () => false : limits
-      ? () => {
-        if (this._posternErrors > limits.softErrorLimit && limits.errorSleepMs > 0) {
-          setTimeout(callback, limits.errorSleepMs);
-        } else {
-          callback();
-        }
-      }
-      : callback;
-    const done = () => this._whenWritable(next);
+    if (limits && this._posternErrors > limits.softErrorLimit && limits.errorSleepMs > 0) {
+      setTimeout(next, limits.errorSleepMs);
+    } else {
+      next();
+    }
+  };
+
+  /** The command is over: the next one is read once the replies so far are flushed. */
+  #done = () => this._whenWritable(this.#tarpit);
+
+  /** A command handler called back. */
+  #handlerCallback = () => {
+    this.#calledBack = true;
+    this._handlerPending = false;
+    return this.#done();
+  };
+
+  _onCommand(command: string, callback: Done | null) {
+    this.#next = callback;
+    const done = this.#done;
     const space = command.indexOf(" ");
     const commandName = (space < 0 ? command : command.slice(0, space)).toUpperCase();
     let handler: ((command: string, callback: Done) => void) | undefined;
@@ -818,19 +834,14 @@ export class PosternConnection {
       setImmediate(done);
       return;
     }
-    let handlerDone = false;
-    const handlerCallback = () => {
-      handlerDone = true;
-      this._handlerPending = false;
-      return done();
-    };
+    this.#calledBack = false;
     this._handlerPending = true;
     try {
-      handler.call(this, command, handlerCallback);
+      handler.call(this, command, this.#handlerCallback);
     } catch {
-      if (!handlerDone) {
+      if (!this.#calledBack) {
         this.send(451, "Error: internal server error");
-        handlerCallback();
+        this.#handlerCallback();
       }
     }
   }
@@ -895,7 +906,8 @@ export class PosternConnection {
   }
 
   #heloResponse(): string {
-    const format = this._server.options.heloResponse || "%s Nice to meet you, %s";
+    const format = this._server.options.heloResponse;
+    if (!format) return this.name + " Nice to meet you, " + (this.clientHostname || "");
     const replacements = [this.name, this.clientHostname];
     let i = 0;
     return format.replace(/%s/g, () => replacements[i++] || "");

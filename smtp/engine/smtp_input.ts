@@ -120,7 +120,7 @@ export class SmtpInput {
       if (buf.length - pos > this.#maxLine) return this.#tooLong();
       return NEED_MORE;
     }
-    const before = lf > pos ? buf[lf - 1]! : lf > 0 ? buf[lf - 1]! : this.#prev;
+    const before = lf > pos ? buf[lf - 1]! : this.#prev;
     const end = before === CR && lf > pos ? lf - 1 : lf;
     if (before !== CR && this.#rejectBareLf) {
       // What came before the bare LF was never a whole line: too long, or refused as bare.
