@@ -17,6 +17,7 @@
  * @module
  */
 import net, { type Socket } from "node:net";
+import os from "node:os";
 import tls from "node:tls";
 import { Buffer } from "node:buffer";
 import * as smtpConnection from "smtp-server/lib/smtp-connection.js";
@@ -275,7 +276,7 @@ export class PosternConnection {
     this.remotePort = Number(options.remotePort || socket.remotePort) || 0;
     this._maxAllowedUnauthenticatedCommands = serverOptions.maxAllowedUnauthenticatedCommands ||
       10;
-    this.name = serverOptions.name || Deno.hostname();
+    this.name = serverOptions.name || os.hostname();
   }
 
   #createInput(): SmtpInput {
