@@ -1,7 +1,9 @@
 /**
  * The few places where smtp-server's fixed behaviour is wrong for a submission relay. Everything
  * is gated on `postern` options of our own servers, so other SMTPServer instances (test sinks)
- * behave as shipped.
+ * behave as shipped. Our servers' sessions run on our own connection (engine/connection.ts, which
+ * has the patches to SMTPConnection below folded in) unless they ask for `engine: "smtp-server"`;
+ * the patches to SMTPServer (7, 9, implicit TLS deadlines) apply to both.
  *
  * 1. smtp-server waits 100 ms before every greeting to catch early talkers (hard-coded in
  *    SMTPConnection.init). Apps that open a connection per message then cap at ~10 msg/s per
