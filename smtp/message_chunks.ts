@@ -1,6 +1,6 @@
 /**
- * The message of one DATA as intake reads it: the chunks of smtp-server's data stream, taken from
- * its 'data' events. node:stream's own async iterator did the same job at several times the cost
+ * The message of one DATA as intake reads it: the chunks of the connection's data stream (our
+ * engine's MessageStream, or smtp-server's PassThrough), taken from its 'data' events. node:stream's own async iterator did the same job at several times the cost
  * per message (an async generator, an end-of-stream watcher with its listeners and checks, a
  * read() per chunk), on the main thread, once per message.
  *

@@ -44,6 +44,11 @@ export interface ServerInternals {
   connections: Set<unknown>;
   _acceptSocket(socket: Socket, handshake: boolean): unknown;
   _upgrade(socket: Socket, callback: (err: unknown, tls?: unknown) => void): void;
+  connect(socket: Socket, socketOptions?: Record<string, unknown>): void;
+  _handleProxy(
+    socket: Socket,
+    callback: (err: Error | null, options?: Record<string, unknown>) => void,
+  ): void;
   /** Ours: implicit-TLS sockets per client address, counted from the accept. */
   _posternTlsSockets?: Map<string, number>;
   /** Ours: what every socket of the listener starts with (accepted_sockets.ts). */
@@ -120,7 +125,13 @@ const CONNECTION_METHODS: readonly MethodShape[] = [
   ["handler_DATA", 2],
   ["upgrade", 2],
 ];
-const SERVER_METHODS: readonly MethodShape[] = [["_acceptSocket", 2], ["_upgrade", 2]];
+const SERVER_METHODS: readonly MethodShape[] = [
+  ["_acceptSocket", 2],
+  ["_upgrade", 2],
+  // Where engine/install.ts hands a socket to our connection instead of SMTPConnection.
+  ["connect", 2],
+  ["_handleProxy", 2],
+];
 const PARSER_METHODS: readonly MethodShape[] = [["_write", 3], ["_commandTooLong", 0]];
 
 /** Fields read on a fresh connection, and the type each must have there. */

@@ -1,7 +1,9 @@
 /**
  * The few places where smtp-server's fixed behaviour is wrong for a submission relay. Everything
  * is gated on `postern` options of our own servers, so other SMTPServer instances (test sinks)
- * behave as shipped.
+ * behave as shipped. Our servers' sessions run on our own connection (engine/connection.ts, which
+ * has the patches to SMTPConnection below folded in) unless they ask for `engine: "smtp-server"`;
+ * the patches to SMTPServer (7, 9, implicit TLS deadlines) apply to both.
  *
  * 1. smtp-server waits 100 ms before every greeting to catch early talkers (hard-coded in
  *    SMTPConnection.init). Apps that open a connection per message then cap at ~10 msg/s per
@@ -59,6 +61,7 @@ import {
 import { applySingleContextTls } from "./tls_single_context.ts";
 import { listenerSocketDefaults, primeAcceptedSocket } from "./accepted_sockets.ts";
 import { IdleTimeout, sessionDeadlines } from "../core/net/deadlines.ts";
+import { installPosternEngine } from "./engine/install.ts";
 
 /** smtp-server's idle timeout when none is set (its SOCKET_TIMEOUT). */
 const SOCKET_TIMEOUT_MS = 60_000;
@@ -92,6 +95,11 @@ export interface PosternServerOptions {
   /** What a trusted-network address may hold instead (POSTERN_TRUSTED_MAX_CONNECTIONS). */
   trustedSockets?: { perClient: number; isTrusted: (address: string) => boolean };
   limits?: SessionLimits;
+  /**
+   * Which connection runs the sessions: ours (engine/connection.ts, the default) or
+   * smtp-server's SMTPConnection with the patches below (kept for the differential test).
+   */
+  engine?: "smtp-server" | "postern";
 }
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
@@ -193,6 +201,7 @@ export function applySmtpServerPatches(
   assertSmtpServerInternals(sample());
   applied = true;
   applySingleContextTls();
+  installPosternEngine();
 
   const init = proto.init;
   proto.init = function (this: Conn) {
