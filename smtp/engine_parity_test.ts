@@ -398,3 +398,28 @@ for (const secure of [false, true]) {
     },
   );
 }
+
+Deno.test("a second pipelined transaction answered at once is followed by the client's next command (smtp-server left it unread)", async () => {
+  // smtp-server's connection, given the whole exchange in one write and an onData that answers
+  // within the data stream's 'end' (as the sandbox's refusals do), read nothing after the second
+  // DATA's reply until more bytes came: the client waited for its QUIT's 221 until a timeout.
+  const text = "EHLO client.example\r\n" +
+    "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n.\r\n".repeat(2) +
+    "QUIT\r\n";
+  const server = await startServer("postern", false);
+  try {
+    const transcript = await converse(listeningPort(server), false, [
+      new TextEncoder().encode(text),
+    ]);
+    const replies = transcript.split("\r\n").filter((l) => /^\d{3} /.test(l));
+    assert.deepEqual(replies.map((l) => l.slice(0, 3)), [
+      "220",
+      "250",
+      ...["250", "250", "354", "250"],
+      ...["250", "250", "354", "250"],
+      "221",
+    ]);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
