@@ -19,7 +19,6 @@
 import net, { type Socket } from "node:net";
 import os from "node:os";
 import tls from "node:tls";
-import { Buffer } from "node:buffer";
 import * as smtpConnection from "smtp-server/lib/smtp-connection.js";
 import { normalizeIPv6 } from "smtp-server/lib/ipv6-normalize.js";
 import {
@@ -38,6 +37,8 @@ import { ENHANCED_OVERRIDES, replies } from "../replies.ts";
 import type { PosternServerOptions, SessionLimits } from "../smtp_server_patches.ts";
 import { type Deadline, IdleTimeout, sessionDeadlines } from "../../core/net/deadlines.ts";
 import { sessionId } from "./session_id.ts";
+import { SASL } from "./sasl.ts";
+import { enhancedStatusCode } from "./status_codes.ts";
 
 /** smtp-server's own helpers for a TLS socket it makes (exported, not declared in its types). */
 const { normalizeTLSError, verifyPeerCertificate } = smtpConnection as unknown as {
@@ -73,67 +74,6 @@ const RCPT_VALUE_PARAMS = ["NOTIFY", "ORCPT"];
 const CONTROL_CHARS_GLOBAL = new RegExp(CONTROL_CHARS.source, "g");
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 const HTTP_REQUEST = /^(OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT) \/.* HTTP\/\d\.\d$/i;
-
-const ENHANCED_STATUS_CODES: Record<number, string> = {
-  200: "2.0.0",
-  211: "2.0.0",
-  214: "2.0.0",
-  220: "2.0.0",
-  221: "2.0.0",
-  235: "2.7.0",
-  250: "2.0.0",
-  251: "2.1.5",
-  252: "2.1.5",
-  334: "3.7.0",
-  354: "2.0.0",
-  420: "4.4.2",
-  421: "4.4.2",
-  450: "4.2.1",
-  451: "4.3.0",
-  452: "4.2.2",
-  454: "4.7.0",
-  500: "5.5.2",
-  501: "5.5.4",
-  502: "5.5.1",
-  503: "5.5.1",
-  504: "5.5.4",
-  521: "5.3.2",
-  523: "5.3.4",
-  530: "5.7.0",
-  535: "5.7.8",
-  538: "5.7.0",
-  550: "5.1.1",
-  551: "5.1.6",
-  552: "5.2.2",
-  553: "5.1.3",
-  554: "5.6.0",
-  555: "5.5.4",
-  556: "5.1.10",
-  557: "5.7.1",
-  558: "5.2.3",
-};
-const SKIPPED_FOR_ENHANCED = new Set(["HELO", "EHLO", "LHLO"]);
-const CONTEXTUAL_STATUS_CODES: Record<string, string> = {
-  MAIL_FROM_OK: "2.1.0",
-  RCPT_TO_OK: "2.1.5",
-  DATA_OK: "2.6.0",
-  AUTH_SUCCESS: "2.7.0",
-  AUTH_REQUIRED: "5.7.0",
-  AUTH_INVALID: "5.7.8",
-  POLICY_VIOLATION: "5.7.1",
-  NOT_AUTHORIZED: "5.7.0",
-  SPAM_REJECTED: "5.7.1",
-  MAILBOX_FULL: "4.2.2",
-  TOO_MANY_RECIPIENTS: "4.5.3",
-  MAILBOX_NOT_FOUND: "5.1.1",
-  MAILBOX_SYNTAX_ERROR: "5.1.3",
-  SENDER_SYNTAX_ERROR: "5.1.7",
-  SYSTEM_ERROR: "4.3.0",
-  SYSTEM_FULL: "4.3.1",
-  MESSAGE_TOO_BIG: "5.3.4",
-  NETWORK_ERROR: "4.4.0",
-  CONNECTION_TIMEOUT: "4.4.2",
-};
 
 /** Never set on our sessions (no XCLIENT, no XFORWARD): one empty map shared by all. */
 const NO_PROXY_DATA: Map<string, unknown> = new Map();
@@ -561,18 +501,7 @@ export class PosternConnection {
 
   #enhancedCode(code: number, context: unknown): string {
     if (context === false || this._server.options.hideENHANCEDSTATUSCODES) return "";
-    if (code >= 300 && code < 400) return "";
-    if (typeof context === "string") {
-      if (SKIPPED_FOR_ENHANCED.has(context)) return "";
-      const contextual = CONTEXTUAL_STATUS_CODES[context];
-      if (contextual) return contextual;
-    }
-    const known = ENHANCED_STATUS_CODES[code];
-    if (known) return known;
-    if (code >= 200 && code < 300) return "2.0.0";
-    if (code >= 400 && code < 500) return "4.0.0";
-    if (code >= 500) return "5.0.0";
-    return "";
+    return enhancedStatusCode(code, context);
   }
 
   /**
@@ -1378,180 +1307,3 @@ const HANDLERS: Record<string, Handler | undefined> = Object.assign(Object.creat
   SHELL: PosternConnection.prototype.handler_SHELL,
   KILL: PosternConnection.prototype.handler_KILL,
 });
-
-// --- AUTH (smtp-server's lib/sasl.js: PLAIN, LOGIN, XOAUTH2) ------------------------------------
-
-type Mechanism = (this: PosternConnection, args: string[], callback: Done) => void;
-
-function authResult(
-  conn: PosternConnection,
-  callback: Done,
-  onFailure: (response: AnyRecord) => void,
-): Callback {
-  return (err, response) => {
-    if (err) {
-      conn.send(err.responseCode || 535, err.message);
-      return callback();
-    }
-    response = response || {};
-    if (!response.user) return onFailure(response);
-    conn.session.user = response.user;
-    conn.session.transmissionType = conn._transmissionType();
-    conn.send(235, "Authentication successful");
-    callback();
-  };
-}
-
-function plainToken(this: PosternConnection, canAbort: boolean, raw: string, callback: Done) {
-  const token = (raw || "").toString().trim();
-  if (canAbort && token === "*") {
-    this.send(501, "Authentication aborted");
-    return callback();
-  }
-  const data = Buffer.from(token, "base64").toString().split("\x00");
-  if (data.length !== 3) {
-    this.send(501, "Error: invalid userdata");
-    return callback();
-  }
-  const authzid = data[0] || "";
-  const authcid = data[1] || "";
-  const username = authcid || authzid;
-  const password = data[2] || "";
-  if (CONTROL_CHARS.test(username) || CONTROL_CHARS.test(authzid)) {
-    this.send(501, "Error: invalid userdata");
-    return callback();
-  }
-  this._server.onAuth(
-    { method: "PLAIN", username, authcid, authzid, password },
-    this.session,
-    authResult(this, callback, (response) => {
-      this.send(
-        response.responseCode || 535,
-        response.message || "Error: Authentication credentials invalid",
-      );
-      callback();
-    }),
-  );
-}
-
-function loginUsername(this: PosternConnection, canAbort: boolean, raw: string, callback: Done) {
-  let username = (raw || "").toString().trim();
-  if (canAbort && username === "*") {
-    this.send(501, "Authentication aborted");
-    return callback();
-  }
-  username = Buffer.from(username, "base64").toString();
-  if (!username) {
-    this.send(501, "Error: missing username");
-    return callback();
-  }
-  if (CONTROL_CHARS.test(username)) {
-    this.send(501, "Error: invalid userdata");
-    return callback();
-  }
-  this._nextHandler = loginPassword.bind(this, username);
-  this.send(334, "UGFzc3dvcmQ6");
-  return callback();
-}
-
-function loginPassword(this: PosternConnection, username: string, raw: string, callback: Done) {
-  let password = (raw || "").toString().trim();
-  if (password === "*") {
-    this.send(501, "Authentication aborted");
-    return callback();
-  }
-  password = Buffer.from(password, "base64").toString();
-  this._server.onAuth(
-    { method: "LOGIN", username, password },
-    this.session,
-    authResult(this, callback, (response) => {
-      this.send(
-        response.responseCode || 535,
-        response.message || "Error: Authentication credentials invalid",
-      );
-      callback();
-    }),
-  );
-}
-
-function xoauth2Token(this: PosternConnection, canAbort: boolean, raw: string, callback: Done) {
-  const token = (raw || "").toString().trim();
-  if (canAbort && token === "*") {
-    this.send(501, "Authentication aborted");
-    return callback();
-  }
-  let username: string | undefined;
-  let accessToken: string | undefined;
-  for (const field of Buffer.from(token, "base64").toString().split("\x01")) {
-    const part = field.split("=");
-    const key = part.shift()!.toLowerCase();
-    const value = part.join("=").trim();
-    if (key === "user") {
-      username = value;
-    } else if (key === "auth") {
-      const words = value.split(/\s+/);
-      if (words.shift()!.toLowerCase() === "bearer") accessToken = words.join(" ");
-    }
-  }
-  if (!username || !accessToken || CONTROL_CHARS.test(username)) {
-    this.send(501, "Error: invalid userdata");
-    return callback();
-  }
-  this._server.onAuth(
-    { method: "XOAUTH2", username, accessToken },
-    this.session,
-    authResult(this, callback, (response) => {
-      this._nextHandler = (_data: string, cb: Done) => {
-        this.send(535, "Error: Username and Password not accepted");
-        return cb();
-      };
-      this.send(
-        response.responseCode || 334,
-        Buffer.from(JSON.stringify(response.data || {})).toString("base64"),
-      );
-      callback();
-    }),
-  );
-}
-
-const SASL: Record<string, Mechanism | undefined> = Object.assign(Object.create(null), {
-  PLAIN(this: PosternConnection, args: string[], callback: Done) {
-    if (args.length > 1) {
-      this.send(501, "Error: syntax: AUTH PLAIN token");
-      return callback();
-    }
-    if (!args.length) {
-      this._nextHandler = plainToken.bind(this, true);
-      this.send(334);
-      return callback();
-    }
-    plainToken.call(this, false, args[0]!, callback);
-  },
-  LOGIN(this: PosternConnection, args: string[], callback: Done) {
-    if (args.length > 1) {
-      this.send(501, "Error: syntax: AUTH LOGIN");
-      return callback();
-    }
-    if (!args.length) {
-      this._nextHandler = loginUsername.bind(this, true);
-      this.send(334, "VXNlcm5hbWU6");
-      return callback();
-    }
-    loginUsername.call(this, false, args[0]!, callback);
-  },
-  XOAUTH2(this: PosternConnection, args: string[], callback: Done) {
-    if (args.length > 1) {
-      this.send(501, "Error: syntax: AUTH XOAUTH2 token");
-      return callback();
-    }
-    if (!args.length) {
-      this._nextHandler = xoauth2Token.bind(this, true);
-      this.send(334);
-      return callback();
-    }
-    xoauth2Token.call(this, false, args[0]!, callback);
-  },
-});
-
-/** The AUTH mechanisms this connection has (a listener asking for others keeps smtp-server's). */
-export const ENGINE_AUTH_METHODS = new Set(Object.keys(SASL));

@@ -10,7 +10,8 @@
  */
 import type { Socket } from "node:net";
 import { type ServerInternals, serverPrototype } from "../smtp_server_internals.ts";
-import { ENGINE_AUTH_METHODS, type EngineServer, PosternConnection } from "./connection.ts";
+import { type EngineServer, PosternConnection } from "./connection.ts";
+import { ENGINE_AUTH_METHODS } from "./sasl.ts";
 import { sessionId } from "./session_id.ts";
 
 type ProxyCallback = (err: Error | null, options?: Record<string, unknown>) => void;
