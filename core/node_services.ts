@@ -30,6 +30,7 @@ import { RspamdClient } from "./content/rspamd.ts";
 import { ContentGate } from "./content/gate.ts";
 import { HoldQueue } from "./content/hold_queue.ts";
 import { DkimPool } from "./mail/dkim_pool.ts";
+import { signingPlacement } from "./policy/dkim_placement.ts";
 
 export interface NodeServices {
   kv: Deno.Kv;
@@ -119,7 +120,10 @@ export async function startNodeServices(
     })
     : null;
   // DKIM signatures are made off the main thread; the pool's workers end with stop().
-  const dkimPool = new DkimPool({ workers: config.dkimWorkers, log });
+  const dkimPool = new DkimPool({
+    ...signingPlacement(navigator.hardwareConcurrency ?? 1, config.dkimWorkers),
+    log,
+  });
   const intake: IntakeDeps = {
     ...(verp ? { verp } : {}),
     ...(contentFilter ? { contentFilter } : {}),

@@ -13,17 +13,6 @@ import { duration, rate } from "./fields.ts";
 
 const count = z.coerce.number().int().min(0);
 
-/**
- * DKIM signing workers for a machine with `cores` cores: one per core from 3 cores on, none (sign
- * on the main thread) up to 2. On 2 cores the worker's core is the one SQLite, the network and
- * the clients already share: handing each RSA-2048 signature (0.25–0.35 ms with OpenSSL) to a
- * worker and back (wake-ups, copies, context switches) cost 0.3–0.6 ms more CPU per message than
- * signing in place, for no more msg/s (bench/README.md, "Where DKIM signing runs").
- */
-export function dkimWorkersDefault(cores: number): number {
-  return cores > 2 ? cores : 0;
-}
-
 export const LIMIT_FIELDS = {
   /** SMTP sessions open at once over both listeners (Postfix: default_process_limit 100). */
   smtpMaxConnections: count.default(1000),
@@ -104,11 +93,10 @@ export const LIMIT_FIELDS = {
   memoryBudgetPerClient: z.coerce.number().int().min(64 * 1024).optional(),
   /**
    * Worker threads making DKIM RSA signatures (core/mail/dkim_pool.ts), started as signing needs
-   * them; 0 signs on the main thread. Default: dkimWorkersDefault (none up to 2 cores).
+   * them; 0 signs on the main thread. Unset: core/policy/dkim_placement.ts decides by the cores
+   * (and, on 2, by what a signature is measured to cost).
    */
-  dkimWorkers: z.coerce.number().int().min(0).max(256).default(
-    dkimWorkersDefault(navigator.hardwareConcurrency ?? 1),
-  ),
+  dkimWorkers: z.coerce.number().int().min(0).max(256).optional(),
 };
 
 /** Env variable → field, merged into load.ts's table. */

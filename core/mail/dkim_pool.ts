@@ -1,7 +1,9 @@
 /**
  * DKIM signatures made in a pool of Web Workers (core/mail/dkim_worker.ts), so signing uses the
- * machine's other cores instead of the main thread's time; with no workers (the default up to 2
- * cores, core/config/limits.ts says why) every signature is made on the calling thread.
+ * machine's other cores instead of the main thread's time; with no workers every signature is
+ * made on the calling thread. Where the placement (core/policy/dkim_placement.ts) says so, RSA is
+ * signed here while its signatures cost less than the hand-over to a worker, and in the pool once
+ * they are measured to cost more.
  *
  * - Only RSA goes to the workers: an Ed25519 signature costs less CPU (about 0.02 ms) than the
  *   hand-over to a worker and back, so a message signed with Ed25519 keys alone is signed here.
@@ -23,6 +25,7 @@
 import { setImmediate } from "node:timers";
 import { type DkimSignatureMaker, type DkimSigningKey, LocalSignatureMaker } from "./dkim.ts";
 import type { Logger } from "../log.ts";
+import { averageSigningMs, keepSigningInPlace } from "../policy/dkim_placement.ts";
 
 /** What the pool asks a worker: one signature per key, key i over data i. */
 export interface SignRequest {
@@ -58,6 +61,11 @@ export const QUEUE_PER_WORKER = 256;
 export interface DkimPoolOptions {
   /** Workers to run; 0 signs every message on the calling thread. */
   workers: number;
+  /**
+   * Sign RSA on the calling thread while a signature costs at most this many ms (measured), then
+   * in the workers for good; 0: always in the workers. @default 0
+   */
+  inPlaceUpToMs?: number;
   /** Requests outstanding at once before new ones are refused. @default workers × 256 */
   maxQueued?: number;
   log?: Logger;
@@ -102,6 +110,11 @@ export class DkimPool implements DkimSignatureMaker {
   #watchdog: ReturnType<typeof setInterval> | null = null;
   /** Requests of this turn, sent together at its end (see the module comment). */
   #pending: Job[] = [];
+  /** RSA signed here until its measured cost passes this; 0 once it has (or never set). */
+  #inPlaceUpToMs: number;
+  /** In-place RSA signatures timed, and their running average cost per signature in ms. */
+  #inPlaceSamples = 0;
+  #inPlaceAverage: number | null = null;
 
   constructor(options: DkimPoolOptions) {
     const workers = Math.max(0, Math.floor(options.workers));
@@ -116,6 +129,7 @@ export class DkimPool implements DkimSignatureMaker {
     this.#maxQueued = options.maxQueued ?? Math.max(1, workers) * QUEUE_PER_WORKER;
     this.#log = options.log;
     this.#answerWithinMs = options.answerWithinMs ?? 30_000;
+    this.#inPlaceUpToMs = workers > 0 ? options.inPlaceUpToMs ?? 0 : 0;
     this.#url = String(options.workerUrl ?? new URL("./dkim_worker.ts", import.meta.url));
   }
 
@@ -129,6 +143,7 @@ export class DkimPool implements DkimSignatureMaker {
     if (this.#noWorkers || keys.every((k) => k.algorithm === "ed25519")) {
       return this.#here.sign(keys, data);
     }
+    if (this.#inPlaceUpToMs > 0) return this.#signHereTimed(keys, data);
     if (this.#outstanding >= this.#maxQueued) {
       return Promise.reject(new DkimUnavailable("the signing pool is busy"));
     }
@@ -150,6 +165,34 @@ export class DkimPool implements DkimSignatureMaker {
         },
       });
     });
+  }
+
+  /** Whether RSA is still signed on the calling thread (the measured cost has not passed). */
+  get signingInPlace(): boolean {
+    return this.#noWorkers || this.#inPlaceUpToMs > 0;
+  }
+
+  /** Signs here and times it; past the placement's cost, later RSA goes to the workers. */
+  #signHereTimed(
+    keys: readonly DkimSigningKey[],
+    data: readonly Uint8Array[],
+  ): Promise<Uint8Array[]> {
+    const started = performance.now();
+    const signed = this.#here.sign(keys, data);
+    const rsa = keys.reduce((n, k) => n + (k.algorithm === "rsa" ? 1 : 0), 0);
+    const perSignature = (performance.now() - started) / rsa;
+    this.#inPlaceSamples++;
+    this.#inPlaceAverage = averageSigningMs(this.#inPlaceAverage, perSignature);
+    if (!keepSigningInPlace(this.#inPlaceSamples, this.#inPlaceAverage, this.#inPlaceUpToMs)) {
+      this.#log?.info("dkim.signing_moved", {
+        to: "workers",
+        workers: this.#slots.length,
+        signature_ms: Math.round(this.#inPlaceAverage * 1000) / 1000,
+        up_to_ms: this.#inPlaceUpToMs,
+      });
+      this.#inPlaceUpToMs = 0;
+    }
+    return signed;
   }
 
   /** Stops every worker; requests still outstanding are refused. */

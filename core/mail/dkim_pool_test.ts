@@ -3,6 +3,7 @@ import { dkimVerify } from "mailauth/lib/dkim/verify.js";
 import { DkimSigner, type DkimSigningKey, dkimTxtValue, generateDkimKey } from "./dkim.ts";
 import { DkimKeyCache, nodeKey } from "./dkim_keys.ts";
 import { DkimPool, DkimUnavailable } from "./dkim_pool.ts";
+import { SIGNING_SAMPLES } from "../policy/dkim_placement.ts";
 
 const enc = new TextEncoder();
 const faultyWorker = new URL("../../tests/support/faulty_dkim_worker.ts", import.meta.url);
@@ -189,5 +190,30 @@ Deno.test("with no workers the pool signs RSA and Ed25519 on the calling thread,
     assert.equal(pool.running, 0, "no worker was started");
   } finally {
     pool.close();
+  }
+});
+
+Deno.test("RSA is signed in place while a signature costs no more than allowed, then in the workers for good", async () => {
+  const rsaOnly = KEYS.filter((k) => k.algorithm === "rsa");
+  // Any real signature costs more than a nanosecond: after the samples, the workers sign.
+  const moving = new DkimPool({ workers: 1, inPlaceUpToMs: 1e-6 });
+  // No RSA signature costs a second: this one never moves.
+  const staying = new DkimPool({ workers: 1, inPlaceUpToMs: 1000 });
+  try {
+    for (let i = 0; i < SIGNING_SAMPLES; i++) {
+      assert.equal(moving.running, 0, `signature ${i} was made in place`);
+      await signedMessage(moving, `in place ${i}`, rsaOnly);
+      await signedMessage(staying, `stays ${i}`, rsaOnly);
+    }
+    assert.equal(moving.signingInPlace, false);
+    const message = await signedMessage(moving, "in a worker", rsaOnly);
+    assert.equal(moving.running, 1, "the next signature started a worker");
+    assert.deepEqual(await verdicts(message), ["pass"]);
+    await signedMessage(staying, "still in place", rsaOnly);
+    assert.equal(staying.signingInPlace, true);
+    assert.equal(staying.running, 0, "no worker was started");
+  } finally {
+    moving.close();
+    staying.close();
   }
 });
