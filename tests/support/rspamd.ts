@@ -79,10 +79,26 @@ multimap {
 `;
 }
 
+/** Tries at a port that another process took between freePort() and rspamd's bind. */
+const PORT_TRIES = 3;
+
+class PortTaken extends Error {}
+
 /** Starts rspamd and resolves once its worker answers /ping (startup can take tens of seconds). */
 export async function startRspamd(options: { dnsPort: number }): Promise<Rspamd> {
+  // freePort() only says the port was free a moment ago: a client socket of a parallel test may
+  // take it as its local port before rspamd binds (seen in CI: EADDRINUSE). Another port then.
+  for (let tries = 1;; tries++) {
+    try {
+      return await startRspamdAt(await freePort(), options);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || tries >= PORT_TRIES) throw err;
+    }
+  }
+}
+
+async function startRspamdAt(port: number, options: { dnsPort: number }): Promise<Rspamd> {
   const dir = await Deno.makeTempDir({ prefix: "postern_rspamd_" });
-  const port = await freePort();
   await Deno.writeTextFile(`${dir}/hold.map`, `/${HOLD_PHRASE}/i\n`);
   await Deno.writeTextFile(`${dir}/rspamd.conf`, config(dir, port, options.dnsPort));
   const asRoot = Deno.uid() === 0;
@@ -113,7 +129,8 @@ export async function startRspamd(options: { dnsPort: number }): Promise<Rspamd>
     if (exited) {
       const tail = await logTail();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
-      throw new Error(`rspamd exited during startup: ${tail}`);
+      const Failure = /bind 127\.0\.0\.1:\d+ failed: 98\b/.test(tail) ? PortTaken : Error;
+      throw new Failure(`rspamd exited during startup: ${tail}`);
     }
     try {
       const res = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(2_000) });
