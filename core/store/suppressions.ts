@@ -130,6 +130,11 @@ export class SuppressionCache {
   /** Addresses with an expiry streak, by account: few, as an expiry is rare. */
   #streaks = new Map<string, Set<string>>();
   #generation = -1n;
+  /**
+   * Changes this node applied itself (remember, forget, rememberStreak): a reload that was
+   * reading while one came may hold the store as it was before it, and must not undo it.
+   */
+  #localChanges = 0;
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -142,12 +147,14 @@ export class SuppressionCache {
 
   /** Applies a change this node just committed, before the next reload would show it. */
   remember(account: string, address: string, reason: string) {
+    this.#localChanges++;
     let list = this.#lists.get(account);
     if (!list) this.#lists.set(account, list = new Map());
     list.set(normalizeAddress(address), reason);
   }
 
   forget(account: string, address: string) {
+    this.#localChanges++;
     this.#lists.get(account)?.delete(normalizeAddress(address));
   }
 
@@ -161,6 +168,7 @@ export class SuppressionCache {
 
   /** Applies a streak change this node just committed (`on` false: the streak ended). */
   rememberStreak(account: string, address: string, on: boolean) {
+    this.#localChanges++;
     let set = this.#streaks.get(account);
     if (!set) this.#streaks.set(account, set = new Set());
     if (on) set.add(normalizeAddress(address));
@@ -175,6 +183,7 @@ export class SuppressionCache {
 
   /** Re-reads every list if any node changed one since the last read. */
   async refresh(): Promise<void> {
+    const changes = this.#localChanges;
     const gen = (await this.#kv.get<Deno.KvU64>(keys.suppressionGeneration())).value?.value ?? 0n;
     if (gen === this.#generation) return;
     // The counter is read first: a change made while we list shows up as a newer counter next time.
@@ -192,6 +201,10 @@ export class SuppressionCache {
       if (!set) streaks.set(account, set = new Set());
       set.add(address);
     }
+    // A change of this node's own committed while we read (a suppression deleted through the
+    // API, say) may be missing from what we read: keep what we have, and read again next time
+    // (its commit moved the counter past `gen`).
+    if (this.#localChanges !== changes) return;
     this.#lists = lists;
     this.#streaks = streaks;
     this.#generation = gen;

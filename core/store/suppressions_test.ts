@@ -34,6 +34,32 @@ Deno.test("SuppressionCache sees another node's changes at its next refresh, and
   }
 });
 
+Deno.test("a reload that was reading while this node deleted a suppression does not bring it back", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const node = new SuppressionCache(kv);
+    await addSuppression(kv, "acct", entry("back@dest.test"));
+    await node.refresh();
+    assert.equal(node.reasonFor("acct", "back@dest.test"), "invalid_recipient");
+    // Another node's change starts a reload here; it reads the list as it is now...
+    await addSuppression(kv, "acct", entry("other@dest.test"));
+    const reloading = node.refresh();
+    // ...while this node's API deletes one and applies it at once.
+    const removed = removeSuppression(kv, "acct", "back@dest.test").then((ok) => {
+      if (ok) node.forget("acct", "back@dest.test");
+      return ok;
+    });
+    await Promise.all([reloading, removed]);
+    assert.equal(await removed, true);
+    assert.equal(node.reasonFor("acct", "back@dest.test"), null, "the delete stands");
+    await node.refresh();
+    assert.equal(node.reasonFor("acct", "back@dest.test"), null, "and the next reload agrees");
+    assert.equal(node.reasonFor("acct", "other@dest.test"), "invalid_recipient");
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("listSuppressions() pages in address order with a cursor", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
