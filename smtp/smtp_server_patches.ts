@@ -61,6 +61,7 @@ import {
 import { applySingleContextTls } from "./tls_single_context.ts";
 import { listenerSocketDefaults, primeAcceptedSocket } from "./accepted_sockets.ts";
 import { IdleTimeout, sessionDeadlines } from "../core/net/deadlines.ts";
+import { countReplyError } from "./error_count.ts";
 import { installPosternEngine } from "./engine/install.ts";
 
 /** smtp-server's idle timeout when none is set (its SOCKET_TIMEOUT). */
@@ -459,24 +460,10 @@ export function primeListener(server: SMTPServer) {
   );
 }
 
-/**
- * Postfix counts the errors a client makes "without delivering mail": every 4yz/5yz reply but
- * the closing 421, and 452 "too many recipients" only past an overshoot allowance (a client that
- * splits a big list on our 452s is not misbehaving). A delivered message starts the count again.
- */
+/** Counts a reply toward the session's error limits (error_count.ts). */
 function countError(conn: Conn, code: number, context: unknown) {
   const limits = limitsOf(conn);
-  if (!limits) return;
-  if (context === "DATA_OK") {
-    conn._posternErrors = 0;
-    return;
-  }
-  if (code < 400 || code === 421) return;
-  if (code === 452) {
-    conn._posternOvershoot = (conn._posternOvershoot ?? 0) + 1;
-    if (conn._posternOvershoot! <= limits.recipientOvershoot) return;
-  }
-  conn._posternErrors = (conn._posternErrors ?? 0) + 1;
+  if (limits) countReplyError(conn, code, context, limits.recipientOvershoot);
 }
 
 /**

@@ -37,6 +37,7 @@ import { ENHANCED_OVERRIDES, replies } from "../replies.ts";
 import type { PosternServerOptions, SessionLimits } from "../smtp_server_patches.ts";
 import { type Deadline, IdleTimeout, sessionDeadlines } from "../../core/net/deadlines.ts";
 import { sessionId } from "./session_id.ts";
+import { countReplyError } from "../error_count.ts";
 import { SASL } from "./sasl.ts";
 import { enhancedStatusCode } from "./status_codes.ts";
 
@@ -504,24 +505,10 @@ export class PosternConnection {
     return enhancedStatusCode(code, context);
   }
 
-  /**
-   * Postfix counts the errors a client makes "without delivering mail": every 4yz/5yz reply but
-   * the closing 421, and 452 "too many recipients" only past an overshoot allowance. A
-   * delivered message starts the count again.
-   */
+  /** Counts a reply toward the session's error limits (../error_count.ts). */
   #countError(code: number, context: unknown) {
     const limits = this.#limits;
-    if (!limits) return;
-    if (context === "DATA_OK") {
-      this._posternErrors = 0;
-      return;
-    }
-    if (code < 400 || code === 421) return;
-    if (code === 452) {
-      this._posternOvershoot++;
-      if (this._posternOvershoot <= limits.recipientOvershoot) return;
-    }
-    this._posternErrors++;
+    if (limits) countReplyError(this, code, context, limits.recipientOvershoot);
   }
 
   _refuse(err: AnyRecord, context?: unknown) {

@@ -47,6 +47,15 @@ function authResult(
   };
 }
 
+/** The reply to an onAuth that answered with no user (PLAIN and LOGIN). */
+function credentialsInvalid(conn: SaslConnection, response: AnyRecord, callback: Done) {
+  conn.send(
+    response.responseCode || 535,
+    response.message || "Error: Authentication credentials invalid",
+  );
+  callback();
+}
+
 function plainToken(this: SaslConnection, canAbort: boolean, raw: string, callback: Done) {
   const token = (raw || "").toString().trim();
   if (canAbort && token === "*") {
@@ -69,13 +78,7 @@ function plainToken(this: SaslConnection, canAbort: boolean, raw: string, callba
   this._server.onAuth(
     { method: "PLAIN", username, authcid, authzid, password },
     this.session,
-    authResult(this, callback, (response) => {
-      this.send(
-        response.responseCode || 535,
-        response.message || "Error: Authentication credentials invalid",
-      );
-      callback();
-    }),
+    authResult(this, callback, (response) => credentialsInvalid(this, response, callback)),
   );
 }
 
@@ -109,13 +112,7 @@ function loginPassword(this: SaslConnection, username: string, raw: string, call
   this._server.onAuth(
     { method: "LOGIN", username, password },
     this.session,
-    authResult(this, callback, (response) => {
-      this.send(
-        response.responseCode || 535,
-        response.message || "Error: Authentication credentials invalid",
-      );
-      callback();
-    }),
+    authResult(this, callback, (response) => credentialsInvalid(this, response, callback)),
   );
 }
 
@@ -159,43 +156,33 @@ function xoauth2Token(this: SaslConnection, canAbort: boolean, raw: string, call
   );
 }
 
+/**
+ * AUTH <mechanism> [initial-response]: with the response, `token` takes it at once; without, the
+ * client gets `challenge` (334) and its next line goes to `token`, where `*` aborts.
+ */
+function mechanism(
+  syntax: string,
+  challenge: string | undefined,
+  token: (this: SaslConnection, canAbort: boolean, raw: string, callback: Done) => void,
+): Mechanism {
+  return function (this: SaslConnection, args: string[], callback: Done) {
+    if (args.length > 1) {
+      this.send(501, `Error: syntax: ${syntax}`);
+      return callback();
+    }
+    if (!args.length) {
+      this._nextHandler = token.bind(this, true);
+      this.send(334, challenge);
+      return callback();
+    }
+    token.call(this, false, args[0]!, callback);
+  };
+}
+
 export const SASL: Record<string, Mechanism | undefined> = Object.assign(Object.create(null), {
-  PLAIN(this: SaslConnection, args: string[], callback: Done) {
-    if (args.length > 1) {
-      this.send(501, "Error: syntax: AUTH PLAIN token");
-      return callback();
-    }
-    if (!args.length) {
-      this._nextHandler = plainToken.bind(this, true);
-      this.send(334);
-      return callback();
-    }
-    plainToken.call(this, false, args[0]!, callback);
-  },
-  LOGIN(this: SaslConnection, args: string[], callback: Done) {
-    if (args.length > 1) {
-      this.send(501, "Error: syntax: AUTH LOGIN");
-      return callback();
-    }
-    if (!args.length) {
-      this._nextHandler = loginUsername.bind(this, true);
-      this.send(334, "VXNlcm5hbWU6");
-      return callback();
-    }
-    loginUsername.call(this, false, args[0]!, callback);
-  },
-  XOAUTH2(this: SaslConnection, args: string[], callback: Done) {
-    if (args.length > 1) {
-      this.send(501, "Error: syntax: AUTH XOAUTH2 token");
-      return callback();
-    }
-    if (!args.length) {
-      this._nextHandler = xoauth2Token.bind(this, true);
-      this.send(334);
-      return callback();
-    }
-    xoauth2Token.call(this, false, args[0]!, callback);
-  },
+  PLAIN: mechanism("AUTH PLAIN token", undefined, plainToken),
+  LOGIN: mechanism("AUTH LOGIN", "VXNlcm5hbWU6", loginUsername),
+  XOAUTH2: mechanism("AUTH XOAUTH2 token", undefined, xoauth2Token),
 });
 
 /** The AUTH mechanisms this connection has (a listener asking for others keeps smtp-server's). */
