@@ -77,6 +77,7 @@ export async function startNodeServices(
   if (sealed > 0) log.info("secrets.sealed", { count: sealed });
   const committer = new Committer(kv, {
     storeRetryMs: config.storeRetry,
+    lingerMs: config.commitLinger,
     localStore: options.localStore ?? false,
   });
   const bodyCache = new BodyCache();

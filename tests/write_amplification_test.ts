@@ -92,7 +92,15 @@ async function storeContents(path: string): Promise<Map<string, { keys: number; 
   return out;
 }
 
-Deno.test("a 2 KB one-recipient message costs at most 10 KV mutations and 30 KB of disk writes end to end, and the store keeps under 2 KB of it", async () => {
+interface Cost {
+  mutations: number;
+  commits: number;
+  kb: number;
+  onDisk: number;
+}
+
+/** Relays `sessions` × `per` messages after a warm-up and returns what each cost the store. */
+async function measure(sessions: number, per: number): Promise<Cost> {
   const sink = await startSink();
   // Our own data dir: the store is read after the relay stops.
   const dataDir = await Deno.makeTempDir({ prefix: "postern_wa_" });
@@ -111,8 +119,8 @@ Deno.test("a 2 KB one-recipient message costs at most 10 KV mutations and 30 KB 
     await relayBatch(relay, sink, { first: 0, sessions: 2, per: WARMUP / 2 }, send);
     const storeBefore = await storeContents(kvPath);
     const before = await snapshot(relay);
-    const n = SESSIONS * PER_SESSION;
-    await relayBatch(relay, sink, { first: WARMUP, sessions: SESSIONS, per: PER_SESSION }, send);
+    const n = sessions * per;
+    await relayBatch(relay, sink, { first: WARMUP, sessions, per }, send);
     const after = await snapshot(relay);
     await relay.stop();
     running = false;
@@ -137,19 +145,32 @@ Deno.test("a 2 KB one-recipient message costs at most 10 KV mutations and 30 KB 
     }
     const onDisk = usedFileBytes(kvPath) / (n + WARMUP);
     console.log(
-      `per message (${n} messages, ${SESSIONS} sessions): ${mutations.toFixed(2)} KV mutations, ` +
+      `per message (${n} messages, ${sessions} sessions): ${mutations.toFixed(2)} KV mutations, ` +
         `${commits.toFixed(2)} commits, ${kb.toFixed(1)} KB written to disk; the store keeps ` +
         `${(kept / n).toFixed(0)} bytes of keys and values per delivered message ` +
         `(${families.join(", ")}), ${onDisk.toFixed(0)} bytes of file`,
     );
-    assert.ok(mutations <= 10, `${mutations.toFixed(2)} KV mutations per message`);
-    // Issue 18 asks for 20 KB; measured 20–23 KB here (the count moves with how many messages
-    // share a commit on a loaded machine), so this bound only catches a regression.
-    assert.ok(kb <= 30, `${kb.toFixed(1)} KB written to disk per message`);
-    assert.ok(onDisk <= 2048, `${onDisk.toFixed(0)} bytes of store file per delivered message`);
+    return { mutations, commits, kb, onDisk };
   } finally {
     if (running) await relay.stop();
     await sink.close();
     await Deno.remove(dataDir, { recursive: true });
   }
+}
+
+Deno.test("a 2 KB one-recipient message costs at most 10 KV mutations and 20 KB of disk writes end to end, and the store keeps under 2 KB of it", async () => {
+  const { mutations, kb, onDisk } = await measure(SESSIONS, PER_SESSION);
+  assert.ok(mutations <= 10, `${mutations.toFixed(2)} KV mutations per message`);
+  // Measured 12.8–13.4 KB here (14.3 with POSTERN_COMMIT_LINGER=0).
+  assert.ok(kb <= 20, `${kb.toFixed(1)} KB written to disk per message`);
+  assert.ok(onDisk <= 2048, `${onDisk.toFixed(0)} bytes of store file per delivered message`);
+});
+
+Deno.test("under a lighter load (5 sessions) messages still share commits", async () => {
+  const { mutations, commits, kb } = await measure(5, 60);
+  assert.ok(mutations <= 10, `${mutations.toFixed(2)} KV mutations per message`);
+  // Measured 0.49 commits and 21.7 KB per message; with POSTERN_COMMIT_LINGER=0 each message's
+  // intake and outcome were mostly committed alone: 0.78 commits and 29.9 KB.
+  assert.ok(commits <= 0.65, `${commits.toFixed(2)} commits per message`);
+  assert.ok(kb <= 30, `${kb.toFixed(1)} KB written to disk per message`);
 });

@@ -17,6 +17,7 @@ export const ENV_NAMES: Record<string, keyof Config> = {
   POSTERN_ROLES: "roles",
   POSTERN_LEASE_TTL: "leaseTtl",
   POSTERN_STORE_RETRY: "storeRetry",
+  POSTERN_COMMIT_LINGER: "commitLinger",
   POSTERN_LISTEN: "listen",
   POSTERN_SMTP_PORT: "smtpPort",
   POSTERN_SMTPS_PORT: "smtpsPort",

@@ -110,6 +110,13 @@ export const ConfigSchema = z.object({
    * hears 451 (SMTP) or 503 (HTTP).
    */
   storeRetry: duration.default(parseDuration("10s")),
+  /**
+   * Longest wait for company before a commit that carries few changes starts, while changes
+   * arrive closely (core/policy/commit_linger.ts); 0 commits each batch at once.
+   */
+  commitLinger: duration.default(parseDuration("8ms")).refine((v) => v <= 20, {
+    message: "must be at most 20ms: acknowledgements wait for it",
+  }),
   listen: z.string().default("0.0.0.0"),
   smtpPort: port.default(587),
   smtpsPort: port.default(465),

@@ -1,8 +1,9 @@
 /**
  * Group commit: one writer, one commit in flight. Every KV commit is an fsync, so instead of one
  * commit per message we gather everything that arrives while a commit runs into the next one.
- * Each caller learns its own result when the commit holding its change returns; no timer waits
- * for company (docs/ARCHITECTURE.md measured that a window gains nothing).
+ * Each caller learns its own result when the commit holding its change returns. While changes
+ * arrive closely, a commit that would carry only a few waits a moment for company
+ * (core/policy/commit_linger.ts): fewer commits write fewer pages per message.
  *
  * A change carries its own checks. If a batch fails a check, we cannot tell whose check failed,
  * so the batch is replayed one change per commit and each caller gets its own answer.
@@ -20,6 +21,13 @@ import {
 import { StoreUnavailableError, within } from "./bounded_kv.ts";
 import { ForwardingOperation } from "./forwarding_operation.ts";
 import { keyId } from "./keys.ts";
+import {
+  type ArrivalGaps,
+  LINGER_TARGET_CHANGES,
+  lingerMs,
+  NO_ARRIVALS,
+  noteArrival,
+} from "../policy/commit_linger.ts";
 
 export interface Change {
   /** Adds this change's checks and mutations to an atomic operation. */
@@ -33,6 +41,9 @@ interface Pending {
   size: CommitSize;
   /** When this change's caller stops waiting: it was queued this long ago plus the retry bound. */
   deadline: number;
+  queuedAt: number;
+  /** It arrived while a commit was being written: its caller is not waiting for that commit. */
+  behind: boolean;
   resolve(versionstamp: string | null): void;
   reject(err: unknown): void;
 }
@@ -66,6 +77,8 @@ export interface CommitterOptions {
    */
   localStore?: boolean;
   now?: () => number;
+  /** Longest wait for company before a small commit starts (POSTERN_COMMIT_LINGER); 0: none. */
+  lingerMs?: number;
 }
 
 export class Committer {
@@ -75,6 +88,12 @@ export class Committer {
   #retryMs: number;
   #now: () => number;
   #localStore: boolean;
+  #lingerMs: number;
+  #arrivals: ArrivalGaps = NO_ARRIVALS;
+  /** Ends a wait for company early, once enough changes have come. */
+  #company: (() => void) | null = null;
+  /** A commit is being written now. */
+  #writing = false;
   /** Commits and fsyncs issued, for metrics and the bench. */
   commits = 0;
 
@@ -83,6 +102,7 @@ export class Committer {
     this.#retryMs = options.storeRetryMs ?? DEFAULT_STORE_RETRY_MS;
     this.#now = options.now ?? Date.now;
     this.#localStore = options.localStore ?? false;
+    this.#lingerMs = options.lingerMs ?? 0;
   }
 
   /** The store this committer writes to. */
@@ -115,7 +135,18 @@ export class Committer {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ change, size, deadline: this.#now() + this.#retryMs, resolve, reject });
+      const now = this.#now();
+      if (this.#lingerMs > 0) this.#arrivals = noteArrival(this.#arrivals, now);
+      this.#queue.push({
+        change,
+        size,
+        deadline: now + this.#retryMs,
+        queuedAt: now,
+        behind: this.#writing,
+        resolve,
+        reject,
+      });
+      if (this.#company && this.#queue.length >= LINGER_TARGET_CHANGES) this.#company();
       if (!this.#running) this.#run();
     });
   }
@@ -124,12 +155,31 @@ export class Committer {
     this.#running = true;
     try {
       while (this.#queue.length > 0) {
+        // Only changes that came while a commit was written say others are sending at once: a
+        // caller that commits step after step (a migration, a sweep) never waits for company.
+        if (this.#lingerMs > 0 && this.#queue.some((p) => p.behind)) {
+          const waited = this.#now() - this.#queue[0]!.queuedAt;
+          const wait = lingerMs(this.#queue.length, waited, this.#arrivals, this.#lingerMs);
+          if (wait > 0) await this.#awaitCompany(wait);
+        }
         const batch = this.#takeBatch();
         await this.#commitBatch(batch);
       }
     } finally {
       this.#running = false;
     }
+  }
+
+  /** Waits `ms`, or less if enough changes come meanwhile. */
+  #awaitCompany(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      this.#company = done;
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+    }).finally(() => this.#company = null);
   }
 
   #takeBatch(): Pending[] {
@@ -177,6 +227,7 @@ export class Committer {
       const folded = foldSums(op);
       for (const c of changes) c.apply(folded.op);
       folded.flush();
+      this.#writing = true;
       try {
         // The client of a remote store may go on sending this request after we stop waiting,
         // so a commit reported as failed may still land: callers treat failure as "unknown".
@@ -200,6 +251,8 @@ export class Committer {
         );
         failed.locked = transient;
         throw failed;
+      } finally {
+        this.#writing = false;
       }
     }
   }

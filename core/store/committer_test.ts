@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Committer } from "./committer.ts";
+import { LINGER_TARGET_CHANGES } from "../policy/commit_linger.ts";
 import { COMMIT_BUDGET, keySize, measureChange } from "./commit_size.ts";
 
 Deno.test("changes whose keys together pass 81 920 bytes are split over several commits, none refused", async () => {
@@ -110,5 +111,76 @@ Deno.test("counters summed by many changes of one batch land once, with their to
     assert.ok(committer.commits < 50, `${committer.commits} commits: the changes shared some`);
   } finally {
     raw.close();
+  }
+});
+
+/** Whether `promise` settles before `ms` pass (bounds far above any commit: waits of a minute). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("changes arriving closely wait for each other and share one commit; a change after a pause goes at once", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let clock = 0;
+    // Waits of up to a minute: a change that waited for company could not pass for one that
+    // did not.
+    const committer = new Committer(kv, { lingerMs: 60_000, now: () => clock });
+    const put = (i: number) => committer.commit({ apply: (op) => op.set(["w", i], i) });
+    const first = put(0); // no arrivals before it: committed at once
+    clock = 5;
+    const second = put(1); // queued behind the first, 50 ms after it
+    await first;
+    // The second now waits for company (the gaps say more are due); these come in another turn.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const rest = [];
+    for (let i = 2; i < LINGER_TARGET_CHANGES + 1; i++) {
+      clock += 5;
+      rest.push(put(i));
+    }
+    const stamps = await Promise.all([second, ...rest]);
+    assert.equal(new Set(stamps).size, 1, "one commit for the second and the rest");
+    assert.equal(committer.commits, 2);
+
+    // Arriving at an idle committer after an hour's pause.
+    clock += 3_600_000;
+    const alone = put(100);
+    assert.equal(
+      await settlesWithin(alone, 5_000),
+      true,
+      "a change after an hour's pause does not wait for company",
+    );
+    assert.equal(committer.commits, 3);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a caller that commits step after step never waits for company", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let clock = 0;
+    const committer = new Committer(kv, { lingerMs: 60_000, now: () => clock });
+    // Arrivals 1 ms apart, each after the previous commit: closely, but never behind one.
+    const steps = (async () => {
+      for (let i = 0; i < 50; i++) {
+        clock += 1;
+        await committer.commit({ apply: (op) => op.set(["s", i], i) });
+      }
+    })();
+    assert.equal(
+      await settlesWithin(steps, 10_000),
+      true,
+      "50 commits one after another did not wait a minute",
+    );
+    assert.equal(committer.commits, 50);
+  } finally {
+    kv.close();
   }
 });
