@@ -39,8 +39,7 @@ export interface Change {
 interface Pending {
   change: Change;
   size: CommitSize;
-  /** When this change's caller stops waiting: it was queued this long ago plus the retry bound. */
-  deadline: number;
+  /** When it was queued; its caller stops waiting the retry bound after. */
   queuedAt: number;
   /** It arrived while a commit was being written: its caller is not waiting for that commit. */
   behind: boolean;
@@ -140,7 +139,6 @@ export class Committer {
       this.#queue.push({
         change,
         size,
-        deadline: now + this.#retryMs,
         queuedAt: now,
         behind: this.#writing,
         resolve,
@@ -196,7 +194,7 @@ export class Committer {
   }
 
   async #commitBatch(batch: Pending[]) {
-    const deadline = Math.min(...batch.map((p) => p.deadline));
+    const deadline = Math.min(...batch.map((p) => p.queuedAt)) + this.#retryMs;
     try {
       const stamp = await this.#commitOnce(batch.map((p) => p.change), deadline);
       if (stamp !== null || batch.length === 1) {
@@ -212,7 +210,7 @@ export class Committer {
     // A check or a size limit failed somewhere in the batch: give each change its own answer.
     for (const p of batch) {
       try {
-        p.resolve(await this.#commitOnce([p.change], p.deadline));
+        p.resolve(await this.#commitOnce([p.change], p.queuedAt + this.#retryMs));
       } catch (err) {
         p.reject(err);
       }

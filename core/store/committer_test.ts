@@ -135,7 +135,7 @@ Deno.test("changes arriving closely wait for each other and share one commit; a 
     const put = (i: number) => committer.commit({ apply: (op) => op.set(["w", i], i) });
     const first = put(0); // no arrivals before it: committed at once
     clock = 5;
-    const second = put(1); // queued behind the first, 50 ms after it
+    const second = put(1); // queued behind the first, 5 ms after it
     await first;
     // The second now waits for company (the gaps say more are due); these come in another turn.
     await new Promise((resolve) => setTimeout(resolve, 0));
