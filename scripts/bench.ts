@@ -323,9 +323,11 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  let exited = false;
+  const status = child.status.then((st) => (exited = true, st));
   const stop = async () => {
-    child.kill("SIGTERM");
-    await child.status;
+    if (!exited) child.kill("SIGTERM");
+    await status;
   };
   cleanups.add(stop);
   // Its log and banner go to the data dir's relay.log, kept apart from the table.
@@ -334,8 +336,15 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
     child.stderr.pipeTo(errLog.writable),
   ]).catch(() => {});
   try {
-    await waitForPort(RELAY_PORT);
-    await waitForPort(HTTP_PORT);
+    // A relay that exits at start-up (a bad setting in the environment) says why.
+    const started = Promise.all([waitForPort(RELAY_PORT), waitForPort(HTTP_PORT)]);
+    const died = status.then(async (st) => {
+      await logged;
+      const log = await Deno.readTextFile(logPath).catch(() => "");
+      throw new Error(`bench: the relay exited (${st.code}) at start-up:\n${log.slice(-2000)}`);
+    });
+    await Promise.race([started, died]);
+    died.catch(() => {});
     if (run_.sign !== "none") await verifyDomain(run_.sign);
     let login = null;
     if (run_.mode === "submit") {
