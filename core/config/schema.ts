@@ -114,7 +114,7 @@ export const ConfigSchema = z.object({
    * Longest wait for company before a commit that carries few changes starts, while changes
    * arrive closely (core/policy/commit_linger.ts); 0 commits each batch at once.
    */
-  commitLinger: duration.default(parseDuration("12ms")).refine((v) => v <= 50, {
+  commitLinger: duration.default(parseDuration("20ms")).refine((v) => v <= 50, {
     message: "must be at most 50ms: acknowledgements wait for it",
   }),
   listen: z.string().default("0.0.0.0"),

@@ -9,13 +9,48 @@
  * So a commit that would carry fewer than `target` changes waits, but only while changes have
  * been arriving closely enough that company is likely within the wait: a lone change (an idle
  * relay, a test) is committed at once, and no change waits for company more than `maxMs` after
- * it arrived (time it spent queued behind the previous commit counts).
+ * it arrived (time it spent queued behind the previous commit counts). And only while others are
+ * sending at once (`othersSending`): a caller that commits step after step arrives closely too.
  *
  * @module
  */
 
 /** Changes a commit is worth waiting for: about four one-recipient messages (intake, outcome). */
 export const LINGER_TARGET_CHANGES = 16;
+
+/**
+ * Whether a batch may wait for company at all: when it holds a change that came while the
+ * previous commit was written (whose caller was not waiting for that commit), or when the
+ * previous batch had company. A caller that commits step after step shows neither: each change
+ * comes after its last one landed, alone. The second clause matters below saturation: there the
+ * committer is often idle when a change comes, and without it that change went alone, half the
+ * commits at half the bench's rate carrying one message (bench/README.md, "A commit waits for
+ * company"). It does not outlast a pause: a batch that went alone ends it.
+ */
+export function othersSending(
+  batchHasChangeBehind: boolean,
+  lastBatchHadCompany: boolean,
+): boolean {
+  return batchHasChangeBehind || lastBatchHadCompany;
+}
+
+/** Commits remembered for how many callers wait on the store at once. */
+export const CALLERS_WINDOW = 8;
+
+/**
+ * The most changes a commit can expect to gather: the most callers seen waiting on the store at
+ * once over the last `CALLERS_WINDOW` commits (a commit's own changes and those that came while
+ * it was written), at most `LINGER_TARGET_CHANGES`, and 1 before any was seen. A caller waiting
+ * for its commit sends nothing more, so once every caller seen lately is queued no company is
+ * coming: one app sending message after message on one connection, with each message's delivery,
+ * is two callers, and each of its messages waited the whole bound for a third (52 instead of 194
+ * messages a second on one connection at a 20 ms bound).
+ */
+export function companyTarget(recentCallers: readonly number[]): number {
+  let most = 1;
+  for (const n of recentCallers) most = Math.max(most, n);
+  return Math.min(LINGER_TARGET_CHANGES, most);
+}
 
 /** The arrival gaps seen lately, smoothed. */
 export interface ArrivalGaps {

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { LINGER_TARGET_CHANGES, lingerMs, NO_ARRIVALS, noteArrival } from "./commit_linger.ts";
+import {
+  companyTarget,
+  LINGER_TARGET_CHANGES,
+  lingerMs,
+  NO_ARRIVALS,
+  noteArrival,
+  othersSending,
+} from "./commit_linger.ts";
 
 /** The gaps after arrivals at these times. */
 const arrivals = (...times: number[]) => times.reduce(noteArrival, NO_ARRIVALS);
@@ -29,4 +36,17 @@ Deno.test("one arrival after a pause is enough to stop waiting; a new burst is s
   assert.equal(lingerMs(1, 0, gaps, 6), 0, "an idle relay's next change goes at once");
   for (let t = 10_006; t < 10_030; t++) gaps = noteArrival(gaps, t);
   assert.ok(lingerMs(1, 0, gaps, 6) > 0, `gap ${gaps.gapMs} ms after a burst`);
+});
+
+Deno.test("a batch may wait only while others send: a change behind a commit, or company just now", () => {
+  assert.equal(othersSending(true, false), true, "a change came while a commit was written");
+  assert.equal(othersSending(false, true), true, "the batch before had company");
+  assert.equal(othersSending(false, false), false, "a caller's own steps, or after a lone commit");
+});
+
+Deno.test("a commit expects no more company than the callers seen waiting at once lately", () => {
+  assert.equal(companyTarget([]), 1, "none seen yet: nothing to wait for");
+  assert.equal(companyTarget([1, 1, 1]), 1, "one caller's steps");
+  assert.equal(companyTarget([2, 1, 2]), 2, "an app on one connection and its deliveries");
+  assert.equal(companyTarget([3, 40, 5]), LINGER_TARGET_CHANGES, "a busy relay: up to the target");
 });

@@ -23,10 +23,12 @@ import { ForwardingOperation } from "./forwarding_operation.ts";
 import { keyId } from "./keys.ts";
 import {
   type ArrivalGaps,
-  LINGER_TARGET_CHANGES,
+  CALLERS_WINDOW,
+  companyTarget,
   lingerMs,
   NO_ARRIVALS,
   noteArrival,
+  othersSending,
 } from "../policy/commit_linger.ts";
 
 export interface Change {
@@ -93,6 +95,14 @@ export class Committer {
   #company: (() => void) | null = null;
   /** A commit is being written now. */
   #writing = false;
+  /** The last batch carried more than one change, or one that came while a commit was written. */
+  #lastHadCompany = false;
+  /** Changes that came while the current commit was written. */
+  #arrivedWhileWriting = 0;
+  /** Callers seen waiting at once in each recent commit: its changes and those behind it. */
+  #recentCallers: number[] = [];
+  /** How many queued changes end the current wait for company. */
+  #companyTarget = 1;
   /** Commits and fsyncs issued, for metrics and the bench. */
   commits = 0;
 
@@ -144,7 +154,8 @@ export class Committer {
         resolve,
         reject,
       });
-      if (this.#company && this.#queue.length >= LINGER_TARGET_CHANGES) this.#company();
+      if (this.#writing) this.#arrivedWhileWriting++;
+      if (this.#company && this.#queue.length >= this.#companyTarget) this.#company();
       if (!this.#running) this.#run();
     });
   }
@@ -153,15 +164,25 @@ export class Committer {
     this.#running = true;
     try {
       while (this.#queue.length > 0) {
-        // Only changes that came while a commit was written say others are sending at once: a
-        // caller that commits step after step (a migration, a sweep) never waits for company.
-        if (this.#lingerMs > 0 && this.#queue.some((p) => p.behind)) {
+        const behind = this.#queue.some((p) => p.behind);
+        if (this.#lingerMs > 0 && othersSending(behind, this.#lastHadCompany)) {
           const waited = this.#now() - this.#queue[0]!.queuedAt;
-          const wait = lingerMs(this.#queue.length, waited, this.#arrivals, this.#lingerMs);
+          this.#companyTarget = companyTarget(this.#recentCallers);
+          const wait = lingerMs(
+            this.#queue.length,
+            waited,
+            this.#arrivals,
+            this.#lingerMs,
+            this.#companyTarget,
+          );
           if (wait > 0) await this.#awaitCompany(wait);
         }
         const batch = this.#takeBatch();
+        this.#lastHadCompany = batch.length > 1 || batch.some((p) => p.behind);
+        this.#arrivedWhileWriting = 0;
         await this.#commitBatch(batch);
+        this.#recentCallers.push(batch.length + this.#arrivedWhileWriting);
+        if (this.#recentCallers.length > CALLERS_WINDOW) this.#recentCallers.shift();
       }
     } finally {
       this.#running = false;

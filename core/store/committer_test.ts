@@ -162,6 +162,76 @@ Deno.test("changes arriving closely wait for each other and share one commit; a 
   }
 });
 
+Deno.test("once commits carry company, a change that finds the committer idle waits for company too, until one goes alone", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let clock = 0;
+    const committer = new Committer(kv, { lingerMs: 60_000, now: () => clock });
+    const put = (i: number) => committer.commit({ apply: (op) => op.set(["i", i], i) });
+    const fill = (from: number, count: number) => {
+      const puts = [];
+      for (let i = from; i < from + count; i++) {
+        clock += 1_000;
+        puts.push(put(i));
+      }
+      return puts;
+    };
+    // Arrivals a (fake) second apart: a wait for company would last many seconds, so a change
+    // that settles within 200 ms did not wait, and one that waited was woken by the company.
+    // Busy: the second change comes while the first is written, and waits for the rest.
+    const first = put(0);
+    clock = 1_000;
+    const second = put(1);
+    await first;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await Promise.all([second, ...fill(2, LINGER_TARGET_CHANGES - 1)]);
+    assert.equal(committer.commits, 2);
+
+    // The committer is idle now; the next change comes as closely as the others did.
+    clock += 1_000;
+    const next = put(100);
+    assert.equal(await settlesWithin(next, 200), false, "it waits for company");
+    const stamps = await Promise.all([next, ...fill(101, LINGER_TARGET_CHANGES - 1)]);
+    assert.equal(new Set(stamps).size, 1, "and shares one commit with it");
+    assert.equal(committer.commits, 3);
+
+    // A pause: the next change goes alone, and after it a caller's steps go at once.
+    clock += 3_600_000;
+    assert.equal(await settlesWithin(put(200), 5_000), true, "after a pause it goes at once");
+    for (let i = 0; i < 5; i++) {
+      clock += 1;
+      assert.equal(await settlesWithin(put(300 + i), 5_000), true, `step ${i} went at once`);
+    }
+    assert.equal(committer.commits, 9);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("two callers that each wait for their last commit (one app on one connection, and its deliveries) never wait for a third", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let clock = 0;
+    const committer = new Committer(kv, { lingerMs: 60_000, now: () => clock });
+    // Arrivals a (fake) second apart: waiting for a third caller would last many seconds.
+    const caller = (name: string) =>
+      (async () => {
+        for (let i = 0; i < 30; i++) {
+          clock += 1_000;
+          await committer.commit({ apply: (op) => op.set([name, i], i) });
+        }
+      })();
+    assert.equal(
+      await settlesWithin(Promise.all([caller("intake"), caller("outcome")]), 5_000),
+      true,
+      "60 changes from two callers did not wait for company that could not come",
+    );
+    assert.ok(committer.commits <= 32, `${committer.commits} commits: the two shared them`);
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("a caller that commits step after step never waits for company", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
