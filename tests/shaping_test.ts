@@ -321,8 +321,14 @@ Deno.test("a greylisting 451 is retried after the window it names plus 10 s, fro
     const ehlo = first.remoteAddress === "127.0.0.2" ? "a.relay.test" : "b.relay.test";
     assert.equal(second.heloName, ehlo, "the EHLO name that belongs to the address");
   }
-  const viewed = await getMessage(relay, ids[0]!);
+  // The sink has the retry before the relay has committed its outcome: wait for that.
+  const viewed = await waitForMessage(
+    relay,
+    ids[0]!,
+    (m) => m.recipients[0]!.status === "delivered",
+  );
   const sourceEvents = viewed.events.filter((e) => e.type !== "accepted");
+  assert.equal(sourceEvents.length, 2, JSON.stringify(viewed.events));
   assert.equal(
     sourceEvents[0]!.local_address,
     sourceEvents[1]!.local_address,
