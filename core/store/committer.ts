@@ -164,8 +164,10 @@ export class Committer {
     this.#running = true;
     try {
       while (this.#queue.length > 0) {
-        const behind = this.#queue.some((p) => p.behind);
-        if (this.#lingerMs > 0 && othersSending(behind, this.#lastHadCompany)) {
+        if (
+          this.#lingerMs > 0 &&
+          othersSending(this.#queue.some((p) => p.behind), this.#lastHadCompany)
+        ) {
           const waited = this.#now() - this.#queue[0]!.queuedAt;
           this.#companyTarget = companyTarget(this.#recentCallers);
           const wait = lingerMs(
