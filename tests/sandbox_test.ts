@@ -403,6 +403,8 @@ Deno.test("test mode: swaks and nodemailer mail goes through everything but reac
     const bounced = await waitForMessage(relay, more[1]!, final, 30_000);
     assert.equal(bounced.recipients[0]!.status, "bounced");
 
+    // The DSN is queued by a commit of its own after the bounce's: wait for it.
+    await relay.waitForLog((l) => l.event === "dsn.queued" && l.msg === bounced.id);
     // The log search and stats tell test mail apart by its tag.
     const search = await relay.api("/v1/messages?tag=test");
     assert.equal(search.json.data.length, 3 + 1, "three sends and the DSN about the bounce");
