@@ -4,7 +4,8 @@
  * delivery/ imports core/ only, core/ imports none of them, and nothing imports main.ts. And the
  * store boundary: only core/store/ touches KV — no KV method calls and no imports of
  * core/store/keys.ts elsewhere, and only main.ts and edge.ts open a store. Tests (tests/ and
- * *_test.ts) may read KV directly to inspect what the code stored.
+ * *_test.ts) may read KV directly to inspect what the code stored, and a stand-alone experiment
+ * that measures the stack without Postern (it imports none of it) may keep its own store.
  *
  * Run by `deno task check`; `deno run --allow-read scripts/check_deps.ts [root]` checks another
  * tree (its own test does).
@@ -21,6 +22,8 @@ const STORE = "core/store/";
 const KEYS = "core/store/keys.ts";
 /** The entry points that open the store and hand it to everything else. */
 const OPENERS = new Set(["main.ts", "edge.ts"]);
+/** Programs beside the relay, not of it: their own store, none of Postern's code. */
+const STANDALONE = new Set(["bench/floor_experiment.ts"]);
 
 const IMPORT =
   /(?:import|export)\s[^"']*?from\s+["'](\.{1,2}\/[^"']+)["']|import\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g;
@@ -28,6 +31,7 @@ const IMPORT =
 const KV_CALL =
   /(?:^|[^\w$])((?:#?\w*[kK]v)\s*\.\s*(?:get|getMany|set|list|atomic|delete|watch|enqueue|listenQueue|commit))\s*[<(]/;
 const OPEN_KV = /\bDeno\s*\.\s*openKv\s*\(/;
+const IMPORT_ANY_RELATIVE = /(?:import|export)\s[^"']*?from\s+["']\.{1,2}\//;
 
 async function* walk(root: string, dir = ""): AsyncGenerator<string> {
   for await (const e of Deno.readDir(`${root}${dir}`)) {
@@ -74,6 +78,12 @@ export async function checkTree(root: string): Promise<string[]> {
       }
     }
     if (inStore) continue;
+    if (STANDALONE.has(file)) {
+      if (IMPORT_ANY_RELATIVE.test(text)) {
+        problems.push(`${file}: a stand-alone experiment imports Postern's code`);
+      }
+      continue;
+    }
     text.split("\n").forEach((line, i) => {
       if (isComment(line)) return;
       const call = KV_CALL.exec(line);

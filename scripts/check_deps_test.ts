@@ -92,3 +92,23 @@ Deno.test("the checker still refuses an import against the dependency direction"
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a stand-alone experiment beside the relay may keep its own store, but only while it imports none of Postern", async () => {
+  const experiment = `export const kv = await Deno.openKv("x");\n` +
+    `await kv.atomic().set(["q", 1], 1).commit();\n`;
+  const alone = await tree({ ...CLEAN, "bench/floor_experiment.ts": experiment });
+  const borrowing = await tree({
+    ...CLEAN,
+    "bench/floor_experiment.ts": `import { keys } from "../core/store/keys.ts";\n` + experiment,
+  });
+  try {
+    assert.deepEqual(await checkTree(alone), []);
+    assert.deepEqual((await checkTree(borrowing)).toSorted(), [
+      "bench/floor_experiment.ts: a stand-alone experiment imports Postern's code",
+      "bench/floor_experiment.ts:1: imports core/store/keys.ts; only core/store/ may build KV keys",
+    ]);
+  } finally {
+    await Deno.remove(alone, { recursive: true });
+    await Deno.remove(borrowing, { recursive: true });
+  }
+});
