@@ -17,7 +17,12 @@
  *
  *   deno task bench [--postfix] [--pairs 3] [--n 10000] [--n-large 500] [--sessions 20]
  *     [--sizes 2048,10240,1048576] [--modes plain,submit] [--sign none,rsa,ed25519] [--no-half]
- *     [--half-warmup 1] [--warmup 1000] [--warmup-large 20]
+ *     [--half-warmup 1] [--warmup 1000] [--warmup-large 20] [--floor deno,node,deno10,node10]
+ *
+ * --floor adds, in each pair of a plaintext unsigned cell, runs of bench/floor_experiment.ts: the
+ * least a relay on this stack can do (commit before the `250`, forward, commit the outcome), on
+ * Deno's TCP or node:net, with 2 mutations per message or (…10) the 10 issue 18 allows
+ * (bench/README.md, "The floor of this stack on this machine").
  *
  * Before each saturated run, each relay first takes --warmup messages (--warmup-large above 100
  * KB) through the same load, delivered in full and not counted: a relay that has run for a while
@@ -47,6 +52,7 @@ const { values } = parseArgs({
     "warmup-large": { type: "string", default: "20" },
     timeout: { type: "string", default: "600" },
     harness: { type: "string", default: new URL("../bench", import.meta.url).pathname },
+    floor: { type: "string", default: "" },
   },
 });
 
@@ -66,6 +72,12 @@ const pairs = Math.max(1, Number(values.pairs));
 const sessions = values.sessions!;
 const modes = values.modes!.split(",") as Mode[];
 const signs = values.sign!.split(",") as Sign[];
+const FLOORS = ["deno", "node", "deno10", "node10"] as const;
+type Floor = typeof FLOORS[number];
+const floors = (values.floor ? values.floor.split(",") : []) as Floor[];
+for (const f of floors) {
+  if (!FLOORS.includes(f)) throw new Error(`bench: --floor takes ${FLOORS.join(", ")}; not ${f}`);
+}
 
 /** What an interrupted bench must stop: the relay under test, its milter, the DNS responder. */
 const cleanups = new Set<() => Promise<unknown>>();
@@ -361,6 +373,48 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
   }
 }
 
+/** One run of the floor relay (bench/floor_experiment.ts) in `variant`, plaintext only. */
+async function benchFloor(label: string, run_: Run, variant: Floor): Promise<string> {
+  const dataDir = await Deno.makeTempDir({ prefix: "postern-bench-floor-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-kv",
+      `${harness}/floor_experiment.ts`,
+      String(RELAY_PORT),
+      String(SINK_PORT),
+      dataDir,
+    ],
+    env: {
+      FLOOR_NET: variant.startsWith("node") ? "node" : "deno",
+      FLOOR_EXTRA_KEYS: variant.endsWith("10") ? "4" : "0",
+    },
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  let exited = false;
+  const status = child.status.then((st) => (exited = true, st));
+  const stop = async () => {
+    if (!exited) child.kill("SIGTERM");
+    await status;
+  };
+  cleanups.add(stop);
+  try {
+    await Promise.race([
+      waitForPort(RELAY_PORT),
+      status.then((st) => {
+        throw new Error(`bench: the floor relay exited (${st.code}) at start-up`);
+      }),
+    ]);
+    return await relayBench(label, run_, RELAY_PORT, String(child.pid), "");
+  } finally {
+    await stop();
+    cleanups.delete(stop);
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
+}
+
 async function benchPostfix(label: string, run_: Run): Promise<string> {
   const env: Record<string, string> = {
     RELAY_PORT: String(RELAY_PORT),
@@ -431,22 +485,36 @@ async function cell(run_: Run, name: string, unsigned?: Row) {
   const withPostfix = values.postfix && run_.sign !== "ed25519";
   const postern: Row = { label: `postern ${name}`, lines: [], ratios: [], versus: "" };
   const postfix: Row = { label: `postfix ${name}`, lines: [], ratios: [], versus: "" };
+  const withFloors = run_.mode === "plain" && run_.sign === "none" ? floors : [];
+  const floorRows = withFloors.map((variant): Row => ({
+    label: `floor-${variant} ${name}`,
+    lines: [],
+    ratios: [],
+    versus: "",
+  }));
   for (let i = 0; i < pairs; i++) {
     const p = await benchPostern(`postern-${name.replaceAll(" ", "-")}`, run_);
     postern.lines.push(p);
     console.error(p);
+    for (const [k, variant] of withFloors.entries()) {
+      const line = await benchFloor(`floor-${variant}-${name.replaceAll(" ", "-")}`, run_, variant);
+      floorRows[k]!.lines.push(line);
+      console.error(line);
+    }
     if (!withPostfix) continue;
     const f = await benchPostfix(`postfix-${name.replaceAll(" ", "-")}`, run_);
     postfix.lines.push(f);
     console.error(f);
     postern.ratios.push(e2e(p) / e2e(f));
+    for (const row of floorRows) row.ratios.push(e2e(row.lines[i]!) / e2e(f));
   }
+  if (withPostfix) { for (const row of floorRows) row.versus = "Postfix"; }
   if (withPostfix) postern.versus = "Postfix";
   else if (unsigned) {
     postern.versus = "unsigned";
     postern.ratios = postern.lines.map((l, i) => e2e(l) / e2e(unsigned.lines[i] ?? ""));
   }
-  rows.push(postern);
+  rows.push(postern, ...floorRows);
   if (withPostfix) rows.push(postfix);
   return { postern, postfix: withPostfix ? postfix : null };
 }
