@@ -307,6 +307,19 @@ function inspectFlag(): string[] {
   return port ? [`--inspect=127.0.0.1:${port}`] : [];
 }
 
+/** A relay the bench started: stopped (SIGTERM) by `stop`, or by an interrupted bench. */
+function supervise(child: Deno.ChildProcess) {
+  let exited = false;
+  const status = child.status.then((st) => (exited = true, st));
+  const stop = async () => {
+    if (!exited) child.kill("SIGTERM");
+    await status;
+    cleanups.delete(stop);
+  };
+  cleanups.add(stop);
+  return { status, stop };
+}
+
 async function benchPostern(label: string, run_: Run): Promise<string> {
   const dataDir = await Deno.makeTempDir({ prefix: "postern-bench-data-" });
   const logPath = `${dataDir}/relay.log`;
@@ -335,13 +348,7 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let exited = false;
-  const status = child.status.then((st) => (exited = true, st));
-  const stop = async () => {
-    if (!exited) child.kill("SIGTERM");
-    await status;
-  };
-  cleanups.add(stop);
+  const { status, stop } = supervise(child);
   // Its log and banner go to the data dir's relay.log, kept apart from the table.
   const logged = Promise.all([
     child.stdout.pipeTo(outLog.writable),
@@ -367,7 +374,6 @@ async function benchPostern(label: string, run_: Run): Promise<string> {
     return await relayBench(label, run_, RELAY_PORT, String(child.pid), load);
   } finally {
     await stop();
-    cleanups.delete(stop);
     await logged;
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
@@ -393,13 +399,7 @@ async function benchFloor(label: string, run_: Run, variant: Floor): Promise<str
     stdout: "null",
     stderr: "inherit",
   }).spawn();
-  let exited = false;
-  const status = child.status.then((st) => (exited = true, st));
-  const stop = async () => {
-    if (!exited) child.kill("SIGTERM");
-    await status;
-  };
-  cleanups.add(stop);
+  const { status, stop } = supervise(child);
   try {
     await Promise.race([
       waitForPort(RELAY_PORT),
@@ -410,7 +410,6 @@ async function benchFloor(label: string, run_: Run, variant: Floor): Promise<str
     return await relayBench(label, run_, RELAY_PORT, String(child.pid), "");
   } finally {
     await stop();
-    cleanups.delete(stop);
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
 }
