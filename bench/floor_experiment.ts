@@ -240,13 +240,9 @@ async function deliver(conn: Pipe, replies: Replies, job: Job) {
   await conn.write(enc.encode(envelope));
   const codes = await replies.take(job.to.length + 2);
   if (codes.at(-1) !== 354) throw new Error(`sink said ${codes.join(" ")}`);
-  await writeAll(conn, job.data);
+  await conn.write(job.data);
   const [code] = await replies.take(1);
   if (code !== 250) throw new Error(`sink said ${code}`);
-}
-
-function writeAll(conn: Pipe, bytes: Uint8Array) {
-  return conn.write(bytes);
 }
 
 // --- intake: a lock-step responder; the message's bytes (terminator included) kept as sent ----
@@ -264,7 +260,7 @@ function indexOfEnd(buf: Uint8Array, from: number): number {
 }
 
 async function session(conn: Pipe) {
-  const say = (s: string) => writeAll(conn, enc.encode(s));
+  const say = (s: string) => conn.write(enc.encode(s));
   let buf = new Uint8Array(0);
   const chunk = new Uint8Array(64 * 1024);
   let inData = false;
