@@ -9,7 +9,10 @@ import { Deadlines, IdleTimeout } from "./deadlines.ts";
 const keepAlive = () => setTimeout(() => {}, 60_000);
 
 Deno.test("session deadlines run in the order they fall due, not the order they were set, and a cancelled one never runs", async () => {
-  const deadlines = new Deadlines();
+  // The clock stands still while the deadlines are set: on a busy machine a real one moved
+  // more than 10 ms between two calls, and "second" fell due after "third" (CI saw it once).
+  let now = 0;
+  const deadlines = new Deadlines(() => now);
   const ran: string[] = [];
   const { promise: allRan, resolve } = Promise.withResolvers<void>();
   const awake = keepAlive(); // the deadlines' timer does not keep the process alive
@@ -22,6 +25,7 @@ Deno.test("session deadlines run in the order they fall due, not the order they 
   const dropped = deadlines.after(15, note("cancelled"));
   deadlines.after(20, note("second"));
   deadlines.cancel(dropped);
+  now = 100; // all due when the timer, set for the earliest, fires
   await allRan;
   clearTimeout(awake);
   assert.deepEqual(ran, ["first", "second", "third"]);
