@@ -491,25 +491,27 @@ async function cell(run_: Run, name: string, unsigned?: Row) {
     ratios: [],
     versus: "",
   }));
+  const slug = name.replaceAll(" ", "-");
   for (let i = 0; i < pairs; i++) {
-    const p = await benchPostern(`postern-${name.replaceAll(" ", "-")}`, run_);
+    const p = await benchPostern(`postern-${slug}`, run_);
     postern.lines.push(p);
     console.error(p);
     for (const [k, variant] of withFloors.entries()) {
-      const line = await benchFloor(`floor-${variant}-${name.replaceAll(" ", "-")}`, run_, variant);
+      const line = await benchFloor(`floor-${variant}-${slug}`, run_, variant);
       floorRows[k]!.lines.push(line);
       console.error(line);
     }
     if (!withPostfix) continue;
-    const f = await benchPostfix(`postfix-${name.replaceAll(" ", "-")}`, run_);
+    const f = await benchPostfix(`postfix-${slug}`, run_);
     postfix.lines.push(f);
     console.error(f);
     postern.ratios.push(e2e(p) / e2e(f));
     for (const row of floorRows) row.ratios.push(e2e(row.lines[i]!) / e2e(f));
   }
-  if (withPostfix) { for (const row of floorRows) row.versus = "Postfix"; }
-  if (withPostfix) postern.versus = "Postfix";
-  else if (unsigned) {
+  if (withPostfix) {
+    postern.versus = "Postfix";
+    for (const row of floorRows) row.versus = "Postfix";
+  } else if (unsigned) {
     postern.versus = "unsigned";
     postern.ratios = postern.lines.map((l, i) => e2e(l) / e2e(unsigned.lines[i] ?? ""));
   }
